@@ -99,3 +99,32 @@ def _check_int_or_percent(value: object) -> object:
 
 IntOrPercent = Annotated[int | str, BeforeValidator(_check_int_or_percent)]
 """Kubernetes int-or-string: an absolute count or a percentage string such as ``"25%"``."""
+
+
+def in_range(low: int, high: int | None = None) -> BeforeValidator:
+    """An integer bound whose error reads like the lint output: ``150 is out of range 0..100``.
+
+    pydantic's own ``le``/``ge`` messages ("Input should be less than or equal to 100") hide the other bound;
+    users fix faster when they see both.
+    """
+
+    def check(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value.strip())
+            else:
+                raise ValueError(f"{value!r} is not an integer")
+        assert isinstance(value, int)
+        if value < low or (high is not None and value > high):
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"{value} is out of range {allowed}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Percent = Annotated[int, in_range(0, 100)]
+"""A traffic or replica percentage, 0..100."""
+
+NonNegative = Annotated[int, in_range(0)]
+"""A count that may be zero but never negative (replicas, seconds)."""
