@@ -1,0 +1,141 @@
+"""What the core asks the shell to do, in order. Frozen values: the engine dispatches them to adapters.
+
+Every action is idempotent (applying it twice leaves the world as applying it once) because a pass can be
+interrupted between actions and the next pass re-decides from what it then observes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from headway.spec.rollout import HeaderRoutingMatch, RolloutAnalysis, RolloutExperimentStep, RouteMatch
+
+
+@dataclass(frozen=True)
+class CreateRevision:
+    """Start a revision of the current pod template, identified by its hash, at ``replicas``."""
+
+    hash: str
+    number: int
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleRevision:
+    hash: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class DeleteRevision:
+    """Remove an old, scaled-down revision beyond revisionHistoryLimit."""
+
+    hash: str
+
+
+@dataclass(frozen=True)
+class RestartRevision:
+    """Restart the pods/processes of a revision one at a time (``restartAt``)."""
+
+    hash: str
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Give ``canary_weight`` percent of traffic to the canary revision, the rest to stable."""
+
+    canary_weight: int
+    canary_hash: str | None
+    stable_hash: str | None
+
+
+@dataclass(frozen=True)
+class SetHeaderRoute:
+    """Send requests matching ``match`` to the canary; ``match=None`` removes the route."""
+
+    name: str
+    match: tuple[HeaderRoutingMatch, ...] | None
+
+
+@dataclass(frozen=True)
+class SetMirrorRoute:
+    """Mirror ``percentage`` of matching requests to the canary; ``match=None`` removes the route."""
+
+    name: str
+    match: tuple[RouteMatch, ...] | None
+    percentage: int
+
+
+@dataclass(frozen=True)
+class RemoveManagedRoutes:
+    """Remove every header and mirror route Headway added (end of rollout or abort)."""
+
+
+class ServiceRole(StrEnum):
+    ACTIVE = "active"
+    PREVIEW = "preview"
+    CANARY = "canary"
+    STABLE = "stable"
+
+
+@dataclass(frozen=True)
+class SwitchService:
+    """Point a Service (blue/green active/preview, canary/stable services) at one revision."""
+
+    role: ServiceRole
+    service: str
+    hash: str
+
+
+class RunKind(StrEnum):
+    STEP = "step"
+    BACKGROUND = "background"
+    PRE_PROMOTION = "pre-promotion"
+    POST_PROMOTION = "post-promotion"
+
+
+@dataclass(frozen=True)
+class StartAnalysisRun:
+    """Create an AnalysisRun from ``analysis`` for the revision ``hash`` (stable: ``stable_hash``)."""
+
+    name: str
+    kind: RunKind
+    analysis: RolloutAnalysis
+    hash: str
+    stable_hash: str | None
+
+
+@dataclass(frozen=True)
+class TerminateAnalysisRun:
+    name: str
+
+
+@dataclass(frozen=True)
+class StartExperiment:
+    name: str
+    experiment: RolloutExperimentStep
+    canary_hash: str
+    stable_hash: str | None
+
+
+@dataclass(frozen=True)
+class TerminateExperiment:
+    name: str
+
+
+Action = (
+    CreateRevision
+    | ScaleRevision
+    | DeleteRevision
+    | RestartRevision
+    | SetWeight
+    | SetHeaderRoute
+    | SetMirrorRoute
+    | RemoveManagedRoutes
+    | SwitchService
+    | StartAnalysisRun
+    | TerminateAnalysisRun
+    | StartExperiment
+    | TerminateExperiment
+)

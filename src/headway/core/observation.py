@@ -1,0 +1,60 @@
+"""What the shell saw this pass: the clock, the revisions running, and the runs the rollout waits on.
+
+The core never asks for anything; everything it may look at arrives here, gathered once per pass (argo's
+``rolloutContext`` does the same with ``newRS``/``stableRS``/``otherRSs``). ``now`` is an input like any other,
+so tests and the simulator move time by building a new observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from headway.spec.status import RunPhase
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """One revision (a ReplicaSet, or a group of local processes) as observed."""
+
+    hash: str
+    number: int
+    replicas: int = 0
+    ready: int = 0
+    available: int = 0
+
+
+@dataclass(frozen=True)
+class RunState:
+    """An AnalysisRun or Experiment as observed: its phase and, for failures, why."""
+
+    name: str
+    phase: RunPhase
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """The weight the traffic router reports it is giving the canary (None when it cannot read back)."""
+
+    canary_weight: int | None = None
+    verified: bool | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    revisions: Mapping[str, RevisionState] = field(default_factory=dict)
+    analysis_runs: Mapping[str, RunState] = field(default_factory=dict)
+    experiments: Mapping[str, RunState] = field(default_factory=dict)
+    router: RouterState = RouterState()
+
+    def revision(self, pod_hash: str | None) -> RevisionState | None:
+        return self.revisions.get(pod_hash) if pod_hash else None
+
+    def run_phase(self, name: str) -> RunState | None:
+        return self.analysis_runs.get(name)
+
+    def next_revision_number(self) -> int:
+        return max((r.number for r in self.revisions.values()), default=0) + 1
