@@ -1,0 +1,480 @@
+"""YAML text → manifests, with every problem reported against the field the user wrote.
+
+Why this module exists rather than ``Model.model_validate``: users read errors in terms of their YAML, not of
+our Python classes. Every `Problem` names the file, the object (``Rollout/web``) and the wire path
+(``spec.strategy.canary.steps[2].setWeight``), and says what is wrong with the value given and what is
+allowed. pydantic's messages are translated here, in one place, so the models can keep raising short
+``ValueError``s.
+
+The module does no I/O: it takes text and a display name (the CLI reads files). A malformed document never
+raises: YAML syntax errors become problems carrying the line and column, and other documents of the same file
+are still loaded.
+
+Unknown fields are kept by the models (``extra="allow"``) and reported here as warnings, like Kubernetes does:
+they are found by walking the input against the model classes, so they are reported even when the same
+document also has errors (a misspelt ``setWieght`` is the most useful hint next to "set exactly one of …").
+Wire names are matched exactly: a snake_case key is an unknown field, as it would be for the API server.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate
+from headway.spec.base import API_GROUPS, API_VERSIONS, ObjectMeta
+from headway.spec.experiment import Experiment
+from headway.spec.rollout import Rollout
+
+Manifest: TypeAlias = Rollout | AnalysisTemplate | ClusterAnalysisTemplate | AnalysisRun | Experiment
+"""Any object Headway reads."""
+
+KINDS: Mapping[str, type[Manifest]] = {
+    "Rollout": Rollout,
+    "AnalysisTemplate": AnalysisTemplate,
+    "ClusterAnalysisTemplate": ClusterAnalysisTemplate,
+    "AnalysisRun": AnalysisRun,
+    "Experiment": Experiment,
+}
+"""The explicit kind registry: a kind missing here is an error naming the known ones, never a guess."""
+
+
+class Severity(StrEnum):
+    """Errors make `headway lint` fail; warnings (unknown fields) are printed but do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest, located as precisely as the input allows.
+
+    ``document`` is the 1-based position in a multi-document file (0 when the problem is about the file as a
+    whole); ``line`` is 1-based when known, for editors and ``--json``.
+    """
+
+    file: str
+    kind: str
+    name: str
+    path: str
+    message: str
+    severity: Severity = Severity.ERROR
+    document: int = 0
+    line: int | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """Whether this problem should fail a lint run."""
+        return self.severity is Severity.ERROR
+
+    def render(self) -> str:
+        """``FILE: KIND/NAME: FIELD.PATH: message``; parts that are not known are left out."""
+        parts = [self.file]
+        if self.kind:
+            parts.append(f"{self.kind}/{self.name or '(unnamed)'}")
+        elif self.document:
+            parts.append(f"document {self.document}")
+        if self.path:
+            parts.append(self.path)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready form, with the severity as a plain string."""
+        return {
+            "file": self.file,
+            "document": self.document,
+            "line": self.line,
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "severity": str(self.severity),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document of a file: the model when it is valid, and the problems found either way.
+
+    ``model`` is None when the document has errors or is not a Headway kind (``skipped``: a Service or a
+    Deployment next to the Rollout is normal, and is not ours to judge).
+    """
+
+    file: str
+    index: int
+    kind: str
+    name: str
+    data: Mapping[str, Any] | None
+    model: Manifest | None
+    problems: tuple[Problem, ...] = ()
+    skipped: bool = False
+    lines: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+
+class SpecError(ValueError):
+    """Raised by `parse` when a manifest has errors; carries every problem, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(problem.render() for problem in self.problems))
+
+
+# --- public entry points -------------------------------------------------------------------------------------
+
+
+def load_text(text: str, file: str = "<input>") -> list[Document]:
+    """Every document of a (multi-document) YAML text, loaded and checked field by field.
+
+    Never raises for bad input: a YAML syntax error ends the file with a problem carrying its line and
+    column, after the documents that parsed before it.
+    """
+    documents: list[Document] = []
+    loader = _Loader(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() promised a node
+                break
+            index += 1
+            loader.duplicates.clear()
+            data = loader.construct_document(node)
+            lines = _line_index(node)
+            duplicates = tuple(loader.duplicates)
+            if data is None:
+                continue
+            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=duplicates))
+    except yaml.MarkedYAMLError as exc:
+        documents.append(_yaml_problem(exc, file=file, index=index + 1))
+    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text input
+        problem = Problem(file, "", "", "", f"invalid YAML: {exc}", document=index + 1)
+        documents.append(Document(file, index + 1, "", "", None, None, (problem,)))
+    finally:
+        loader.dispose()
+    return documents
+
+
+def load_document(data: object, *, file: str = "<input>", index: int = 1) -> Document:
+    """One already-decoded document (from JSON, an API watch, a test) checked like `load_text` would."""
+    return _load(data, file=file, index=index, lines={}, duplicates=())
+
+
+def parse(data: object, *, file: str = "<input>") -> Manifest:
+    """The model of one decoded manifest, or `SpecError` with every error (warnings are not errors)."""
+    document = load_document(data, file=file)
+    errors = [problem for problem in document.problems if problem.is_error]
+    if errors or document.model is None:
+        raise SpecError(errors or document.problems)
+    return document.model
+
+
+def problems_of(documents: Sequence[Document]) -> list[Problem]:
+    """All problems of the documents, in file and document order."""
+    return [problem for document in documents for problem in document.problems]
+
+
+# --- YAML with line numbers and duplicate keys -------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that remembers duplicate mapping keys instead of silently keeping the last one.
+
+    The API server rejects duplicate fields in strict mode; YAML libraries keep the last value, which makes
+    a repeated ``setWeight`` in a step disappear without a trace.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable):
+                if key in seen:
+                    self.duplicates.append((str(key), key_node.start_mark.line + 1))
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line_index(node: yaml.Node, path: str = "") -> dict[str, int]:
+    """Wire path → 1-based line of every value in a document, so problems can point into the file."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            lines.update(_line_index(value_node, child))
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, f"{path}[{i}]"))
+    return lines
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, *, file: str, index: int) -> Document:
+    mark = exc.problem_mark or exc.context_mark
+    what = exc.problem or exc.context or "could not parse"
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+        message = f"invalid YAML at line {line}, column {column}: {what}"
+    else:  # pragma: no cover - PyYAML marks its parser errors
+        line, message = None, f"invalid YAML: {what}"
+    problem = Problem(file, "", "", "", message, document=index, line=line)
+    return Document(file, index, "", "", None, None, (problem,))
+
+
+# --- one document ------------------------------------------------------------------------------------------------
+
+
+def _load(
+    data: object,
+    *,
+    file: str,
+    index: int,
+    lines: Mapping[str, int],
+    duplicates: Sequence[tuple[str, int]],
+) -> Document:
+    def problem(path: str, message: str, severity: Severity = Severity.ERROR, *, kind: str = "") -> Problem:
+        return Problem(file, kind, name, path, message, severity, index, _line_of(lines, path))
+
+    name = ""
+    if not isinstance(data, dict):
+        found = problem("", f"expected a mapping (a Kubernetes object), got {_describe(data)}")
+        return Document(file, index, "", "", None, None, (found,), lines=lines)
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+        name = metadata["name"]
+    kind = data.get("kind")
+    api_version = data.get("apiVersion")
+    kind_text = kind if isinstance(kind, str) else ""
+    found_problems: list[Problem] = [
+        problem(_path_at(lines, key, line), "duplicate key (only the last value is used)", kind=kind_text)
+        for key, line in duplicates
+    ]
+
+    header = _check_header(api_version, kind)
+    if header is None:
+        return Document(file, index, kind_text, name, data, None, tuple(found_problems), skipped=True, lines=lines)
+    if header:
+        found_problems.extend(problem(path, message, kind=kind_text) for path, message in header)
+        return Document(file, index, kind_text, name, data, None, tuple(found_problems), lines=lines)
+
+    cls = KINDS[kind_text]
+    model: Manifest | None = None
+    errors: list[tuple[str, str]] = []
+    try:
+        model = cls.model_validate(data, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        errors = _translate(exc.errors(), data)
+    if isinstance(metadata, dict) and not name and not metadata.get("generateName"):
+        errors.append(("metadata.name", "required field is missing"))
+        model = None
+    found_problems.extend(problem(path, message, kind=kind_text) for path, message in errors)
+    found_problems.extend(
+        problem(path, message, Severity.WARNING, kind=kind_text)
+        for path, message in _unknown_fields(cls, data, "", errors)
+    )
+    # Reading order: the user fixes a file top to bottom.
+    found_problems.sort(key=lambda found: found.line or 0)
+    return Document(file, index, kind_text, name, data, model, tuple(found_problems), lines=lines)
+
+
+def _check_header(api_version: object, kind: object) -> list[tuple[str, str]] | None:
+    """Problems with apiVersion/kind; None for another API group's object (a Service, a Deployment)."""
+    if isinstance(api_version, str) and api_version.split("/")[0] not in API_GROUPS and kind not in KINDS:
+        return None
+    found: list[tuple[str, str]] = []
+    allowed = ", ".join(API_VERSIONS)
+    if api_version is None:
+        found.append(("apiVersion", f"required field is missing (use one of {allowed})"))
+    elif api_version not in API_VERSIONS:
+        found.append(("apiVersion", f"{api_version!r} is not supported (use one of {allowed})"))
+    known = ", ".join(KINDS)
+    if kind is None:
+        found.append(("kind", f"required field is missing (one of {known})"))
+    elif kind not in KINDS:
+        found.append(("kind", f"{kind!r} is not a known kind (known: {known})"))
+    return found
+
+
+def _path_at(lines: Mapping[str, int], key: str, line: int) -> str:
+    """The wire path of the mapping key `key` written on `line` (for duplicate keys)."""
+    for path, at in lines.items():
+        if at == line and (path == key or path.endswith(f".{key}")):
+            return path
+    return key  # pragma: no cover - every key of the document is in the index
+
+
+def _line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """The line of `path`, or of its nearest ancestor that is in the file (a missing field's parent)."""
+    while True:
+        if path in lines:
+            return lines[path]
+        if not path:
+            return None
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+
+
+# --- pydantic errors → messages --------------------------------------------------------------------------------
+
+
+def _translate(errors: Sequence[ErrorDetails], data: object) -> list[tuple[str, str]]:
+    """(wire path, message) for each pydantic error, one per path (union members repeat themselves)."""
+    found: dict[str, str] = {}
+    for error in errors:
+        path = _wire_path(error["loc"], data, missing=error["type"] == "missing")
+        found.setdefault(path, _message(error))
+    return list(found.items())
+
+
+def _wire_path(loc: tuple[int | str, ...], data: object, *, missing: bool) -> str:
+    """The path as the user wrote it, guided by the input: loc entries that are not in the data (union member
+    tags such as ``int`` or ``function-after[...]``) are dropped, except a missing field's own name."""
+    path = ""
+    current = data
+    for position, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path = _join(path, part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path = f"{path}[{part}]"
+            current = current[part]
+        elif missing and position == len(loc) - 1 and isinstance(part, str):
+            path = _join(path, part)
+    return path
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind in {"model_type", "model_attributes_type", "dict_type", "mapping_type"}:
+        return f"expected a mapping, got {_describe(value)}"
+    if kind in {"list_type", "tuple_type", "set_type"}:
+        return f"expected a list, got {_describe(value)}"
+    if kind in {"string_type", "string_sub_type"}:
+        hint = " (quote it)" if isinstance(value, int | float) else ""
+        return f"expected a string, got {_describe(value)}{hint}"
+    if kind in {"int_type", "int_parsing", "int_from_float", "int_parsing_size"}:
+        return f"{value!r} is not an integer"
+    if kind in {"float_type", "float_parsing"}:
+        return f"{value!r} is not a number"
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"{value!r} is not a boolean (use true or false)"
+    if kind in {"literal_error", "enum"}:
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx['min_length']} long"
+    if kind == "too_short":
+        minimum = ctx.get("min_length", 1)
+        return f"must have at least {minimum} item{'s' if minimum != 1 else ''}"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return type(value).__name__  # pragma: no cover - YAML yields only the types above
+
+
+# --- unknown fields ------------------------------------------------------------------------------------------------
+
+
+def _unknown_fields(
+    cls: type[BaseModel], data: object, path: str, errors: Sequence[tuple[str, str]]
+) -> Iterator[tuple[str, str]]:
+    """(path, message) for every key of `data` that `cls` (or a nested model) does not declare.
+
+    ObjectMeta is open on purpose: Kubernetes metadata has many fields (generateName, ownerReferences,
+    finalizers…) that Headway does not read but that are perfectly valid.
+    """
+    if not isinstance(data, dict) or cls is ObjectMeta:
+        return
+    fields = {(info.alias or name): info.annotation for name, info in cls.model_fields.items()}
+    for key, value in data.items():
+        child = _join(path, key)
+        if key not in fields:
+            if not _already_reported(path, key, errors):
+                yield child, _unknown_message(str(key), fields)
+            continue
+        for model in _models_in(fields[key], value):
+            yield from _walk(model, value, child, errors)
+
+
+def _walk(annotation: Any, value: object, path: str, errors: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield from _unknown_fields(annotation, value, path, errors)
+        return
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is list and args and isinstance(value, list):
+        for i, item in enumerate(value):
+            for inner in _models_in(args[0], item):
+                yield from _walk(inner, item, f"{path}[{i}]", errors)
+    elif origin is dict and len(args) == 2 and isinstance(value, dict):
+        for key, item in value.items():
+            for inner in _models_in(args[1], item):
+                yield from _walk(inner, item, _join(path, key), errors)
+
+
+def _models_in(annotation: Any, value: object) -> list[Any]:
+    """The members of a (possibly Optional/Annotated) annotation that could describe `value`."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0], value)
+    if origin is typing.Union or origin is types.UnionType:
+        members: list[Any] = []
+        for arg in typing.get_args(annotation):
+            members.extend(_models_in(arg, value))
+        return members[:1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation] if isinstance(value, dict) else []
+    if origin in (list, dict):
+        return [annotation]
+    return []
+
+
+def _already_reported(path: str, key: object, errors: Sequence[tuple[str, str]]) -> bool:
+    """Whether an error at the enclosing mapping already names this key (e.g. an unknown metric provider)."""
+    return any(error_path == path and repr(key) in message for error_path, message in errors)
+
+
+def _unknown_message(key: str, fields: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field (ignored){hint}"
