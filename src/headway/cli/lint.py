@@ -1,0 +1,112 @@
+"""`headway lint FILE...`: check manifests the way the controller would, before they reach a cluster.
+
+Files, directories (every ``*.yaml``/``*.yml`` below them) and ``-`` (standard input) are read here, since the
+spec layer does no I/O. All documents of one run form a single lint set, so a Rollout in one file is checked
+against the AnalysisTemplates of another. Every problem is printed, one per line; the exit status is 0 when
+there are no errors (warnings alone pass) and 1 otherwise. A missing or unreadable file is a problem like any
+other, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import click
+
+from headway.spec.load import Document, Problem, Severity, load_text
+from headway.spec.validate import validate
+
+SUFFIXES = (".yaml", ".yml")
+STDIN = "-"
+
+
+def lint_paths(paths: Iterable[str]) -> tuple[list[Problem], int]:
+    """Every problem of the manifests under `paths`, and how many objects were read."""
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for name, text, problem in _read_all(paths):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        loaded = load_text(text, name)
+        documents.extend(loaded)
+        problems.extend(found for document in loaded for found in document.problems)
+    problems.extend(validate(documents))
+    objects = sum(1 for document in documents if document.kind and not document.skipped)
+    return _ordered(problems), objects
+
+
+def _read_all(paths: Iterable[str]) -> Iterable[tuple[str, str, Problem | None]]:
+    """(display name, text, problem) per file; a file named twice (directly and via its directory) is read
+    once, or its objects would be reported as duplicates of themselves."""
+    seen: set[Path] = set()
+    for raw in paths:
+        if raw == STDIN:
+            yield "<stdin>", sys.stdin.read(), None
+            continue
+        path = Path(raw)
+        files = [path]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            if not files:
+                yield raw, "", _file_problem(raw, "directory has no .yaml or .yml files")
+        for file in files:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield _read(file)
+
+
+def _read(path: Path) -> tuple[str, str, Problem | None]:
+    name = str(path)
+    try:
+        return name, path.read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return name, "", _file_problem(name, "no such file or directory")
+    except UnicodeDecodeError as exc:
+        return name, "", _file_problem(name, f"not UTF-8 text (byte {exc.start})")
+    except OSError as exc:
+        return name, "", _file_problem(name, (exc.strerror or str(exc)).lower())
+
+
+def _file_problem(name: str, message: str) -> Problem:
+    return Problem(name, "", "", "", message)
+
+
+def _ordered(problems: Sequence[Problem]) -> list[Problem]:
+    """By file, then document, then line: the order a user fixes them in (stable within a line)."""
+    files: dict[str, int] = {}
+    for problem in problems:
+        files.setdefault(problem.file, len(files))
+    return sorted(problems, key=lambda p: (files[p.file], p.document, p.line or 0))
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE...")
+@click.option("--json", "as_json", is_flag=True, help="Print problems as one JSON document.")
+def lint(paths: tuple[str, ...], as_json: bool) -> None:
+    """Check Rollout, AnalysisTemplate, AnalysisRun and Experiment manifests.
+
+    FILE may be a file, a directory (its *.yaml and *.yml files, recursively) or - for standard input.
+    """
+    problems, objects = lint_paths(paths)
+    errors = sum(1 for problem in problems if problem.severity is Severity.ERROR)
+    warnings = len(problems) - errors
+    if as_json:
+        report = {
+            "errors": errors,
+            "warnings": warnings,
+            "objects": objects,
+            "problems": [problem.as_dict() for problem in problems],
+        }
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for problem in problems:
+            click.echo(problem.render())
+        summary = f"{objects} object{'s' if objects != 1 else ''}: "
+        summary += f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+        click.echo(summary, err=True)
+    sys.exit(1 if errors else 0)
