@@ -93,6 +93,8 @@ class CanaryStatus(Model):
     weights: TrafficWeights | None = None
     header_routes: list[str] = []
     mirror_routes: list[str] = []
+    selectors: dict[str, str] = {}
+    """Headway: the revision each canary/stable Service was last pointed at (service name → pod hash)."""
 
 
 class BlueGreenStatus(Model):
@@ -126,6 +128,7 @@ class RolloutStatus(Model):
     scale_down_at: dict[str, datetime] = {}
     progress_marker: str = ""
     progress_since: datetime | None = None
+    deadline_exceeded: bool = False
 
     def pause_reasons(self) -> set[PauseReason]:
         return {condition.reason for condition in self.pause_conditions}

@@ -1,0 +1,439 @@
+"""The canary strategy: walk the steps, size the revisions, shift traffic, promote or abort.
+
+Each pass is level-based: from the step index in status and what is observed, work out which steps are complete
+(possibly several in one pass), then set replicas and weight for the step reached. Traffic never runs ahead of
+capacity: with a router, the weight of a setWeight step is applied only once the canary has the replicas for it
+(until then the previous step's weight holds, as in Argo), so no user request is sent to a pod that is not there.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from headway.core import runs, steps, weights
+from headway.core.actions import (
+    RemoveManagedRoutes,
+    RunKind,
+    ScaleRevision,
+    ServiceRole,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    SetWeight,
+    SwitchService,
+)
+from headway.core.decision import EventType
+from headway.core.passes import Pass
+from headway.spec.base import parse_duration
+from headway.spec.rollout import CanaryStep, CanaryStrategy
+from headway.spec.status import PauseReason, TrafficWeights, WeightDestination
+
+
+def strategy(p: Pass) -> CanaryStrategy:
+    canary = p.spec.strategy.canary
+    if canary is None:  # pragma: no cover - decide dispatches on it
+        raise ValueError("not a canary rollout")
+    return canary
+
+
+def routed(p: Pass) -> bool:
+    return strategy(p).traffic_routing is not None
+
+
+# --- replicas and weights --------------------------------------------------------------------------------------
+
+
+def desired_counts(p: Pass, index: int) -> tuple[int, int]:
+    """(canary, stable) replicas wanted at step ``index`` given what runs now."""
+    canary = strategy(p)
+    replicas = p.spec.replicas_or_default()
+    new = p.revision(p.new_hash)
+    stable = p.revision(p.status.stable_rs)
+    weight = 0 if p.status.abort else steps.weight_at(canary.steps, index)
+    if canary.traffic_routing is not None:
+        scale = None
+        if not (p.status.abort or p.status.promote_full):
+            scale = steps.canary_scale_at(canary.steps, index)
+        current = p.status.canary.weights
+        return weights.traffic_routed_canary_counts(
+            replicas=replicas,
+            canary_weight=weight,
+            stable_weight=current.stable.weight if current is not None else None,
+            canary_scale_weight=scale.weight if scale is not None else None,
+            canary_replicas=scale.replicas if scale is not None else None,
+            dynamic_stable_scale=canary.dynamic_stable_scale,
+            min_pods_per_replicaset=canary.min_pods_per_replica_set,
+            aborted=p.status.abort,
+        )
+    others = [
+        weights.RSCounts(replicas=r.replicas, available=r.available)
+        for r in p.obs.revisions.values()
+        if r.hash not in (p.new_hash, p.status.stable_rs)
+    ]
+    return weights.basic_canary_counts(
+        replicas=replicas,
+        weight=weight,
+        max_surge=canary.max_surge_or_default(),
+        max_unavailable=canary.max_unavailable_or_default(),
+        new=weights.RSCounts(replicas=new.replicas, available=new.available) if new is not None else None,
+        stable=weights.RSCounts(replicas=stable.replicas, available=stable.available) if stable is not None else None,
+        others=others,
+    )
+
+
+def at_desired(p: Pass, counts: tuple[int, int]) -> bool:
+    """Both revisions have exactly the wanted replicas, all available (Argo's AtDesiredReplicaCountsForCanary)."""
+    canary_count, stable_count = counts
+    new = p.revision(p.new_hash)
+    stable = p.revision(p.status.stable_rs)
+    if new is None or new.replicas != canary_count or new.available != canary_count:
+        return False
+    if stable is None or stable.replicas != stable_count or stable.available != stable_count:
+        return False
+    if not routed(p):
+        # Without a router, traffic follows pods: older revisions must be gone before a step is done.
+        return all(r.available == 0 for r in p.obs.revisions.values() if r.hash not in (p.new_hash, p.status.stable_rs))
+    return True
+
+
+def scale_to(p: Pass, counts: tuple[int, int]) -> None:
+    canary_count, stable_count = counts
+    for pod_hash, count in ((p.status.stable_rs, stable_count), (p.new_hash, canary_count)):
+        revision = p.revision(pod_hash)
+        if pod_hash is not None and revision is not None and revision.replicas != count:
+            p.act(ScaleRevision(hash=pod_hash, replicas=count))
+
+
+def applied_weight(p: Pass) -> int | None:
+    """The canary weight in force: read back from the router when it can, else what we last set."""
+    current = p.status.canary.weights
+    if current is None or current.canary.pod_template_hash != p.new_hash:
+        return None
+    if p.obs.router.canary_weight is not None:
+        return p.obs.router.canary_weight
+    return current.canary.weight
+
+
+def set_weight(p: Pass, weight: int, canary_hash: str | None = None) -> None:
+    """Ask the router for ``weight`` to the canary unless that is already what we set."""
+    canary_hash = canary_hash or p.new_hash
+    stable_hash = p.status.stable_rs
+    max_weight = (strategy(p).traffic_routing or _NO_ROUTING).max_weight()
+    weight = min(weight, max_weight)
+    current = p.status.canary.weights
+    if (
+        current is not None
+        and current.canary.weight == weight
+        and current.canary.pod_template_hash == canary_hash
+        and current.stable.pod_template_hash == (stable_hash or "")
+    ):
+        return
+    p.act(SetWeight(canary_weight=weight, canary_hash=canary_hash, stable_hash=stable_hash))
+    canary = strategy(p)
+    p.update_canary(
+        weights=TrafficWeights(
+            canary=WeightDestination(
+                weight=weight, pod_template_hash=canary_hash, service_name=canary.canary_service or ""
+            ),
+            stable=WeightDestination(
+                weight=max_weight - weight,
+                pod_template_hash=stable_hash or "",
+                service_name=canary.stable_service or "",
+            ),
+        )
+    )
+    p.progressed = True
+
+
+def point_services(p: Pass, canary_hash: str) -> None:
+    """Keep canaryService on the canary and stableService on the stable revision (Argo's service selectors)."""
+    canary = strategy(p)
+    wanted = {
+        (ServiceRole.CANARY, canary.canary_service): canary_hash,
+        (ServiceRole.STABLE, canary.stable_service): p.status.stable_rs,
+    }
+    selectors = dict(p.status.canary.selectors)
+    for (role, service), pod_hash in wanted.items():
+        if service and pod_hash and selectors.get(service) != pod_hash:
+            p.act(SwitchService(role=role, service=service, hash=pod_hash))
+            selectors[service] = pod_hash
+    if selectors != p.status.canary.selectors:
+        p.update_canary(selectors=selectors)
+
+
+def remove_routes(p: Pass) -> None:
+    if p.status.canary.header_routes or p.status.canary.mirror_routes:
+        p.act(RemoveManagedRoutes())
+        p.update_canary(header_routes=[], mirror_routes=[])
+
+
+# --- steps -----------------------------------------------------------------------------------------------------
+
+
+def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
+    """Whether ``step`` (the current one) is complete; starts what it needs the first time it is reached."""
+    total = len(strategy(p).steps)
+    own = {PauseReason.CANARY_PAUSE_STEP} if step.pause is not None else set()
+    if step.analysis is not None or step.experiment is not None:
+        own = {PauseReason.INCONCLUSIVE_ANALYSIS, PauseReason.INCONCLUSIVE_EXPERIMENT}
+    if p.status.pause_reasons() - own:
+        p.wait("paused: " + ", ".join(sorted(r.value for r in p.status.pause_reasons())))
+        return False
+    if step.set_weight is not None:
+        counts = desired_counts(p, index)
+        if not at_desired(p, counts):
+            p.wait(f"step {index + 1}/{total}: scaling the canary for weight {step.set_weight}", replicas=True)
+            return False
+        if routed(p) and applied_weight(p) != min(step.set_weight, strategy(p).traffic_routing.max_weight()):  # type: ignore[union-attr]
+            p.wait(f"step {index + 1}/{total}: shifting traffic to {step.set_weight}%")
+            return False
+        return True
+    if step.pause is not None:
+        return _pause_done(p, step, index)
+    if step.analysis is not None:
+        record = p.status.canary.current_step_analysis_run_status
+        tracked = runs.track_analysis(p, record, label=str(index), kind=RunKind.STEP, analysis=step.analysis)
+        p.update_canary(current_step_analysis_run_status=tracked.record)
+        return _verdict_done(p, tracked, "Step analysis run", PauseReason.INCONCLUSIVE_ANALYSIS, index)
+    if step.experiment is not None:
+        tracked = runs.track_experiment(
+            p, p.status.canary.current_experiment, label=f"{index}-experiment", experiment=step.experiment
+        )
+        p.update_canary(current_experiment=tracked.record)
+        return _verdict_done(p, tracked, "Experiment", PauseReason.INCONCLUSIVE_EXPERIMENT, index)
+    if step.set_header_route is not None:
+        route = step.set_header_route
+        p.act(SetHeaderRoute(name=route.name, match=tuple(route.match) if route.match else None))
+        names = [n for n in p.status.canary.header_routes if n != route.name]
+        p.update_canary(header_routes=[*names, route.name] if route.match else names)
+        return True
+    if step.set_mirror_route is not None:
+        mirror = step.set_mirror_route
+        p.act(
+            SetMirrorRoute(
+                name=mirror.name,
+                match=tuple(mirror.match) if mirror.match else None,
+                percentage=mirror.percentage if mirror.percentage is not None else 100,
+            )
+        )
+        names = [n for n in p.status.canary.mirror_routes if n != mirror.name]
+        p.update_canary(mirror_routes=[*names, mirror.name] if mirror.match else names)
+        return True
+    # setCanaryScale acts through desired_counts; plugin steps have no built-in effect yet.
+    return True
+
+
+def _pause_done(p: Pass, step: CanaryStep, index: int) -> bool:
+    if p.resumed():
+        return True
+    condition = p.add_pause(PauseReason.CANARY_PAUSE_STEP, f"step {index + 1}")
+    pause = step.pause
+    if pause is not None and pause.duration is not None:
+        end = condition.start_time + _seconds(pause.duration)
+        if p.now >= end:
+            return True
+        p.wake_at(end)
+    return False
+
+
+def _verdict_done(p: Pass, tracked: runs.Tracked, what: str, reason: PauseReason, index: int) -> bool:
+    total = len(strategy(p).steps)
+    if tracked.verdict == runs.Verdict.PASSED:
+        return True
+    if tracked.verdict == runs.Verdict.FAILED:
+        request_abort(p, runs.failure_message(what, tracked))
+        return False
+    if tracked.verdict == runs.Verdict.INCONCLUSIVE:
+        if p.resumed():
+            return True
+        p.add_pause(reason, runs.failure_message(what, tracked))
+        return False
+    p.wait(f"step {index + 1}/{total}: waiting for {tracked.record.name}")
+    return False
+
+
+def _leave_step(p: Pass, index: int) -> None:
+    canary = strategy(p)
+    p.clear_pauses()
+    p.update_canary(current_step_analysis_run_status=None, current_experiment=None)
+    p.event(
+        EventType.NORMAL,
+        "RolloutStepCompleted",
+        f"Rollout step {index + 1}/{len(canary.steps)} completed ({steps.describe(canary.steps[index])})",
+    )
+    p.progressed = True
+
+
+def request_abort(p: Pass, reason: str) -> None:
+    """Abort the update (analysis failed, deadline passed); the abort branch runs in this same pass."""
+    if p.status.abort:
+        return
+    p.update(abort=True, aborted_at=p.now)
+    message = f"Rollout aborted update to revision {_number(p)}: {reason}"
+    p.set_condition("Progressing", False, "RolloutAborted", message)
+    p.event(EventType.WARNING, "RolloutAborted", message)
+
+
+def _number(p: Pass) -> int:
+    return p.revision_number(p.new_hash)
+
+
+def _seconds(duration: int | str) -> timedelta:
+    return timedelta(seconds=parse_duration(duration))
+
+
+class _NoRouting:
+    @staticmethod
+    def max_weight() -> int:
+        return 100
+
+
+_NO_ROUTING = _NoRouting()
+
+
+# --- the strategy ----------------------------------------------------------------------------------------------
+
+
+def _background(p: Pass, index: int) -> None:
+    """Keep the background analysis running from ``startingStep`` on; fail → abort, inconclusive → pause."""
+    background = strategy(p).analysis
+    if background is None or index < (background.starting_step or 0) or p.spec.paused:
+        return
+    record = p.status.canary.current_background_analysis_run_status
+    if record is not None and record.status.value == "Inconclusive" and p.resumed():
+        record = None  # the user resumed after an inconclusive result: measure afresh
+        p.clear_pauses()
+    tracked = runs.track_analysis(p, record, label="background", kind=RunKind.BACKGROUND, analysis=background)
+    p.update_canary(current_background_analysis_run_status=tracked.record)
+    if tracked.verdict == runs.Verdict.FAILED:
+        request_abort(p, runs.failure_message("Background analysis run", tracked))
+    elif tracked.verdict == runs.Verdict.INCONCLUSIVE:
+        p.add_pause(PauseReason.INCONCLUSIVE_ANALYSIS, runs.failure_message("Background analysis run", tracked))
+
+
+def progress(p: Pass) -> None:
+    """A canary update in progress: new revision differs from stable."""
+    canary = strategy(p)
+    total = len(canary.steps)
+    index = min(p.status.current_step_index or 0, total)
+    if p.status.promote_full:
+        index = total
+    point_services(p, p.new_hash)
+    _drop_stale_step_runs(p, index)
+    if not p.status.abort:
+        _background(p, index)
+    while not p.status.abort and not p.spec.paused and index < total:
+        if not _step_done(p, canary.steps[index], index):
+            break
+        _leave_step(p, index)
+        index += 1
+    if not p.status.abort:
+        _background(p, index)
+    if p.status.abort:
+        abort(p)
+        return
+    p.update(current_step_index=index)
+    counts = desired_counts(p, index)
+    scale_to(p, counts)
+    if routed(p):
+        ready = at_desired(p, counts)
+        target = steps.weight_at(canary.steps, index) if ready else steps.previous_weight(canary.steps, index)
+        if index >= total and not ready:
+            target = min(applied_weight(p) or 0, target) if applied_weight(p) is not None else target
+        set_weight(p, target)
+    if index >= total:
+        _finish(p, counts)
+    elif p.spec.paused:
+        p.wait("manually paused")
+
+
+def _drop_stale_step_runs(p: Pass, index: int) -> None:
+    """A step run that is not for the current step (promote skipped it) is stopped and forgotten."""
+    record = p.status.canary.current_step_analysis_run_status
+    if record is not None and not runs.belongs(record, runs.base_name(p, str(index))):
+        runs.terminate_analysis(p, record)
+        p.update_canary(current_step_analysis_run_status=None)
+    experiment = p.status.canary.current_experiment
+    if experiment is not None and not runs.belongs(experiment, runs.base_name(p, f"{index}-experiment")):
+        runs.terminate_experiment(p, experiment)
+        p.update_canary(current_experiment=None)
+
+
+def _finish(p: Pass, counts: tuple[int, int]) -> None:
+    """All steps done: once the canary carries everything, it becomes the stable revision."""
+    if not at_desired(p, counts):
+        p.wait("updated replicas are still becoming available", replicas=True)
+        return
+    if routed(p) and applied_weight(p) != strategy(p).traffic_routing.max_weight():  # type: ignore[union-attr]
+        p.wait("shifting all traffic to the canary")
+        return
+    promote(p)
+
+
+def promote(p: Pass) -> None:
+    """Make the new revision stable; the old one scales down after scaleDownDelaySeconds (with a router)."""
+    canary = strategy(p)
+    old = p.status.stable_rs
+    runs.terminate_analysis(p, p.status.canary.current_background_analysis_run_status)
+    remove_routes(p)
+    p.update(stable_rs=p.new_hash, promote_full=False, current_step_index=len(canary.steps))
+    p.clear_pauses()
+    p.update_canary(current_step_analysis_run_status=None, current_experiment=None)
+    point_services(p, p.new_hash)
+    if routed(p):
+        set_weight(p, 0, canary_hash=p.new_hash)
+        if old is not None and old != p.new_hash:
+            delay = canary.scale_down_delay()
+            p.update(scale_down_at={**p.status.scale_down_at, old: p.now + _seconds(delay)})
+    p.set_condition("Progressing", True, "NewReplicaSetAvailable", "Rollout is healthy")
+    p.event(EventType.NORMAL, "RolloutCompleted", f"Rollout completed update to revision {_number(p)} ({p.new_hash})")
+    p.progressed = True
+
+
+def abort(p: Pass) -> None:
+    """Aborted: all traffic back to stable at full size; the canary goes after abortScaleDownDelaySeconds."""
+    canary = strategy(p)
+    runs.terminate_analysis(p, p.status.canary.current_step_analysis_run_status)
+    runs.terminate_analysis(p, p.status.canary.current_background_analysis_run_status)
+    runs.terminate_experiment(p, p.status.canary.current_experiment)
+    p.clear_pauses()
+    p.update(current_step_index=0, promote_full=False)
+    p.update_canary(current_step_analysis_run_status=None, current_experiment=None)
+    if not routed(p):
+        scale_to(p, desired_counts(p, 0))
+        return
+    remove_routes(p)
+    set_weight(p, 0)
+    canary_count, stable_count = desired_counts(p, 0)
+    if not canary.dynamic_stable_scale:
+        canary_count = _aborted_canary_count(p, canary.abort_scale_down_delay())
+    scale_to(p, (canary_count, stable_count))
+
+
+def _aborted_canary_count(p: Pass, delay: int) -> int:
+    new = p.revision(p.new_hash)
+    current = new.replicas if new is not None else 0
+    if delay == 0 or current == 0:
+        return current  # 0 keeps the canary up for debugging, as in Argo
+    aborted_at = p.status.aborted_at or p.now
+    deadline = aborted_at + _seconds(delay)
+    if p.now >= deadline:
+        return 0
+    p.wake_at(deadline)
+    return current
+
+
+def steady(p: Pass) -> None:
+    """The new revision is the stable one: full size, no canary traffic, no routes."""
+    canary = strategy(p)
+    p.update(current_step_index=len(canary.steps), abort=False, aborted_at=None, promote_full=False)
+    p.clear_pauses()
+    runs.terminate_analysis(p, p.status.canary.current_step_analysis_run_status)
+    runs.terminate_analysis(p, p.status.canary.current_background_analysis_run_status)
+    runs.terminate_experiment(p, p.status.canary.current_experiment)
+    p.update_canary(
+        current_step_analysis_run_status=None, current_background_analysis_run_status=None, current_experiment=None
+    )
+    point_services(p, p.new_hash)
+    remove_routes(p)
+    if routed(p):
+        set_weight(p, 0, canary_hash=p.new_hash)

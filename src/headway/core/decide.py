@@ -1,0 +1,251 @@
+"""``decide(rollout, status, observation) -> Decision``: the whole rollout engine as one pure function.
+
+The shell calls it once per pass with fresh observations; it answers with the next status, the ordered
+actions, events and when to look again. The same inputs always give the same decision: nothing here reads a
+clock, sleeps, logs or does I/O (import-linter enforces it). Work common to both strategies lives here: the
+first deploy, noticing a new pod template (including an undo within ``rollbackWindow``), restarts, retiring old
+revisions after their scale-down delay, revision history, the progress deadline, and the phase and message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from headway.core import bluegreen, canary, runs
+from headway.core.actions import CreateRevision, DeleteRevision, RestartRevision, ScaleRevision
+from headway.core.decision import Decision, EventType
+from headway.core.hashing import pod_template_hash
+from headway.core.observation import Observation
+from headway.core.passes import Pass
+from headway.spec.rollout import Rollout
+from headway.spec.status import BlueGreenStatus, CanaryStatus, Phase, RolloutStatus
+
+
+def decide(rollout: Rollout, status: RolloutStatus, observation: Observation) -> Decision:
+    """One pass of the engine; see the module docstring."""
+    p = Pass(rollout, status, observation, pod_template_hash(rollout.spec.template))
+    is_canary = rollout.spec.strategy.canary is not None
+    if p.status.stable_rs is None:
+        _first_deploy(p)
+    else:
+        if p.status.current_pod_hash != p.new_hash:
+            _new_template(p)
+        _restart(p)
+        p.keep.add(p.status.stable_rs)
+        if p.new_hash == p.status.stable_rs:
+            _scale_stable(p)
+            canary.steady(p) if is_canary else bluegreen.steady(p)
+        elif is_canary:
+            canary.progress(p)
+        else:
+            bluegreen.progress(p)
+    if p.status.stable_rs is not None:
+        p.keep.add(p.status.stable_rs)
+    _progress_deadline(p)
+    _retire_old_revisions(p)
+    _summarise(p)
+    return p.decision()
+
+
+def _first_deploy(p: Pass) -> None:
+    """No stable revision yet: the first template goes straight to full size, no steps (as in Argo)."""
+    replicas = p.spec.replicas_or_default()
+    revision = p.revision(p.new_hash)
+    if revision is None:
+        p.act(CreateRevision(hash=p.new_hash, number=p.obs.next_revision_number(), replicas=replicas))
+        p.event(EventType.NORMAL, "RolloutCreated", f"Created revision 1 ({p.new_hash}) at {replicas} replicas")
+    steps = p.spec.strategy.canary.steps if p.spec.strategy.canary is not None else []
+    p.update(
+        stable_rs=p.new_hash,
+        current_pod_hash=p.new_hash,
+        current_step_index=len(steps) if p.spec.strategy.canary is not None else None,
+    )
+    p.set_condition("Progressing", True, "NewReplicaSetCreated", f"Created revision {p.new_hash}")
+    _scale_stable(p)
+    if p.spec.strategy.canary is not None:
+        canary.steady(p)
+    else:
+        bluegreen.steady(p)
+
+
+def _scale_stable(p: Pass) -> None:
+    stable = p.revision(p.status.stable_rs)
+    replicas = p.spec.replicas_or_default()
+    if stable is not None and p.status.stable_rs is not None and stable.replicas != replicas:
+        p.act(ScaleRevision(hash=p.status.stable_rs, replicas=replicas))
+    if stable is None or stable.available < replicas:
+        p.wait("updated replicas are still becoming available", replicas=True)
+
+
+def _new_template(p: Pass) -> None:
+    """A new pod template: reset the steps (or skip them for an undo inside rollbackWindow) and clear controls."""
+    old = p.status
+    runs.terminate_analysis(p, old.canary.current_step_analysis_run_status)
+    runs.terminate_analysis(p, old.canary.current_background_analysis_run_status)
+    runs.terminate_experiment(p, old.canary.current_experiment)
+    runs.terminate_analysis(p, old.blue_green.pre_promotion_analysis_run_status)
+    runs.terminate_analysis(p, old.blue_green.post_promotion_analysis_run_status)
+    steps = p.spec.strategy.canary.steps if p.spec.strategy.canary is not None else []
+    fast_track = p.new_hash == old.stable_rs or _rollback_within_window(p)
+    p.update(
+        current_pod_hash=p.new_hash,
+        current_step_index=len(steps) if fast_track else (0 if p.spec.strategy.canary is not None else None),
+        abort=False,
+        aborted_at=None,
+        promote_full=fast_track and p.new_hash != old.stable_rs,
+        pause_conditions=[],
+        controller_pause=False,
+        canary=CanaryStatus(weights=old.canary.weights, selectors=old.canary.selectors),
+        blue_green=BlueGreenStatus(
+            active_selector=old.blue_green.active_selector, preview_selector=old.blue_green.preview_selector
+        ),
+        progress_marker="",
+        deadline_exceeded=False,
+    )
+    # The new revision must not be scaled down by a deadline left over from an earlier abort or promotion.
+    p.update(scale_down_at={h: t for h, t in old.scale_down_at.items() if h != p.new_hash})
+    revision = p.revision(p.new_hash)
+    number = revision.number if revision is not None else p.obs.next_revision_number()
+    if revision is None:
+        initial = 0 if p.spec.strategy.canary is not None else _blue_green_initial(p)
+        p.act(CreateRevision(hash=p.new_hash, number=number, replicas=initial))
+    how = " (rollback within window: skipping steps)" if fast_track and p.new_hash != old.stable_rs else ""
+    p.event(EventType.NORMAL, "RolloutUpdated", f"Rollout updated to revision {number} ({p.new_hash}){how}")
+    p.set_condition("Progressing", True, "RolloutUpdated", f"Updating to revision {number}")
+    p.progressed = True
+
+
+def _blue_green_initial(p: Pass) -> int:
+    blue_green = p.spec.strategy.blue_green
+    if blue_green is not None and blue_green.preview_replica_count is not None:
+        return blue_green.preview_replica_count
+    return p.spec.replicas_or_default()
+
+
+def _rollback_within_window(p: Pass) -> bool:
+    """Going back to an older revision that is at most ``rollbackWindow.revisions`` behind (Argo's fast-track)."""
+    window = p.spec.rollback_window.revisions if p.spec.rollback_window is not None else None
+    new = p.revision(p.new_hash)
+    stable = p.revision(p.status.stable_rs)
+    if not window or new is None or stable is None or new.number >= stable.number:
+        return False
+    newer = sum(1 for r in p.obs.revisions.values() if r.number > new.number)
+    return newer <= window
+
+
+def _restart(p: Pass) -> None:
+    """``spec.restartAt`` in the past and after the last restart: restart the pods of the live revisions."""
+    if p.spec.restart_at is None:
+        return
+    try:
+        when = datetime.fromisoformat(p.spec.restart_at.replace("Z", "+00:00"))
+    except ValueError:
+        return
+    if when > p.now or (p.status.restarted_at is not None and p.status.restarted_at >= when):
+        if when > p.now:
+            p.wake_at(when)
+        return
+    for pod_hash in dict.fromkeys(h for h in (p.status.stable_rs, p.new_hash) if h):
+        if p.revision(pod_hash) is not None:
+            p.act(RestartRevision(hash=pod_hash))
+    p.update(restarted_at=when)
+    p.event(EventType.NORMAL, "RolloutRestarted", "Restarting pods of the live revisions")
+
+
+def _retire_old_revisions(p: Pass) -> None:
+    """Scale down revisions no longer needed once their deadline passes, then trim history."""
+    deadlines = dict(p.status.scale_down_at)
+    delay = _old_revision_delay(p)
+    for revision in sorted(p.obs.revisions.values(), key=lambda r: r.number):
+        if revision.hash in p.keep:
+            continue
+        if revision.replicas == 0:
+            deadlines.pop(revision.hash, None)
+            continue
+        deadline = deadlines.setdefault(revision.hash, p.now + timedelta(seconds=delay))
+        if p.now >= deadline:
+            p.act(ScaleRevision(hash=revision.hash, replicas=0))
+            deadlines.pop(revision.hash)
+        else:
+            p.wake_at(deadline)
+    deadlines = {h: t for h, t in deadlines.items() if h in p.obs.revisions and h not in p.keep}
+    if deadlines != p.status.scale_down_at:
+        p.update(scale_down_at=deadlines)
+    retired = [r for r in p.obs.revisions.values() if r.hash not in p.keep and r.replicas == 0]
+    retired.sort(key=lambda r: r.number, reverse=True)
+    for revision in retired[p.spec.revision_history_limit_or_default() :]:
+        p.act(DeleteRevision(hash=revision.hash))
+
+
+def _old_revision_delay(p: Pass) -> int:
+    """Old revisions keep serving while routers converge: delay with a router or blue/green, none without."""
+    if p.spec.strategy.blue_green is not None:
+        return p.spec.strategy.blue_green.scale_down_delay()
+    strategy = p.spec.strategy.canary
+    if strategy is not None and strategy.traffic_routing is not None:
+        return strategy.scale_down_delay()
+    return 0
+
+
+def _progress_deadline(p: Pass) -> None:
+    """No replica progress for progressDeadlineSeconds while waiting on replicas → Degraded (and abort if asked)."""
+    marker = "|".join(
+        [p.new_hash, str(p.status.current_step_index)]
+        + [f"{r.hash}:{r.replicas}/{r.ready}/{r.available}" for r in sorted(p.obs.revisions.values(), key=_by_hash)]
+    )
+    if not p.waiting_on_replicas or p.status.abort:
+        if p.status.progress_since is not None or p.status.deadline_exceeded:
+            p.update(progress_marker="", progress_since=None, deadline_exceeded=False)
+        return
+    if marker != p.status.progress_marker or p.status.progress_since is None:
+        p.update(progress_marker=marker, progress_since=p.now, deadline_exceeded=False)
+    deadline = (p.status.progress_since or p.now) + timedelta(seconds=p.spec.progress_deadline())
+    if p.now < deadline:
+        p.wake_at(deadline)
+        return
+    if not p.status.deadline_exceeded:
+        message = f"Revision {p.new_hash} has timed out progressing."
+        p.update(deadline_exceeded=True)
+        p.set_condition("Progressing", False, "ProgressDeadlineExceeded", message)
+        p.event(EventType.WARNING, "ProgressDeadlineExceeded", message)
+        if p.spec.progress_deadline_abort and p.new_hash != p.status.stable_rs:
+            if p.spec.strategy.canary is not None:
+                canary.request_abort(p, message)
+                canary.abort(p)
+            else:
+                bluegreen.request_abort(p, message)
+                bluegreen.abort(p)
+
+
+def _by_hash(revision: object) -> str:
+    return str(getattr(revision, "hash", ""))
+
+
+def _summarise(p: Pass) -> None:
+    """Replica counters, phase and message (Argo's GetRolloutPhase rules, in the same order)."""
+    revisions = list(p.obs.revisions.values())
+    new = p.revision(p.new_hash)
+    p.update(
+        replicas=sum(r.replicas for r in revisions),
+        updated_replicas=new.replicas if new is not None else 0,
+        ready_replicas=sum(r.ready for r in revisions),
+        available_replicas=sum(r.available for r in revisions),
+    )
+    progressing = p.status.condition("Progressing")
+    if p.status.abort:
+        phase, message = Phase.DEGRADED, f"RolloutAborted: {progressing.message if progressing else 'aborted'}"
+    elif p.status.deadline_exceeded:
+        phase, message = Phase.DEGRADED, f"ProgressDeadlineExceeded: {progressing.message if progressing else ''}"
+    elif p.spec.paused:
+        phase, message = Phase.PAUSED, "manually paused"
+    elif p.status.pause_conditions:
+        phase, message = Phase.PAUSED, ", ".join(c.reason.value for c in p.status.pause_conditions)
+    elif p.new_hash != p.status.stable_rs or p.waiting_for:
+        phase, message = Phase.PROGRESSING, p.waiting_for or "waiting for rollout to finish steps"
+    else:
+        phase, message = Phase.HEALTHY, ""
+    if phase != p.status.phase and phase == Phase.HEALTHY:
+        p.set_condition("Healthy", True, "RolloutHealthy", "Rollout is healthy")
+    elif phase != Phase.HEALTHY:
+        p.set_condition("Healthy", False, "RolloutHealthyFalse", message)
+    p.update(phase=phase, message=message)

@@ -1,0 +1,115 @@
+"""Following the AnalysisRuns and Experiments a rollout waits on: start once, read the phase, name uniquely.
+
+A run's verdict reaches the rollout as a `RunPhase`; what the rollout does with it (continue, abort, pause) is
+the strategy's choice. Names are derived from the rollout, revision and purpose, like Argo's
+``<rollout>-<hash>-<revision>-<step>``; a retried rollout gets ``.1``, ``.2`` suffixes so that the failed run
+stays readable next to the new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment, TerminateAnalysisRun, TerminateExperiment
+from headway.core.decision import EventType
+from headway.core.observation import RunState
+from headway.core.passes import Pass
+from headway.spec.rollout import RolloutAnalysis, RolloutExperimentStep
+from headway.spec.status import RunPhase, RunStatus
+
+
+class Verdict(StrEnum):
+    """What a run means for the rollout this pass."""
+
+    WAITING = "Waiting"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+def base_name(p: Pass, label: str) -> str:
+    number = p.revision_number(p.new_hash)
+    return f"{p.rollout.name}-{p.new_hash}-{number}-{label}"
+
+
+def belongs(record: RunStatus | None, base: str) -> bool:
+    """True when ``record`` is a run started for ``base`` (any retry suffix)."""
+    return record is not None and (record.name == base or record.name.startswith(base + "."))
+
+
+def unique_name(base: str, existing: Mapping[str, RunState]) -> str:
+    if base not in existing:
+        return base
+    suffix = 1
+    while f"{base}.{suffix}" in existing:
+        suffix += 1
+    return f"{base}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Tracked:
+    record: RunStatus
+    verdict: Verdict
+
+
+def _verdict(phase: RunPhase) -> Verdict:
+    if phase == RunPhase.SUCCESSFUL:
+        return Verdict.PASSED
+    if phase.failed:
+        return Verdict.FAILED
+    if phase == RunPhase.INCONCLUSIVE:
+        return Verdict.INCONCLUSIVE
+    return Verdict.WAITING
+
+
+def track_analysis(
+    p: Pass, record: RunStatus | None, *, label: str, kind: RunKind, analysis: RolloutAnalysis
+) -> Tracked:
+    """Start the analysis run for ``label`` unless ``record`` already is one; return its current verdict."""
+    base = base_name(p, label)
+    if not belongs(record, base) or record is None:
+        name = unique_name(base, p.obs.analysis_runs)
+        stable = p.status.stable_rs
+        p.act(StartAnalysisRun(name=name, kind=kind, analysis=analysis, hash=p.new_hash, stable_hash=stable))
+        p.event(EventType.NORMAL, "AnalysisRunRunning", f"Started {kind.value} analysis run {name}")
+        return Tracked(RunStatus(name=name, status=RunPhase.PENDING), Verdict.WAITING)
+    return _observe(record, p.obs.analysis_runs.get(record.name))
+
+
+def track_experiment(p: Pass, record: RunStatus | None, *, label: str, experiment: RolloutExperimentStep) -> Tracked:
+    base = base_name(p, label)
+    if not belongs(record, base) or record is None:
+        name = unique_name(base, p.obs.experiments)
+        p.act(StartExperiment(name=name, experiment=experiment, canary_hash=p.new_hash, stable_hash=p.status.stable_rs))
+        p.event(EventType.NORMAL, "ExperimentRunning", f"Started experiment {name}")
+        return Tracked(RunStatus(name=name, status=RunPhase.PENDING), Verdict.WAITING)
+    return _observe(record, p.obs.experiments.get(record.name))
+
+
+def _observe(record: RunStatus, seen: RunState | None) -> Tracked:
+    if seen is None:
+        return Tracked(record, _verdict(record.status))
+    updated = record.model_copy(update={"status": seen.phase, "message": seen.message})
+    return Tracked(updated, _verdict(seen.phase))
+
+
+def terminate_analysis(p: Pass, record: RunStatus | None) -> None:
+    """Stop a run the rollout no longer needs (it keeps its measurements; only running runs are stopped)."""
+    if record is not None and not record.status.completed:
+        seen = p.obs.analysis_runs.get(record.name)
+        if seen is None or not seen.phase.completed:
+            p.act(TerminateAnalysisRun(name=record.name))
+
+
+def terminate_experiment(p: Pass, record: RunStatus | None) -> None:
+    if record is not None and not record.status.completed:
+        seen = p.obs.experiments.get(record.name)
+        if seen is None or not seen.phase.completed:
+            p.act(TerminateExperiment(name=record.name))
+
+
+def failure_message(what: str, tracked: Tracked) -> str:
+    detail = f": {tracked.record.message}" if tracked.record.message else ""
+    return f"{what} {tracked.record.name} {tracked.record.status.value}{detail}"
