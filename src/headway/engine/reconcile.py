@@ -1,0 +1,228 @@
+"""One reconcile pass, the imperative shell around the pure core: load → observe → decide → act → save once.
+
+Every runtime calls this: the Kubernetes controller from its work queue, the embedded runtime from an asyncio
+timer, the simulator in virtual time. It owns no timers and no threads; it returns when to look again
+(``requeue_after``) and the caller keeps the clock. Time is an argument, never read here.
+
+Status is saved once, at the end, with the version read at the start. On a conflict the decision is dropped and
+the next pass re-reads (a user's ``promote`` written meanwhile must win over a decision made without it). When an
+action fails, the status is not saved either: it would describe a world the actions did not produce (a step
+recorded as reached whose weight was never set); the next pass re-decides from what it then observes, and since
+actions are idempotent, redoing the ones that succeeded is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from headway.core.actions import Action
+from headway.core.decide import decide as core_decide
+from headway.core.decision import Decision, Event, EventType
+from headway.core.observation import Observation, RouterState
+from headway.engine.apply import Failure, apply_actions
+from headway.engine.errors import AdapterError
+from headway.engine.runs import RunBackend
+from headway.platforms.base import Platform, rollout_key
+from headway.routers.base import TrafficRouter, Verification
+from headway.spec.rollout import Rollout
+from headway.spec.status import RolloutStatus
+from headway.stores.base import ConflictError, StatusStore
+
+Decide = Callable[[Rollout, RolloutStatus, Observation], Decision]
+"""The shape of `headway.core.decide.decide`; tests pass hand-made ones."""
+
+OBSERVE_FAILED = "ObserveFailed"
+ACTION_FAILED = "ActionFailed"
+STATUS_CONFLICT = "StatusConflict"
+ROUTER_UNREADABLE = "RouterUnreadable"
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """Everything one pass did, for runtimes and tests that need more than the Decision."""
+
+    decision: Decision
+    """What the core decided (for an observe failure: the loaded status, no actions)."""
+    version: str
+    """The status version the pass read."""
+    saved_version: str | None = None
+    """The version written; None when nothing was saved (unchanged, failed, conflict)."""
+    applied: tuple[Action, ...] = ()
+    failure: Failure | None = None
+    conflict: bool = False
+    warnings: tuple[Event, ...] = ()
+    """Events the shell adds about itself (failures, conflicts, an unreadable router)."""
+
+    @property
+    def requeue_after(self) -> float | None:
+        """When to look again: now after a conflict, after the retry delay of a failure, else as decided."""
+        if self.conflict:
+            return 0.0
+        candidates = [self.decision.requeue_after]
+        if self.failure is not None:
+            candidates.append(self.failure.retry_after)
+        known = [value for value in candidates if value is not None]
+        return min(known) if known else None
+
+    def outcome(self) -> Decision:
+        """The decision as the caller should act on it: shell warnings appended, requeue as above."""
+        return replace(
+            self.decision,
+            events=self.decision.events + self.warnings,
+            requeue_after=self.requeue_after,
+        )
+
+
+def observe(
+    rollout: Rollout,
+    *,
+    now: datetime,
+    platform: Platform,
+    router: TrafficRouter | None,
+    runs: RunBackend,
+) -> tuple[Observation, tuple[Event, ...]]:
+    """Gather the facts of one pass. Platform or run errors propagate (nothing to decide on without them);
+    a router that cannot be read is data: the weight is unknown and not verified, so the core waits."""
+    revisions = platform.revisions(rollout)
+    analysis_runs, experiments = runs.observe(rollout)
+    router_state = RouterState()
+    warnings: tuple[Event, ...] = ()
+    if router is not None and _routes_traffic(rollout):
+        try:
+            router_state = router.read_weight(rollout)
+        except AdapterError as error:
+            router_state = RouterState(canary_weight=None, verified=Verification.NOT_VERIFIED.as_bool())
+            warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, f"reading the traffic weight failed: {error}"),)
+    observation = Observation(
+        now=now,
+        revisions=revisions,
+        analysis_runs=analysis_runs,
+        experiments=experiments,
+        router=router_state,
+    )
+    return observation, warnings
+
+
+def run_pass(
+    rollout: Rollout,
+    *,
+    now: datetime,
+    platform: Platform,
+    router: TrafficRouter | None,
+    runs: RunBackend,
+    store: StatusStore,
+    key: str | None = None,
+    decide: Decide = core_decide,
+) -> PassResult:
+    """One pass, reported in full. ``key`` defaults to ``namespace/name``."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
+    key = key or rollout_key(rollout)
+    status, version = store.load(key)
+    try:
+        observation, warnings = observe(rollout, now=now, platform=platform, router=router, runs=runs)
+    except AdapterError as error:
+        failure = Failure(action=None, error=error)
+        event = Event(EventType.WARNING, OBSERVE_FAILED, failure.describe())
+        return PassResult(decision=Decision(status=status), version=version, failure=failure, warnings=(event,))
+
+    decision = decide(rollout, status, observation)
+    applied = apply_actions(rollout, decision.actions, platform=platform, router=router, runs=runs)
+    if applied.failure is not None:
+        event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
+        return PassResult(
+            decision=decision,
+            version=version,
+            applied=applied.done,
+            failure=applied.failure,
+            warnings=(*warnings, event),
+        )
+    if decision.status == status:
+        return PassResult(decision=decision, version=version, applied=applied.done, warnings=warnings)
+    try:
+        saved = store.save(key, decision.status, version)
+    except ConflictError as error:
+        event = Event(EventType.NORMAL, STATUS_CONFLICT, f"{error}; deciding again from the new status")
+        return PassResult(
+            decision=decision, version=version, applied=applied.done, conflict=True, warnings=(*warnings, event)
+        )
+    return PassResult(decision=decision, version=version, saved_version=saved, applied=applied.done, warnings=warnings)
+
+
+def reconcile(
+    rollout: Rollout,
+    *,
+    now: datetime,
+    platform: Platform,
+    router: TrafficRouter | None,
+    runs: RunBackend,
+    store: StatusStore,
+    key: str | None = None,
+    decide: Decide = core_decide,
+) -> Decision:
+    """One pass; returns the decision with the shell's warnings appended and ``requeue_after`` to honour."""
+    result = run_pass(
+        rollout, now=now, platform=platform, router=router, runs=runs, store=store, key=key, decide=decide
+    )
+    return result.outcome()
+
+
+def update_status(
+    store: StatusStore,
+    key: str,
+    change: Callable[[RolloutStatus], RolloutStatus],
+    *,
+    attempts: int = 3,
+) -> RolloutStatus:
+    """Apply a user command (``promote``, ``abort``, ``retry`` from `headway.core.commands`) to the saved status.
+
+    Read-modify-write with the version read, retried on conflict: the command is re-applied to the newer status
+    rather than overwriting it.
+    """
+    for attempt in range(attempts):
+        status, version = store.load(key)
+        changed = change(status)
+        try:
+            store.save(key, changed, version)
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return changed
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class Engine:
+    """The adapters of one mode, wired once (by ``bootstrap``), reconciling any rollout on demand."""
+
+    platform: Platform
+    router: TrafficRouter | None
+    runs: RunBackend
+    store: StatusStore
+    decide: Decide = core_decide
+
+    def run_pass(self, rollout: Rollout, *, now: datetime, key: str | None = None) -> PassResult:
+        return run_pass(
+            rollout,
+            now=now,
+            platform=self.platform,
+            router=self.router,
+            runs=self.runs,
+            store=self.store,
+            key=key,
+            decide=self.decide,
+        )
+
+    def reconcile(self, rollout: Rollout, *, now: datetime, key: str | None = None) -> Decision:
+        return self.run_pass(rollout, now=now, key=key).outcome()
+
+    def update_status(self, key: str, change: Callable[[RolloutStatus], RolloutStatus]) -> RolloutStatus:
+        return update_status(self.store, key, change)
+
+
+def _routes_traffic(rollout: Rollout) -> bool:
+    canary = rollout.spec.strategy.canary
+    return canary is not None and canary.traffic_routing is not None

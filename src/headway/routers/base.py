@@ -1,0 +1,70 @@
+"""Traffic routers: the port that shifts a share of requests from the stable revision to the canary.
+
+Each router (Gateway API, Istio, NGINX, SMI, the embedded proxy, the fake) implements `TrafficRouter`. Every
+setter is idempotent, because a pass can stop between two actions and the next pass sets the same values again.
+Every router can read back what it set (`read_weight`, so the core waits until the data plane really sends that
+share before it starts measuring) and undo it (`restore`, which puts the user's objects back as they were).
+
+Verification is a tri-state from the start: argo's nullable ``VerifyWeight`` bool later needed an RPC enum
+(``RpcVerified``) to tell "not yet" from "cannot tell".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from headway.core.observation import RouterState
+from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
+
+
+class Verification(StrEnum):
+    """Whether the data plane is known to apply the weight that was set."""
+
+    VERIFIED = "Verified"
+    NOT_VERIFIED = "NotVerified"
+    NOT_IMPLEMENTED = "NotImplemented"
+    """The router cannot read back from its data plane; the core must trust the write."""
+
+    def as_bool(self) -> bool | None:
+        """The value `RouterState.verified` carries: True, False, or None for "cannot tell"."""
+        return {Verification.VERIFIED: True, Verification.NOT_VERIFIED: False}.get(self)
+
+    @classmethod
+    def of(cls, verified: bool | None) -> Verification:
+        if verified is None:
+            return cls.NOT_IMPLEMENTED
+        return cls.VERIFIED if verified else cls.NOT_VERIFIED
+
+
+class TrafficRouter(Protocol):
+    """Shifts traffic between the stable and canary revisions of a rollout."""
+
+    def set_weight(
+        self, rollout: Rollout, canary_weight: int, canary_hash: str | None, stable_hash: str | None
+    ) -> None:
+        """Send ``canary_weight`` percent to the canary and the rest to stable; idempotent."""
+        ...
+
+    def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
+        """Route requests matching all of ``match`` to the canary; None removes the route ``name``; idempotent."""
+        ...
+
+    def set_mirror_route(
+        self, rollout: Rollout, name: str, match: Sequence[RouteMatch] | None, percentage: int
+    ) -> None:
+        """Copy ``percentage`` of matching requests to the canary; None removes the route ``name``; idempotent."""
+        ...
+
+    def remove_managed_routes(self, rollout: Rollout) -> None:
+        """Remove every header and mirror route Headway added, leaving weights alone; idempotent."""
+        ...
+
+    def read_weight(self, rollout: Rollout) -> RouterState:
+        """The canary weight the data plane reports, and whether it matches the last write; changes nothing."""
+        ...
+
+    def restore(self, rollout: Rollout) -> None:
+        """Put the user's routing objects back exactly as they were before Headway touched them; idempotent."""
+        ...

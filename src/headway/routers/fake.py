@@ -1,0 +1,186 @@
+"""An in-memory traffic router in virtual time: records what was set, and can lag or never verify.
+
+Real data planes apply a weight some time after the write (an ALB target group, an Envoy config push). The fake
+models that with ``lag_seconds``: a write becomes effective that long after it was made, in virtual time moved by
+`advance`. ``fail_verification`` models a data plane that never confirms, and ``verifies=False`` a router that
+cannot read back at all (verification NotImplemented). `fail_next` makes the next call to a method raise, to test
+how the engine handles adapter errors. The simulator's traffic model reads `route` to split requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from headway.core.observation import RouterState
+from headway.routers.base import Verification
+from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""Where virtual time starts unless told otherwise (the same instant as the fake platform's)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the data plane does for one rollout (the effective state, after any lag)."""
+
+    canary_weight: int = 0
+    canary_hash: str | None = None
+    stable_hash: str | None = None
+    header_routes: tuple[tuple[str, tuple[HeaderRoutingMatch, ...]], ...] = ()
+    mirror_routes: tuple[tuple[str, tuple[RouteMatch, ...], int], ...] = ()
+
+
+@dataclass(frozen=True)
+class RouterCall:
+    method: str
+    rollout: str
+    args: tuple[object, ...] = ()
+
+
+@dataclass
+class _State:
+    desired: Route = field(default_factory=Route)
+    effective: Route = field(default_factory=Route)
+    pending: list[tuple[datetime, Route]] = field(default_factory=list)
+
+
+class FakeRouter:
+    """Implements `headway.routers.base.TrafficRouter` in memory, in virtual time."""
+
+    def __init__(
+        self,
+        *,
+        lag_seconds: float = 0.0,
+        verifies: bool = True,
+        fail_verification: bool = False,
+        now: datetime = EPOCH,
+    ) -> None:
+        self.lag_seconds = lag_seconds
+        self.verifies = verifies
+        self.fail_verification = fail_verification
+        self.now = now
+        self.calls: list[RouterCall] = []
+        self._failures: dict[str, Exception] = {}
+        self._states: dict[str, _State] = {}
+
+    # --- control (not part of the Protocol) ----------------------------------------------------------------
+
+    def advance(self, now: datetime) -> None:
+        """Move the clock to ``now`` and apply the writes whose lag has passed."""
+        if now.tzinfo is None:
+            raise ValueError(f"virtual time must be timezone-aware (UTC), got {now.isoformat()}")
+        if now < self.now:
+            raise ValueError(f"virtual time goes forward only: {now.isoformat()} < {self.now.isoformat()}")
+        self.now = now
+        for state in self._states.values():
+            self._settle(state)
+
+    def next_change_at(self) -> datetime | None:
+        """When the next lagging write takes effect (None: nothing pending)."""
+        return min((at for state in self._states.values() for at, _ in state.pending), default=None)
+
+    def fail_next(self, method: str, error: Exception) -> None:
+        """Make the next call to ``method`` raise ``error`` (once)."""
+        self._failures[method] = error
+
+    def route(self, rollout: Rollout | str) -> Route:
+        """The effective routing of a rollout: what requests experience now."""
+        state = self._states.get(_key(rollout))
+        return state.effective if state else Route()
+
+    def desired(self, rollout: Rollout | str) -> Route:
+        """The last routing written, whether or not it is effective yet."""
+        state = self._states.get(_key(rollout))
+        return state.desired if state else Route()
+
+    # --- the TrafficRouter Protocol ------------------------------------------------------------------------
+
+    def set_weight(
+        self, rollout: Rollout, canary_weight: int, canary_hash: str | None, stable_hash: str | None
+    ) -> None:
+        if not 0 <= canary_weight <= 100:
+            raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+        self._call("set_weight", rollout, canary_weight, canary_hash, stable_hash)
+        self._write(
+            rollout,
+            lambda route: replace(route, canary_weight=canary_weight, canary_hash=canary_hash, stable_hash=stable_hash),
+        )
+
+    def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
+        self._call("set_header_route", rollout, name, match)
+
+        def change(route: Route) -> Route:
+            others = tuple(item for item in route.header_routes if item[0] != name)
+            added = () if match is None else ((name, tuple(match)),)
+            return replace(route, header_routes=others + added)
+
+        self._write(rollout, change)
+
+    def set_mirror_route(
+        self, rollout: Rollout, name: str, match: Sequence[RouteMatch] | None, percentage: int
+    ) -> None:
+        self._call("set_mirror_route", rollout, name, match, percentage)
+
+        def change(route: Route) -> Route:
+            others = tuple(item for item in route.mirror_routes if item[0] != name)
+            added = () if match is None else ((name, tuple(match), percentage),)
+            return replace(route, mirror_routes=others + added)
+
+        self._write(rollout, change)
+
+    def remove_managed_routes(self, rollout: Rollout) -> None:
+        self._call("remove_managed_routes", rollout)
+        self._write(rollout, lambda route: replace(route, header_routes=(), mirror_routes=()))
+
+    def read_weight(self, rollout: Rollout) -> RouterState:
+        self._raise_if_told("read_weight")
+        if not self.verifies:
+            return RouterState(canary_weight=None, verified=Verification.NOT_IMPLEMENTED.as_bool())
+        return RouterState(
+            canary_weight=self.route(rollout).canary_weight, verified=self.verification(rollout).as_bool()
+        )
+
+    def restore(self, rollout: Rollout) -> None:
+        self._call("restore", rollout)
+        self._write(rollout, lambda _: Route())
+
+    # --- helpers -------------------------------------------------------------------------------------------
+
+    def verification(self, rollout: Rollout | str) -> Verification:
+        if not self.verifies:
+            return Verification.NOT_IMPLEMENTED
+        state = self._states.get(_key(rollout))
+        settled = state is None or (not state.pending and state.effective == state.desired)
+        return Verification.VERIFIED if settled and not self.fail_verification else Verification.NOT_VERIFIED
+
+    def _call(self, method: str, rollout: Rollout, *args: object) -> None:
+        self._raise_if_told(method)
+        self.calls.append(RouterCall(method=method, rollout=_key(rollout), args=args))
+
+    def _raise_if_told(self, method: str) -> None:
+        error = self._failures.pop(method, None)
+        if error is not None:
+            raise error
+
+    def _write(self, rollout: Rollout, change: Callable[[Route], Route]) -> None:
+        state = self._states.setdefault(_key(rollout), _State())
+        new = change(state.desired)
+        if new == state.desired:
+            return  # idempotent: writing what is already desired does not restart the lag
+        state.desired = new
+        state.pending.append((self.now + timedelta(seconds=self.lag_seconds), new))
+        self._settle(state)
+
+    def _settle(self, state: _State) -> None:
+        due = [route for at, route in state.pending if at <= self.now]
+        if due:
+            state.effective = due[-1]
+        state.pending = [(at, route) for at, route in state.pending if at > self.now]
+
+
+def _key(rollout: Rollout | str) -> str:
+    if isinstance(rollout, str):
+        return rollout
+    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
