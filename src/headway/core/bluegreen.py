@@ -190,6 +190,9 @@ def complete(p: Pass) -> None:
 def abort(p: Pass) -> None:
     """Active (and preview) back on stable; the new revision scales down after abortScaleDownDelaySeconds."""
     blue_green = strategy(p)
+    if p.status.aborted_at is None:  # aborted by the user: record when and why, once
+        p.update(abort=False)
+        request_abort(p, "aborted by user")
     runs.terminate_analysis(p, p.status.blue_green.pre_promotion_analysis_run_status)
     runs.terminate_analysis(p, p.status.blue_green.post_promotion_analysis_run_status)
     p.clear_pauses()

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from headway.core import runs, steps, weights
 from headway.core.actions import (
+    CreateRevision,
     RemoveManagedRoutes,
     RunKind,
     ScaleRevision,
@@ -95,8 +96,16 @@ def at_desired(p: Pass, counts: tuple[int, int]) -> bool:
     return True
 
 
+def canary_ready(p: Pass, canary_count: int) -> bool:
+    """The canary has all the pods the step asks for: only then may its weight grow (zero downtime)."""
+    new = p.revision(p.new_hash)
+    return new is not None and new.replicas == canary_count and new.available >= canary_count
+
+
 def scale_to(p: Pass, counts: tuple[int, int]) -> None:
     canary_count, stable_count = counts
+    if p.revision(p.new_hash) is None:
+        p.act(CreateRevision(hash=p.new_hash, number=p.obs.next_revision_number(), replicas=canary_count))
     for pod_hash, count in ((p.status.stable_rs, stable_count), (p.new_hash, canary_count)):
         revision = p.revision(pod_hash)
         if pod_hash is not None and revision is not None and revision.replicas != count:
@@ -335,7 +344,7 @@ def progress(p: Pass) -> None:
     counts = desired_counts(p, index)
     scale_to(p, counts)
     if routed(p):
-        ready = at_desired(p, counts)
+        ready = canary_ready(p, counts[0])
         target = steps.weight_at(canary.steps, index) if ready else steps.previous_weight(canary.steps, index)
         if index >= total and not ready:
             target = min(applied_weight(p) or 0, target) if applied_weight(p) is not None else target
@@ -392,6 +401,9 @@ def promote(p: Pass) -> None:
 def abort(p: Pass) -> None:
     """Aborted: all traffic back to stable at full size; the canary goes after abortScaleDownDelaySeconds."""
     canary = strategy(p)
+    if p.status.aborted_at is None:  # aborted by the user: record when and why, once
+        p.update(abort=False)
+        request_abort(p, "aborted by user")
     runs.terminate_analysis(p, p.status.canary.current_step_analysis_run_status)
     runs.terminate_analysis(p, p.status.canary.current_background_analysis_run_status)
     runs.terminate_experiment(p, p.status.canary.current_experiment)
