@@ -124,7 +124,7 @@ def test_abort_mid_way_returns_all_traffic_to_stable_and_scales_canary_down_afte
 
 def test_abort_without_router_scales_the_canary_away_at_once() -> None:
     w = started(rollout(canary()))
-    old = w.status.stable_rs
+    old = w.new_hash
     w.deploy("app:2").run(until=lambda w: w.status.current_step_index == 2)
     w.status = commands.abort(w.status)
     w.run(until=lambda w: w.replicas(w.new_hash) == 0 and w.observe().revisions[old].available == 10, limit=120)
