@@ -10,6 +10,7 @@ import click
 
 from headway import __version__
 from headway.cli.lint import lint
+from headway.cli.simulate import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def main() -> None:
 
 # Subcommands: one line each, in the order `headway --help` lists them (click sorts by name).
 main.add_command(lint)
+main.add_command(simulate)
 
 
 if __name__ == "__main__":
