@@ -43,13 +43,25 @@ def routed(p: Pass) -> bool:
 # --- replicas and weights --------------------------------------------------------------------------------------
 
 
+def max_weight(p: Pass) -> int:
+    """The router's full scale: weights run 0..maxTrafficWeight (default 100), as in Argo."""
+    routing = strategy(p).traffic_routing
+    return routing.max_weight() if routing is not None else 100
+
+
+def percent(p: Pass, weight: int) -> int:
+    """A weight in router units as a percentage for replica arithmetic, rounded up (never too few pods)."""
+    full = max_weight(p)
+    return min(100, -(-weight * 100 // full))
+
+
 def desired_counts(p: Pass, index: int) -> tuple[int, int]:
     """(canary, stable) replicas wanted at step ``index`` given what runs now."""
     canary = strategy(p)
     replicas = p.spec.replicas_or_default()
     new = p.revision(p.new_hash)
     stable = p.revision(p.status.stable_rs)
-    weight = 0 if p.status.abort else steps.weight_at(canary.steps, index)
+    weight = 0 if p.status.abort else percent(p, steps.weight_at(canary.steps, index, max_weight(p)))
     if canary.traffic_routing is not None:
         scale = None
         if not (p.status.abort or p.status.promote_full):
@@ -58,7 +70,7 @@ def desired_counts(p: Pass, index: int) -> tuple[int, int]:
         return weights.traffic_routed_canary_counts(
             replicas=replicas,
             canary_weight=weight,
-            stable_weight=current.stable.weight if current is not None else None,
+            stable_weight=percent(p, current.stable.weight) if current is not None else None,
             canary_scale_weight=scale.weight if scale is not None else None,
             canary_replicas=scale.replicas if scale is not None else None,
             dynamic_stable_scale=canary.dynamic_stable_scale,
@@ -126,8 +138,8 @@ def set_weight(p: Pass, weight: int, canary_hash: str | None = None) -> None:
     """Ask the router for ``weight`` to the canary unless that is already what we set."""
     canary_hash = canary_hash or p.new_hash
     stable_hash = p.status.stable_rs
-    max_weight = (strategy(p).traffic_routing or _NO_ROUTING).max_weight()
-    weight = min(weight, max_weight)
+    full = max_weight(p)
+    weight = min(weight, full)
     current = p.status.canary.weights
     if (
         current is not None
@@ -144,7 +156,7 @@ def set_weight(p: Pass, weight: int, canary_hash: str | None = None) -> None:
                 weight=weight, pod_template_hash=canary_hash, service_name=canary.canary_service or ""
             ),
             stable=WeightDestination(
-                weight=max_weight - weight,
+                weight=full - weight,
                 pod_template_hash=stable_hash or "",
                 service_name=canary.stable_service or "",
             ),
@@ -192,7 +204,7 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         if not at_desired(p, counts):
             p.wait(f"step {index + 1}/{total}: scaling the canary for weight {step.set_weight}", replicas=True)
             return False
-        if routed(p) and applied_weight(p) != min(step.set_weight, strategy(p).traffic_routing.max_weight()):  # type: ignore[union-attr]
+        if routed(p) and applied_weight(p) != min(step.set_weight, max_weight(p)):
             p.wait(f"step {index + 1}/{total}: shifting traffic to {step.set_weight}%")
             return False
         return True
@@ -227,7 +239,11 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         names = [n for n in p.status.canary.mirror_routes if n != mirror.name]
         p.update_canary(mirror_routes=[*names, mirror.name] if mirror.match else names)
         return True
-    # setCanaryScale acts through desired_counts; plugin steps have no built-in effect yet.
+    # As in Argo, a setCanaryScale step is done once the canary has the pods it asks for.
+    if step.set_canary_scale is not None and not at_desired(p, desired_counts(p, index)):
+        p.wait(f"step {index + 1}/{total}: scaling the canary (setCanaryScale)", replicas=True)
+        return False
+    # plugin steps have no built-in effect yet.
     return True
 
 
@@ -290,15 +306,6 @@ def _seconds(duration: int | str) -> timedelta:
     return timedelta(seconds=parse_duration(duration))
 
 
-class _NoRouting:
-    @staticmethod
-    def max_weight() -> int:
-        return 100
-
-
-_NO_ROUTING = _NoRouting()
-
-
 # --- the strategy ----------------------------------------------------------------------------------------------
 
 
@@ -345,9 +352,8 @@ def progress(p: Pass) -> None:
     scale_to(p, counts)
     if routed(p):
         ready = canary_ready(p, counts[0])
-        target = steps.weight_at(canary.steps, index) if ready else steps.previous_weight(canary.steps, index)
-        if index >= total and not ready:
-            target = min(applied_weight(p) or 0, target) if applied_weight(p) is not None else target
+        full = max_weight(p)
+        target = steps.weight_at(canary.steps, index, full) if ready else steps.previous_weight(canary.steps, index)
         set_weight(p, target)
     if index >= total:
         _finish(p, counts)
@@ -372,7 +378,7 @@ def _finish(p: Pass, counts: tuple[int, int]) -> None:
     if not at_desired(p, counts):
         p.wait("updated replicas are still becoming available", replicas=True)
         return
-    if routed(p) and applied_weight(p) != strategy(p).traffic_routing.max_weight():  # type: ignore[union-attr]
+    if routed(p) and applied_weight(p) != max_weight(p):
         p.wait("shifting all traffic to the canary")
         return
     promote(p)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from headway.spec.rollout import CanaryStep, SetCanaryScale
 
 
-def weight_at(steps: Sequence[CanaryStep], index: int) -> int:
-    """The canary weight the steps ask for at ``index`` (0 before the first setWeight, 100 after the last step)."""
+def weight_at(steps: Sequence[CanaryStep], index: int, full: int = 100) -> int:
+    """The canary weight the steps ask for at ``index`` (0 before the first setWeight, ``full`` after the last)."""
     if index >= len(steps):
-        return 100
+        return full
     for step in reversed(steps[: index + 1]):
         if step.set_weight is not None:
             return step.set_weight
