@@ -28,7 +28,7 @@ from headway.core.actions import (
     TerminateAnalysisRun,
     TerminateExperiment,
 )
-from headway.engine.errors import AdapterError, PermanentError, TemporaryError
+from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform
 from headway.routers.base import TrafficRouter

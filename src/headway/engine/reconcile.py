@@ -20,9 +20,9 @@ from datetime import datetime
 from headway.core.actions import Action
 from headway.core.decide import decide as core_decide
 from headway.core.decision import Decision, Event, EventType
+from headway.core.errors import AdapterError
 from headway.core.observation import Observation, RouterState
 from headway.engine.apply import Failure, apply_actions
-from headway.engine.errors import AdapterError
 from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform, rollout_key
 from headway.routers.base import TrafficRouter, Verification

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from headway.core import actions as a
+from headway.core.errors import PermanentError, TemporaryError
 from headway.engine.apply import apply_actions
-from headway.engine.errors import PermanentError, TemporaryError
 from headway.platforms.fake import FakePlatform
 from headway.routers.fake import FakeRouter
 from headway.sim.runs import ScriptedRuns

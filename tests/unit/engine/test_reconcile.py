@@ -10,8 +10,8 @@ import pytest
 
 from headway.core import actions as a
 from headway.core.decision import Decision, Event, EventType
+from headway.core.errors import TemporaryError
 from headway.core.observation import Observation, RevisionState
-from headway.engine.errors import TemporaryError
 from headway.engine.reconcile import (
     ACTION_FAILED,
     OBSERVE_FAILED,

@@ -4,8 +4,7 @@ Adapters translate their library's exceptions into these at their boundary (a 40
 403 or an invalid object permanent). The engine stops applying a decision at the first one and reports it; it
 never lets one kill the loop that called it. Anything else escaping an adapter is a bug and propagates.
 
-Note: adapters sit below the engine in the layer order, so the real adapters cannot import this module yet;
-these classes belong one layer down (``headway.core``) once the lead moves them.
+They live in the core (which never raises them) so that every adapter layer can import them.
 """
 
 from __future__ import annotations
