@@ -77,11 +77,11 @@ def _file_problem(name: str, message: str) -> Problem:
 
 
 def _ordered(problems: Sequence[Problem]) -> list[Problem]:
-    """By file, then document, then line: the order a user fixes them in (stable within a line)."""
+    """By file, then line: the order a user fixes them in (stable within a line)."""
     files: dict[str, int] = {}
     for problem in problems:
         files.setdefault(problem.file, len(files))
-    return sorted(problems, key=lambda p: (files[p.file], p.document, p.line or 0))
+    return sorted(problems, key=lambda p: (files[p.file], p.line or 0))
 
 
 @click.command()

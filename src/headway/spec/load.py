@@ -147,19 +147,15 @@ def load_text(text: str, file: str = "<input>") -> list[Document]:
             node = loader.get_node()
             if node is None:  # pragma: no cover - check_node() promised a node
                 break
-            index += 1
             loader.duplicates.clear()
             data = loader.construct_document(node)
-            lines = _line_index(node)
-            duplicates = tuple(loader.duplicates)
-            if data is None:
+            index += 1
+            if data is None:  # an empty document, e.g. after a trailing ---
                 continue
-            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=duplicates))
+            lines = _line_index(node)
+            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=tuple(loader.duplicates)))
     except yaml.MarkedYAMLError as exc:
         documents.append(_yaml_problem(exc, file=file, index=index + 1))
-    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text input
-        problem = Problem(file, "", "", "", f"invalid YAML: {exc}", document=index + 1)
-        documents.append(Document(file, index + 1, "", "", None, None, (problem,)))
     finally:
         loader.dispose()
     return documents
@@ -232,7 +228,9 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, *, file: str, index: int) -> Docume
         message = f"invalid YAML at line {line}, column {column}: {what}"
     else:  # pragma: no cover - PyYAML marks its parser errors
         line, message = None, f"invalid YAML: {what}"
-    problem = Problem(file, "", "", "", message, document=index, line=line)
+    # No document number: the line and column say more, and the number of a document that failed to parse
+    # is a guess anyway.
+    problem = Problem(file, "", "", "", message, line=line)
     return Document(file, index, "", "", None, None, (problem,))
 
 

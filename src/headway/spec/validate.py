@@ -19,7 +19,6 @@ Where we are stricter than Argo, on purpose:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,8 +96,8 @@ def validate(documents: Sequence[Document]) -> list[Problem]:
     for document in documents:
         if document.model is None:
             continue
-        for finding in check(document.model, templates):
-            problems.append(_problem(document, finding))
+        found = [_problem(document, finding) for finding in check(document.model, templates)]
+        problems.extend(sorted(found, key=lambda problem: problem.line or 0))
     problems.extend(_duplicate_objects(documents))
     return problems
 
@@ -248,11 +247,8 @@ def _canary(rollout: Rollout, canary: CanaryStrategy) -> Iterator[Finding]:
 
 def _managed_routes(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
     assert canary.traffic_routing is not None
-    names = Counter(route.name for route in canary.traffic_routing.managed_routes)
-    for i, route in enumerate(canary.traffic_routing.managed_routes):
-        if names[route.name] > 1:
-            yield Finding(f"{path}.trafficRouting.managedRoutes[{i}].name", f"{route.name!r} is listed twice")
-            names[route.name] = 0
+    for i, name in _repeats(route.name for route in canary.traffic_routing.managed_routes):
+        yield Finding(f"{path}.trafficRouting.managedRoutes[{i}].name", f"{name!r} is listed twice")
 
 
 def _steps(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
@@ -294,13 +290,11 @@ def _steps(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
 
 
 def _experiment_step(templates: Sequence[Any], routed: bool, path: str) -> Iterator[Finding]:
-    names = Counter(template.name for template in templates)
     for j, template in enumerate(templates):
         if template.weight is not None and not routed:
             yield Finding(f"{path}.templates[{j}].weight", "requires trafficRouting (without it no traffic is split)")
-        if names[template.name] > 1:
-            yield Finding(f"{path}.templates[{j}].name", f"{template.name!r} is listed twice")
-            names[template.name] = 0
+    for j, name in _repeats(template.name for template in templates):
+        yield Finding(f"{path}.templates[{j}].name", f"{name!r} is listed twice")
 
 
 def _blue_green(rollout: Rollout, blue_green: BlueGreenStrategy) -> Iterator[Finding]:
@@ -349,6 +343,15 @@ def _anti_affinity(anti_affinity: AntiAffinity | None, path: str) -> Iterator[Fi
                 f"{path}.preferredDuringSchedulingIgnoredDuringExecution.weight",
                 f"{weight!r} is out of range 1..100",
             )
+
+
+def _repeats(names: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(index, name) of every name already seen earlier in `names`: reported where the repeat is."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            yield i, name
+        seen.add(name)
 
 
 def _is_zero(value: int | str) -> bool:
@@ -420,17 +423,12 @@ _DOWNWARD_FIELD = re.compile(r"^metadata\.(name|namespace|uid|(labels|annotation
 
 def _check_reference(reference: Reference, templates: TemplateIndex) -> Iterator[Finding]:
     """Duplicates, field references, then (for templates in the lint set) argument and metric checks."""
-    names = Counter(name for name, _ in reference.templates)
     if reference.template_path == "templates":
-        for j, (name, _) in enumerate(reference.templates):
-            if names[name] > 1:
-                yield Finding(f"{reference.path}.templates[{j}].templateName", f"{name!r} is listed twice")
-                names[name] = 0
-    supplied = Counter(name for name, _ in reference.args)
-    for k, (name, arg) in enumerate(reference.args):
-        if supplied[name] > 1:
-            yield Finding(f"{reference.path}.args[{k}].name", f"{name!r} is supplied twice")
-            supplied[name] = 0
+        for j, name in _repeats(name for name, _ in reference.templates):
+            yield Finding(f"{reference.path}.templates[{j}].templateName", f"{name!r} is listed twice")
+    for k, name in _repeats(name for name, _ in reference.args):
+        yield Finding(f"{reference.path}.args[{k}].name", f"{name!r} is supplied twice")
+    for k, (_, arg) in enumerate(reference.args):
         field_ref = arg.value_from.field_ref if arg.value_from is not None else None
         field_path = field_ref.field_path if field_ref is not None else ""
         if field_path.startswith("metadata") and not _DOWNWARD_FIELD.match(field_path):
