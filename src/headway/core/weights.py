@@ -145,7 +145,9 @@ def approximate_canary_stable_counts(replicas: int, weight: int, max_surge: int)
         if down_ok and not _half_way(weight, replicas + 1):
             candidates.append((down, replicas + 1))
     if not candidates:
-        return 0, replicas
+        # Floor and ceiling tie and the ceiling would take every replica (25 replicas at 98%): keep the stable
+        # alive with the floor rather than dropping the canary to 0. Argo has no option left here.
+        return (down, replicas - down) if down_ok else (0, replicas)
 
     best = candidates[0]
     for candidate in candidates[1:]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from headway.spec.base import Duration, IntOrPercent, Model, NonNegative, ObjectMeta, Percent, in_range
 
@@ -198,7 +199,8 @@ STEP_KINDS = (
 class CanaryStep(Model):
     """One canary step: exactly one of the step kinds."""
 
-    set_weight: Percent | None = None
+    set_weight: Annotated[int, in_range(-(2**31))] | None = None
+    """Canary weight out of trafficRouting.maxTrafficWeight (100 by default); the range is checked in validate."""
     pause: RolloutPause | None = None
     analysis: RolloutAnalysis | None = None
     experiment: RolloutExperimentStep | None = None
@@ -272,6 +274,22 @@ class PingPong(Model):
     pong_service: str
 
 
+def _raw_weights(data: Any) -> list[tuple[int, int, int]]:
+    """(step index, setWeight, maxTrafficWeight) for raw integer weights outside 0..maxTrafficWeight."""
+    if not isinstance(data, dict):
+        return []
+    routing = data.get("trafficRouting")
+    full = routing.get("maxTrafficWeight") if isinstance(routing, dict) else None
+    full = full if isinstance(full, int) and not isinstance(full, bool) and full > 0 else DEFAULT_MAX_TRAFFIC_WEIGHT
+    steps = data.get("steps")
+    found = []
+    for index, step in enumerate(steps if isinstance(steps, list) else []):
+        weight = step.get("setWeight") if isinstance(step, dict) else None
+        if isinstance(weight, int) and not isinstance(weight, bool) and not 0 <= weight <= full:
+            found.append((index, weight, full))
+    return found
+
+
 class CanaryStrategy(Model):
     canary_service: str | None = None
     stable_service: str | None = None
@@ -290,6 +308,25 @@ class CanaryStrategy(Model):
     dynamic_stable_scale: bool = False
     min_pods_per_replica_set: Positive | None = None
     replica_progress_threshold: dict[str, Any] | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _weights_in_range(cls, data: Any, handler: ModelWrapValidatorHandler[CanaryStrategy]) -> CanaryStrategy:
+        """setWeight counts out of maxTrafficWeight (100 by default); checked here to report it with field errors."""
+        problems: list[InitErrorDetails] = []
+        for index, weight, full in _raw_weights(data):
+            scale = "" if full == DEFAULT_MAX_TRAFFIC_WEIGHT else " (trafficRouting.maxTrafficWeight)"
+            message = f"{weight} is out of range 0..{full}{scale}"
+            error = PydanticCustomError("value_error", message.replace("{", "{{").replace("}", "}}"))
+            problems.append({"type": error, "loc": ("steps", index, "setWeight"), "input": weight})
+        try:
+            model = handler(data)
+        except ValidationError as error:
+            problems.extend(error.errors())  # type: ignore[arg-type]
+            raise ValidationError.from_exception_data(cls.__name__, problems) from None
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return model
 
     def max_surge_or_default(self) -> int | str:
         return self.max_surge if self.max_surge is not None else DEFAULT_MAX_SURGE

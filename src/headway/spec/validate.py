@@ -265,11 +265,6 @@ def _steps(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
             ):
                 if attr is not None:
                     yield Finding(f"{at}.{wire}", "requires trafficRouting (only a traffic router can do this)")
-        if step.set_weight is not None and routing is not None and step.set_weight > routing.max_weight():
-            yield Finding(
-                f"{at}.setWeight",
-                f"{step.set_weight} is greater than trafficRouting.maxTrafficWeight ({routing.max_weight()})",
-            )
         for route, wire in ((step.set_header_route, "setHeaderRoute"), (step.set_mirror_route, "setMirrorRoute")):
             if route is None or routing is None:
                 continue

@@ -183,7 +183,7 @@ def test_duplicate_managed_routes() -> None:
 def test_set_weight_above_max_traffic_weight() -> None:
     manifest = routed(steps=[{"setWeight": 60}])
     manifest["spec"]["strategy"]["canary"]["trafficRouting"]["maxTrafficWeight"] = 50
-    assert lint(manifest) == [f"{C}.steps[0].setWeight: 60 is greater than trafficRouting.maxTrafficWeight (50)"]
+    assert lint(manifest) == [f"{C}.steps[0].setWeight: 60 is out of range 0..50 (trafficRouting.maxTrafficWeight)"]
 
 
 def test_pause_duration_must_parse() -> None:
@@ -479,3 +479,9 @@ def test_check_dispatches_every_kind(kind: str) -> None:
     assert document.model is not None
     assert check(document.model, TemplateIndex.of([document.model])) == []
     assert check(object()) == []
+
+
+def test_set_weight_may_exceed_100_when_max_traffic_weight_is_larger() -> None:
+    manifest = routed(steps=[{"setWeight": 250}, {"pause": {}}])
+    manifest["spec"]["strategy"]["canary"]["trafficRouting"]["maxTrafficWeight"] = 1000
+    assert lint(manifest) == []
