@@ -1,0 +1,413 @@
+"""The embedded runtime's loop: reconcile each rollout when its timer is due or when something changed.
+
+`headway.engine.reconcile` owns no timers; this module keeps the clock for one machine. Per rollout it remembers
+when the engine asked to look again (``requeue_after``) and wakes earlier when told that something changed: a
+user command, a replica that became ready (the platform's callback), an analysis run that moved. A periodic
+resync bounds how long a missed notification can delay a pass, like an informer's resync in Kubernetes.
+
+Rollout specs live in a document store (SQLite in production), not in memory, because ``pause``, ``undo`` and
+``set image`` change the spec and must survive a ``kill -9`` of this process just like the status does. The
+pod template of every revision is remembered there as well, so ``undo --to-revision N`` can find it again.
+
+Everything runs on one asyncio loop, so a user command and a pass never interleave inside a pass; the status store
+still checks versions, which is what makes a command written between a pass's read and its write win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from headway.core import commands
+from headway.core.decision import Event
+from headway.core.hashing import pod_template_hash
+from headway.engine.reconcile import Engine, PassResult
+from headway.platforms.base import rollout_key
+from headway.spec.load import Document, SpecError, load_text, parse
+from headway.spec.rollout import Rollout
+from headway.spec.status import RolloutStatus
+from headway.spec.validate import validate
+from headway.stores.base import NO_VERSION, ConflictError
+
+log = logging.getLogger(__name__)
+
+ROLLOUT = "Rollout"
+REVISION = "RevisionTemplate"
+"""Document kind under which the pod template of each revision number is kept, for ``undo``."""
+DEFAULT_RESYNC = 5.0
+EVENT_HISTORY = 500
+"""Events kept in memory for the API's event stream and ``get``; older ones are dropped."""
+
+Clock = Callable[[], datetime]
+Hook = Callable[[datetime], Awaitable[None]]
+"""Called once per loop turn with the current time: the analysis executor's tick, the proxy backend sync."""
+
+
+class Documents(Protocol):
+    """Durable, versioned JSON documents by (kind, key): the documents table of `headway.stores.sqlite`."""
+
+    def get_document(self, kind: str, key: str) -> tuple[dict[str, Any] | None, str]:
+        """The document and its version; ``(None, NO_VERSION)`` when there is none; reads only."""
+        ...
+
+    def put_document(self, kind: str, key: str, body: Mapping[str, Any], expected_version: str) -> str:
+        """Store ``body`` if the version is still ``expected_version``; the new version, else ConflictError."""
+        ...
+
+    def list_documents(self, kind: str) -> list[tuple[str, dict[str, Any], str]]:
+        """Every document of ``kind`` as ``(key, body, version)``, by key."""
+        ...
+
+
+class MemoryDocuments:
+    """`Documents` in a dict: for tests, and for runs that need not survive a restart."""
+
+    def __init__(self) -> None:
+        self._documents: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+
+    def get_document(self, kind: str, key: str) -> tuple[dict[str, Any] | None, str]:
+        entry = self._documents.get((kind, key))
+        return (None, NO_VERSION) if entry is None else (dict(entry[0]), str(entry[1]))
+
+    def put_document(self, kind: str, key: str, body: Mapping[str, Any], expected_version: str) -> str:
+        entry = self._documents.get((kind, key))
+        actual = NO_VERSION if entry is None else str(entry[1])
+        if actual != expected_version:
+            raise ConflictError(f"{kind}:{key}", expected_version, actual)
+        version = 1 if entry is None else entry[1] + 1
+        self._documents[(kind, key)] = (dict(body), version)
+        return str(version)
+
+    def list_documents(self, kind: str) -> list[tuple[str, dict[str, Any], str]]:
+        return [(key, dict(doc), str(v)) for (k, key), (doc, v) in sorted(self._documents.items()) if k == kind]
+
+
+def put(documents: Documents, kind: str, key: str, body: Mapping[str, Any]) -> None:
+    """Create or replace a document. Last writer wins: only this process writes specs, on one event loop."""
+    _, version = documents.get_document(kind, key)
+    documents.put_document(kind, key, body, version)
+
+
+class CommandError(ValueError):
+    """A command that cannot be carried out as asked (unknown rollout, bad argument, control not applicable)."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status the daemon answers with (404 unknown, 400 invalid, 409 not applicable now)."""
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An engine or user event with when and for which rollout it happened; ``seq`` orders the stream."""
+
+    seq: int
+    at: datetime
+    rollout: str
+    type: str
+    reason: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "rollout": self.rollout,
+            "type": self.type,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass
+class _Schedule:
+    due: datetime | None = None
+    woken: bool = True
+
+
+@dataclass
+class Runner:
+    """Reconciles every rollout in the document store through ``engine``, honouring requeue times and wake-ups."""
+
+    engine: Engine
+    documents: Documents
+    hooks: Sequence[Hook] = ()
+    clock: Clock = field(default=lambda: datetime.now(UTC))
+    resync: float = DEFAULT_RESYNC
+    on_pass: Callable[[str, PassResult], None] | None = None
+    """Called after each pass (the demo and tests watch decisions through it)."""
+
+    def __post_init__(self) -> None:
+        self._schedule: dict[str, _Schedule] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._seq = 0
+        self.events: deque[RecordedEvent] = deque(maxlen=EVENT_HISTORY)
+        self._changed = asyncio.Event()
+
+    # --- rollouts and their specs ---------------------------------------------------------------------------
+
+    def rollouts(self) -> dict[str, Rollout]:
+        """Every stored rollout by ``namespace/name``; a stored document that no longer parses is skipped loudly."""
+        found: dict[str, Rollout] = {}
+        for key, data, _ in self.documents.list_documents(ROLLOUT):
+            try:
+                model = parse(dict(data), file=f"state:{key}")
+            except SpecError as error:
+                log.error("stored rollout %s is invalid, not reconciling it: %s", key, error)
+                continue
+            if isinstance(model, Rollout):
+                found[key] = model
+        return found
+
+    def rollout(self, name: str) -> Rollout:
+        """A rollout by ``name`` or ``namespace/name``; CommandError(404) when there is none."""
+        key = name if "/" in name else f"default/{name}"
+        data, _ = self.documents.get_document(ROLLOUT, key)
+        if data is None:
+            raise CommandError(f"rollout {name!r} not found", status=404)
+        model = parse(dict(data), file=f"state:{key}")
+        assert isinstance(model, Rollout)
+        return model
+
+    def status(self, rollout: Rollout) -> RolloutStatus:
+        return self.engine.store.load(rollout_key(rollout))[0]
+
+    def apply_text(self, text: str, file: str = "<request>") -> list[str]:
+        """Store every manifest of a YAML text (all-or-nothing: any error stores none); returns ``Kind/name``."""
+        documents = load_text(text, file)
+        problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
+        errors = [problem for problem in problems if problem.is_error]
+        if errors:
+            raise SpecError(errors)
+        applied = [self._store(doc) for doc in documents if doc.model is not None]
+        if not applied:
+            raise CommandError(f"{file}: no Headway manifest found", status=400)
+        return applied
+
+    def _store(self, document: Document) -> str:
+        model = document.model
+        assert model is not None and document.data is not None
+        key = f"{model.metadata.namespace}/{model.metadata.name}"
+        put(self.documents, model.kind, key, document.data)
+        if isinstance(model, Rollout):
+            self.wake(key)
+        self.record(key, "Normal", "Applied", f"{model.kind}/{model.metadata.name} applied")
+        return f"{model.kind}/{model.metadata.name}"
+
+    def save_rollout(self, rollout: Rollout) -> None:
+        key = rollout_key(rollout)
+        put(self.documents, ROLLOUT, key, rollout.wire())
+        self.wake(key)
+
+    def revision_templates(self, rollout: Rollout) -> dict[int, Mapping[str, Any]]:
+        """The pod template of each revision number seen so far."""
+        prefix = rollout_key(rollout) + "#"
+        return {
+            int(key.removeprefix(prefix)): doc["template"]
+            for key, doc, _ in self.documents.list_documents(REVISION)
+            if key.startswith(prefix)
+        }
+
+    # --- user commands --------------------------------------------------------------------------------------
+
+    def command(self, name: str, verb: str, **options: Any) -> RolloutStatus:
+        """Carry out one user control on rollout ``name``; ControlError/CommandError explain a refusal."""
+        rollout = self.rollout(name)
+        key = rollout_key(rollout)
+        try:
+            self._command(rollout, verb, options)
+        except commands.ControlError as error:
+            raise CommandError(str(error)) from error
+        self.record(key, "Normal", f"User{verb.title()}", _describe(verb, options))
+        self.wake(key)
+        return self.status(rollout)
+
+    def _command(self, rollout: Rollout, verb: str, options: Mapping[str, Any]) -> None:
+        key = rollout_key(rollout)
+        match verb:
+            case "promote":
+                changed: list[Rollout] = []
+
+                def promote(status: RolloutStatus) -> RolloutStatus:
+                    new_rollout, new_status = commands.promote(rollout, status, full=bool(options.get("full")))
+                    changed[:] = [new_rollout]
+                    return new_status
+
+                self.engine.update_status(key, promote)
+                if changed and changed[0] is not rollout:
+                    self.save_rollout(changed[0])
+            case "abort":
+                self.engine.update_status(key, commands.abort)
+            case "retry":
+                self.engine.update_status(key, commands.retry)
+            case "pause":
+                self.save_rollout(commands.pause(rollout))
+            case "resume":
+                self.save_rollout(commands.resume(rollout))
+            case "restart":
+                self.save_rollout(commands.restart(rollout, self.clock()))
+            case "undo":
+                self.save_rollout(commands.undo(rollout, self._undo_template(rollout, options.get("to_revision"))))
+            case "set-image":
+                self.save_rollout(_with_image(rollout, str(options["container"]), str(options["image"])))
+            case _:
+                raise CommandError(f"unknown command {verb!r}", status=400)
+
+    def _undo_template(self, rollout: Rollout, to_revision: object) -> Mapping[str, Any]:
+        templates = self.revision_templates(rollout)
+        current = pod_template_hash(rollout.spec.template)
+        if to_revision is not None:
+            if not isinstance(to_revision, int) or to_revision not in templates:
+                known = ", ".join(str(n) for n in sorted(templates)) or "none"
+                raise CommandError(f"to-revision: no revision {to_revision} (known: {known})", status=400)
+            return templates[to_revision]
+        older = [n for n, t in sorted(templates.items()) if pod_template_hash(t) != current]
+        if not older:
+            raise CommandError("nothing to undo: no earlier revision is known", status=409)
+        return templates[older[-1]]
+
+    # --- the loop -------------------------------------------------------------------------------------------
+
+    def wake(self, key: str | None = None) -> None:
+        """Reconcile ``key`` (every rollout when None) at the next loop turn. Safe to call from callbacks."""
+        if key is None:
+            for schedule in self._schedule.values():
+                schedule.woken = True
+        else:
+            self._schedule.setdefault(key, _Schedule()).woken = True
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Loop until `stop`: hooks, then every rollout that is due or woken, then sleep until the next due time."""
+        while not self._stopping:
+            self._wakeup.clear()
+            await self.turn()
+            delay = self._delay()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    async def turn(self) -> None:
+        """One loop turn: run the hooks, then reconcile every rollout that is due. Tests call it directly."""
+        for hook in self.hooks:
+            try:
+                await hook(self.clock())
+            except Exception:  # a broken hook must not stop the loop that reconciles everything else
+                log.exception("runner hook %r failed", hook)
+        now = self.clock()
+        for key, rollout in self.rollouts().items():
+            schedule = self._schedule.setdefault(key, _Schedule())
+            if schedule.woken or schedule.due is None or schedule.due <= now:
+                self._reconcile(key, rollout)
+
+    def _reconcile(self, key: str, rollout: Rollout) -> None:
+        now = self.clock()
+        schedule = self._schedule[key]
+        schedule.woken = False
+        try:
+            result = self.engine.run_pass(rollout, now=now, key=key)
+        except Exception as error:  # an adapter bug: report it, retry at the resync, keep the others going
+            log.exception("reconciling %s failed", key)
+            self.record(key, "Warning", "ReconcileError", f"{type(error).__name__}: {error}")
+            schedule.due = _after(now, self.resync)
+            return
+        outcome = result.outcome()
+        for event in outcome.events:
+            self._record_event(key, event)
+        self._remember_revision(rollout, outcome.status)
+        requeue = outcome.requeue_after
+        schedule.due = _after(now, min(requeue, self.resync) if requeue is not None else self.resync)
+        if requeue is not None and requeue <= 0:
+            schedule.woken = True
+            self._wakeup.set()
+        if self.on_pass is not None:
+            self.on_pass(key, result)
+
+    def _remember_revision(self, rollout: Rollout, status: RolloutStatus) -> None:
+        if rollout.spec.template is None or status.current_pod_hash != pod_template_hash(rollout.spec.template):
+            return
+        revisions = self.engine.platform.revisions(rollout)
+        revision = revisions.get(status.current_pod_hash)
+        if revision is None:
+            return
+        doc_key = f"{rollout_key(rollout)}#{revision.number}"
+        if self.documents.get_document(REVISION, doc_key)[0] is None:
+            put(self.documents, REVISION, doc_key, {"hash": revision.hash, "template": rollout.spec.template})
+
+    def _delay(self) -> float:
+        now = self.clock()
+        dues = [s.due for s in self._schedule.values() if s.due is not None]
+        if any(s.woken for s in self._schedule.values()):
+            return 0.0
+        if not dues:
+            return self.resync
+        return max(0.0, min(self.resync, (min(dues) - now).total_seconds()))
+
+    # --- events and change notification ---------------------------------------------------------------------
+
+    def record(self, key: str, type_: str, reason: str, message: str) -> RecordedEvent:
+        self._seq += 1
+        event = RecordedEvent(self._seq, self.clock(), key, type_, reason, message)
+        self.events.append(event)
+        self._changed.set()  # wake every watcher now, and start a fresh event for the next change
+        self._changed = asyncio.Event()
+        log.info("%s %s: %s", key, reason, message)
+        return event
+
+    def _record_event(self, key: str, event: Event) -> None:
+        self.record(key, str(event.type), event.reason, event.message)
+
+    @property
+    def sequence(self) -> int:
+        """The number of the last change (event); watchers wait for it to move."""
+        return self._seq
+
+    def events_after(self, seq: int, rollout: str | None = None) -> list[RecordedEvent]:
+        return [e for e in self.events if e.seq > seq and (rollout is None or e.rollout == rollout)]
+
+    async def wait_for_change(self, after: int, timeout: float) -> int:
+        """Return when `sequence` passes ``after`` or after ``timeout`` seconds; the current sequence."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._seq <= after and (remaining := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+        return self._seq
+
+
+def _after(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=max(0.0, seconds))
+
+
+def _with_image(rollout: Rollout, container: str, image: str) -> Rollout:
+    """The rollout with ``image`` on container ``container``; CommandError naming the known containers."""
+    template = dict(rollout.spec.template or {})
+    spec = dict(template.get("spec") or {})
+    containers = [dict(c) for c in spec.get("containers") or []]
+    names = [str(c.get("name", "")) for c in containers]
+    if container not in names:
+        raise CommandError(
+            f"container {container!r} not found in rollout {rollout.name} (containers: {', '.join(names) or 'none'})",
+            status=400,
+        )
+    if not image:
+        raise CommandError("image: must not be empty", status=400)
+    containers[names.index(container)]["image"] = image
+    spec["containers"] = containers
+    template["spec"] = spec
+    return rollout.model_copy(update={"spec": rollout.spec.model_copy(update={"template": template})})
+
+
+def _describe(verb: str, options: Mapping[str, Any]) -> str:
+    details = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v not in (None, False))
+    return f"{verb} requested" + (f" ({details})" if details else "")

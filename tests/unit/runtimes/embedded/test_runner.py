@@ -1,0 +1,147 @@
+"""The embedded runner: applied manifests become rollouts, commands move them, timers and wake-ups drive passes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from headway.core.hashing import pod_template_hash
+from headway.runtimes.embedded.runner import ROLLOUT, CommandError
+from headway.spec.load import SpecError
+from headway.spec.status import Phase
+from tests.unit.runtimes.embedded.world import MANIFEST, World
+
+
+async def deployed(world: World) -> None:
+    world.runner.apply_text(MANIFEST, "rollout.yaml")
+    await world.turns(3)
+    assert world.status().phase is Phase.HEALTHY
+
+
+@pytest.mark.asyncio
+async def test_an_applied_rollout_is_deployed_as_stable(world: World) -> None:
+    applied = world.runner.apply_text(MANIFEST, "rollout.yaml")
+    await world.turns(3)
+
+    assert applied == ["Rollout/web"]
+    status = world.status()
+    assert status.phase is Phase.HEALTHY
+    revision = world.platform.revision("default/web", status.stable_rs or "")
+    assert revision is not None and revision.replicas == 2
+    assert [e.reason for e in world.runner.events][:2] == ["Applied", "RolloutCreated"]
+
+
+@pytest.mark.asyncio
+async def test_set_image_canaries_and_promote_moves_past_the_pause(world: World) -> None:
+    await deployed(world)
+
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+    await world.turns(3)
+    assert world.router.route("default/web").canary_weight == 20
+    assert world.status().phase is Phase.PAUSED
+
+    world.runner.command("web", "promote")
+    await world.turns(3)
+    assert world.router.route("default/web").canary_weight == 60
+
+    await world.turns(4, step=5.0)  # the 10 s timed pause ends without a command
+    status = world.status()
+    assert status.phase is Phase.HEALTHY
+    assert status.stable_rs == pod_template_hash(world.rollout().spec.template)
+
+
+@pytest.mark.asyncio
+async def test_promote_full_skips_every_step(world: World) -> None:
+    await deployed(world)
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+    await world.turns(2)
+
+    world.runner.command("web", "promote", full=True)
+    await world.turns(4)
+
+    assert world.status().phase is Phase.HEALTHY
+    assert world.status().stable_rs == pod_template_hash(world.rollout().spec.template)
+
+
+@pytest.mark.asyncio
+async def test_abort_sends_all_traffic_back_to_stable_and_retry_starts_again(world: World) -> None:
+    await deployed(world)
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+    await world.turns(3)
+
+    world.runner.command("web", "abort")
+    await world.turns(3)
+    assert world.status().abort
+    assert world.status().phase is Phase.DEGRADED
+    assert world.router.route("default/web").canary_weight == 0
+
+    world.runner.command("web", "retry")
+    await world.turns(3)
+    assert not world.status().abort
+    assert world.router.route("default/web").canary_weight == 20
+
+
+@pytest.mark.asyncio
+async def test_undo_goes_back_to_the_previous_template_and_pause_holds(world: World) -> None:
+    await deployed(world)
+    first = world.status().stable_rs
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+    await world.turns(2)
+    world.runner.command("web", "promote", full=True)
+    await world.turns(4)
+    assert world.status().stable_rs != first
+
+    world.runner.command("web", "pause")
+    assert world.rollout().spec.paused
+    world.runner.command("web", "resume")
+    assert not world.rollout().spec.paused
+
+    world.runner.command("web", "undo", to_revision=1)
+    assert pod_template_hash(world.rollout().spec.template) == first
+    with pytest.raises(CommandError, match="no revision 7"):
+        world.runner.command("web", "undo", to_revision=7)
+
+
+@pytest.mark.asyncio
+async def test_commands_that_do_not_apply_say_why(world: World) -> None:
+    await deployed(world)
+
+    with pytest.raises(CommandError, match="nothing to abort"):
+        world.runner.command("web", "abort")
+    with pytest.raises(CommandError, match=r"container 'web' not found.*containers: app") as error:
+        world.runner.command("web", "set-image", container="web", image="web:v2")
+    assert error.value.status == 400
+    with pytest.raises(CommandError, match="rollout 'nope' not found") as missing:
+        world.runner.command("nope", "abort")
+    assert missing.value.status == 404
+
+
+def test_an_invalid_manifest_is_refused_whole_with_field_paths(world: World) -> None:
+    bad = MANIFEST.replace("setWeight: 60", "setWeight: 160") + "---\n" + MANIFEST.replace("name: web", "name: other")
+
+    with pytest.raises(SpecError, match=r"steps\[2\]\.setWeight"):
+        world.runner.apply_text(bad, "rollout.yaml")
+
+    assert world.documents.list_documents(ROLLOUT) == []
+
+
+@pytest.mark.asyncio
+async def test_the_loop_reacts_to_a_wake_up_without_waiting_for_the_resync(world: World) -> None:
+    world.runner.resync = 30.0
+    loop = asyncio.create_task(world.runner.run())
+    try:
+        await asyncio.sleep(0.05)
+        world.runner.apply_text(MANIFEST, "rollout.yaml")
+        started = time.monotonic()
+        seen = await world.runner.wait_for_change(world.runner.sequence, timeout=5.0)
+        assert seen > 0
+        assert time.monotonic() - started < 5.0
+        deadline = time.monotonic() + 5.0
+        while not any(e.reason == "RolloutCreated" for e in world.runner.events) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert any(e.reason == "RolloutCreated" for e in world.runner.events)
+    finally:
+        world.runner.stop()
+        await asyncio.wait_for(loop, timeout=5.0)
