@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from headway.spec.rollout import HeaderRoutingMatch, RolloutAnalysis, RolloutExperimentStep, RouteMatch
+from headway.spec.rollout import HeaderRoutingMatch, RolloutAnalysis, RolloutExperimentStep, RouteMatch, Webhook
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,15 @@ class TerminateExperiment:
     name: str
 
 
+@dataclass(frozen=True)
+class CallGate:
+    """Ask a gate webhook (again); the answer shows up in ``Observation.gates[key]``."""
+
+    key: str
+    webhook: Webhook
+    hash: str
+
+
 Action = (
     CreateRevision
     | ScaleRevision
@@ -138,4 +147,5 @@ Action = (
     | TerminateAnalysisRun
     | StartExperiment
     | TerminateExperiment
+    | CallGate
 )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from headway.core import runs
-from headway.core.actions import RunKind, ScaleRevision, ServiceRole, SwitchService
+from headway.core import gates, runs
+from headway.core.actions import CreateRevision, RunKind, ScaleRevision, ServiceRole, SwitchService
 from headway.core.decision import EventType
 from headway.core.passes import Pass
 from headway.spec.rollout import BlueGreenStrategy
@@ -47,7 +47,10 @@ def point(p: Pass, role: ServiceRole, pod_hash: str | None) -> None:
 def scale(p: Pass, pod_hash: str | None, replicas: int) -> bool:
     """Scale a revision; True when it already has ``replicas`` all available."""
     revision = p.revision(pod_hash)
-    if pod_hash is None or revision is None:
+    if pod_hash is None:
+        return False
+    if revision is None:
+        p.act(CreateRevision(hash=pod_hash, number=p.obs.next_revision_number(), replicas=replicas))
         return False
     if revision.replicas != replicas:
         p.act(ScaleRevision(hash=pod_hash, replicas=replicas))
@@ -83,6 +86,12 @@ def _before_switch(p: Pass) -> None:
     blue_green = strategy(p)
     replicas = p.spec.replicas_or_default()
     point(p, ServiceRole.ACTIVE, p.status.stable_rs)
+    asked = gates.rollback_requested(p)
+    if asked is not None:
+        request_abort(p, f"rollback gate {asked} asked for it")
+        return
+    if gates.check(p, "confirm-rollout") != gates.Gate.OPEN:
+        return
     preview_count = replicas
     if blue_green.preview_replica_count is not None and not p.status.blue_green.scale_up_preview_check_point:
         preview_count = blue_green.preview_replica_count
@@ -94,7 +103,12 @@ def _before_switch(p: Pass) -> None:
         p.wait("manually paused")
         return
     if not p.status.promote_full and not p.status.blue_green.scale_up_preview_check_point:
-        if not _pre_promotion(p) or not _promotion_pause(p):
+        pre = gates.check(p, "pre-rollout", no_fails=True)
+        if pre == gates.Gate.FAILED:
+            request_abort(p, "a pre-rollout gate said no")
+        if pre != gates.Gate.OPEN or not _pre_promotion(p) or not _promotion_pause(p):
+            return
+        if gates.check(p, "confirm-promotion") != gates.Gate.OPEN:
             return
         p.clear_pauses()
         p.update_blue_green(scale_up_preview_check_point=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from headway.core import runs, steps, weights
+from headway.core import gates, runs, steps, weights
 from headway.core.actions import (
     CreateRevision,
     RemoveManagedRoutes,
@@ -200,6 +200,8 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         p.wait("paused: " + ", ".join(sorted(r.value for r in p.status.pause_reasons())))
         return False
     if step.set_weight is not None:
+        if step.set_weight > 0 and not _traffic_allowed(p):
+            return False
         counts = desired_counts(p, index)
         if not at_desired(p, counts):
             p.wait(f"step {index + 1}/{total}: scaling the canary for weight {step.set_weight}", replicas=True)
@@ -333,12 +335,20 @@ def progress(p: Pass) -> None:
     index = min(p.status.current_step_index or 0, total)
     if p.status.promote_full:
         index = total
+    if not p.status.abort:
+        asked = gates.rollback_requested(p)
+        if asked is not None:
+            request_abort(p, f"rollback gate {asked} asked for it")
+    if not p.status.abort and gates.check(p, "confirm-rollout") != gates.Gate.OPEN:
+        return  # the new revision gets no pods until confirmed
     point_services(p, p.new_hash)
     _drop_stale_step_runs(p, index)
     if not p.status.abort:
         _background(p, index)
     while not p.status.abort and not p.spec.paused and index < total:
         if not _step_done(p, canary.steps[index], index):
+            break
+        if index == total - 1 and not p.status.promote_full and not _promotion_confirmed(p):
             break
         _leave_step(p, index)
         index += 1
@@ -349,6 +359,10 @@ def progress(p: Pass) -> None:
         return
     p.update(current_step_index=index)
     counts = desired_counts(p, index)
+    if index >= total and not p.status.promote_full and not _promotion_confirmed(p):
+        counts = desired_counts(p, total - 1) if total else (0, p.spec.replicas_or_default())
+        scale_to(p, counts)
+        return
     scale_to(p, counts)
     if routed(p):
         ready = canary_ready(p, counts[0])
@@ -359,6 +373,18 @@ def progress(p: Pass) -> None:
         _finish(p, counts)
     elif p.spec.paused:
         p.wait("manually paused")
+
+
+def _promotion_confirmed(p: Pass) -> bool:
+    return gates.check(p, "confirm-promotion") == gates.Gate.OPEN
+
+
+def _traffic_allowed(p: Pass) -> bool:
+    """pre-rollout gates must say yes before the canary takes any traffic; a "no" aborts the update."""
+    verdict = gates.check(p, "pre-rollout", no_fails=True)
+    if verdict == gates.Gate.FAILED:
+        request_abort(p, "a pre-rollout gate said no")
+    return verdict == gates.Gate.OPEN
 
 
 def _drop_stale_step_runs(p: Pass, index: int) -> None:

@@ -106,19 +106,10 @@ def _new_template(p: Pass) -> None:
     p.update(scale_down_at={h: t for h, t in old.scale_down_at.items() if h != p.new_hash})
     revision = p.revision(p.new_hash)
     number = revision.number if revision is not None else p.obs.next_revision_number()
-    if revision is None and p.spec.strategy.blue_green is not None:
-        p.act(CreateRevision(hash=p.new_hash, number=number, replicas=_blue_green_initial(p)))
     how = " (rollback within window: skipping steps)" if fast_track and p.new_hash != old.stable_rs else ""
     p.event(EventType.NORMAL, "RolloutUpdated", f"Rollout updated to revision {number} ({p.new_hash}){how}")
     p.set_condition("Progressing", True, "RolloutUpdated", f"Updating to revision {number}")
     p.progressed = True
-
-
-def _blue_green_initial(p: Pass) -> int:
-    blue_green = p.spec.strategy.blue_green
-    if blue_green is not None and blue_green.preview_replica_count is not None:
-        return blue_green.preview_replica_count
-    return p.spec.replicas_or_default()
 
 
 def _rollback_within_window(p: Pass) -> bool:

@@ -43,12 +43,25 @@ class RouterState:
 
 
 @dataclass(frozen=True)
+class GateState:
+    """The last answer of a gate webhook for one revision: passed (2xx) or not, and when it was asked."""
+
+    key: str
+    passed: bool
+    asked_at: datetime
+    message: str = ""
+    answered: bool = True
+    """False while the call is still in flight; a timeout or an error is an answer (a "no")."""
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     revisions: Mapping[str, RevisionState] = field(default_factory=dict)
     analysis_runs: Mapping[str, RunState] = field(default_factory=dict)
     experiments: Mapping[str, RunState] = field(default_factory=dict)
     router: RouterState = RouterState()
+    gates: Mapping[str, GateState] = field(default_factory=dict)
 
     def revision(self, pod_hash: str | None) -> RevisionState | None:
         return self.revisions.get(pod_hash) if pod_hash else None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import assert_never
 
 from headway.core.actions import (
     Action,
+    CallGate,
     CreateRevision,
     DeleteRevision,
     RemoveManagedRoutes,
@@ -29,6 +31,7 @@ from headway.core.actions import (
     TerminateExperiment,
 )
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
+from headway.engine.gates import GateBackend
 from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform
 from headway.routers.base import TrafficRouter
@@ -76,12 +79,14 @@ def apply_actions(
     platform: Platform,
     router: TrafficRouter | None,
     runs: RunBackend,
+    gates: GateBackend | None = None,
+    now: datetime | None = None,
 ) -> Applied:
     """Apply ``actions`` in order; stop at the first adapter error and report it with what was done before."""
     done: list[Action] = []
     for action in actions:
         try:
-            apply_action(rollout, action, platform=platform, router=router, runs=runs)
+            apply_action(rollout, action, platform=platform, router=router, runs=runs, gates=gates, now=now)
         except AdapterError as error:
             return Applied(done=tuple(done), failure=Failure(action=action, error=error))
         done.append(action)
@@ -95,6 +100,8 @@ def apply_action(
     platform: Platform,
     router: TrafficRouter | None,
     runs: RunBackend,
+    gates: GateBackend | None = None,
+    now: datetime | None = None,
 ) -> None:
     """Dispatch one action to its adapter."""
     match action:
@@ -124,6 +131,10 @@ def apply_action(
             runs.start_experiment(rollout, action)
         case TerminateExperiment(name=name):
             runs.terminate_experiment(rollout, name)
+        case CallGate():
+            if gates is None or now is None:
+                raise PermanentError(f"{rollout.name} declares gate webhooks, but no gate backend is configured")
+            gates.call(rollout, action, now)
         case _:
             assert_never(action)
 

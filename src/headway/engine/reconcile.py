@@ -23,6 +23,7 @@ from headway.core.decision import Decision, Event, EventType
 from headway.core.errors import AdapterError
 from headway.core.observation import Observation, RouterState
 from headway.engine.apply import Failure, apply_actions
+from headway.engine.gates import GateBackend
 from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform, rollout_key
 from headway.routers.base import TrafficRouter, Verification
@@ -82,6 +83,7 @@ def observe(
     platform: Platform,
     router: TrafficRouter | None,
     runs: RunBackend,
+    gates: GateBackend | None = None,
 ) -> tuple[Observation, tuple[Event, ...]]:
     """Gather the facts of one pass. Platform or run errors propagate (nothing to decide on without them);
     a router that cannot be read is data: the weight is unknown and not verified, so the core waits."""
@@ -101,6 +103,7 @@ def observe(
         analysis_runs=analysis_runs,
         experiments=experiments,
         router=router_state,
+        gates=gates.observe(rollout) if gates is not None else {},
     )
     return observation, warnings
 
@@ -115,6 +118,7 @@ def run_pass(
     store: StatusStore,
     key: str | None = None,
     decide: Decide = core_decide,
+    gates: GateBackend | None = None,
 ) -> PassResult:
     """One pass, reported in full. ``key`` defaults to ``namespace/name``."""
     if now.tzinfo is None or now.utcoffset() is None:
@@ -122,14 +126,16 @@ def run_pass(
     key = key or rollout_key(rollout)
     status, version = store.load(key)
     try:
-        observation, warnings = observe(rollout, now=now, platform=platform, router=router, runs=runs)
+        observation, warnings = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
     except AdapterError as error:
         failure = Failure(action=None, error=error)
         event = Event(EventType.WARNING, OBSERVE_FAILED, failure.describe())
         return PassResult(decision=Decision(status=status), version=version, failure=failure, warnings=(event,))
 
     decision = decide(rollout, status, observation)
-    applied = apply_actions(rollout, decision.actions, platform=platform, router=router, runs=runs)
+    applied = apply_actions(
+        rollout, decision.actions, platform=platform, router=router, runs=runs, gates=gates, now=now
+    )
     if applied.failure is not None:
         event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
         return PassResult(
@@ -161,10 +167,11 @@ def reconcile(
     store: StatusStore,
     key: str | None = None,
     decide: Decide = core_decide,
+    gates: GateBackend | None = None,
 ) -> Decision:
     """One pass; returns the decision with the shell's warnings appended and ``requeue_after`` to honour."""
     result = run_pass(
-        rollout, now=now, platform=platform, router=router, runs=runs, store=store, key=key, decide=decide
+        rollout, now=now, platform=platform, router=router, runs=runs, store=store, key=key, decide=decide, gates=gates
     )
     return result.outcome()
 
@@ -203,6 +210,7 @@ class Engine:
     runs: RunBackend
     store: StatusStore
     decide: Decide = core_decide
+    gates: GateBackend | None = None
 
     def run_pass(self, rollout: Rollout, *, now: datetime, key: str | None = None) -> PassResult:
         return run_pass(
@@ -214,6 +222,7 @@ class Engine:
             store=self.store,
             key=key,
             decide=self.decide,
+            gates=self.gates,
         )
 
     def reconcile(self, rollout: Rollout, *, now: datetime, key: str | None = None) -> Decision:

@@ -399,6 +399,25 @@ class WorkloadRef(Model):
     scale_down: Literal["never", "onsuccess", "progressively"] | None = None
 
 
+GateType = Literal["confirm-rollout", "pre-rollout", "confirm-promotion", "rollback"]
+
+
+class Webhook(Model):
+    """A gate in Flagger's sense (a Headway extension; Argo has none): an HTTP endpoint asked before a move.
+
+    ``confirm-rollout`` holds a new revision before it gets any pods; ``pre-rollout`` must pass before the canary
+    gets traffic (a failure aborts); ``confirm-promotion`` holds the promotion; ``rollback`` aborts the update
+    as soon as it answers 2xx. A 2xx answer means yes; anything else, a timeout or no answer means not yet.
+    """
+
+    name: str = Field(min_length=1)
+    type: GateType
+    url: str = Field(min_length=1)
+    timeout_seconds: Annotated[int, in_range(1, 300)] = 10
+    interval_seconds: Annotated[int, in_range(1, 3600)] = 10
+    metadata: dict[str, str] = {}
+
+
 class RollbackWindow(Model):
     revisions: NonNegative | None = None
 
@@ -417,6 +436,8 @@ class RolloutSpec(Model):
     rollback_window: RollbackWindow | None = None
     analysis: dict[str, Any] | None = None
     strategy: Strategy
+    webhooks: list[Webhook] = []
+    """Headway extension: gates called before moves (see `Webhook`)."""
 
     def replicas_or_default(self) -> int:
         return self.replicas if self.replicas is not None else DEFAULT_REPLICAS

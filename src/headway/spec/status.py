@@ -129,6 +129,8 @@ class RolloutStatus(Model):
     progress_marker: str = ""
     progress_since: datetime | None = None
     deadline_exceeded: bool = False
+    gates_passed: list[str] = []
+    """Headway: gate webhooks (``<gate>/<hash>``) that said yes for the current update."""
 
     def pause_reasons(self) -> set[PauseReason]:
         return {condition.reason for condition in self.pause_conditions}

@@ -15,7 +15,7 @@ from headway.core import actions as a
 from headway.core.decide import decide
 from headway.core.decision import Decision
 from headway.core.hashing import pod_template_hash
-from headway.core.observation import Observation, RevisionState, RouterState, RunState
+from headway.core.observation import GateState, Observation, RevisionState, RouterState, RunState
 from headway.spec.rollout import Rollout
 from headway.spec.status import Phase, RolloutStatus, RunPhase
 
@@ -64,6 +64,9 @@ class World:
     script: RunScript = passing
     weight: int | None = None
     services: dict[str, str] = field(default_factory=dict)
+    gate_answers: dict[str, bool] = field(default_factory=dict)
+    """Gate name → what its webhook answers (absent: no answer yet)."""
+    gates_asked: dict[str, datetime] = field(default_factory=dict)
     log: list[a.Action] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
 
@@ -78,7 +81,18 @@ class World:
                 RunPhase.FAILED if name in self.terminated else self.script(name, (self.now - started).total_seconds())
             )
             runs[name] = RunState(name=name, phase=phase)
-        return Observation(now=self.now, revisions=revisions, analysis_runs=runs, router=RouterState(self.weight))
+        gates = {
+            key: GateState(
+                key=key,
+                passed=self.gate_answers.get(key.split("/")[0], False),
+                asked_at=asked,
+                answered=key.split("/")[0] in self.gate_answers,
+            )
+            for key, asked in self.gates_asked.items()
+        }
+        return Observation(
+            now=self.now, revisions=revisions, analysis_runs=runs, router=RouterState(self.weight), gates=gates
+        )
 
     def apply(self, action: a.Action) -> None:
         self.log.append(action)
@@ -97,6 +111,8 @@ class World:
             self.runs[action.name] = self.now
         elif isinstance(action, a.TerminateAnalysisRun):
             self.terminated.add(action.name)
+        elif isinstance(action, a.CallGate):
+            self.gates_asked[action.key] = self.now
 
     def _scale(self, pod_hash: str, replicas: int) -> None:
         current = self.ready_at.setdefault(pod_hash, [])
