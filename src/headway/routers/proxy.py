@@ -1,0 +1,137 @@
+"""The embedded proxy as a traffic router: weights and routes written to its admin API over loopback HTTP.
+
+The engine calls routers synchronously, so this adapter makes short blocking calls with urllib (one request per
+method, a few milliseconds on loopback) instead of running an event loop. The proxy applies a change before it
+answers, so a weight that reads back is the weight the data plane uses: `read_weight` reports it as verified.
+
+The proxy owns backends (the supervisor registers and drains them); this router owns only ``stable``,
+``canary``, ``weights`` and the routes, and patches just those keys so the two writers never overwrite each
+other. Weights are written as percentages of the two revisions (stable gets ``100 - canary``).
+
+"Restore" puts the proxy back to what it is with no rollout in progress: all traffic to stable, no canary, no
+routes. Failures become `TemporaryError` (proxy down, timeout, 5xx) or `PermanentError` (the proxy refused the
+request as invalid, or no proxy is configured for the rollout).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from headway.core.errors import PermanentError, TemporaryError
+from headway.core.observation import RouterState
+from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
+
+RETRY_DELAY = 2.0
+"""Seconds before retrying when the proxy did not answer (it restarts in well under that)."""
+
+
+class ProxyRouter:
+    """Implements `headway.routers.base.TrafficRouter` against the embedded proxy's admin API."""
+
+    type: ClassVar[str] = "proxy"
+
+    def __init__(self, admin: str | Mapping[str, str] | Callable[[Rollout], str], *, timeout: float = 2.0) -> None:
+        """``admin`` is the admin base URL (one app), a map from ``namespace/name`` to URL, or a function."""
+        self._admin = admin
+        self.timeout = timeout
+
+    # --- the TrafficRouter Protocol ------------------------------------------------------------------------
+
+    def set_weight(
+        self, rollout: Rollout, canary_weight: int, canary_hash: str | None, stable_hash: str | None
+    ) -> None:
+        if not 0 <= canary_weight <= 100:
+            raise PermanentError(f"canary weight must be within 0..100, got {canary_weight}")
+        canary = canary_hash if canary_hash != stable_hash else None
+        weights: dict[str, int] = {}
+        if stable_hash:
+            weights[stable_hash] = 100 - canary_weight if canary else 100
+        if canary:
+            weights[canary] = canary_weight
+        self._call(rollout, "PATCH", "/state", {"stable": stable_hash, "canary": canary, "weights": weights})
+
+    def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
+        path = f"/header-routes/{quote(name, safe='')}"
+        if match is None:
+            self._call(rollout, "DELETE", path)
+        else:
+            self._call(rollout, "PUT", path, {"match": [item.wire() for item in match]})
+
+    def set_mirror_route(
+        self, rollout: Rollout, name: str, match: Sequence[RouteMatch] | None, percentage: int
+    ) -> None:
+        path = f"/mirror-routes/{quote(name, safe='')}"
+        if match is None:
+            self._call(rollout, "DELETE", path)
+        else:
+            self._call(rollout, "PUT", path, {"match": [item.wire() for item in match], "percentage": percentage})
+
+    def remove_managed_routes(self, rollout: Rollout) -> None:
+        self._call(rollout, "DELETE", "/routes")
+
+    def read_weight(self, rollout: Rollout) -> RouterState:
+        state = self._call(rollout, "GET", "/state")
+        weights: Mapping[str, int] = state.get("weights") or {}
+        canary, stable = state.get("canary"), state.get("stable")
+        canary_part = weights.get(canary, 0) if canary else 0
+        total = canary_part + (weights.get(stable, 0) if stable else 0)
+        return RouterState(canary_weight=round(100 * canary_part / total) if total else 0, verified=True)
+
+    def restore(self, rollout: Rollout) -> None:
+        state = self._call(rollout, "GET", "/state")
+        stable = state.get("stable")
+        self._call(
+            rollout,
+            "PATCH",
+            "/state",
+            {"canary": None, "weights": {stable: 100} if stable else {}, "headerRoutes": [], "mirrorRoutes": []},
+        )
+
+    # --- HTTP --------------------------------------------------------------------------------------------------
+
+    def admin_url(self, rollout: Rollout) -> str:
+        key = f"{rollout.metadata.namespace}/{rollout.metadata.name}"
+        if isinstance(self._admin, str):
+            return self._admin.rstrip("/")
+        if callable(self._admin):
+            return self._admin(rollout).rstrip("/")
+        url = self._admin.get(key)
+        if url is None:
+            raise PermanentError(f"no embedded proxy is configured for rollout {key}")
+        return url.rstrip("/")
+
+    def _call(self, rollout: Rollout, method: str, path: str, body: object = None) -> dict[str, Any]:
+        url = self.admin_url(rollout) + path
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            message = _error_message(error)
+            if 400 <= error.code < 500:
+                raise PermanentError(f"proxy at {url} refused {method}: {message}") from None
+            raise TemporaryError(f"proxy at {url} failed {method}: {message}", delay=RETRY_DELAY) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise TemporaryError(f"proxy at {url} did not answer: {reason}", delay=RETRY_DELAY) from None
+        try:
+            decoded = json.loads(raw)
+        except json.JSONDecodeError:
+            raise TemporaryError(f"proxy at {url} answered {method} with invalid JSON", delay=RETRY_DELAY) from None
+        if not isinstance(decoded, dict):
+            raise TemporaryError(f"proxy at {url} answered {method} with {type(decoded).__name__}", delay=RETRY_DELAY)
+        return decoded
+
+
+def _error_message(error: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(error.read())
+    except (json.JSONDecodeError, OSError):
+        return f"HTTP {error.code}"
+    return str(body.get("error", body)) if isinstance(body, dict) else f"HTTP {error.code}"

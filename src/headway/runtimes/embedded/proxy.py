@@ -1,0 +1,559 @@
+"""The embedded weighted reverse proxy: the data plane of embedded mode, run as its own OS process.
+
+Run it as ``python -m headway.runtimes.embedded.proxy --listen 127.0.0.1:8080 --admin 127.0.0.1:8081
+--state-file DIR/proxy.json``. It is a separate process so that traffic keeps flowing while the controller is
+killed and restarted: the controller only talks to its admin API, and the proxy reloads its last routing state
+from the state file when it starts. Once bound it prints one JSON line (``{"listen": ..., "admin": ...}``) on
+stdout, so a parent that asked for port 0 learns the real ports.
+
+Per request: header routes, then smooth weighted round-robin pick a revision (`proxy_balancing`), round-robin
+picks one of its ready backends, and the request is forwarded over a keep-alive pool with hop-by-hop headers
+stripped and ``X-Forwarded-For/Proto/Host`` set; bodies stream both ways. If the connection to the backend is
+refused (nothing was sent yet) or a pooled keep-alive connection turns out closed on a bodiless idempotent
+request, it is retried once on another ready backend of the revision, else of stable, so a replica restarting
+never surfaces as a 502. Mirror routes copy a share of matching requests to the canary without waiting.
+
+The hot path avoids per-request work that is not needed: the routing table is rebuilt only when the state
+changes, counters are plain integers, small responses are read at once, nothing is logged per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from yarl import URL
+
+from headway.runtimes.embedded.proxy_balancing import BackendSlot, Pool, RoutingTable
+from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
+from headway.runtimes.embedded.proxy_state import (
+    RoutingState,
+    StateError,
+    load_state,
+    parse_backends,
+    parse_header_route,
+    parse_mirror_route,
+    parse_state,
+    save_state,
+)
+
+log = logging.getLogger("headway.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+"""RFC 9110 §7.6.1 connection-specific headers, never forwarded (plus any the Connection header names)."""
+
+BUFFERED_LIMIT = 256 * 1024
+"""Responses with a Content-Length up to this are read at once (faster); longer or unknown ones are streamed."""
+MIRROR_BODY_LIMIT = 1024 * 1024
+"""A request body is copied to a mirror only up to this size; larger requests are forwarded but not mirrored."""
+MIRROR_CONCURRENCY = 64
+"""At most this many mirror copies in flight; beyond it copies are dropped so mirroring never builds a backlog."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Proxy:
+    """The routing table, the upstream session, the counters and the admin API of one proxied app."""
+
+    def __init__(
+        self,
+        state: RoutingState | None = None,
+        *,
+        state_file: Path | None = None,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 300.0,
+    ) -> None:
+        self.state_file = state_file
+        self.slots: dict[str, BackendSlot] = {}
+        self.counters = Counters()
+        self.collector = CountersCollector(self.counters)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        self.table = RoutingTable(RoutingState(), self.slots)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._admin_runner: web.AppRunner | None = None
+        self._low_level: web.Server | None = None
+        self._mirrors: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._apply(state or RoutingState(), persist=False)
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self, listen: tuple[str, int], admin: tuple[str, int]) -> tuple[str, str]:
+        """Bind both ports (0 picks a free one) and return the bound ``host:port`` of each."""
+        loop = asyncio.get_running_loop()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, use_dns_cache=True),
+            timeout=self._timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+        self._low_level = web.Server(self.handle, access_log=None)
+        data_server = await loop.create_server(self._low_level, listen[0], listen[1], reuse_address=True, backlog=1024)
+        self._servers.append(data_server)
+        self._admin_runner = web.AppRunner(self.admin_app(), access_log=None)
+        await self._admin_runner.setup()
+        site = web.TCPSite(self._admin_runner, admin[0], admin[1], reuse_address=True)
+        await site.start()
+        self.counters.snapshot(loop.time())
+        self._ticker = asyncio.create_task(self._tick())
+        return _bound(data_server), _bound(site._server)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds, then close everything."""
+        for server in self._servers:
+            server.close()
+        deadline = time.monotonic() + grace
+        while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self._low_level is not None:
+            await self._low_level.shutdown(timeout=1.0)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for task in list(self._mirrors):
+            task.cancel()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            self.counters.snapshot(loop.time())
+
+    # --- state -----------------------------------------------------------------------------------------------
+
+    def _apply(self, state: RoutingState, *, persist: bool = True) -> None:
+        if persist and self.state_file is not None:
+            save_state(self.state_file, state)  # persist first: a crash must not lose an acknowledged change
+        self.table = RoutingTable(state, self.slots)
+        known = {backend.address for backends in state.backends.values() for backend in backends}
+        for address in [address for address, slot in self.slots.items() if address not in known and not slot.inflight]:
+            del self.slots[address]
+        roles = {state.stable: "stable", state.canary: "canary"} if state.stable or state.canary else {}
+        self.collector.roles = {revision: role for revision, role in roles.items() if revision}
+        self.collector.weights = dict(state.weights)
+
+    @property
+    def state(self) -> RoutingState:
+        return self.table.state
+
+    def update(self, state: RoutingState) -> None:
+        """Swap in a new routing state (already validated) and persist it."""
+        self._apply(state)
+
+    # --- the data plane --------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        table = self.table
+        headers = request.headers
+        pool = table.choose(headers)
+        slot = pool.pick() if pool is not None else None
+        if pool is None or slot is None:
+            return web.Response(status=503, text="headway proxy: no ready backend\n")
+        method = request.method
+        out = _forward_headers(request)
+        body: Any = None
+        mirror = table.mirror_target(method, request.path, headers) if table.mirrors else None
+        if request.body_exists:
+            length = request.content_length
+            if mirror is not None and length is not None and length <= MIRROR_BODY_LIMIT:
+                body = await request.read()
+            else:
+                mirror = None
+                body = request.content.iter_chunked(65536)
+        if mirror is not None:
+            self._mirror(mirror, method, request.raw_path, out, body)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        counters = self.counters.of(pool.revision)
+        status = 502
+        slot.inflight += 1
+        try:
+            upstream, slot, pool = await self._send(
+                table, pool, slot, method=method, path=request.raw_path, headers=out, body=body
+            )
+            if upstream is None:
+                return web.Response(status=502, text="headway proxy: backend unavailable\n")
+            counters = self.counters.of(pool.revision)
+            status = upstream.status
+            try:
+                return await self._respond(request, upstream)
+            finally:
+                upstream.release()
+        except TimeoutError:
+            status = 504
+            return web.Response(status=504, text="headway proxy: backend timed out\n")
+        finally:
+            slot.inflight -= 1
+            counters.observe(status, loop.time() - started)
+
+    async def _send(
+        self,
+        table: RoutingTable,
+        pool: Pool,
+        slot: BackendSlot,
+        *,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: Any,
+    ) -> tuple[aiohttp.ClientResponse | None, BackendSlot, Pool]:
+        """Forward once, and once more on another backend if nothing can have reached the first one."""
+        assert self._session is not None
+        try:
+            response = await self._session.request(
+                method, URL(slot.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
+            )
+            return response, slot, pool
+        except aiohttp.ClientConnectorError:
+            pass  # refused or unreachable: no byte was sent, any request may be retried
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if body is not None or method not in IDEMPOTENT:
+                return None, slot, pool
+            # a pooled keep-alive connection the backend had closed: the request never reached the app
+        slot.failures += 1
+        retry = table.failover(pool, slot)
+        if retry is None:
+            return None, slot, pool
+        if retry not in pool.slots and table.stable is not None:
+            pool = table.stable
+        slot.inflight -= 1
+        retry.inflight += 1
+        try:
+            response = await self._session.request(
+                method, URL(retry.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
+            )
+        except aiohttp.ClientError:
+            retry.failures += 1
+            return None, retry, pool
+        return response, retry, pool
+
+    async def _respond(self, request: web.BaseRequest, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        headers = _backward_headers(upstream.headers)
+        length = upstream.content_length
+        if request.method != "HEAD" and length is not None and length <= BUFFERED_LIMIT:
+            body = await upstream.read()
+            return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    def _mirror(self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any) -> None:
+        if len(self._mirrors) >= MIRROR_CONCURRENCY or not isinstance(body, bytes | None):
+            return
+        task = asyncio.create_task(self._send_mirror(slot, method, path, CIMultiDict(headers), body))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _send_mirror(
+        self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: bytes | None
+    ) -> None:
+        """Fire and forget: the response is read and discarded, failures only counted."""
+        assert self._session is not None
+        revision = self.state.canary or ""
+        counters = self.counters.of(revision) if revision else None
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self._session.request(
+                method, URL(slot.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
+            ) as response:
+                await response.read()
+        if counters is not None:
+            counters.mirrored += 1
+
+    # --- the admin API -------------------------------------------------------------------------------------
+
+    def admin_app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/state", self._get_state)
+        app.router.add_put("/state", self._put_state)
+        app.router.add_patch("/state", self._patch_state)
+        app.router.add_put("/header-routes/{name}", self._put_header_route)
+        app.router.add_delete("/header-routes/{name}", self._delete_header_route)
+        app.router.add_put("/mirror-routes/{name}", self._put_mirror_route)
+        app.router.add_delete("/mirror-routes/{name}", self._delete_mirror_route)
+        app.router.add_delete("/routes", self._delete_routes)
+        app.router.add_get("/inflight", self._get_inflight)
+        app.router.add_get("/counters", self._get_counters)
+        app.router.add_get("/metrics", self._get_metrics)
+        return app
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _get_state(self, _: web.Request) -> web.Response:
+        return web.json_response(self.state.wire())
+
+    async def _put_state(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        return self._change(lambda: parse_state(_require_json(body)))
+
+    async def _patch_state(self, request: web.Request) -> web.Response:
+        """Merge top-level keys; ``backends`` merges per revision (null removes one), so writers do not race."""
+        raw = await _json(request)
+
+        def merged() -> RoutingState:
+            patch = _as_dict(_require_json(raw))
+            body = self.state.wire()
+            for key, value in patch.items():
+                if key == "backends" and isinstance(value, dict):
+                    for revision, backends in value.items():
+                        if backends is None:
+                            body["backends"].pop(revision, None)
+                        else:
+                            body["backends"][revision] = backends
+                else:
+                    body[key] = value
+            return parse_state(body)
+
+        return self._change(merged)
+
+    async def _put_header_route(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = _require_json(await _json(request))
+
+        def changed() -> RoutingState:
+            route = parse_header_route({**_as_dict(body), "name": name}, f"headerRoutes.{name}")
+            others = tuple(item for item in self.state.header_routes if item.name != name)
+            return _replace(self.state, header_routes=(*others, route))
+
+        return self._change(changed)
+
+    async def _delete_header_route(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        routes = tuple(item for item in self.state.header_routes if item.name != name)
+        return self._change(lambda: _replace(self.state, header_routes=routes))
+
+    async def _put_mirror_route(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = _require_json(await _json(request))
+
+        def changed() -> RoutingState:
+            route = parse_mirror_route({**_as_dict(body), "name": name}, f"mirrorRoutes.{name}")
+            others = tuple(item for item in self.state.mirror_routes if item.name != name)
+            return _replace(self.state, mirror_routes=(*others, route))
+
+        return self._change(changed)
+
+    async def _delete_mirror_route(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        routes = tuple(item for item in self.state.mirror_routes if item.name != name)
+        return self._change(lambda: _replace(self.state, mirror_routes=routes))
+
+    async def _delete_routes(self, _: web.Request) -> web.Response:
+        return self._change(lambda: _replace(self.state, header_routes=(), mirror_routes=()))
+
+    async def _get_inflight(self, _: web.Request) -> web.Response:
+        inflight = self.table.inflight()
+        for address, slot in self.slots.items():
+            inflight.setdefault(address, slot.inflight)
+        return web.json_response({"inflight": inflight, "total": sum(inflight.values())})
+
+    async def _get_counters(self, request: web.Request) -> web.Response:
+        raw = request.query.get("window")
+        try:
+            window = None if raw is None else float(raw)
+        except ValueError:
+            window = -1.0
+        if window is not None and not 0 < window <= 86_400:
+            return _problem(f"window: expected seconds within (0, 86400], got {raw!r}")
+        totals, covered = self.counters.window(asyncio.get_running_loop().time(), window)
+        return web.json_response(
+            {
+                "stable": self.state.stable,
+                "canary": self.state.canary,
+                "weights": dict(self.state.weights),
+                "windowSeconds": round(covered, 3) if window is not None else None,
+                "revisions": {revision: total.wire() for revision, total in totals.items()},
+            }
+        )
+
+    async def _get_metrics(self, _: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    def _change(self, build: Callable[[], RoutingState]) -> web.Response:
+        try:
+            state = build()
+        except StateError as error:
+            return _problem(str(error))
+        try:
+            self.update(state)
+        except OSError as error:
+            return web.json_response({"error": f"cannot save the state file: {error}"}, status=503)
+        return web.json_response(state.wire())
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+def _forward_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    incoming = request.headers
+    connection = incoming.get("Connection")
+    named = {token.strip().lower() for token in connection.split(",")} if connection else ()
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in incoming.items():
+        lower = key.lower()
+        if lower in HOP_BY_HOP or lower in named or lower.startswith("x-forwarded-"):
+            continue
+        out.add(key, value)
+    peer = request.remote or ""
+    previous = incoming.get("X-Forwarded-For")
+    out["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+    out["X-Forwarded-Proto"] = request.scheme
+    out["X-Forwarded-Host"] = incoming.get("Host") or ""
+    return out
+
+
+def _backward_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    connection = incoming.get("Connection")
+    named = {token.strip().lower() for token in connection.split(",")} if connection else ()
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in incoming.items():
+        lower = key.lower()
+        if lower in HOP_BY_HOP or lower in named or lower == "content-length":
+            continue
+        out.add(key, value)
+    return out
+
+
+async def _json(request: web.Request) -> object:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _require_json(body: object) -> object:
+    if body is _INVALID:
+        raise _BadJSONError
+    return body
+
+
+class _BadJSONError(StateError):
+    def __init__(self) -> None:
+        super().__init__("body: expected a JSON document")
+
+
+def _as_dict(body: object) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise StateError("body: expected an object")
+    return body
+
+
+def _replace(state: RoutingState, **changes: Any) -> RoutingState:
+    return replace(state, **changes)
+
+
+def _problem(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+def _bound(server: Any) -> str:
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"{host}:{port}"
+
+
+# --- the process -------------------------------------------------------------------------------------------
+
+
+def parse_address(value: str, what: str, *, loopback: bool = False) -> tuple[str, int]:
+    """``host:port`` → tuple; ``loopback`` refuses any host that is not a loopback address."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{what}: expected host:port (port 0 picks a free one), got {value!r}")
+    if loopback and host != "localhost":
+        try:
+            if not ipaddress.ip_address(host.strip("[]")).is_loopback:
+                raise ValueError(f"{what}: the admin API listens on loopback only, got {host!r}")
+        except ValueError as error:
+            if "loopback" in str(error):
+                raise
+            raise ValueError(f"{what}: expected an IP address or localhost, got {host!r}") from None
+    return host.strip("[]"), int(port)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or SIGINT, then drain gracefully."""
+    state_file = Path(args.state_file) if args.state_file else None
+    state = load_state(state_file) if state_file else RoutingState()
+    if args.backends:
+        state = _replace(state, backends={**state.backends, "default": parse_backends(args.backends, "--backend")})
+        state = _replace(state, stable=state.stable or "default", weights={**state.weights, "default": 100})
+    proxy = Proxy(state, state_file=state_file, connect_timeout=args.connect_timeout)
+    listen, admin = await proxy.start(args.listen, args.admin)
+    print(json.dumps({"listen": listen, "admin": admin}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await proxy.close(grace=args.grace)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m headway.runtimes.embedded.proxy", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="data-plane host:port (default 127.0.0.1:8080)")
+    parser.add_argument("--admin", default="127.0.0.1:8081", help="admin API host:port, loopback only")
+    parser.add_argument("--state-file", help="where routing state is saved and reloaded from")
+    parser.add_argument("--backend", dest="backends", action="append", help="host:port of a backend (repeatable)")
+    parser.add_argument("--connect-timeout", type=float, default=2.0, help="seconds to connect to a backend")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get at shutdown")
+    args = parser.parse_args(argv)
+    try:
+        args.listen = parse_address(args.listen, "--listen")
+        args.admin = parse_address(args.admin, "--admin", loopback=True)
+        return asyncio.run(serve(args))
+    except (ValueError, OSError) as error:
+        print(f"headway proxy: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
