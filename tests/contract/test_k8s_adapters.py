@@ -15,15 +15,18 @@ from typing import Any
 import pytest
 
 from headway.core.actions import ServiceRole
+from headway.core.errors import TemporaryError
+from headway.core.observation import RouterState
 from headway.platforms.kubernetes import KubernetesPlatform
-from headway.runtimes.kubernetes.client import REPLICA_SETS, SERVICES, rollouts
+from headway.routers.gatewayapi import ORIGINAL_ANNOTATION, PLUGIN, GatewayApiRouter, set_weights, target_of
+from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, ApiConflictError, rollouts
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
 from headway.stores.base import NO_VERSION, ConflictError
 from headway.stores.k8s_status import KubernetesStatusStore
-from tests.contract import test_platform, test_store
+from tests.contract import test_platform, test_router, test_store
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.scenarios.harness import canary
+from tests.scenarios.harness import canary, make_rollout
 
 
 def _import_contract(module: ModuleType, fixture: str) -> None:
@@ -35,6 +38,8 @@ def _import_contract(module: ModuleType, fixture: str) -> None:
 
 _import_contract(test_platform, "platform")
 _import_contract(test_store, "store")
+_import_contract(test_router, "router")
+# test_rollouts_do_not_share_weights builds Istio rollouts; it is restated below (the later def wins).
 
 
 @pytest.fixture
@@ -51,9 +56,41 @@ def platform(api: ApiServer) -> KubernetesPlatform:
     return KubernetesPlatform(api.kube)
 
 
+def gateway_rollout(name: str = "web") -> Rollout:
+    """A canary routed through the HTTPRoute ``<name>`` between ``<name>-stable`` and ``<name>-canary``."""
+    strategy = {
+        "canaryService": f"{name}-canary",
+        "stableService": f"{name}-stable",
+        "trafficRouting": {"plugins": {PLUGIN: {"httpRoute": name}}},
+        "steps": [{"setWeight": 25}, {"pause": {}}],
+    }
+    return make_rollout({"canary": strategy}, name=name)
+
+
+def http_route(name: str = "web") -> dict[str, Any]:
+    backends = [
+        {"name": f"{name}-stable", "port": 80, "weight": 100},
+        {"name": f"{name}-canary", "port": 80, "weight": 0},
+    ]
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "parentRefs": [{"name": "gateway"}],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}],
+        },
+    }
+
+
 @pytest.fixture
 def rollout() -> Rollout:
-    return canary()
+    return gateway_rollout()
+
+
+@pytest.fixture
+def router(api: ApiServer) -> GatewayApiRouter:
+    for name in ("web", "api"):
+        api.kube.create(HTTP_ROUTES, http_route(name))
+    return GatewayApiRouter(api.kube)
 
 
 @pytest.fixture
@@ -118,3 +155,66 @@ def test_a_status_written_meanwhile_is_a_conflict_not_an_overwrite(
     with pytest.raises(ConflictError):
         store.save("default/web", RolloutStatus(message="stale"), read)
     assert store.load("default/web")[0].message == "one"
+
+
+# --- what only the Gateway API router shows --------------------------------------------------------------------
+
+
+def test_rollouts_do_not_share_weights(router: GatewayApiRouter) -> None:
+    router.set_weight(gateway_rollout("web"), 30, "new", "old")
+
+    assert router.read_weight(gateway_rollout("api")).canary_weight == 0
+
+
+def test_restore_puts_the_users_route_back_exactly(router: GatewayApiRouter, api: ApiServer) -> None:
+    before = api.kube.get(HTTP_ROUTES, "web", "default")
+    rollout = gateway_rollout()
+    router.set_weight(rollout, 40, "new", "old")
+    router.set_header_route(rollout, "testers", test_router.HEADER)
+
+    router.restore(rollout)
+
+    after = api.kube.get(HTTP_ROUTES, "web", "default")
+    assert before is not None and after is not None
+    assert after["spec"] == before["spec"]
+    assert ORIGINAL_ANNOTATION not in (after["metadata"].get("annotations") or {})
+
+
+def test_a_route_refused_by_its_gateway_gets_no_canary_traffic(router: GatewayApiRouter, api: ApiServer) -> None:
+    refused = {"conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]}
+    api.kube.patch(HTTP_ROUTES, "web", "default", {"status": {"parents": [refused]}}, status=True)
+
+    with pytest.raises(TemporaryError, match="NotAllowedByListeners"):
+        router.set_weight(gateway_rollout(), 20, "new", "old")
+    assert router.read_weight(gateway_rollout()).canary_weight == 0
+
+
+def test_an_accepted_route_reads_back_verified(router: GatewayApiRouter, api: ApiServer) -> None:
+    router.set_weight(gateway_rollout(), 20, "new", "old")
+    route = api.kube.get(HTTP_ROUTES, "web", "default")
+    assert route is not None
+    generation = route["metadata"]["generation"]
+    conditions = [
+        {"type": kind, "status": "True", "reason": kind, "observedGeneration": generation}
+        for kind in ("Accepted", "ResolvedRefs")
+    ]
+    api.kube.patch(HTTP_ROUTES, "web", "default", {"status": {"parents": [{"conditions": conditions}]}}, status=True)
+
+    assert router.read_weight(gateway_rollout()) == RouterState(canary_weight=20, verified=True)
+
+
+def test_a_concurrent_edit_of_the_route_is_a_conflict_not_clobbered(api: ApiServer) -> None:
+    router, rollout = GatewayApiRouter(api.kube), gateway_rollout()
+    api.kube.create(HTTP_ROUTES, http_route())
+    stale = api.kube.get(HTTP_ROUTES, "web", "default")
+    assert stale is not None
+    api.kube.patch(HTTP_ROUTES, "web", "default", {"metadata": {"labels": {"edited": "by-user"}}})
+
+    with pytest.raises(ApiConflictError):
+        router._write(target_of(rollout), stale, set_weights(stale["spec"]["rules"], target_of(rollout), 50))
+    router.set_weight(rollout, 50, "new", "old")  # the next pass re-reads and succeeds
+
+    route = api.kube.get(HTTP_ROUTES, "web", "default")
+    assert route is not None
+    assert route["metadata"]["labels"] == {"edited": "by-user"}
+    assert router.read_weight(rollout).canary_weight == 50
