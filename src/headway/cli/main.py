@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from headway import __version__
+from headway.cli import embedded
 from headway.cli.lint import lint
 from headway.cli.simulate import simulate
 
@@ -22,6 +23,8 @@ def main() -> None:
 # Subcommands: one line each, in the order `headway --help` lists them (click sorts by name).
 main.add_command(lint)
 main.add_command(simulate)
+for command in embedded.COMMANDS:
+    main.add_command(command)
 
 
 if __name__ == "__main__":

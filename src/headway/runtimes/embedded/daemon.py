@@ -68,10 +68,19 @@ def new_token(state_dir: Path) -> str:
 class Daemon:
     """The HTTP API over a `Runner`; ``on_shutdown`` is called when a client asks the runtime to stop."""
 
-    def __init__(self, runner: Runner, *, token: str, on_shutdown: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        token: str,
+        on_shutdown: Callable[[], None] | None = None,
+        describe: Callable[[Rollout], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.runner = runner
         self.token = token
         self.on_shutdown = on_shutdown
+        self.describe = describe
+        """Mode-specific fields added to every rollout view (embedded: where the app's traffic enters)."""
         self._site_runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -141,12 +150,15 @@ class Daemon:
         return web.json_response({"ok": True, "pid": os.getpid(), "sequence": self.runner.sequence})
 
     async def _list(self, request: web.Request) -> web.Response:
-        rows = [summary(self.runner, rollout) for rollout in self.runner.rollouts().values()]
+        rows = [{**summary(self.runner, r), **self._extra(r)} for r in self.runner.rollouts().values()]
         return web.json_response({"rollouts": rows})
 
     async def _get(self, request: web.Request) -> web.Response:
         rollout = self.runner.rollout(request.match_info["name"])
-        return web.json_response(detail(self.runner, rollout))
+        return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
+
+    def _extra(self, rollout: Rollout) -> Mapping[str, Any]:
+        return self.describe(rollout) if self.describe is not None else {}
 
     async def _apply(self, request: web.Request) -> web.Response:
         text = await request.text()
@@ -162,7 +174,7 @@ class Daemon:
         options = await _json_body(request)
         self.runner.command(request.match_info["name"], verb, **_options(verb, options))
         rollout = self.runner.rollout(request.match_info["name"])
-        return web.json_response(detail(self.runner, rollout))
+        return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
 
     async def _watch(self, request: web.Request) -> web.Response:
         after = _int_query(request, "after", default=self.runner.sequence)

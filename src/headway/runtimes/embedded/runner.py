@@ -324,6 +324,8 @@ class Runner:
         outcome = result.outcome()
         for event in outcome.events:
             self._record_event(key, event)
+        if result.saved_version is not None and not outcome.events:
+            self._touch()  # a status change without an event (a replica became ready) is news for watchers too
         self._remember_revision(rollout, outcome.status)
         requeue = outcome.requeue_after
         schedule.due = _after(now, min(requeue, self.resync) if requeue is not None else self.resync)
@@ -356,20 +358,23 @@ class Runner:
     # --- events and change notification ---------------------------------------------------------------------
 
     def record(self, key: str, type_: str, reason: str, message: str) -> RecordedEvent:
-        self._seq += 1
-        event = RecordedEvent(self._seq, self.clock(), key, type_, reason, message)
+        event = RecordedEvent(self._seq + 1, self.clock(), key, type_, reason, message)
         self.events.append(event)
-        self._changed.set()  # wake every watcher now, and start a fresh event for the next change
-        self._changed = asyncio.Event()
+        self._touch()  # wake every watcher now
         log.info("%s %s: %s", key, reason, message)
         return event
+
+    def _touch(self) -> None:
+        self._seq += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _record_event(self, key: str, event: Event) -> None:
         self.record(key, str(event.type), event.reason, event.message)
 
     @property
     def sequence(self) -> int:
-        """The number of the last change (event); watchers wait for it to move."""
+        """The number of the last change (an event, or a status saved without one); watchers wait for it to move."""
         return self._seq
 
     def events_after(self, seq: int, rollout: str | None = None) -> list[RecordedEvent]:

@@ -1,0 +1,433 @@
+"""The composition root: the only place that wires a mode's adapters into the engine and its runtime.
+
+Embedded mode, on one machine, with everything under one state directory:
+
+- status and applied manifests in SQLite (`headway.stores.sqlite`), which also holds the directory's lock, so a
+  second instance on the same directory refuses to start instead of fighting the first;
+- revisions as local processes (`headway.platforms.local`), which survive the controlling process;
+- one weighted proxy process per rollout routed through it (``trafficRouting.plugins["headway.dev/proxy"]``),
+  started in its own session so it survives too, adopted again after a restart (`Proxies`), driven by
+  `headway.routers.proxy.ProxyRouter`; the runner keeps each proxy's backends equal to the platform's ready
+  replicas (`Proxies.sync`);
+- the runner (`headway.runtimes.embedded.runner`) and the local API (`headway.runtimes.embedded.daemon`).
+
+``python -m headway.bootstrap --state-dir DIR --port P`` runs the embedded daemon (``headway up`` starts it
+detached). SIGTERM or SIGINT stops the controller only and leaves the data plane serving, like a crash would;
+``POST /api/v1/shutdown`` (``headway down``) stops everything. `teardown` stops what a dead daemon left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from headway.core.actions import StartAnalysisRun, StartExperiment
+from headway.core.errors import PermanentError, TemporaryError
+from headway.engine.reconcile import Engine, PassResult
+from headway.engine.runs import RunStates
+from headway.platforms.base import rollout_key
+from headway.platforms.local import LocalPlatform
+from headway.routers.proxy import ProxyRouter
+from headway.runtimes.embedded.daemon import ENDPOINT_FILE, Daemon, new_token
+from headway.runtimes.embedded.runner import Runner
+from headway.spec.rollout import Rollout
+from headway.stores.sqlite import SqliteStore, StateError
+
+log = logging.getLogger(__name__)
+
+PROXY_PLUGIN = "headway.dev/proxy"
+"""The ``trafficRouting.plugins`` key that routes a rollout through the built-in proxy; config ``{port: 8080}``."""
+PROXY_MODULE = "headway.runtimes.embedded.proxy"
+PROXY_START_SECONDS = 15.0
+DEFAULT_RESYNC = 1.0
+
+
+# --- proxies -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProxyProcess:
+    """A running proxy: its PID and where it listens for traffic and for the admin API."""
+
+    key: str
+    pid: int
+    listen: str
+    admin: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.admin}"
+
+
+class Proxies:
+    """One proxy process per routed rollout: started on demand, adopted after a restart, stopped on teardown.
+
+    A proxy's endpoint is recorded in ``<state_dir>/proxies/<namespace>_<name>.json`` and its routing state in
+    ``….state.json`` (the proxy saves and reloads that file itself), so a restarted controller finds the
+    proxy that kept serving, and a proxy that died comes back on the same port with the same weights.
+    """
+
+    def __init__(self, state_dir: Path, *, python: str = sys.executable) -> None:
+        self.dir = state_dir / "proxies"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.python = python
+        self._running: dict[str, ProxyProcess] = {}
+        self._pushed: dict[str, dict[str, list[str]]] = {}
+
+    def _file(self, key: str, suffix: str) -> Path:
+        return self.dir / f"{key.replace('/', '_')}{suffix}"
+
+    def known(self) -> dict[str, ProxyProcess]:
+        """Every proxy recorded in the state directory, alive or not."""
+        found = {}
+        for path in sorted(self.dir.glob("*.endpoint.json")):
+            try:
+                data = json.loads(path.read_text())
+                found[data["key"]] = ProxyProcess(data["key"], int(data["pid"]), data["listen"], data["admin"])
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable proxy endpoint file %s", path)
+        return found
+
+    def get(self, key: str) -> ProxyProcess | None:
+        return self._running.get(key)
+
+    def ensure(self, rollout: Rollout) -> ProxyProcess:
+        """The rollout's proxy, adopted if alive, else started (on its previous port when it had one)."""
+        key = rollout_key(rollout)
+        current = self._running.get(key)
+        if current is not None and _is_proxy(current.pid) and _healthy(current.admin_url):
+            return current
+        recorded = self.known().get(key)
+        if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url):
+            self._running[key] = recorded
+            self._pushed.pop(key, None)
+            return recorded
+        port = _configured_port(rollout)
+        if port == 0 and recorded is not None:
+            port = int(recorded.listen.rpartition(":")[2])
+        process = self._start(key, port)
+        self._running[key] = process
+        self._pushed.pop(key, None)
+        return process
+
+    def admin_url(self, rollout: Rollout) -> str:
+        """For `ProxyRouter`: a temporary error while the proxy cannot be started, so the pass is retried."""
+        try:
+            return self.ensure(rollout).admin_url
+        except OSError as error:
+            raise TemporaryError(f"starting the proxy of {rollout_key(rollout)} failed: {error}", delay=2.0) from None
+
+    def _start(self, key: str, port: int) -> ProxyProcess:
+        endpoint = self._file(key, ".endpoint.json")
+        log_path = self._file(key, ".log")
+        command = [
+            self.python,
+            "-m",
+            PROXY_MODULE,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            "127.0.0.1:0",
+            "--state-file",
+            str(self._file(key, ".state.json")),
+        ]
+        with log_path.open("ab") as log_file:
+            offset = log_file.tell()
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,  # survives the controller and its terminal's signals
+                close_fds=True,
+            )
+        deadline = time.monotonic() + PROXY_START_SECONDS
+        while time.monotonic() < deadline:
+            bound = _first_json_line(log_path, offset)
+            if bound is not None:
+                process = ProxyProcess(key, child.pid, bound["listen"], bound["admin"])
+                _write_atomically(endpoint, json.dumps({"key": key, **vars(process)}))
+                return process
+            if child.poll() is not None:
+                tail = log_path.read_bytes()[offset:].decode(errors="replace").strip()[-500:]
+                raise OSError(f"proxy exited with {child.returncode}: {tail or 'no output'}")
+            time.sleep(0.02)
+        child.kill()
+        raise OSError(f"proxy did not report its address within {PROXY_START_SECONDS:.0f} s (log: {log_path})")
+
+    def sync(self, rollout: Rollout, backends: Mapping[str, list[tuple[str, int]]]) -> None:
+        """Make the proxy's backends equal to ``backends`` (revision hash → ready replicas); writes only changes."""
+        key = rollout_key(rollout)
+        wanted = {hash: [f"{host}:{port}" for host, port in items] for hash, items in backends.items()}
+        pushed = self._pushed.get(key, {})
+        patch: dict[str, list[str] | None] = {h: b for h, b in wanted.items() if pushed.get(h) != b}
+        patch.update({h: None for h in pushed if h not in wanted})
+        if not patch:
+            return
+        proxy = self.ensure(rollout)
+        _request("PATCH", proxy.admin_url + "/state", {"backends": patch})
+        self._pushed[key] = wanted
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints."""
+        recorded = {**self.known(), **self._running}
+        for process in recorded.values():
+            if _is_proxy(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in recorded.values():
+            while _is_proxy(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _is_proxy(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+            self._file(process.key, ".endpoint.json").unlink(missing_ok=True)
+        self._running.clear()
+        self._pushed.clear()
+
+
+def routes_through_proxy(rollout: Rollout) -> bool:
+    canary = rollout.spec.strategy.canary
+    routing = canary.traffic_routing if canary is not None else None
+    return routing is not None and PROXY_PLUGIN in (routing.plugins or {})
+
+
+def _configured_port(rollout: Rollout) -> int:
+    canary = rollout.spec.strategy.canary
+    routing = canary.traffic_routing if canary is not None else None
+    config = (routing.plugins or {}).get(PROXY_PLUGIN) if routing is not None else None
+    port = (config or {}).get("port", 0) if isinstance(config, dict) else 0
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
+        raise PermanentError(
+            f"spec.strategy.canary.trafficRouting.plugins[{PROXY_PLUGIN}].port: expected a port number, got {port!r}"
+        )
+    return port
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers (the CLI) see the old file or the new one, never a half-written one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def _first_json_line(path: Path, offset: int) -> dict[str, Any] | None:
+    try:
+        text = path.read_bytes()[offset:].decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                data = json.loads(line)
+                if isinstance(data, dict) and "listen" in data and "admin" in data:
+                    return data
+    return None
+
+
+def _is_proxy(pid: int) -> bool:
+    """Alive, not a zombie, and really a proxy (a recycled PID must never be killed)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return PROXY_MODULE in cmdline and stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _healthy(admin_url: str) -> bool:
+    try:
+        _request("GET", admin_url + "/healthz")
+    except OSError:
+        return False
+    return True
+
+
+def _request(method: str, url: str, body: object = None, timeout: float = 2.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"null")
+
+
+# --- analysis -----------------------------------------------------------------------------------------------
+
+
+class NoAnalysis:
+    """The run backend until the analysis executor is wired: a rollout that needs a run fails loudly."""
+
+    def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
+        raise PermanentError(f"{rollout.name}: analysis run {run.name} needs the analysis executor (not wired)")
+
+    def terminate_analysis(self, rollout: Rollout, name: str) -> None:
+        return None
+
+    def start_experiment(self, rollout: Rollout, experiment: StartExperiment) -> None:
+        raise PermanentError(f"{rollout.name}: experiments are not supported in embedded mode")
+
+    def terminate_experiment(self, rollout: Rollout, name: str) -> None:
+        return None
+
+    def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
+        return {}, {}
+
+
+# --- the embedded runtime ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Embedded:
+    """Everything embedded mode runs in the controlling process, wired; `serve` runs it until stopped."""
+
+    state_dir: Path
+    store: SqliteStore
+    platform: LocalPlatform
+    proxies: Proxies
+    runner: Runner
+    token: str = ""
+    url: str = ""
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _teardown: bool = False
+
+    async def start(self, port: int = 0) -> str:
+        """Serve the API on 127.0.0.1:``port`` and publish the endpoint and token in the state directory."""
+        self.token = new_token(self.state_dir)
+        self.daemon = Daemon(
+            self.runner, token=self.token, on_shutdown=lambda: self.stop(teardown=True), describe=self.describe
+        )
+        self.url = await self.daemon.start("127.0.0.1", port)
+        _write_atomically(self.state_dir / ENDPOINT_FILE, json.dumps({"url": self.url, "pid": os.getpid()}))
+        self._loop = asyncio.create_task(self.runner.run(), name="headway-runner")
+        return self.url
+
+    def describe(self, rollout: Rollout) -> dict[str, Any]:
+        """The embedded fields of a rollout's API view: where its traffic enters."""
+        proxy = self.proxies.get(rollout_key(rollout))
+        return {"trafficUrl": proxy.url} if proxy is not None else {}
+
+    def stop(self, *, teardown: bool) -> None:
+        """Ask `serve` to return; ``teardown`` also stops every replica and proxy (``headway down``)."""
+        self._teardown = self._teardown or teardown
+        self._stop.set()
+
+    async def serve(self) -> None:
+        await self._stop.wait()
+        await self.close(teardown=self._teardown)
+
+    async def close(self, *, teardown: bool) -> None:
+        self.runner.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._loop, timeout=10)
+        await self.daemon.close()
+        (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        await asyncio.to_thread(self.platform.close, keep=not teardown)
+        if teardown:
+            await asyncio.to_thread(self.proxies.stop_all)
+        self.store.close()
+
+
+def build_embedded(
+    state_dir: Path | str,
+    *,
+    resync: float = DEFAULT_RESYNC,
+    on_pass: Callable[[str, PassResult], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Embedded:
+    """Wire embedded mode on ``state_dir`` (call inside a running event loop); StateLockedError if taken."""
+    path = Path(state_dir).resolve()
+    store = SqliteStore(path)
+    loop = asyncio.get_running_loop()
+    holder: dict[str, Runner] = {}
+
+    def backends_changed(_hash: str, _backends: list[tuple[str, int]]) -> None:
+        # On the platform's supervisor thread: hand over to the loop, which pushes backends and reconciles.
+        loop.call_soon_threadsafe(lambda: holder["runner"].wake() if "runner" in holder else None)
+
+    try:
+        platform = LocalPlatform(path, on_backends_changed=backends_changed, environ=_replica_environ())
+    except BaseException:
+        store.close()
+        raise
+    proxies = Proxies(path)
+    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=NoAnalysis(), store=store)
+
+    async def sync_backends(_now: datetime) -> None:
+        for rollout in runner.rollouts().values():
+            if routes_through_proxy(rollout):
+                ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
+                try:
+                    proxies.sync(rollout, ready)
+                except OSError as error:
+                    log.warning("pushing backends to the proxy of %s failed: %s", rollout_key(rollout), error)
+
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    runner = Runner(engine, store, hooks=[sync_backends], resync=resync, on_pass=on_pass, **extra)
+    holder["runner"] = runner
+    return Embedded(state_dir=path, store=store, platform=platform, proxies=proxies, runner=runner)
+
+
+def _replica_environ() -> dict[str, str]:
+    """What replicas inherit: our environment plus ``HEADWAY_PYTHON``, so a manifest can run a Python app with
+    the interpreter (and virtualenv) Headway runs on: ``command: ["$(HEADWAY_PYTHON)", "app.py"]``."""
+    return {**os.environ, "HEADWAY_PYTHON": sys.executable}
+
+
+def teardown(state_dir: Path | str) -> None:
+    """Stop every replica and proxy a (dead) daemon left in ``state_dir``; StateLockedError if one is alive."""
+    path = Path(state_dir).resolve()
+    store = SqliteStore(path)
+    try:
+        LocalPlatform(path).close()
+        Proxies(path).stop_all()
+        (path / ENDPOINT_FILE).unlink(missing_ok=True)
+    finally:
+        store.close()
+
+
+async def _serve(state_dir: Path, port: int) -> int:
+    embedded = build_embedded(state_dir)
+    url = await embedded.start(port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: embedded.stop(teardown=False))
+    print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
+    await embedded.serve()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m headway.bootstrap", description="Run the embedded daemon.")
+    parser.add_argument("--state-dir", required=True, help="where state, logs and the API token live")
+    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_serve(Path(args.state_dir), args.port))
+    except (OSError, ValueError, StateError) as error:  # a locked or unreadable state directory, a busy port
+        print(f"headway: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
