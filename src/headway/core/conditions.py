@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from cel_expr_python import cel  # type: ignore[import-untyped]  # ships a .pyi but no py.typed marker
 
@@ -39,6 +39,8 @@ MAX_RESULT_ITEMS = 10_000
 """Most values (list items, map entries, scalars) a result may hold to be evaluated."""
 MAX_RESULT_CHARS = 65_536
 """Most characters of text (strings and map keys together) a result may hold to be evaluated."""
+MAX_NESTING = 32
+"""Deepest nesting of brackets or prefix operators (CEL's own recursion limit)."""
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 """CEL's comprehension macros: the only constructs that loop."""
 
@@ -89,8 +91,7 @@ _ARITHMETIC = frozenset({"+", "-", "*", "/"})
 _WORDISH = re.compile(r"[A-Za-z0-9_'\"]")
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str
     text: str
     start: int
@@ -247,6 +248,8 @@ def _compile(text: str) -> Compiled | CompileError:
         return CompileError("the condition is empty")
     if len(text) > MAX_SOURCE:
         return CompileError(f"the condition is {len(text)} characters long (at most {MAX_SOURCE})", MAX_SOURCE)
+    if _too_deep(text):
+        return CompileError(f"the condition is nested too deeply (at most {MAX_NESTING} levels)")
     tokens = _tokens(text)
     refused = _check_macros(tokens)
     if refused is not None:
@@ -266,9 +269,28 @@ def _compile(text: str) -> Compiled | CompileError:
     return Compiled(text=text, cel=source, program=program)
 
 
+def _too_deep(text: str) -> bool:
+    """A cheap scan before any parsing: brackets or prefix operators nested beyond CEL's recursion limit."""
+    depth = prefix = 0
+    quote = ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        prefix = prefix + 1 if char in "!-" else (prefix if char.isspace() else 0)
+        if depth > MAX_NESTING or prefix > MAX_NESTING:
+            return True
+    return False
+
+
 def _compile_error(raw: str, source: str, offsets: Sequence[tuple[int, int]]) -> CompileError:
     if "recursion limit" in raw or "max recursion" in raw.lower():
-        return CompileError("the condition is nested too deeply (at most 32 levels)")
+        return CompileError(f"the condition is nested too deeply (at most {MAX_NESTING} levels)")
     match = _CEL_POSITION.search(raw)
     if match is None:
         return CompileError(raw.split(" [", 1)[0].strip())
@@ -322,6 +344,12 @@ def _clean(message: str) -> str:
 
 def _normalise(result: object) -> object:
     """The result as CEL should see it: JSON-like, integers as doubles, and not too large to evaluate quickly."""
+    if result is None or (isinstance(result, bool | float | str) and not _long(result)):
+        return result
+    if isinstance(result, int):
+        return float(result)
+    if isinstance(result, list) and len(result) <= MAX_RESULT_ITEMS and all(type(v) is float for v in result):
+        return result  # the common Prometheus vector, already in shape
     budget = [MAX_RESULT_ITEMS, MAX_RESULT_CHARS]
 
     def walk(value: object, depth: int) -> object:
@@ -349,6 +377,10 @@ def _normalise(result: object) -> object:
         return walk(result, 0)
     except _TooLargeError as error:
         return EvaluationError(str(error))
+
+
+def _long(value: object) -> bool:
+    return isinstance(value, str) and len(value) > MAX_RESULT_CHARS
 
 
 class _TooLargeError(Exception):
