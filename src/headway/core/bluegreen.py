@@ -58,19 +58,6 @@ def scale(p: Pass, pod_hash: str | None, replicas: int) -> bool:
     return revision.available >= replicas
 
 
-def _number(p: Pass) -> int:
-    return p.revision_number(p.new_hash)
-
-
-def request_abort(p: Pass, reason: str) -> None:
-    if p.status.abort:
-        return
-    p.update(abort=True, aborted_at=p.now)
-    message = f"Rollout aborted update to revision {_number(p)}: {reason}"
-    p.set_condition("Progressing", False, "RolloutAborted", message)
-    p.event(EventType.WARNING, "RolloutAborted", message)
-
-
 def progress(p: Pass) -> None:
     """A blue/green update in progress: the new revision is not yet the stable one."""
     if not p.status.abort:
@@ -88,7 +75,7 @@ def _before_switch(p: Pass) -> None:
     point(p, ServiceRole.ACTIVE, p.status.stable_rs)
     asked = gates.rollback_requested(p)
     if asked is not None:
-        request_abort(p, f"rollback gate {asked} asked for it")
+        p.request_abort(f"rollback gate {asked} asked for it")
         return
     if gates.check(p, "confirm-rollout") != gates.Gate.OPEN:
         return
@@ -105,7 +92,7 @@ def _before_switch(p: Pass) -> None:
     if not p.status.promote_full and not p.status.blue_green.scale_up_preview_check_point:
         pre = gates.check(p, "pre-rollout", no_fails=True)
         if pre == gates.Gate.FAILED:
-            request_abort(p, "a pre-rollout gate said no")
+            p.request_abort("a pre-rollout gate said no")
         if pre != gates.Gate.OPEN or not _pre_promotion(p) or not _promotion_pause(p):
             return
         if gates.check(p, "confirm-promotion") != gates.Gate.OPEN:
@@ -141,7 +128,7 @@ def _verdict(p: Pass, tracked: runs.Tracked, what: str) -> bool:
     if tracked.verdict == runs.Verdict.PASSED:
         return True
     if tracked.verdict == runs.Verdict.FAILED:
-        request_abort(p, runs.failure_message(what, tracked))
+        p.request_abort(runs.failure_message(what, tracked))
     elif tracked.verdict == runs.Verdict.INCONCLUSIVE:
         if p.resumed():
             return True
@@ -193,20 +180,13 @@ def complete(p: Pass) -> None:
     p.update(stable_rs=p.new_hash, promote_full=False)
     p.clear_pauses()
     p.update_blue_green(scale_up_preview_check_point=False)
-    if old is not None and old != p.new_hash:
-        deadline = p.now + timedelta(seconds=strategy(p).scale_down_delay())
-        p.update(scale_down_at={**p.status.scale_down_at, old: deadline})
-    p.set_condition("Progressing", True, "NewReplicaSetAvailable", "Rollout is healthy")
-    p.event(EventType.NORMAL, "RolloutCompleted", f"Rollout completed update to revision {_number(p)} ({p.new_hash})")
-    p.progressed = True
+    p.completed(old, strategy(p).scale_down_delay())
 
 
 def abort(p: Pass) -> None:
     """Active (and preview) back on stable; the new revision scales down after abortScaleDownDelaySeconds."""
     blue_green = strategy(p)
-    if p.status.aborted_at is None:  # aborted by the user: record when and why, once
-        p.update(abort=False)
-        request_abort(p, "aborted by user")
+    p.record_abort_by_user()
     runs.terminate_analysis(p, p.status.blue_green.pre_promotion_analysis_run_status)
     runs.terminate_analysis(p, p.status.blue_green.post_promotion_analysis_run_status)
     p.clear_pauses()

@@ -267,7 +267,7 @@ def _verdict_done(p: Pass, tracked: runs.Tracked, what: str, reason: PauseReason
     if tracked.verdict == runs.Verdict.PASSED:
         return True
     if tracked.verdict == runs.Verdict.FAILED:
-        request_abort(p, runs.failure_message(what, tracked))
+        p.request_abort(runs.failure_message(what, tracked))
         return False
     if tracked.verdict == runs.Verdict.INCONCLUSIVE:
         if p.resumed():
@@ -290,20 +290,6 @@ def _leave_step(p: Pass, index: int) -> None:
     p.progressed = True
 
 
-def request_abort(p: Pass, reason: str) -> None:
-    """Abort the update (analysis failed, deadline passed); the abort branch runs in this same pass."""
-    if p.status.abort:
-        return
-    p.update(abort=True, aborted_at=p.now)
-    message = f"Rollout aborted update to revision {_number(p)}: {reason}"
-    p.set_condition("Progressing", False, "RolloutAborted", message)
-    p.event(EventType.WARNING, "RolloutAborted", message)
-
-
-def _number(p: Pass) -> int:
-    return p.revision_number(p.new_hash)
-
-
 def _seconds(duration: int | str) -> timedelta:
     return timedelta(seconds=parse_duration(duration))
 
@@ -323,7 +309,7 @@ def _background(p: Pass, index: int) -> None:
     tracked = runs.track_analysis(p, record, label="background", kind=RunKind.BACKGROUND, analysis=background)
     p.update_canary(current_background_analysis_run_status=tracked.record)
     if tracked.verdict == runs.Verdict.FAILED:
-        request_abort(p, runs.failure_message("Background analysis run", tracked))
+        p.request_abort(runs.failure_message("Background analysis run", tracked))
     elif tracked.verdict == runs.Verdict.INCONCLUSIVE:
         p.add_pause(PauseReason.INCONCLUSIVE_ANALYSIS, runs.failure_message("Background analysis run", tracked))
 
@@ -338,7 +324,7 @@ def progress(p: Pass) -> None:
     if not p.status.abort:
         asked = gates.rollback_requested(p)
         if asked is not None:
-            request_abort(p, f"rollback gate {asked} asked for it")
+            p.request_abort(f"rollback gate {asked} asked for it")
     if not p.status.abort and gates.check(p, "confirm-rollout") != gates.Gate.OPEN:
         return  # the new revision gets no pods until confirmed
     point_services(p, p.new_hash)
@@ -383,7 +369,7 @@ def _traffic_allowed(p: Pass) -> bool:
     """pre-rollout gates must say yes before the canary takes any traffic; a "no" aborts the update."""
     verdict = gates.check(p, "pre-rollout", no_fails=True)
     if verdict == gates.Gate.FAILED:
-        request_abort(p, "a pre-rollout gate said no")
+        p.request_abort("a pre-rollout gate said no")
     return verdict == gates.Gate.OPEN
 
 
@@ -422,20 +408,13 @@ def promote(p: Pass) -> None:
     point_services(p, p.new_hash)
     if routed(p):
         set_weight(p, 0, canary_hash=p.new_hash)
-        if old is not None and old != p.new_hash:
-            delay = canary.scale_down_delay()
-            p.update(scale_down_at={**p.status.scale_down_at, old: p.now + _seconds(delay)})
-    p.set_condition("Progressing", True, "NewReplicaSetAvailable", "Rollout is healthy")
-    p.event(EventType.NORMAL, "RolloutCompleted", f"Rollout completed update to revision {_number(p)} ({p.new_hash})")
-    p.progressed = True
+    p.completed(old, canary.scale_down_delay() if routed(p) else None)
 
 
 def abort(p: Pass) -> None:
     """Aborted: all traffic back to stable at full size; the canary goes after abortScaleDownDelaySeconds."""
     canary = strategy(p)
-    if p.status.aborted_at is None:  # aborted by the user: record when and why, once
-        p.update(abort=False)
-        request_abort(p, "aborted by user")
+    p.record_abort_by_user()
     runs.terminate_analysis(p, p.status.canary.current_step_analysis_run_status)
     runs.terminate_analysis(p, p.status.canary.current_background_analysis_run_status)
     runs.terminate_experiment(p, p.status.canary.current_experiment)

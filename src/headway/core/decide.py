@@ -199,12 +199,8 @@ def _progress_deadline(p: Pass) -> None:
         p.set_condition("Progressing", False, "ProgressDeadlineExceeded", message)
         p.event(EventType.WARNING, "ProgressDeadlineExceeded", message)
         if p.spec.progress_deadline_abort and p.new_hash != p.status.stable_rs:
-            if p.spec.strategy.canary is not None:
-                canary.request_abort(p, message)
-                canary.abort(p)
-            else:
-                bluegreen.request_abort(p, message)
-                bluegreen.abort(p)
+            p.request_abort(message)
+            canary.abort(p) if p.spec.strategy.canary is not None else bluegreen.abort(p)
 
 
 def _by_hash(revision: object) -> str:

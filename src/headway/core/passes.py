@@ -84,6 +84,38 @@ class Pass:
         if self.status.pause_conditions or self.status.controller_pause:
             self.update(pause_conditions=[], controller_pause=False)
 
+    # --- outcomes -----------------------------------------------------------------------------------------
+    def number(self) -> int:
+        """The revision number of the new pod template (the next free one if it is not running yet)."""
+        return self.revision_number(self.new_hash)
+
+    def request_abort(self, reason: str) -> None:
+        """Abort the update (analysis failed, a gate, the deadline, the user); strategies act on it this pass."""
+        if self.status.abort and self.status.aborted_at is not None:
+            return
+        self.update(abort=True, aborted_at=self.now)
+        message = f"Rollout aborted update to revision {self.number()}: {reason}"
+        self.set_condition("Progressing", False, "RolloutAborted", message)
+        self.event(EventType.WARNING, "RolloutAborted", message)
+
+    def record_abort_by_user(self) -> None:
+        """``status.abort`` set by a control: note when and why once, like an abort the engine decided."""
+        if self.status.abort and self.status.aborted_at is None:
+            self.request_abort("aborted by user")
+
+    def completed(self, old_stable: str | None, scale_down_delay: float | None) -> None:
+        """The new revision became stable; the old one retires after ``scale_down_delay`` seconds (if given)."""
+        if old_stable is not None and old_stable != self.new_hash and scale_down_delay is not None:
+            deadline = self.now + timedelta(seconds=scale_down_delay)
+            self.update(scale_down_at={**self.status.scale_down_at, old_stable: deadline})
+        self.set_condition("Progressing", True, "NewReplicaSetAvailable", "Rollout is healthy")
+        self.event(
+            EventType.NORMAL,
+            "RolloutCompleted",
+            f"Rollout completed update to revision {self.number()} ({self.new_hash})",
+        )
+        self.progressed = True
+
     # --- output -------------------------------------------------------------------------------------------
     def act(self, action: Action) -> None:
         self.actions.append(action)

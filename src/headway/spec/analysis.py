@@ -102,6 +102,11 @@ class AnalysisPhase(StrEnum):
         return self in _COMPLETED
 
     @property
+    def failed(self) -> bool:
+        """Failed or Error: both abort a rollout (Argo treats an errored run like a failed one)."""
+        return self in (AnalysisPhase.FAILED, AnalysisPhase.ERROR)
+
+    @property
     def unsuccessful(self) -> bool:
         """Completed with any verdict but Successful: a Rollout must not proceed on it unattended."""
         return self.completed and self is not AnalysisPhase.SUCCESSFUL

@@ -274,6 +274,24 @@ class PingPong(Model):
     pong_service: str
 
 
+class _ScaleDownDelays(Model):
+    """The scale-down delays both strategies share, with Argo's defaults (30 s each)."""
+
+    scale_down_delay_seconds: NonNegative | None = None
+    scale_down_delay_revision_limit: NonNegative | None = None
+    abort_scale_down_delay_seconds: NonNegative | None = None
+
+    def scale_down_delay(self) -> int:
+        if self.scale_down_delay_seconds is not None:
+            return self.scale_down_delay_seconds
+        return DEFAULT_SCALE_DOWN_DELAY_SECONDS
+
+    def abort_scale_down_delay(self) -> int:
+        if self.abort_scale_down_delay_seconds is not None:
+            return self.abort_scale_down_delay_seconds
+        return DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS
+
+
 def _raw_weights(data: Any) -> list[tuple[int, int, int]]:
     """(step index, setWeight, maxTrafficWeight) for raw integer weights outside 0..maxTrafficWeight."""
     if not isinstance(data, dict):
@@ -290,7 +308,7 @@ def _raw_weights(data: Any) -> list[tuple[int, int, int]]:
     return found
 
 
-class CanaryStrategy(Model):
+class CanaryStrategy(_ScaleDownDelays):
     canary_service: str | None = None
     stable_service: str | None = None
     ping_pong: PingPong | None = None
@@ -302,9 +320,6 @@ class CanaryStrategy(Model):
     anti_affinity: AntiAffinity | None = None
     canary_metadata: PodMetadata | None = None
     stable_metadata: PodMetadata | None = None
-    scale_down_delay_seconds: NonNegative | None = None
-    scale_down_delay_revision_limit: NonNegative | None = None
-    abort_scale_down_delay_seconds: NonNegative | None = None
     dynamic_stable_scale: bool = False
     min_pods_per_replica_set: Positive | None = None
     replica_progress_threshold: dict[str, Any] | None = None
@@ -334,27 +349,14 @@ class CanaryStrategy(Model):
     def max_unavailable_or_default(self) -> int | str:
         return self.max_unavailable if self.max_unavailable is not None else DEFAULT_MAX_UNAVAILABLE
 
-    def scale_down_delay(self) -> int:
-        if self.scale_down_delay_seconds is not None:
-            return self.scale_down_delay_seconds
-        return DEFAULT_SCALE_DOWN_DELAY_SECONDS
 
-    def abort_scale_down_delay(self) -> int:
-        if self.abort_scale_down_delay_seconds is not None:
-            return self.abort_scale_down_delay_seconds
-        return DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS
-
-
-class BlueGreenStrategy(Model):
+class BlueGreenStrategy(_ScaleDownDelays):
     active_service: str | None = None
     preview_service: str | None = None
     preview_replica_count: NonNegative | None = None
     auto_promotion_enabled: bool | None = None
     auto_promotion_seconds: NonNegative | None = None
     max_unavailable: IntOrPercent | None = None
-    scale_down_delay_seconds: NonNegative | None = None
-    scale_down_delay_revision_limit: NonNegative | None = None
-    abort_scale_down_delay_seconds: NonNegative | None = None
     pre_promotion_analysis: RolloutAnalysis | None = None
     post_promotion_analysis: RolloutAnalysis | None = None
     anti_affinity: AntiAffinity | None = None
@@ -363,16 +365,6 @@ class BlueGreenStrategy(Model):
 
     def auto_promotion(self) -> bool:
         return self.auto_promotion_enabled is not False
-
-    def scale_down_delay(self) -> int:
-        if self.scale_down_delay_seconds is not None:
-            return self.scale_down_delay_seconds
-        return DEFAULT_SCALE_DOWN_DELAY_SECONDS
-
-    def abort_scale_down_delay(self) -> int:
-        if self.abort_scale_down_delay_seconds is not None:
-            return self.abort_scale_down_delay_seconds
-        return DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS
 
 
 class Strategy(Model):

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+from headway.spec.analysis import AnalysisPhase
 from headway.spec.base import Model
 
 
@@ -32,24 +33,8 @@ class PauseReason(StrEnum):
     INCONCLUSIVE_EXPERIMENT = "InconclusiveExperiment"
 
 
-class RunPhase(StrEnum):
-    """Phase of an AnalysisRun or Experiment as the rollout sees it."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCESSFUL = "Successful"
-    FAILED = "Failed"
-    ERROR = "Error"
-    INCONCLUSIVE = "Inconclusive"
-
-    @property
-    def completed(self) -> bool:
-        return self in (RunPhase.SUCCESSFUL, RunPhase.FAILED, RunPhase.ERROR, RunPhase.INCONCLUSIVE)
-
-    @property
-    def failed(self) -> bool:
-        """Failed or Error: both abort the rollout (Argo treats an errored run like a failed one)."""
-        return self in (RunPhase.FAILED, RunPhase.ERROR)
+RunPhase = AnalysisPhase
+"""Phase of an AnalysisRun or Experiment as the rollout sees it (the same values as Argo's AnalysisPhase)."""
 
 
 class PauseCondition(Model):
