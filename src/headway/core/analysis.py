@@ -667,8 +667,31 @@ class JudgeOutcome(Protocol):
 WINDOW_FIELDS = ("canaryRequests", "canaryBad", "stableRequests", "stableBad")
 
 
-def parse_window(value: object) -> tuple[int, int, int, int] | str:
-    """The four counts of a judge window from a provider value (a mapping with `WINDOW_FIELDS`), or why not."""
+BAD_EVENTS = ("errors", "slow")
+"""What a proxy-counter window may count as bad: failed requests, or requests slower than the latency cut."""
+
+
+def parse_window(value: object, *, bad: str = "errors") -> tuple[int, int, int, int] | str:
+    """The four counts of a judge window from a provider value, or why not.
+
+    Two shapes are read: a mapping with `WINDOW_FIELDS` (counts as the judge wants them), or the embedded
+    proxy's counters (``{"canary": {"requests", "errors", "slow"}, "stable": {...}}``), where ``bad`` picks the
+    counter that holds the bad events.
+    """
+    if (
+        isinstance(value, Mapping)
+        and isinstance(value.get("canary"), Mapping)
+        and isinstance(value.get("stable"), Mapping)
+    ):
+        if bad not in BAD_EVENTS:
+            return f"badEvents must be one of {', '.join(BAD_EVENTS)}; got {bad!r}"
+        canary, stable = value["canary"], value["stable"]
+        value = {
+            "canaryRequests": canary.get("requests"),
+            "canaryBad": canary.get(bad),
+            "stableRequests": stable.get("requests"),
+            "stableBad": stable.get(bad),
+        }
     if not isinstance(value, Mapping):
         return f"a judge window must be a mapping with {', '.join(WINDOW_FIELDS)}; got {type(value).__name__}"
     counts: list[int] = []
@@ -677,10 +700,10 @@ def parse_window(value: object) -> tuple[int, int, int, int] | str:
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw < 0:
             return f"judge window field {name} must be a count >= 0; got {raw!r}"
         counts.append(round(raw))
-    canary, canary_bad, stable, stable_bad = counts
-    if canary_bad > canary or stable_bad > stable:
+    canary_requests, canary_bad, stable_requests, stable_bad = counts
+    if canary_bad > canary_requests or stable_bad > stable_requests:
         return "a judge window has more bad events than requests"
-    return canary, canary_bad, stable, stable_bad
+    return canary_requests, canary_bad, stable_requests, stable_bad
 
 
 def windows(result: MetricResult | None) -> list[tuple[int, int, int, int]]:

@@ -11,9 +11,20 @@ phase Error with a message, never an exception out of `tick`. Secret arguments (
 read through the injected resolver at measurement time, substituted into that measurement's metric only, and
 their values are masked in measurement messages: they are never written into the run.
 
-Judge metrics (``provider.plugin["headway.dev/judge"]``) measure one window of counts per interval through the
-provider registered under ``headway.dev/judge`` (or the one named by the config's ``source``) and are judged by
-`headway.core.judge` over every window so far. Experiments are not run here: starting one records it in phase
+Judge metrics measure one window of counts per interval and are judged by `headway.core.judge` over every window
+so far (kept in the metric result, so measurement retention cannot lose them)::
+
+    provider:
+      plugin:
+        headway.dev/judge:
+          source: proxy            # who counts: a registered provider type (default: the one registered as
+          proxy: {window: 60s}     #   headway.dev/judge); its own plugin block, passed on as is
+          badEvents: errors        # with proxy counters: errors (default) or slow
+          alpha: 0.01              # JudgeConfig, camelCase: alpha, margin, toleratedRatio, minCanaryRequests
+          toleratedRatio: 1.5
+
+The counting provider answers ``{canaryRequests, canaryBad, stableRequests, stableBad}`` or the proxy's
+per-revision counters. Experiments are not run here: starting one records it in phase
 Error with a message saying so.
 """
 
@@ -216,7 +227,8 @@ class AnalysisExecutor:
                 started_at=started,
                 finished_at=ladder.iso(now),
             ), None
-        call = provider.poll(metric, task.handle, context) if task.handle else provider.start(metric, context)
+        asked = _source_metric(metric)
+        call = provider.poll(asked, task.handle, context) if task.handle else provider.start(asked, context)
         result = await self._guard(call)
         result = _masked(result, secrets.values())
         if ladder.is_judge(metric) and result.error is None and result.pending is None:
@@ -226,7 +238,7 @@ class AnalysisExecutor:
     def _judge(
         self, metric: Metric, result: ProviderResult, status: AnalysisRunStatus, now: datetime, started: str | None
     ) -> tuple[Measurement, tuple[int, int, int, int] | None]:
-        window = ladder.parse_window(result.value)
+        window = ladder.parse_window(result.value, bad=judge_bad_events(metric))
         if isinstance(window, str):
             return _error(window, now, started), None
         config = judge_config(metric)
@@ -289,6 +301,27 @@ class AnalysisExecutor:
     def _state(self, held: _Run) -> RunState:
         status = self._status(held)
         return RunState(name=held.run.metadata.name, phase=RunPhase(status.phase.value), message=status.message or "")
+
+
+def _source_metric(metric: Metric) -> Metric:
+    """What a judge metric's counting provider is asked: the metric with its ``source``'s own plugin block.
+
+    ``{"headway.dev/judge": {"source": "proxy", "proxy": {"window": "60s"}}}`` asks the proxy provider with
+    ``plugin: {proxy: {window: 60s}}``; any other metric is asked as it is."""
+    raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN)
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("source"), str):
+        return metric
+    source = raw["source"]
+    wire = metric.wire()
+    wire["provider"] = {"plugin": {source: raw.get(source) or {}}}
+    return Metric.model_validate(wire)
+
+
+def judge_bad_events(metric: Metric) -> str:
+    """Which proxy counter a judge metric counts as bad (``badEvents``: errors, the default, or slow)."""
+    raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN) or {}
+    chosen = raw.get("badEvents", "errors") if isinstance(raw, Mapping) else "errors"
+    return chosen if isinstance(chosen, str) else repr(chosen)
 
 
 def judge_config(metric: Metric) -> judging.JudgeConfig | str:

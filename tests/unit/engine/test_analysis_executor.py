@@ -497,3 +497,24 @@ async def test_a_bad_window_or_judge_config_is_an_error_measurement() -> None:
         == "judge window field canaryBad must be a count >= 0; got None"
     )
     assert "alpha" in judge_result(bad_config).measurements[-1].message
+
+
+@pytest.mark.asyncio
+async def test_a_judge_can_count_through_another_provider_such_as_the_proxy() -> None:
+    def counters(metric: Metric, call: int) -> ProviderResult:
+        return ProviderResult(
+            value={
+                "canary": {"requests": 100, "errors": 0, "slow": 30},
+                "stable": {"requests": 900, "errors": 0, "slow": 9},
+            }
+        )
+
+    proxy = Scripted(counters)
+    config = {"source": "proxy", "proxy": {"window": "60s"}, "badEvents": "slow"}
+    executor = AnalysisExecutor(templates={"judge": judge_template(**config)}, providers={"proxy": proxy})
+    start(executor, "judge", args=[])
+
+    phases = await play(executor, until=3600)
+
+    assert phases[-1] is RunPhase.FAILED
+    assert proxy.seen[0].provider.plugin == {"proxy": {"window": "60s"}}
