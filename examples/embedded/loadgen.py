@@ -41,6 +41,8 @@ class Stats:
     version_errors: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    machinery_times: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of each machinery failure, to measure a downtime window."""
 
     @property
     def completed(self) -> int:
@@ -50,6 +52,10 @@ class Stats:
     def machinery_failures(self) -> int:
         """Failures the proxy, the platform or the rollout caused: everything but the app's own errors."""
         return sum(count for kind, count in self.failures.items() if kind != APP_ERROR)
+
+    def downtime(self) -> float:
+        """Seconds from the first machinery failure to the last (0 when there was none or only one)."""
+        return max(self.machinery_times) - min(self.machinery_times) if self.machinery_times else 0.0
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -66,6 +72,7 @@ class Stats:
             "versionErrors": dict(self.version_errors),
             "failures": dict(self.failures),
             "machineryFailures": self.machinery_failures,
+            "downtimeSeconds": round(self.downtime(), 3),
             "p50Ms": round(self.percentile(0.5) * 1000, 2),
             "p99Ms": round(self.percentile(0.99) * 1000, 2),
         }
@@ -149,6 +156,8 @@ class LoadGenerator:
         self.stats.failures[kind] += 1
         if kind == APP_ERROR:
             self.stats.version_errors[version] += 1
+        elif len(self.stats.machinery_times) < self._keep_latencies:
+            self.stats.machinery_times.append(time.monotonic())
 
 
 async def _main(url: str, rate: float, duration: float) -> None:

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 PROXY_PLUGIN = "headway.dev/proxy"
 """The ``trafficRouting.plugins`` key that routes a rollout through the built-in proxy; config ``{port: 8080}``."""
+PORT_ANNOTATION = "headway.dev/proxy-port"
+"""Where a blue/green rollout (no trafficRouting) names its traffic port; 0 or absent: any free port."""
 PROXY_MODULE = "headway.runtimes.embedded.proxy"
 PROXY_START_SECONDS = 15.0
 DEFAULT_RESYNC = 1.0
@@ -92,6 +94,7 @@ class Proxies:
         self.python = python
         self._running: dict[str, ProxyProcess] = {}
         self._pushed: dict[str, dict[str, list[str]]] = {}
+        self._active: dict[str, str] = {}
 
     def _file(self, key: str, suffix: str) -> Path:
         return self.dir / f"{key.replace('/', '_')}{suffix}"
@@ -119,15 +122,20 @@ class Proxies:
         recorded = self.known().get(key)
         if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url):
             self._running[key] = recorded
-            self._pushed.pop(key, None)
+            self._forget(key)
             return recorded
         port = _configured_port(rollout)
         if port == 0 and recorded is not None:
             port = int(recorded.listen.rpartition(":")[2])
         process = self._start(key, port)
         self._running[key] = process
-        self._pushed.pop(key, None)
+        self._forget(key)
         return process
+
+    def _forget(self, key: str) -> None:
+        """A proxy found or started anew gets everything pushed again: what it holds is not known here."""
+        self._pushed.pop(key, None)
+        self._active.pop(key, None)
 
     def admin_url(self, rollout: Rollout) -> str:
         """For `ProxyRouter`: a temporary error while the proxy cannot be started, so the pass is retried."""
@@ -187,6 +195,15 @@ class Proxies:
         _request("PATCH", proxy.admin_url + "/state", {"backends": patch})
         self._pushed[key] = wanted
 
+    def route_active(self, rollout: Rollout, active: str | None) -> None:
+        """Blue/green: send all traffic to the revision the active Service selects (after its backends are in)."""
+        key = rollout_key(rollout)
+        if active is None or self._active.get(key) == active:
+            return
+        proxy = self.ensure(rollout)
+        _request("PATCH", proxy.admin_url + "/state", {"stable": active, "canary": None, "weights": {active: 100}})
+        self._active[key] = active
+
     def stop_all(self, grace: float = 10.0) -> None:
         """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints."""
         recorded = {**self.known(), **self._running}
@@ -204,23 +221,32 @@ class Proxies:
             self._file(process.key, ".endpoint.json").unlink(missing_ok=True)
         self._running.clear()
         self._pushed.clear()
+        self._active.clear()
 
 
-def routes_through_proxy(rollout: Rollout) -> bool:
+def uses_proxy(rollout: Rollout) -> bool:
+    """Canaries routed through the built-in proxy, and every blue/green rollout (the proxy is its active Service)."""
+    if rollout.spec.strategy.blue_green is not None:
+        return True
     canary = rollout.spec.strategy.canary
     routing = canary.traffic_routing if canary is not None else None
     return routing is not None and PROXY_PLUGIN in (routing.plugins or {})
 
 
 def _configured_port(rollout: Rollout) -> int:
+    """The traffic port: the proxy plugin's ``port`` (canary) or the ``headway.dev/proxy-port`` annotation."""
     canary = rollout.spec.strategy.canary
     routing = canary.traffic_routing if canary is not None else None
     config = (routing.plugins or {}).get(PROXY_PLUGIN) if routing is not None else None
-    port = (config or {}).get("port", 0) if isinstance(config, dict) else 0
+    if isinstance(config, dict) and "port" in config:
+        port: object = config["port"]
+        where = f"spec.strategy.canary.trafficRouting.plugins[{PROXY_PLUGIN}].port"
+    else:
+        port = rollout.metadata.annotations.get(PORT_ANNOTATION, "0")
+        where = f"metadata.annotations[{PORT_ANNOTATION}]"
+        port = int(port) if isinstance(port, str) and port.isdigit() else port
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
-        raise PermanentError(
-            f"spec.strategy.canary.trafficRouting.plugins[{PROXY_PLUGIN}].port: expected a port number, got {port!r}"
-        )
+        raise PermanentError(f"{where}: expected a port number (0 for any free port), got {port!r}")
     return port
 
 
@@ -373,15 +399,20 @@ def build_embedded(
 
     async def sync_backends(_now: datetime) -> None:
         for rollout in runner.rollouts().values():
-            if routes_through_proxy(rollout):
+            if uses_proxy(rollout):
                 ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
+                blue_green = rollout.spec.strategy.blue_green
                 try:
                     proxies.sync(rollout, ready)
-                except OSError as error:
-                    log.warning("pushing backends to the proxy of %s failed: %s", rollout_key(rollout), error)
+                    if blue_green is not None:
+                        proxies.route_active(rollout, platform.services(rollout).get(blue_green.active_service or ""))
+                except (OSError, PermanentError) as error:
+                    log.warning("updating the proxy of %s failed: %s", rollout_key(rollout), error)
 
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
-    runner = Runner(engine, store, hooks=[sync_backends], resync=resync, on_pass=on_pass, **extra)
+    runner = Runner(
+        engine, store, hooks=[sync_backends], after=[sync_backends], resync=resync, on_pass=on_pass, **extra
+    )
     holder["runner"] = runner
     return Embedded(state_dir=path, store=store, platform=platform, proxies=proxies, runner=runner)
 

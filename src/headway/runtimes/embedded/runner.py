@@ -138,6 +138,8 @@ class Runner:
     engine: Engine
     documents: Documents
     hooks: Sequence[Hook] = ()
+    after: Sequence[Hook] = ()
+    """Called after the passes of a turn: pushes what a pass changed (a blue/green switch) without waiting a turn."""
     clock: Clock = field(default=lambda: datetime.now(UTC))
     resync: float = DEFAULT_RESYNC
     on_pass: Callable[[str, PassResult], None] | None = None
@@ -298,17 +300,24 @@ class Runner:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def turn(self) -> None:
-        """One loop turn: run the hooks, then reconcile every rollout that is due. Tests call it directly."""
-        for hook in self.hooks:
-            try:
-                await hook(self.clock())
-            except Exception:  # a broken hook must not stop the loop that reconciles everything else
-                log.exception("runner hook %r failed", hook)
+        """One loop turn: the hooks, every rollout that is due, then the after-hooks. Tests call it directly."""
+        await self._run_hooks(self.hooks)
         now = self.clock()
+        reconciled = False
         for key, rollout in self.rollouts().items():
             schedule = self._schedule.setdefault(key, _Schedule())
             if schedule.woken or schedule.due is None or schedule.due <= now:
                 self._reconcile(key, rollout)
+                reconciled = True
+        if reconciled:
+            await self._run_hooks(self.after)
+
+    async def _run_hooks(self, hooks: Sequence[Hook]) -> None:
+        for hook in hooks:
+            try:
+                await hook(self.clock())
+            except Exception:  # a broken hook must not stop the loop that reconciles everything else
+                log.exception("runner hook %r failed", hook)
 
     def _reconcile(self, key: str, rollout: Rollout) -> None:
         now = self.clock()
