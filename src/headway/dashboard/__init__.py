@@ -1,0 +1,1 @@
+"""The web dashboard: `headway.dashboard.app.create_app` over a `headway.dashboard.source.RolloutSource`."""

@@ -82,6 +82,8 @@ class AnalysisRunView(View):
     phase: str = "Running"
     message: str = ""
     kind: str = ""
+    revision: str | None = None
+    """The hash of the revision the run judges; None: matched by the hash in the run's name."""
     measurements: list[MeasurementView] = []
     judge: JudgeEvidence | None = None
 
@@ -121,6 +123,8 @@ class RolloutView(View):
     current_image: str | None = None
     replicas: int = 0
     ready_replicas: int = 0
+    revision_kind: str = "ReplicaSet"
+    """What a revision is made of in this mode: ReplicaSet (Kubernetes) or Processes (embedded)."""
     step_list: list[str] = []
     revisions: list[RevisionView] = []
     analysis_runs: list[AnalysisRunView] = []
