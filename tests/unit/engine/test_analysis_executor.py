@@ -19,6 +19,8 @@ from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment
 from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, AnalysisExecutor, EnvironmentSecrets
 from headway.platforms.fake import EPOCH
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.sim.analysis import SimAnalysis, TrafficCounts
+from headway.sim.traffic import Profile, TrafficModel
 from headway.spec.analysis import AnalysisPhase, AnalysisRun, AnalysisTemplate, Metric
 from headway.spec.rollout import RolloutAnalysis, RolloutExperimentStep
 from headway.spec.status import RunPhase
@@ -518,3 +520,53 @@ async def test_a_judge_can_count_through_another_provider_such_as_the_proxy() ->
 
     assert phases[-1] is RunPhase.FAILED
     assert proxy.seen[0].provider.plugin == {"proxy": {"window": "60s"}}
+
+
+# --- in the simulator: windows from the traffic model --------------------------------------------------------
+
+
+def simulated(canary_error_rate: float) -> tuple[SimAnalysis, TrafficModel]:
+    profiles = {"new": Profile(error_rate=canary_error_rate), "old": Profile(error_rate=0.01)}
+    traffic = TrafficModel(rps=200, profile=lambda pod_hash: profiles[pod_hash], now=EPOCH)
+    counts = TrafficCounts(traffic, hashes=lambda: ("new", "old"))
+    runs = SimAnalysis(templates={"judge": judge_template()}, providers={ladder.JUDGE_PLUGIN: counts}, now=EPOCH)
+    return runs, traffic
+
+
+def simulate_minutes(runs: SimAnalysis, traffic: TrafficModel, minutes: int) -> list[RunPhase]:
+    phases = []
+    for minute in range(1, minutes + 1):
+        now = EPOCH + timedelta(minutes=minute)
+        traffic.advance(now, {"new": 0.2, "old": 0.8}, {"new": 1, "old": 1})
+        runs.advance(now)
+        phases.append(runs.observe(ROLLOUT)[0]["web-1"].phase)
+        if phases[-1].completed:
+            break
+    return phases
+
+
+@pytest.mark.parametrize(("rate", "verdict"), [(0.10, RunPhase.FAILED), (0.01, RunPhase.SUCCESSFUL)])
+def test_the_simulator_judges_its_own_traffic(rate: float, verdict: RunPhase) -> None:
+    runs, traffic = simulated(rate)
+    runs.start_analysis(
+        ROLLOUT,
+        StartAnalysisRun(
+            name="web-1",
+            kind=RunKind.STEP,
+            analysis=RolloutAnalysis.model_validate({"templates": [{"templateName": "judge"}]}),
+            hash="new",
+            stable_hash="old",
+        ),
+    )
+
+    phases = simulate_minutes(runs, traffic, 120)
+    runs.close()
+
+    assert phases[-1] is verdict
+    run = runs.executor.run("web-1")
+    assert run is not None and run.status is not None
+    result = run.status.result("errors")
+    assert result is not None
+    first, *rest = ladder.windows(result)
+    assert first == (0, 0, 0, 0)  # the first measurement only marks where the windows start
+    assert all(window[0] == 2400 and window[2] == 9600 for window in rest)
