@@ -552,8 +552,10 @@ def _adopt(data: Mapping[str, Any], now: float) -> _Replica:
         return replica  # restart_at = 0: starts on the first tick
     replica.process, replica.restart_at, replica.started_at = process, None, now
     if data.get("ready"):
+        # Ready before the crash, so it counts as available at once: a restart of the controller must not make
+        # the engine see capacity drop (monotonic clocks do not survive a process, so "long ago" it is).
         replica.ready = replica.ever_ready = True
-        replica.ready_since = now
+        replica.ready_since = float("-inf")
     return replica
 
 
