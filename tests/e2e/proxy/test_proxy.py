@@ -176,6 +176,12 @@ async def test_a_refused_connection_is_retried_on_another_backend() -> None:
             {"stable": "old", "weights": {"old": 100}, "backends": {"old": [dead_address, alive.address]}},
         )
         got = await names(f"http://{started.listen}/", 20)
+        payload = os.urandom(200_000)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(4):  # bodies, streamed: the retry must resend them whole
+                async with session.post(f"http://{started.listen}/echo", data=payload) as response:
+                    echoed = await response.json()
+                    assert (echoed["name"], echoed["size"]) == ("alive", len(payload))
         counters = call("GET", started.admin + "/counters")[1]
     finally:
         started.stop()

@@ -28,7 +28,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from yarl import URL
 
-from headway.runtimes.embedded.proxy_balancing import BackendSlot, Pool, RoutingTable
+from headway.runtimes.embedded.proxy_balancing import BackendSlot, RoutingTable
 from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
 from headway.runtimes.embedded.proxy_state import (
     RoutingState,
@@ -77,6 +77,10 @@ MIRROR_BODY_LIMIT = 1024 * 1024
 MIRROR_CONCURRENCY = 64
 """At most this many mirror copies in flight; beyond it copies are dropped so mirroring never builds a backlog."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+"""Failures before any byte of the request left: retried once on another backend, whatever the method."""
+STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+"""A reused keep-alive connection found closed: retried only for bodiless idempotent requests."""
 
 
 class Proxy:
@@ -137,7 +141,7 @@ class Proxy:
         while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         if self._low_level is not None:
-            await self._low_level.shutdown(timeout=1.0)
+            await self._low_level.shutdown(timeout=0.25)
         if self._ticker is not None:
             self._ticker.cancel()
         for task in list(self._mirrors):
@@ -198,68 +202,54 @@ class Proxy:
             self._mirror(mirror, method, request.raw_path, out, body)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        counters = self.counters.of(pool.revision)
         status = 502
-        slot.inflight += 1
+        revision = pool.revision
+        upstream: aiohttp.ClientResponse | None = None
         try:
-            upstream, slot, pool = await self._send(
-                table, pool, slot, method=method, path=request.raw_path, headers=out, body=body
-            )
-            if upstream is None:
-                return web.Response(status=502, text="headway proxy: backend unavailable\n")
-            counters = self.counters.of(pool.revision)
+            for attempt in (1, 2):
+                slot.inflight += 1
+                try:
+                    upstream = await self._forward(slot, method, request.raw_path, out, body)
+                except RETRYABLE:
+                    retry = True  # refused or timed out connecting: no byte was sent, any request may be retried
+                except STALE:
+                    # a pooled keep-alive connection the backend had closed: safe to resend only without a body
+                    retry = body is None and method in IDEMPOTENT
+                except TimeoutError:
+                    status = 504
+                    retry = False
+                except aiohttp.ClientError:
+                    retry = False
+                except BaseException:
+                    slot.inflight -= 1
+                    raise
+                if upstream is not None:
+                    break
+                slot.inflight -= 1
+                slot.failures += 1
+                other = table.failover(pool, slot) if retry and attempt == 1 else None
+                if other is None:
+                    return _failure(status)
+                if other not in pool.slots and table.stable is not None:
+                    pool = table.stable
+                slot, revision = other, pool.revision
+            assert upstream is not None
             status = upstream.status
             try:
                 return await self._respond(request, upstream)
             finally:
                 upstream.release()
-        except TimeoutError:
-            status = 504
-            return web.Response(status=504, text="headway proxy: backend timed out\n")
+                slot.inflight -= 1
         finally:
-            slot.inflight -= 1
-            counters.observe(status, loop.time() - started)
+            self.counters.of(revision).observe(status, loop.time() - started)
 
-    async def _send(
-        self,
-        table: RoutingTable,
-        pool: Pool,
-        slot: BackendSlot,
-        *,
-        method: str,
-        path: str,
-        headers: CIMultiDict[str],
-        body: Any,
-    ) -> tuple[aiohttp.ClientResponse | None, BackendSlot, Pool]:
-        """Forward once, and once more on another backend if nothing can have reached the first one."""
+    def _forward(
+        self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any
+    ) -> Awaitable[aiohttp.ClientResponse]:
         assert self._session is not None
-        try:
-            response = await self._session.request(
-                method, URL(slot.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
-            )
-            return response, slot, pool
-        except aiohttp.ClientConnectorError:
-            pass  # refused or unreachable: no byte was sent, any request may be retried
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            if body is not None or method not in IDEMPOTENT:
-                return None, slot, pool
-            # a pooled keep-alive connection the backend had closed: the request never reached the app
-        slot.failures += 1
-        retry = table.failover(pool, slot)
-        if retry is None:
-            return None, slot, pool
-        if retry not in pool.slots and table.stable is not None:
-            pool = table.stable
-        slot.inflight -= 1
-        retry.inflight += 1
-        try:
-            response = await self._session.request(
-                method, URL(retry.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
-            )
-        except aiohttp.ClientError:
-            retry.failures += 1
-            return None, retry, pool
-        return response, retry, pool
+        return self._session.request(
+            method, URL(slot.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
+        )
 
     async def _respond(self, request: web.BaseRequest, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         headers = _backward_headers(upstream.headers)
@@ -486,6 +476,12 @@ def _as_dict(body: object) -> Mapping[str, Any]:
 
 def _replace(state: RoutingState, **changes: Any) -> RoutingState:
     return replace(state, **changes)
+
+
+def _failure(status: int) -> web.Response:
+    if status == 504:
+        return web.Response(status=504, text="headway proxy: backend timed out\n")
+    return web.Response(status=502, text="headway proxy: backend unavailable\n")
 
 
 def _problem(message: str) -> web.Response:
