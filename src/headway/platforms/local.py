@@ -329,9 +329,15 @@ class LocalPlatform:
             for item in self._leaving:
                 if not item.told:
                     item.told, item.replica.drain_from = True, now
-        for (_, hash), backends in changes:
-            if self._on_backends_changed is not None:
-                self._on_backends_changed(hash, backends)
+        for key, backends in changes:
+            if self._on_backends_changed is None:
+                continue
+            try:
+                self._on_backends_changed(key[1], backends)
+            except Exception:  # forget we told it, so that the next tick tells it again
+                log.exception("backends callback failed for %s %s", *key)
+                with self._lock:
+                    self._notified.pop(key, None)
         with self._lock:
             self._drain(time.monotonic())
             if self._dirty:

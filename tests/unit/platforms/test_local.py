@@ -244,3 +244,21 @@ def members(groups: list[int]) -> list[int]:
         if int(fields[2]) in groups and fields[0] not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+def test_a_failing_backends_callback_is_told_again(tmp_path: Path) -> None:
+    told: list[list[tuple[str, int]]] = []
+
+    def flaky(_hash: str, backends: list[tuple[str, int]]) -> None:
+        told.append(backends)
+        if len(told) == 1:
+            raise RuntimeError("proxy not up yet")
+
+    platform = LocalPlatform(tmp_path, on_backends_changed=flaky)
+    try:
+        rollout = app_rollout(probe=None, command=["sleep", "60"])
+        platform.create_revision(rollout, "abc", 1, 1)
+        wait_until(lambda: len(told) >= 2, what="the callback to be retried")
+        assert told[0] == told[1] == platform.backends(rollout, "abc")
+    finally:
+        platform.close()
