@@ -31,6 +31,7 @@ Error with a message saying so.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from headway.core import analysis as ladder
-from headway.core import judge as judging
 from headway.core import templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
@@ -64,6 +64,7 @@ ROLLOUT_LABEL = "rollouts-pod-template-hash"
 OWNER_ANNOTATION = "headway.dev/rollout"
 EXPERIMENTS_UNSUPPORTED = "experiments are not supported by the in-process analysis executor"
 DEFAULT_MEASURE_TIMEOUT = 60.0
+JUDGE_MISSING = "this build has no statistical judge (headway.core.judge)"
 
 SecretResolver = Callable[[str, str, str], str]
 """(namespace, secret name, key) → value; raises LookupError when there is no such secret or key."""
@@ -245,6 +246,9 @@ class AnalysisExecutor:
         if isinstance(config, str):
             return _error(config, now, started), None
         history = [*ladder.windows(status.result(metric.name)), window]
+        judging = _judging()
+        if judging is None:
+            return _error(JUDGE_MISSING, now, started), None
         outcome = judging.judge([judging.Window(*counts) for counts in history], config)
         return ladder.judge_measurement(window, outcome, now, started_at=started), window
 
@@ -324,8 +328,16 @@ def judge_bad_events(metric: Metric) -> str:
     return chosen if isinstance(chosen, str) else repr(chosen)
 
 
-def judge_config(metric: Metric) -> judging.JudgeConfig | str:
-    """The judge's settings from ``provider.plugin["headway.dev/judge"]`` (camelCase keys), or why not."""
+def _judging() -> Any:
+    """`headway.core.judge`, imported when a judge metric is first measured (None if this build lacks it)."""
+    try:
+        return importlib.import_module("headway.core.judge")
+    except ImportError:
+        return None
+
+
+def judge_config(metric: Metric) -> Any:
+    """The judge's ``JudgeConfig`` from ``provider.plugin["headway.dev/judge"]`` (camelCase keys), or why not."""
     raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN) or {}
     if not isinstance(raw, Mapping):
         return f"provider.plugin[{ladder.JUDGE_PLUGIN!r}] must be a mapping"
@@ -339,6 +351,9 @@ def judge_config(metric: Metric) -> judging.JudgeConfig | str:
     for wire, attribute in names.items():
         if wire in raw:
             settings[attribute] = raw[wire]
+    judging = _judging()
+    if judging is None:
+        return JUDGE_MISSING
     try:
         return judging.JudgeConfig(**settings)
     except (TypeError, ValueError) as error:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from headway.core import analysis
-from headway.core.judge import JudgeConfig, JudgeVerdict, Window, judge
 from headway.spec.analysis import AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Metric
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -22,7 +21,9 @@ def judge_metric(**fields: Any) -> Metric:
 
 @dataclass(frozen=True)
 class Outcome:
-    verdict: JudgeVerdict
+    """Shaped like `headway.core.judge.JudgeResult`, with the verdict as its wire string."""
+
+    verdict: str
     p_value: float = 1.0
     ratio: float | None = None
     lower: float | None = None
@@ -30,7 +31,7 @@ class Outcome:
     explanation: str = "because"
 
 
-def feed(spec: AnalysisRunSpec, verdicts: list[JudgeVerdict]) -> tuple[AnalysisRunStatus, list[AnalysisPhase]]:
+def feed(spec: AnalysisRunSpec, verdicts: list[str]) -> tuple[AnalysisRunStatus, list[AnalysisPhase]]:
     status = AnalysisRunStatus(phase=P.RUNNING, started_at=analysis.iso(NOW))
     phases = []
     metric = spec.metrics[0]
@@ -48,7 +49,7 @@ def feed(spec: AnalysisRunSpec, verdicts: list[JudgeVerdict]) -> tuple[AnalysisR
     return status, phases
 
 
-H, F, S = JudgeVerdict.HOLD, JudgeVerdict.FAIL, JudgeVerdict.PASS
+H, F, S = "Hold", "Fail", "Pass"
 
 
 def test_holds_never_count_as_failures_and_the_first_pass_completes() -> None:
@@ -90,8 +91,9 @@ def test_a_judge_metric_without_an_interval_measures_every_minute() -> None:
 
 
 def test_the_measurement_carries_the_window_and_the_judges_figures() -> None:
-    history = [Window(100, 10, 900, 9)] * 3
-    outcome = judge(history, JudgeConfig())
+    judging = pytest.importorskip("headway.core.judge")
+    history = [judging.Window(100, 10, 900, 9)] * 3
+    outcome = judging.judge(history, judging.JudgeConfig())
 
     measurement = analysis.judge_measurement((100, 10, 900, 9), outcome, NOW)
 

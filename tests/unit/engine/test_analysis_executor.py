@@ -6,7 +6,9 @@ Time is virtual: each test calls ``tick(now)`` with the time it wants, so minute
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +18,7 @@ import pytest
 
 from headway.core import analysis as ladder
 from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment
-from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, AnalysisExecutor, EnvironmentSecrets
+from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, JUDGE_MISSING, AnalysisExecutor, EnvironmentSecrets
 from headway.platforms.fake import EPOCH
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.sim.analysis import SimAnalysis, TrafficCounts
@@ -29,6 +31,9 @@ from tests.scenarios.harness import canary
 
 ROLLOUT = canary()
 P = AnalysisPhase
+needs_judge = pytest.mark.skipif(
+    importlib.util.find_spec("headway.core.judge") is None, reason="headway.core.judge is not in this build yet"
+)
 
 
 @dataclass
@@ -417,6 +422,7 @@ def judge_result(executor: AnalysisExecutor) -> Any:
     return run.status.result("errors")
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_the_judge_fails_a_canary_ten_times_worse_quickly() -> None:
     executor = judge_executor(windows(0.10, 0.01))
@@ -435,6 +441,7 @@ async def test_the_judge_fails_a_canary_ten_times_worse_quickly() -> None:
     assert window == {"canaryRequests": 100, "canaryBad": 10, "stableRequests": 900, "stableBad": 9}
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_the_judge_passes_a_healthy_canary_once_exposure_suffices() -> None:
     executor = judge_executor(windows(0.01, 0.01), minCanaryRequests=500, toleratedRatio=2.0)
@@ -451,6 +458,7 @@ async def test_the_judge_passes_a_healthy_canary_once_exposure_suffices() -> Non
     assert len(ladder.windows(result)) == result.count
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_no_data_is_no_evidence_the_judge_holds_and_never_fails() -> None:
     executor = judge_executor(windows(0.0, 0.0, requests=0))
@@ -466,6 +474,7 @@ async def test_no_data_is_no_evidence_the_judge_holds_and_never_fails() -> None:
     assert len(ladder.windows(result)) == len(phases)
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_a_judge_with_a_count_that_never_decides_is_inconclusive() -> None:
     tpl = template(
@@ -486,6 +495,7 @@ async def test_a_judge_with_a_count_that_never_decides_is_inconclusive() -> None
     )
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_a_bad_window_or_judge_config_is_an_error_measurement() -> None:
     bad_window = judge_executor(values({"canaryRequests": 1}))
@@ -501,6 +511,7 @@ async def test_a_bad_window_or_judge_config_is_an_error_measurement() -> None:
     assert "alpha" in judge_result(bad_config).measurements[-1].message
 
 
+@needs_judge
 @pytest.mark.asyncio
 async def test_a_judge_can_count_through_another_provider_such_as_the_proxy() -> None:
     def counters(metric: Metric, call: int) -> ProviderResult:
@@ -545,6 +556,7 @@ def simulate_minutes(runs: SimAnalysis, traffic: TrafficModel, minutes: int) -> 
     return phases
 
 
+@needs_judge
 @pytest.mark.parametrize(("rate", "verdict"), [(0.10, RunPhase.FAILED), (0.01, RunPhase.SUCCESSFUL)])
 def test_the_simulator_judges_its_own_traffic(rate: float, verdict: RunPhase) -> None:
     runs, traffic = simulated(rate)
@@ -570,3 +582,14 @@ def test_the_simulator_judges_its_own_traffic(rate: float, verdict: RunPhase) ->
     first, *rest = ladder.windows(result)
     assert first == (0, 0, 0, 0)  # the first measurement only marks where the windows start
     assert all(window[0] == 2400 and window[2] == 9600 for window in rest)
+
+
+@pytest.mark.asyncio
+async def test_without_the_judge_module_a_judge_metric_errors_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "headway.core.judge", None)
+    executor = judge_executor(windows(0.01, 0.01))
+    start(executor, "judge", args=[])
+
+    await executor.tick(EPOCH)
+
+    assert judge_result(executor).measurements[-1].message == JUDGE_MISSING
