@@ -10,8 +10,11 @@ import click
 
 from headway import __version__
 from headway.cli import embedded
+from headway.cli.completion import completion
+from headway.cli.dashboard import dashboard
 from headway.cli.lint import lint
 from headway.cli.simulate import simulate
+from headway.cli.version import version
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +26,9 @@ def main() -> None:
 # Subcommands: one line each, in the order `headway --help` lists them (click sorts by name).
 main.add_command(lint)
 main.add_command(simulate)
+main.add_command(dashboard)
+main.add_command(completion)
+main.add_command(version)
 for command in embedded.COMMANDS:
     main.add_command(command)
 

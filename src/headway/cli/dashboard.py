@@ -1,0 +1,106 @@
+"""`headway dashboard`: serve the web dashboard on this machine.
+
+``--demo`` serves simulated rollouts (the real engine on fakes, virtual time ``--speed`` times faster than real):
+the quickest way to see what the dashboard shows, and what the browser test drives. A runtime with real rollouts
+serves the same app over its own `RolloutSource` (the embedded daemon mounts it; see `serve`).
+
+Actions need a token: ``--token`` or ``HEADWAY_DASHBOARD_TOKEN``, else a fresh one is generated and printed,
+inside the URL's fragment (``#token=…``) so the browser keeps it for the tab without sending it in a request line
+or a log. ``--read-only`` refuses every action. Reads are answered to loopback clients only, unless they send the
+token: binding ``--host 0.0.0.0`` does not open the rollouts to the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import sys
+
+import click
+from aiohttp import web
+
+from headway.dashboard.app import create_app, token_of
+from headway.dashboard.sim_source import SimSource, demo_rollouts
+from headway.dashboard.source import RolloutSource
+
+
+async def serve(
+    source: RolloutSource,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    read_only: bool,
+    announce: bool = True,
+) -> None:
+    """Serve the dashboard over ``source`` until cancelled; prints where (with the token) once listening."""
+    app = create_app(source, token=token, read_only=read_only)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror or error} (choose another --port, or 0 for any)"
+            ) from None
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound_port}/"
+        if announce:
+            secret = token_of(app)
+            click.echo(f"Headway dashboard: {url}#token={secret}" if secret else f"Headway dashboard: {url}")
+            if secret:
+                click.echo(f"Actions need the token: {secret}")
+            else:
+                click.echo("Read-only: actions are disabled.")
+            if not _loopback(host):
+                click.echo("Listening beyond loopback: other machines must send the token to read anything.")
+            click.echo("Press Ctrl-C to stop.")
+            sys.stdout.flush()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _demo(host: str, port: int, token: str | None, read_only: bool, speed: float) -> None:
+    source = SimSource(demo_rollouts(), speed=speed)
+    await source.start()
+    try:
+        await serve(source, host=host, port=port, token=token, read_only=read_only)
+    finally:
+        await source.close()
+
+
+@click.command()
+@click.option("--demo", is_flag=True, help="Serve simulated rollouts (the real engine on fakes, in virtual time).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3100, show_default=True, help="0: any free port.")
+@click.option("--token", envvar="HEADWAY_DASHBOARD_TOKEN", help="Token actions need (default: a generated one).")
+@click.option("--read-only", is_flag=True, help="Refuse every action (promote, abort, …).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1, max=1000),
+    default=10.0,
+    show_default=True,
+    help="With --demo: virtual seconds per real second.",
+)
+def dashboard(*, demo: bool, host: str, port: int, token: str | None, read_only: bool, speed: float) -> None:
+    """Serve the web dashboard: rollouts, steps, weights over time, analysis and the judge's evidence, actions."""
+    if token is not None and len(token) < 16:
+        raise click.BadParameter("use at least 16 characters (or omit it to get a generated one)", param_hint="--token")
+    if not demo:
+        raise click.UsageError(
+            "only --demo is served by this command so far: real rollouts need a runtime's source (the embedded daemon "
+            "or a cluster), which is not wired into this command yet. Try `headway dashboard --demo`."
+        )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_demo(host, port, token, read_only, speed))
