@@ -20,6 +20,7 @@ from headway.spec.analysis import (
     AnalysisPhase,
     AnalysisRunSpec,
     AnalysisRunStatus,
+    DryRun,
     Measurement,
     Metric,
     MetricResult,
@@ -443,11 +444,7 @@ def test_dry_run_regex_and_star_match_metric_names() -> None:
     spec = AnalysisRunSpec.model_validate(
         {"metrics": [metric("error-rate").wire(), metric("latency").wire()], "dryRun": [{"metricName": "err.*"}]}
     )
-    every = spec.model_copy(
-        update={
-            "dry_run": [*spec.dry_run, *spec.model_validate({"metrics": [], "dryRun": [{"metricName": "*"}]}).dry_run]
-        }
-    )
+    every = spec.model_copy(update={"dry_run": [DryRun(metric_name="*")]})
 
     assert analysis.dry_run_metrics(spec) == {"error-rate"}
     assert analysis.dry_run_metrics(every) == {"error-rate", "latency"}
