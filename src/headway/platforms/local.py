@@ -16,7 +16,9 @@ same directory after a crash adopts the replicas still alive (same ports, no res
 starts only those that died. `close` stops every replica and leaves no process behind; ``close(keep=True)``
 hands them to the next instance instead.
 
-Callbacks run on the supervisor thread and must neither block nor call back into the platform.
+Callbacks run on the supervisor thread and must neither block nor call back into the platform. The platform does
+not lock its directory itself (platforms may not import stores): the runtime holds `headway.stores.sqlite.StateLock`
+(taken by `SqliteStore`) on the same directory before it starts one.
 """
 
 from __future__ import annotations

@@ -91,3 +91,25 @@ def test_a_reused_pid_is_not_mistaken_for_a_replica(tmp_path: Path) -> None:
         assert again.replicas(rollout, "abc")[0].restarts == 1, "the fresh replica must not crash-loop"
     finally:
         again.close()
+
+
+def test_a_drain_interrupted_by_a_crash_is_finished_by_the_next_instance(tmp_path: Path) -> None:
+    platform = LocalPlatform(tmp_path, in_flight=lambda _backend: 1)  # never drains by itself
+    rollout = app_rollout(grace=30)
+    platform.create_revision(rollout, "abc", 1, 2)
+    wait_until(lambda: platform.revisions(rollout)["abc"].ready == 2)
+    leaving = platform.replicas(rollout, "abc")[1].pid
+    assert leaving is not None
+    platform.scale_revision(rollout, "abc", 1)
+    state = tmp_path / "platform.json"
+    wait_until(lambda: bool(json.loads(state.read_text())["leaving"]), what="the drain to be recorded")
+    platform.close(keep=True)
+    assert pid_alive(leaving)
+
+    again = LocalPlatform(tmp_path, in_flight=lambda _backend: 0)
+    try:
+        wait_until(lambda: not pid_alive(leaving), what="the next instance to finish the drain")
+        assert again.revisions(rollout)["abc"].replicas == 1
+        assert [info.pid for info in again.replicas(rollout, "abc")] != [leaving]
+    finally:
+        again.close()
