@@ -30,25 +30,29 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.errors import PermanentError, TemporaryError
+from headway.engine.analysis import AnalysisExecutor, EnvironmentSecrets
 from headway.engine.reconcile import Engine, PassResult
-from headway.engine.runs import RunStates
 from headway.platforms.base import rollout_key
 from headway.platforms.local import LocalPlatform
+from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.providers.proxy import ProxyProvider
+from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
 from headway.runtimes.embedded.daemon import ENDPOINT_FILE, Daemon, new_token
-from headway.runtimes.embedded.runner import Runner
+from headway.runtimes.embedded.runner import Hook, Runner, put
+from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout
 from headway.stores.sqlite import SqliteStore, StateError
 
 log = logging.getLogger(__name__)
+TemplateT = TypeVar("TemplateT", AnalysisTemplate, ClusterAnalysisTemplate)
 
 PROXY_PLUGIN = "headway.dev/proxy"
 """The ``trafficRouting.plugins`` key that routes a rollout through the built-in proxy; config ``{port: 8080}``."""
@@ -299,23 +303,103 @@ def _request(method: str, url: str, body: object = None, timeout: float = 2.0) -
 # --- analysis -----------------------------------------------------------------------------------------------
 
 
-class NoAnalysis:
-    """The run backend until the analysis executor is wired: a rollout that needs a run fails loudly."""
+class StoredTemplates(Mapping[str, TemplateT]):
+    """A live, read-only view of the applied templates of one kind, keyed ``namespace/name`` (or by bare name).
 
-    def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
-        raise PermanentError(f"{rollout.name}: analysis run {run.name} needs the analysis executor (not wired)")
+    Live because templates applied after startup must be found by the next run; parsed on each lookup, which
+    happens only when a run starts.
+    """
 
-    def terminate_analysis(self, rollout: Rollout, name: str) -> None:
-        return None
+    def __init__(self, store: SqliteStore, kind: str, model: type[TemplateT]) -> None:
+        self.store = store
+        self.kind = kind
+        self.model: type[TemplateT] = model
 
-    def start_experiment(self, rollout: Rollout, experiment: StartExperiment) -> None:
-        raise PermanentError(f"{rollout.name}: experiments are not supported in embedded mode")
+    def __getitem__(self, key: str) -> TemplateT:
+        data, _ = self.store.get_document(self.kind, key)
+        if data is None and "/" not in key:
+            data = next((doc for k, doc, _ in self.store.list_documents(self.kind) if k.endswith("/" + key)), None)
+        if data is None:
+            raise KeyError(key)
+        model: TemplateT = self.model.model_validate(data)
+        return model
 
-    def terminate_experiment(self, rollout: Rollout, name: str) -> None:
-        return None
+    def __iter__(self) -> Iterator[str]:
+        return iter([key for key, _, _ in self.store.list_documents(self.kind)])
 
-    def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
-        return {}, {}
+    def __len__(self) -> int:
+        return len(self.store.list_documents(self.kind))
+
+
+class RolloutProxyProvider:
+    """The ``proxy`` metric provider aimed at the proxy of the rollout that owns the run being measured.
+
+    Proxies listen on ports chosen at start, so a manifest cannot name the admin address; the run's owner
+    (recorded by the executor) tells which proxy to ask. An explicit ``address`` in the metric still wins.
+    """
+
+    type: ClassVar[str] = ProxyProvider.type
+
+    def __init__(self, proxies: Proxies, owner: Callable[[str], str | None]) -> None:
+        self.proxies = proxies
+        self.owner = owner
+
+    def _provider(self, context: MeasureContext) -> ProxyProvider:
+        key = self.owner(context.run_name)
+        proxy = self.proxies.get(key) if key is not None else None
+        return ProxyProvider(default_address=proxy.admin_url if proxy is not None else None)
+
+    async def start(self, metric: Metric, context: MeasureContext) -> ProviderResult:
+        return await self._provider(context).start(metric, context)
+
+    async def poll(self, metric: Metric, pending: str, context: MeasureContext) -> ProviderResult:
+        return await self._provider(context).poll(metric, pending, context)
+
+    async def cancel(self, metric: Metric, pending: str) -> None:
+        """The proxy provider finishes in start: nothing to cancel."""
+
+
+ANALYSIS_RUN = "AnalysisRun"
+
+
+def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tuple[AnalysisExecutor, Hook]:
+    """The in-process analysis executor over the applied templates, and the hook that measures and persists runs.
+
+    Runs are saved as documents after every tick that changed them and loaded back at start, so a controller
+    killed mid-analysis resumes the same run with the measurements it had.
+    """
+    registry = default_registry()
+    providers: dict[str, MetricProvider] = {kind: registry.get(kind) for kind in registry.known()}
+    executor = AnalysisExecutor(
+        templates=StoredTemplates(store, "AnalysisTemplate", AnalysisTemplate),
+        cluster_templates=StoredTemplates(store, "ClusterAnalysisTemplate", ClusterAnalysisTemplate),
+        providers=providers,
+        secrets=EnvironmentSecrets(directory=state_dir / "secrets"),
+    )
+
+    def owner(run_name: str) -> str | None:
+        held = executor.runs.get(run_name)
+        return held.rollout if held is not None else None
+
+    providers[RolloutProxyProvider.type] = RolloutProxyProvider(proxies, owner)
+    saved: dict[str, AnalysisRun] = {}
+    for key, data, _ in store.list_documents(ANALYSIS_RUN):
+        try:
+            run = AnalysisRun.model_validate(data)
+        except ValueError as error:
+            raise StateError(f"{store.path}: saved analysis run {key} is not readable: {error}") from None
+        executor.load(run)
+        saved[key] = run
+
+    async def tick(now: datetime) -> None:
+        await executor.tick(now)
+        for name in list(executor.runs):
+            run = executor.run(name)
+            if run is not None and saved.get(name) != run:
+                put(store, ANALYSIS_RUN, name, run.model_dump(by_alias=True, mode="json", exclude_none=True))
+                saved[name] = run
+
+    return executor, tick
 
 
 # --- the embedded runtime ------------------------------------------------------------------------------------
@@ -395,7 +479,8 @@ def build_embedded(
         store.close()
         raise
     proxies = Proxies(path)
-    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=NoAnalysis(), store=store)
+    executor, analysis_tick = build_analysis(store, proxies, path)
+    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=executor, store=store)
 
     async def sync_backends(_now: datetime) -> None:
         for rollout in runner.rollouts().values():
@@ -411,7 +496,13 @@ def build_embedded(
 
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     runner = Runner(
-        engine, store, hooks=[sync_backends], after=[sync_backends], resync=resync, on_pass=on_pass, **extra
+        engine,
+        store,
+        hooks=[sync_backends, analysis_tick],
+        after=[sync_backends],
+        resync=resync,
+        on_pass=on_pass,
+        **extra,
     )
     holder["runner"] = runner
     return Embedded(state_dir=path, store=store, platform=platform, proxies=proxies, runner=runner)

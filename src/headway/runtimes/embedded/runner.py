@@ -227,7 +227,8 @@ class Runner:
             self._command(rollout, verb, options)
         except commands.ControlError as error:
             raise CommandError(str(error)) from error
-        self.record(key, "Normal", f"User{verb.title()}", _describe(verb, options))
+        reason = "User" + "".join(part.title() for part in verb.split("-"))
+        self.record(key, "Normal", reason, _describe(verb, options))
         self.wake(key)
         return self.status(rollout)
 
