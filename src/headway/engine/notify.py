@@ -20,13 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from headway.core.decision import Event
+from headway.engine.reconcile import PassResult
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
 
@@ -130,6 +133,20 @@ class NotifyConfig(BaseModel):
                 path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in problem["loc"]).replace(".[", "[")
                 lines.append(f"{path or 'config'}: {problem['msg']}")
             raise NotifyConfigError("invalid notification config:\n  " + "\n  ".join(lines)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> NotifyConfig:
+        """The config from a YAML (or JSON) file; `NotifyConfigError` naming the file and the bad fields."""
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise NotifyConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+        except yaml.YAMLError as error:
+            raise NotifyConfigError(f"{path}: not YAML: {error}") from None
+        try:
+            return cls.parse(data if data is not None else {})
+        except NotifyConfigError as error:
+            raise NotifyConfigError(f"{path}: {error}") from None
 
     def sinks_for(self, reason: str) -> list[Sink]:
         wanted = {name for s in self.subscriptions if s.matches(reason) for name in s.sinks}
@@ -290,6 +307,12 @@ class Notifier:
             for sink in self.config.sinks_for(event.reason):
                 queued += self.enqueue(sink, notification)
         return queued
+
+    def notify_pass(self, rollout: Rollout, result: PassResult, *, now: datetime) -> int:
+        """What a runtime calls after each `headway.engine.reconcile.run_pass`: the pass's events (the shell's
+        warnings included) with the status as decided."""
+        outcome = result.outcome()
+        return self.notify(rollout, outcome.status, outcome.events, now=now)
 
     def enqueue(self, sink: Sink, notification: Notification) -> bool:
         """Queue one delivery without waiting; a full queue drops it (counted and logged) instead of blocking."""

@@ -171,3 +171,25 @@ async def test_events_stream_changes_as_server_sent_events(serve: Serve, source:
     assert "event: change" in frames
     data = [json.loads(f.removeprefix("data: ")) for f in frames if f.startswith("data:")]
     assert any(d["rollout"] == "shop/checkout" and d["reason"] == "RolloutStepCompleted" for d in data)
+
+
+@pytest.mark.asyncio
+async def test_mounted_under_a_prefix_the_page_links_stay_under_it(source: SimSource) -> None:
+    parent = web.Application()
+    parent.add_subapp("/dashboard/", create_app(source, token=TOKEN))
+    runner = web.AppRunner(parent, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/dashboard/"
+    try:
+        status, page = await call("GET", base + "rollouts/shop/payments")
+        assert status == 200
+        assert '<meta name="headway-base" content="/dashboard/">' in page
+        assert 'src="/dashboard/static/app.js"' in page
+        status, script = await call("GET", base + "static/app.js")
+        assert status == 200
+        assert "EventSource" in script
+        status, body = await call("GET", base + "api/rollouts/shop/payments")
+        assert (status, body["name"]) == (200, "payments")
+    finally:
+        await runner.cleanup()

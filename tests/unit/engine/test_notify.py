@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +23,12 @@ from headway.engine.notify import (
     SinkKind,
     Subscription,
 )
+from headway.engine.reconcile import Engine
+from headway.platforms.fake import FakePlatform
+from headway.sim.runs import ScriptedRuns
 from headway.spec.rollout import Rollout
 from headway.spec.status import CanaryStatus, Phase, RolloutStatus, TrafficWeights, WeightDestination
+from headway.stores.memory import MemoryStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -231,3 +236,34 @@ def test_default_subscription_covers_the_moments_people_care_about() -> None:
     assert [s.name for s in cfg.sinks_for("RolloutCompleted")] == ["a"]
     assert [s.name for s in cfg.sinks_for("AnalysisRunFailed")] == ["a"]
     assert cfg.sinks_for("AnalysisRunRunning") == []
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    good = tmp_path / "notify.yaml"
+    good.write_text(
+        "sinks:\n  - {name: chat, kind: slack, url: 'https://hooks.example/T1'}\nsubscriptions:\n  - sinks: [chat]\n"
+    )
+    assert NotifyConfig.load(good).sinks[0].kind == SinkKind.SLACK
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sinks:\n  - {name: chat, url: 'hooks.example'}\n")
+    with pytest.raises(NotifyConfigError, match=r"bad\.yaml: invalid notification config:\n  sinks\[0\].url"):
+        NotifyConfig.load(bad)
+    with pytest.raises(NotifyConfigError, match=r"missing\.yaml: cannot read"):
+        NotifyConfig.load(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sinks: [\n")
+    with pytest.raises(NotifyConfigError, match=r"broken\.yaml: not YAML"):
+        NotifyConfig.load(broken)
+
+
+@pytest.mark.asyncio
+async def test_a_real_engine_pass_notifies_its_events(serve: Serve) -> None:
+    receiver = await serve("ok")
+    platform = FakePlatform(now=NOW)
+    engine = Engine(platform=platform, router=None, runs=ScriptedRuns(now=NOW), store=MemoryStore())
+    async with Notifier(config(Sink(name="hook", url=receiver.url), reasons=["*"])) as notifier:
+        result = engine.run_pass(ROLLOUT, now=NOW)
+        assert notifier.notify_pass(ROLLOUT, result, now=NOW) >= 1
+        assert await notifier.drain(10)
+    assert receiver.received[0]["event"]["reason"] == "RolloutCreated"
+    assert receiver.received[0]["rollout"] == "checkout"
