@@ -124,11 +124,12 @@ class AnalysisExecutor:
             stable_hash=run.stable_hash,
             latest_hash=run.hash,
         )
+        extra = run.analysis.analysis_run_metadata
         metadata = ObjectMeta(
             name=run.name,
             namespace=rollout.metadata.namespace,
-            labels={ROLLOUT_LABEL: run.hash, "headway.dev/kind": run.kind.value},
-            annotations={OWNER_ANNOTATION: key},
+            labels={**(extra.labels if extra else {}), ROLLOUT_LABEL: run.hash, "headway.dev/kind": run.kind.value},
+            annotations={**(extra.annotations if extra else {}), OWNER_ANNOTATION: key},
         )
         if isinstance(resolved, templates.TemplateError):
             spec = AnalysisRunSpec(metrics=[])

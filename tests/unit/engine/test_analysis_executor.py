@@ -593,3 +593,23 @@ async def test_without_the_judge_module_a_judge_metric_errors_clearly(monkeypatc
     await executor.tick(EPOCH)
 
     assert judge_result(executor).measurements[-1].message == JUDGE_MISSING
+
+
+def test_runs_carry_the_rollouts_run_metadata_and_their_owner() -> None:
+    executor = executor_for(Scripted(values(1)), template("checks", web(), args=[{"name": "service"}]))
+    analysis = RolloutAnalysis.model_validate(
+        {
+            "templates": [{"templateName": "checks"}],
+            "args": [{"name": "service", "value": "web"}],
+            "analysisRunMetadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
+        }
+    )
+
+    executor.start_analysis(
+        ROLLOUT, StartAnalysisRun(name="r", kind=RunKind.BACKGROUND, analysis=analysis, hash="new", stable_hash="old")
+    )
+
+    run = executor.run("r")
+    assert run is not None
+    assert run.metadata.labels == {"team": "a", "rollouts-pod-template-hash": "new", "headway.dev/kind": "background"}
+    assert run.metadata.annotations == {"note": "x", "headway.dev/rollout": "default/web"}
