@@ -256,3 +256,26 @@ async def test_counters_are_served_as_json_and_prometheus_text(running_proxy: Ru
     assert counters["revisions"]["old"]["requests"] + counters["revisions"]["new"]["requests"] == 4
     assert counters["revisions"]["old"]["errors"] + counters["revisions"]["new"]["errors"] == 2
     assert 'headway_proxy_requests_total{revision="new"} 2.0' in text
+
+
+@pytest.mark.asyncio
+async def test_sigterm_lets_in_flight_requests_finish_then_exits_cleanly(running_proxy: Running) -> None:
+    async with aiohttp.ClientSession() as session:
+        slow = asyncio.create_task(session.get(f"http://{running_proxy.listen}/sleep/500"))
+        await asyncio.sleep(0.2)
+        running_proxy.process.send_signal(signal.SIGTERM)
+        response = await slow
+        assert (response.status, await response.text()) in {(200, "v1a"), (200, "v1b")}
+
+    assert await asyncio.to_thread(running_proxy.process.wait, 10) == 0
+
+
+@pytest.mark.asyncio
+async def test_head_and_bodiless_statuses_keep_their_framing(running_proxy: Running) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.head(f"http://{running_proxy.listen}/") as response:
+            assert (response.status, response.headers["Content-Length"], await response.read()) == (200, "3", b"")
+        async with session.get(f"http://{running_proxy.listen}/status/204") as response:
+            assert (response.status, await response.read()) == (204, b"")
+        async with session.get(f"http://{running_proxy.listen}/") as response:  # the connection is still usable
+            assert response.status == 200

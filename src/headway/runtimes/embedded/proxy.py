@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -131,7 +132,8 @@ class Proxy:
         await site.start()
         self.counters.snapshot(loop.time())
         self._ticker = asyncio.create_task(self._tick())
-        return _bound(data_server), _bound(site._server)
+        admin_host, admin_port = self._admin_runner.addresses[0][:2]
+        return _bound(data_server), f"{admin_host}:{admin_port}"
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish for up to ``grace`` seconds, then close everything."""
@@ -521,6 +523,10 @@ async def serve(args: argparse.Namespace) -> int:
         state = _replace(state, stable=state.stable or "default", weights={**state.weights, "default": 100})
     proxy = Proxy(state, state_file=state_file, connect_timeout=args.connect_timeout)
     listen, admin = await proxy.start(args.listen, args.admin)
+    # Everything allocated so far lives as long as the process: keep it out of the collector's generations, and
+    # collect young objects less often, so per-request garbage does not trigger frequent full-heap pauses.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
     print(json.dumps({"listen": listen, "admin": admin}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
