@@ -1,0 +1,321 @@
+"""The Kubernetes controller: kopf watches wake one worker per Rollout, which runs the shared engine's pass.
+
+Level-based, as kopf's own docs advise: watch events (on the Rollout, its ReplicaSets, its AnalysisRuns) only
+record the newest Rollout body and wake that Rollout's worker; the worker runs one pass at a time per key, from
+what it then reads, and sleeps until the next wake or the engine's ``requeue_after``. Nothing is stored in
+kopf's progress annotations (only event handlers are registered), so the controller's writes are the engine's.
+
+Passes run in a worker thread (the ports are synchronous); their API calls come back to this event loop through
+`BlockingKube`, so one HTTP connection pool serves all. A pass that fails is logged, counted and retried after a
+delay; an invalid Rollout gets an ``InvalidSpec`` condition and a Warning Event, and waits for the next edit.
+Only the Lease holder runs passes (`LeaderElector`); followers keep watching so they can take over warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from headway.core.decision import Event, EventType
+from headway.core.errors import AdapterError
+from headway.engine.reconcile import PassResult
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.runtimes.kubernetes.client import (
+    DEFAULT_GROUP,
+    EVENTS,
+    BlockingKube,
+    KubeClient,
+    rollouts,
+)
+from headway.runtimes.kubernetes.leader import LeaderElector
+from headway.runtimes.kubernetes.metrics import ControllerMetrics
+from headway.runtimes.kubernetes.wiring import admit, engine_for
+from headway.spec.status import Condition, Phase, RolloutStatus
+from headway.stores.k8s_status import KubernetesStatusStore
+
+log = logging.getLogger(__name__)
+
+INVALID_SPEC = "InvalidSpec"
+RETRY_AFTER_ERROR = 30.0
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class ControllerConfig:
+    """How one controller process runs."""
+
+    api_group: str = DEFAULT_GROUP
+    namespace: str | None = None
+    """Watch one namespace; None: the whole cluster."""
+    server: str | None = None
+    """An API server URL to use without credentials (tests); None: in-cluster account or kubeconfig."""
+    identity: str = field(default_factory=default_identity)
+    leader_election: bool = True
+    lease_name: str = "headway-controller"
+    lease_namespace: str = "default"
+    lease_seconds: float = 15.0
+    metrics_port: int | None = None
+    """Serve /metrics and /healthz on 127.0.0.1-or-all:<port>; None: do not serve."""
+    metrics_host: str = "0.0.0.0"
+
+
+@dataclass
+class _Worker:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    body: dict[str, Any] | None = None
+    task: asyncio.Task[None] | None = None
+
+
+def key_of(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+class Controller:
+    """Reconciles Rollouts of one API group; `run` until `stop` is set."""
+
+    def __init__(self, config: ControllerConfig, client: KubeClient | None = None) -> None:
+        self.config = config
+        self.client = client or (
+            KubeClient.for_server(config.server) if config.server else KubeClient.from_environment()
+        )
+        self.metrics = ControllerMetrics()
+        self.registry = kopf.OperatorRegistry()
+        self.workers: dict[str, _Worker] = {}
+        self.latencies: list[float] = []
+        """Seconds per pass, in order (the benchmark reads them)."""
+        self.leader = LeaderElector(
+            self.client,
+            name=config.lease_name,
+            namespace=config.lease_namespace,
+            identity=config.identity,
+            lease_seconds=config.lease_seconds,
+            renew_seconds=max(config.lease_seconds / 3, 0.2),
+        )
+        self._kube: BlockingKube | None = None
+        self._register()
+
+    # --- kopf wiring ---------------------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        group, registry = self.config.api_group, self.registry
+
+        @kopf.on.startup(registry=registry)
+        def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.posting.enabled = False  # our Events are the engine's, not kopf's handler logs
+            settings.watching.server_timeout = 300
+            settings.networking.request_timeout = 60
+
+        @kopf.on.login(registry=registry)
+        def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            if self.config.server:
+                return kopf.ConnectionInfo(server=self.config.server, insecure=True)
+            return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+        @kopf.on.event(group, "v1alpha1", "rollouts", registry=registry)
+        async def rollout_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+            raw = copy.deepcopy(dict(body))
+            if event.get("type") == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
+                await self.forget(key_of(raw))
+            else:
+                self.wake(key_of(raw), raw)
+
+        async def owned_changed(body: kopf.Body, **_: Any) -> None:
+            labels = body.get("metadata", {}).get("labels") or {}
+            self.wake(f"{body.get('metadata', {}).get('namespace')}/{labels.get(ROLLOUT_LABEL)}")
+
+        present = {ROLLOUT_LABEL: kopf.PRESENT}
+        kopf.on.event("apps", "v1", "replicasets", labels=present, registry=registry)(owned_changed)
+        kopf.on.event(group, "v1alpha1", "analysisruns", labels=present, registry=registry)(owned_changed)
+
+    def wake(self, key: str, body: dict[str, Any] | None = None) -> None:
+        """Record the newest body (if given) and wake the key's worker, starting it on first sight."""
+        worker = self.workers.get(key)
+        if worker is None:
+            if body is None:
+                return  # an owned object of a Rollout we have not seen (yet): its own event will come
+            worker = self.workers[key] = _Worker()
+            worker.task = asyncio.create_task(self._work(key, worker), name=f"rollout {key}")
+        if body is not None:
+            worker.body = body
+        worker.wake.set()
+
+    async def forget(self, key: str) -> None:
+        worker = self.workers.pop(key, None)
+        if worker is not None and worker.task is not None:
+            worker.task.cancel()
+        namespace, _, name = key.partition("/")
+        self.metrics.forget(namespace, name)
+
+    # --- the worker ----------------------------------------------------------------------------------------------
+
+    async def _work(self, key: str, worker: _Worker) -> None:
+        while True:
+            if self.config.leader_election:
+                await self.leader.leading.wait()
+            worker.wake.clear()
+            body = worker.body
+            delay: float | None
+            try:
+                delay = await self.reconcile(body) if body is not None else None
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the worker: log it, count it, retry later
+                log.exception("reconciling %s failed", key)
+                self.metrics.errors.labels("exception").inc()
+                delay = RETRY_AFTER_ERROR
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.wake.wait(), timeout=delay)
+
+    async def reconcile(self, body: dict[str, Any]) -> float | None:
+        """One pass for one Rollout body; returns when to look again (None: on the next change)."""
+        kube = self.kube
+        admission = admit(body)
+        if admission.rollout is None:
+            await self._mark_invalid(body, admission.problems)
+            return None
+        rollout = admission.rollout
+        engine = engine_for(rollout, kube, self.config.api_group)
+        if _has_condition(body, INVALID_SPEC):
+            await asyncio.to_thread(engine.update_status, key_of(body), _without_invalid_spec)
+        started = time.perf_counter()
+        result: PassResult = await asyncio.to_thread(engine.run_pass, rollout, now=datetime.now(UTC))
+        elapsed = time.perf_counter() - started
+        self.latencies.append(elapsed)
+        self.metrics.reconcile_seconds.observe(elapsed)
+        outcome = result.outcome()
+        if result.failure is not None:
+            self.metrics.errors.labels("temporary" if result.failure.temporary else "permanent").inc()
+        strategy = "canary" if rollout.spec.strategy.canary is not None else "blueGreen"
+        self.metrics.set_phase(rollout.metadata.namespace, rollout.name, outcome.status.phase, strategy)
+        for event in outcome.events:
+            await self.post_event(body, event)
+        log.debug("pass %s took %.3fs; requeue after %s", key_of(body), elapsed, outcome.requeue_after)
+        return outcome.requeue_after
+
+    async def _mark_invalid(self, body: dict[str, Any], problems: tuple[str, ...]) -> None:
+        message = "; ".join(problems)[:2000]
+        store = KubernetesStatusStore(self.kube, rollouts(self.config.api_group))
+        key = key_of(body)
+        current, version = await asyncio.to_thread(store.load, key)
+        existing = current.condition(INVALID_SPEC)
+        if existing is not None and existing.message == message and current.phase == Phase.DEGRADED:
+            return
+        now = datetime.now(UTC)
+        condition = Condition(
+            type=INVALID_SPEC,
+            status="True",
+            reason=INVALID_SPEC,
+            message=message,
+            last_update_time=now,
+            last_transition_time=existing.last_transition_time if existing else now,
+        )
+        others = [c for c in current.conditions if c.type != INVALID_SPEC]
+        status = current.model_copy(
+            update={"conditions": [*others, condition], "phase": Phase.DEGRADED, "message": f"InvalidSpec: {message}"}
+        )
+        try:
+            await asyncio.to_thread(store.save, key, status, version)
+        except AdapterError as error:
+            log.warning("could not mark %s invalid: %s", key, error)
+        except Exception as error:  # ConflictError: the next event carries the newer object
+            log.info("marking %s invalid deferred: %s", key, error)
+            return
+        self.metrics.errors.labels("invalid_spec").inc()
+        await self.post_event(body, Event(EventType.WARNING, INVALID_SPEC, message))
+
+    async def post_event(self, body: Mapping[str, Any], event: Event) -> None:
+        """A core/v1 Event on the Rollout; failing to post one is logged, never fatal."""
+        meta = body.get("metadata") or {}
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = meta.get("namespace") or "default"
+        event_body = {
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind", "Rollout"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": str(event.type),
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": "headway-controller"},
+            "reportingComponent": "headway-controller",
+            "reportingInstance": self.config.identity,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.client.create(EVENTS, event_body)
+        except AdapterError as error:
+            log.warning("posting event %s on %s failed: %s", event.reason, meta.get("name"), error)
+
+    # --- running -------------------------------------------------------------------------------------------------
+
+    @property
+    def kube(self) -> BlockingKube:
+        if self._kube is None:
+            raise RuntimeError("the controller is not running")
+        return self._kube
+
+    async def run(self, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+        """Watch and reconcile until ``stop`` is set; then finish gracefully (workers, lease, server)."""
+        self._kube = BlockingKube(self.client, asyncio.get_running_loop())
+        stop = stop or asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+        runner: web.AppRunner | None = None
+        if self.config.leader_election:
+            tasks.append(asyncio.create_task(self.leader.run(), name="lease"))
+        if self.config.metrics_port is not None:
+            runner = web.AppRunner(self.metrics.app())
+            await runner.setup()
+            await web.TCPSite(runner, self.config.metrics_host, self.config.metrics_port).start()
+        namespaces = [self.config.namespace] if self.config.namespace else []
+        try:
+            await kopf.operator(
+                registry=self.registry,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        finally:
+            for key in list(self.workers):
+                await self.forget(key)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+
+
+def _has_condition(body: Mapping[str, Any], kind: str) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == kind for c in conditions)
+
+
+def _without_invalid_spec(status: RolloutStatus) -> RolloutStatus:
+    conditions = [c for c in status.conditions if c.type != INVALID_SPEC]
+    message = "" if status.message.startswith("InvalidSpec:") else status.message
+    phase = None if status.phase == Phase.DEGRADED and message == "" else status.phase
+    return status.model_copy(update={"conditions": conditions, "message": message, "phase": phase})
