@@ -26,11 +26,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from headway.providers.base import MeasureContext, ProviderResult
 from headway.spec.analysis import Metric
@@ -127,14 +128,19 @@ def _seconds(value: object, where: str) -> float | None:
 
 @dataclass
 class _Execution:
-    """One running job: the task that drives it and the process of the current attempt."""
+    """One running job: the task that drives it, the process of the current attempt, and whether to stop."""
 
     task: asyncio.Task[ProviderResult] | None = None
     process: asyncio.subprocess.Process | None = None
+    cancelled: bool = False
 
 
 class LocalJobProvider:
-    """Runs a job metric's command as a local process group; measurements are pending until it exits."""
+    """Runs a job metric's command as a local process group; measurements are pending until it exits.
+
+    Output goes to temporary files, not pipes: on Python 3.11 ``Process.wait()`` also waits for the pipes to
+    close, so a background child that inherited them would hold the measurement (and a cancel) hostage.
+    """
 
     type: ClassVar[str] = "job"
 
@@ -182,77 +188,69 @@ class LocalJobProvider:
         execution = self._running.pop(pending, None)
         if execution is None or execution.task is None:
             return
-        task = execution.task
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        execution.cancelled = True
+        process = execution.process
+        if process is not None and process.returncode is None:
+            await self._stop(process)
+        # The task ends by itself now: it sees the flag before another attempt, or right after a spawn that
+        # raced with this call. Cancelling it instead could interrupt asyncio inside the spawn.
+        await asyncio.wait([execution.task])
 
     async def _run(self, command: LocalCommand, execution: _Execution) -> ProviderResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + command.deadline if command.deadline is not None else None
         attempts = command.backoff_limit + 1
         for attempt in range(1, attempts + 1):
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *command.argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env={**os.environ, **command.env},
-                    cwd=command.working_dir,
-                    start_new_session=True,
-                )
-            except OSError as error:
-                return ProviderResult(error=f"job command {command.argv[0]!r} cannot start: {error}")
-            execution.process = process
-            try:
-                exit_code, stdout, stderr = await self._attempt(process, deadline)
-            finally:
-                _kill_group(process.pid, signal.SIGKILL)  # leftovers of the group die with the job, as in a pod
+            if execution.cancelled:
+                break
+            with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+                try:
+                    process = await asyncio.create_subprocess_exec(
+                        *command.argv,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=stdout,
+                        stderr=stderr,
+                        env={**os.environ, **command.env},
+                        cwd=command.working_dir,
+                        start_new_session=True,
+                    )
+                except OSError as error:
+                    return ProviderResult(error=f"job command {command.argv[0]!r} cannot start: {error}")
+                execution.process = process
+                try:
+                    if execution.cancelled:
+                        await self._stop(process)
+                    exit_code = await self._wait(process, deadline)
+                finally:
+                    _kill_group(process.pid, signal.SIGKILL)  # leftovers of the group die with the job, as in a pod
+                out, err = _tail(stdout), _tail(stderr)
             metadata = {"exitCode": str(exit_code), "attempts": str(attempt)}
-            if stdout:
-                metadata["stdout"] = stdout
+            if out:
+                metadata["stdout"] = out
             if exit_code == 0:
                 return ProviderResult(value=1, metadata=metadata)
             if exit_code is None:
                 return ProviderResult(
                     error=f"job exceeded activeDeadlineSeconds ({command.deadline:g}s) and was killed"
-                    + (f": {stderr}" if stderr else ""),
+                    + (f": {err}" if err else ""),
                     metadata={**metadata, "exitCode": "killed", "phase": "Failed"},
                 )
-            if attempt == attempts:
-                detail = f": {stderr}" if stderr else " (no stderr)"
+            if attempt == attempts and not execution.cancelled:
+                detail = f": {err}" if err else " (no stderr)"
                 return ProviderResult(
                     error=f"job failed: exit code {exit_code} after {attempt} attempt(s){detail}",
                     metadata={**metadata, "phase": "Failed"},
                 )
-        raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+        return ProviderResult(error="job was cancelled")
 
-    async def _attempt(
-        self, process: asyncio.subprocess.Process, deadline: float | None
-    ) -> tuple[int | None, str, str]:
-        """Wait for one process; None as exit code means the deadline killed it."""
-        assert process.stdout is not None and process.stderr is not None
-        readers = [asyncio.create_task(_tail(process.stdout)), asyncio.create_task(_tail(process.stderr))]
-        loop = asyncio.get_running_loop()
-        exit_code: int | None
+    async def _wait(self, process: asyncio.subprocess.Process, deadline: float | None) -> int | None:
+        """The exit code of one attempt; None when the deadline killed it."""
+        remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
         try:
-            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
-            exit_code = await asyncio.wait_for(process.wait(), remaining)
+            return await asyncio.wait_for(process.wait(), remaining)
         except TimeoutError:
             await self._stop(process)
-            exit_code = None
-        except asyncio.CancelledError:
-            await self._stop(process)
-            for reader in readers:
-                reader.cancel()
-            raise
-        # A background child may hold the pipes open after the main process exits; do not wait for it.
-        _, still_reading = await asyncio.wait(readers, timeout=1.0)
-        for reader in still_reading:
-            reader.cancel()
-        stdout, stderr = (reader.result() if reader.done() and not reader.cancelled() else "" for reader in readers)
-        return exit_code, stdout, stderr
+            return None
 
     async def _stop(self, process: asyncio.subprocess.Process) -> None:
         """SIGTERM the group, then SIGKILL it if the process outlives the grace period."""
@@ -269,9 +267,8 @@ def _kill_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
 
 
-async def _tail(stream: asyncio.StreamReader) -> str:
-    """The last `TAIL_BYTES` of a stream, read to its end so the process never blocks on a full pipe."""
-    kept = b""
-    while chunk := await stream.read(64 * 1024):
-        kept = (kept + chunk)[-TAIL_BYTES:]
-    return kept.decode("utf-8", "replace").strip()
+def _tail(output: IO[bytes]) -> str:
+    """The last `TAIL_BYTES` of a finished process's output file."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(size - TAIL_BYTES, 0))
+    return output.read().decode("utf-8", "replace").strip()

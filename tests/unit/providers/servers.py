@@ -16,7 +16,7 @@ async def serve(routes: Iterable[Route]) -> AsyncIterator[str]:
     app = web.Application()
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)  # type: ignore[arg-type]
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.2, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

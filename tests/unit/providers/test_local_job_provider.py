@@ -125,6 +125,36 @@ async def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_cancel_right_after_start_stops_the_job_quickly(tmp_path: Path) -> None:
+    marker = tmp_path / "ran-too-long"
+    provider = LocalJobProvider(grace_period=1.0)
+    job = metric(f"sleep 3 & wait; touch {marker}")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    started = await provider.start(job, CONTEXT)
+    assert started.pending is not None
+    await provider.cancel(job, started.pending)
+
+    assert loop.time() - began < 2.5
+    await asyncio.sleep(0.2)
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
+async def test_a_background_child_does_not_hold_the_result(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    result = await finish(LocalJobProvider(), metric(f"sleep 30 & echo $! > {pids}; echo started"))
+
+    assert result.value == 1
+    assert loop.time() - began < 10
+    assert await _gone(await _read_pid(pids))  # the leftover died with the job, as in a pod
+
+
+@pytest.mark.asyncio
 async def test_a_command_that_cannot_start_is_an_error() -> None:
     spec = job_spec("")
     spec["template"]["spec"]["containers"][0]["command"] = ["/nonexistent/headway-check"]
