@@ -24,8 +24,14 @@ def app_rollout(
     probe: dict[str, Any] | None = HTTP_PROBE,
     grace: float = 2,
     command: list[str] | None = None,
+    steps: list[dict[str, Any]] | None = None,
+    replicas: int = 4,
+    **spec: Any,
 ) -> Rollout:
-    """A canary Rollout whose container is the sample app (or ``command``), with an HTTP readiness probe."""
+    """A canary Rollout whose container is the sample app (or ``command``), with an HTTP readiness probe.
+
+    ``spec`` adds wire-named fields (``progressDeadlineSeconds=3``).
+    """
     container: dict[str, Any] = {
         "name": name,
         "image": version,
@@ -35,7 +41,8 @@ def app_rollout(
     }
     if probe is not None:
         container["readinessProbe"] = probe
-    rollout = make_rollout({"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}, name=name, image=version)
+    strategy = {"canary": {"steps": steps if steps is not None else [{"setWeight": 25}, {"pause": {}}]}}
+    rollout = make_rollout(strategy, name=name, image=version, replicas=replicas, **spec)
     template = {
         "metadata": {"labels": {"app": name}},
         "spec": {"containers": [container], "terminationGracePeriodSeconds": grace},
