@@ -11,6 +11,7 @@ import click
 from headway import __version__
 from headway.cli import embedded
 from headway.cli.completion import completion
+from headway.cli.controller import controller
 from headway.cli.dashboard import dashboard
 from headway.cli.lint import lint
 from headway.cli.simulate import simulate
@@ -29,6 +30,7 @@ main.add_command(simulate)
 main.add_command(dashboard)
 main.add_command(completion)
 main.add_command(version)
+main.add_command(controller)
 for command in embedded.COMMANDS:
     main.add_command(command)
 

@@ -1,0 +1,74 @@
+"""`headway controller`: run the Kubernetes controller (in a cluster, or against $KUBECONFIG).
+
+The controller imports kopf and lightkube (the ``kubernetes`` extra) only when this command runs, so the rest of
+the CLI stays fast and works without them. SIGTERM and Ctrl-C stop it gracefully: workers finish their pass, the
+Lease is released so a standby replica takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+
+@click.command()
+@click.option("--namespace", "-n", default=None, help="Watch only this namespace (default: the whole cluster).")
+@click.option(
+    "--api-group",
+    default="headway.dev",
+    show_default=True,
+    help="API group of the Rollout kinds; argoproj.io serves Argo Rollouts resources unchanged (drop-in mode).",
+)
+@click.option(
+    "--server", default=None, help="API server URL without credentials (tests); default: in-cluster/kubeconfig."
+)
+@click.option(
+    "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics and /healthz; 0 disables."
+)
+@click.option("--lease-namespace", default="default", show_default=True, help="Namespace of the leader-election Lease.")
+@click.option("--no-leader-election", is_flag=True, help="Act without a Lease (only one replica may run).")
+@click.option("--verbose", "-v", is_flag=True, help="Log every pass.")
+def controller(
+    *,
+    namespace: str | None,
+    api_group: str,
+    server: str | None,
+    metrics_port: int,
+    lease_namespace: str,
+    no_leader_election: bool,
+    verbose: bool,
+) -> None:
+    """Reconcile Rollouts on a Kubernetes cluster."""
+    try:
+        from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
+    except ImportError as error:  # the kubernetes extra is not installed
+        raise click.ClickException(
+            f"the controller needs the kubernetes extra (pip install headway[kubernetes]): {error}"
+        ) from error
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = ControllerConfig(
+        api_group=api_group,
+        namespace=namespace,
+        server=server,
+        leader_election=not no_leader_election,
+        lease_namespace=lease_namespace,
+        metrics_port=metrics_port or None,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        instance = Controller(config)
+        try:
+            await instance.run(stop=stop)
+        finally:
+            await instance.client.close()
+
+    asyncio.run(run())
