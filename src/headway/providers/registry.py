@@ -27,12 +27,12 @@ ProviderFactory = Callable[[], MetricProvider]
 
 
 class UnknownProviderError(LookupError):
-    """A metric asks for a provider type nobody registered."""
+    """A metric asks for a provider type nobody registered, or names its plugin ambiguously."""
 
-    def __init__(self, type_: str, known: Iterable[str]) -> None:
+    @classmethod
+    def for_type(cls, type_: str, known: Iterable[str]) -> UnknownProviderError:
         names = ", ".join(sorted(known)) or "none"
-        super().__init__(f"no metric provider for type {type_!r} (known: {names})")
-        self.type = type_
+        return cls(f"no metric provider for type {type_!r} (known: {names})")
 
 
 def provider_type(metric: Metric) -> str:
@@ -43,7 +43,7 @@ def provider_type(metric: Metric) -> str:
     plugins = list(metric.provider.plugin or {})
     if len(plugins) != 1:
         names = ", ".join(repr(name) for name in plugins) or "none"
-        raise UnknownProviderError(f"plugin with {len(plugins)} entries ({names}); name exactly one plugin", ())
+        raise UnknownProviderError(f"provider.plugin must name exactly one plugin (got {names})")
     return plugins[0]
 
 
@@ -76,17 +76,16 @@ class ProviderRegistry:
             return provider
         factory = self._factories.get(type_)
         if factory is None:
-            raise UnknownProviderError(type_, self._factories)
+            raise UnknownProviderError.for_type(type_, self._factories)
         provider = self._instances[type_] = factory()
         return provider
 
     def for_metric(self, metric: Metric) -> MetricProvider:
         """The provider that measures `metric`; raises `UnknownProviderError` if there is none."""
         try:
-            type_ = provider_type(metric)
+            return self.get(provider_type(metric))
         except UnknownProviderError as error:
-            raise UnknownProviderError(f"metric {metric.name!r}: {error.type}", self._factories) from None
-        return self.get(type_)
+            raise UnknownProviderError(f"metric {metric.name!r}: {error}") from None
 
 
 def default_registry(*, prometheus_address: str | None = None) -> ProviderRegistry:

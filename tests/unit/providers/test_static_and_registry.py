@@ -147,11 +147,17 @@ def test_an_unknown_type_names_the_known_ones() -> None:
     with pytest.raises(UnknownProviderError) as raised:
         registry.for_metric(metric("latency", {"datadog": {"query": "avg:x"}}))
 
-    assert str(raised.value) == "no metric provider for type 'datadog' (known: job, prometheus, static, web)"
+    assert str(raised.value) == (
+        "metric 'latency': no metric provider for type 'datadog' (known: job, prometheus, static, web)"
+    )
+    with pytest.raises(UnknownProviderError, match=r"type 'nope' \(known: job, prometheus, static, web\)"):
+        registry.get("nope")
 
 
 def test_a_plugin_block_with_two_plugins_is_refused() -> None:
-    with pytest.raises(UnknownProviderError, match="name exactly one plugin"):
+    with pytest.raises(
+        UnknownProviderError, match=r"metric 'm': provider.plugin must name exactly one plugin \(got 'a', 'b'\)"
+    ):
         default_registry().for_metric(metric("m", {"plugin": {"a": {}, "b": {}}}))
 
 
