@@ -20,7 +20,7 @@ from headway.providers.prometheus import PrometheusProvider
 from headway.spec.analysis import Metric
 from tests.e2e.prometheus import server
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
 async def test_a_live_scrape_becomes_a_measurement(tmp_path: Path) -> None:
