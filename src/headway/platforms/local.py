@@ -23,113 +23,41 @@ not lock its directory itself (platforms may not import stores): the runtime hol
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from headway.core.actions import ServiceRole
-from headway.core.errors import PermanentError
 from headway.core.observation import RevisionState
 from headway.platforms.base import rollout_key
 from headway.platforms.local_process import HOST, ReplicaProcess, free_port, run_probe
-from headway.platforms.local_spec import ProcessSpec, process_spec
+from headway.platforms.local_spec import process_spec
+from headway.platforms.local_state import (
+    STATE_FILE,
+    Backend,
+    Leaving,
+    Replica,
+    ReplicaInfo,
+    Revision,
+    observe,
+    read_state,
+    ready_backends,
+    write_state,
+)
 from headway.spec.rollout import Rollout
 
 log = logging.getLogger(__name__)
 
-Backend = tuple[str, int]
 BackendsChanged = Callable[[str, list[Backend]], None]
 InFlight = Callable[[Backend], int]
 
-STATE_FILE = "platform.json"
-STATE_FORMAT = 1
 STARTUP_PROBE_SECONDS = 0.1
 """How often a replica that was never ready is probed: local processes start in milliseconds."""
-
-
-@dataclass(frozen=True)
-class ReplicaInfo:
-    """One replica as `LocalPlatform.replicas` reports it (for ``headway get`` and tests)."""
-
-    index: int
-    port: int
-    pid: int | None
-    ready: bool
-    restarts: int
-    log: Path
-
-
-@dataclass
-class _Replica:
-    index: int
-    port: int
-    process: ReplicaProcess | None = None
-    ready: bool = False
-    ever_ready: bool = False
-    ready_since: float | None = None
-    started_at: float = 0.0
-    next_probe_at: float = 0.0
-    probe: Future[bool] | None = None
-    successes: int = 0
-    failures: int = 0
-    restarts: int = 0
-    crashes_in_a_row: int = 0
-    restart_at: float | None = 0.0
-    """When to (re)start the process; None while it runs."""
-    replaces: int | None = None
-    """The index this surge replica replaces during a restart."""
-    # draining (only for replicas on the platform's leaving list)
-    drain_from: float | None = None
-    term_at: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        process = self.process
-        return {
-            "index": self.index,
-            "port": self.port,
-            "pid": process.pid if process else None,
-            "start_ticks": process.start_ticks if process else None,
-            "argv": process.argv if process else [],
-            "ready": self.ready,
-            "restarts": self.restarts,
-            "replaces": self.replaces,
-        }
-
-
-@dataclass
-class _Revision:
-    rollout: str
-    hash: str
-    number: int
-    spec: ProcessSpec
-    desired: int
-    min_ready: float = 0.0
-    replicas: list[_Replica] = field(default_factory=list)
-    next_index: int = 0
-    restart_queue: list[int] = field(default_factory=list)
-
-    def members(self) -> list[_Replica]:
-        return [replica for replica in self.replicas if replica.replaces is None]
-
-
-@dataclass
-class _Leaving:
-    """A replica on its way out: drained, then terminated, then killed."""
-
-    rollout: str
-    hash: str
-    replica: _Replica
-    grace: float
-    told: bool = False
-    """Whether the backends callback has run since the replica left the ready set: only then may it drain."""
 
 
 class LocalPlatform:
@@ -159,14 +87,12 @@ class LocalPlatform:
         self._tick = tick
         self._environ = dict(os.environ if environ is None else environ)
         self._lock = threading.RLock()
-        self._revisions: dict[tuple[str, str], _Revision] = {}
-        self._leaving: list[_Leaving] = []
-        self._services: dict[str, dict[str, str]] = {}
         self._notified: dict[tuple[str, str], list[Backend]] = {}
+        """What the backends callback was last told, per revision; empty at start, so adopted backends are told."""
         self._dirty = False
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="headway-probe")
         self._stop = threading.Event()
-        self._load()
+        self._revisions, self._leaving, self._services = read_state(self.state_file, time.monotonic())
         self._thread = threading.Thread(target=self._run, name="headway-supervisor", daemon=True)
         self._thread.start()
 
@@ -176,7 +102,7 @@ class LocalPlatform:
         key, now = rollout_key(rollout), time.monotonic()
         with self._lock:
             return {
-                revision.hash: _observe(revision, now)
+                revision.hash: observe(revision, now)
                 for (owner, _), revision in self._revisions.items()
                 if owner == key
             }
@@ -186,7 +112,7 @@ class LocalPlatform:
         with self._lock:
             revision = self._revisions.get((rollout_key(rollout), hash))
             if revision is None:
-                revision = _Revision(rollout=rollout_key(rollout), hash=hash, number=number, spec=spec, desired=0)
+                revision = Revision(rollout=rollout_key(rollout), hash=hash, number=number, spec=spec, desired=0)
                 self._revisions[(revision.rollout, hash)] = revision
             revision.min_ready = float(rollout.spec.min_ready_seconds)
             self._scale(revision, replicas)
@@ -223,7 +149,7 @@ class LocalPlatform:
         """The ``(host, port)`` of every ready replica of a revision, for the proxy."""
         with self._lock:
             revision = self._revisions.get((_key(rollout), hash))
-            return [] if revision is None else _ready_backends(revision)
+            return [] if revision is None else ready_backends(revision)
 
     def services(self, rollout: Rollout | str) -> Mapping[str, str]:
         with self._lock:
@@ -262,9 +188,7 @@ class LocalPlatform:
                 return
             for revision in list(self._revisions.values()):
                 for replica in revision.replicas:
-                    self._leaving.append(
-                        _Leaving(revision.rollout, revision.hash, replica, revision.spec.grace_seconds)
-                    )
+                    self._leaving.append(Leaving(revision.rollout, revision.hash, replica, revision.spec.grace_seconds))
             self._revisions.clear()
             leaving, self._leaving = self._leaving, []
             _stop_all([item.replica for item in leaving], max((item.grace for item in leaving), default=0.0))
@@ -272,13 +196,13 @@ class LocalPlatform:
 
     # --- desired state (called under the lock) -----------------------------------------------------------------
 
-    def _existing(self, rollout: Rollout, hash: str) -> _Revision:
+    def _existing(self, rollout: Rollout, hash: str) -> Revision:
         revision = self._revisions.get((rollout_key(rollout), hash))
         if revision is None:
             raise ValueError(f"revision {hash!r} of {rollout_key(rollout)} does not exist")
         return revision
 
-    def _scale(self, revision: _Revision, replicas: int) -> None:
+    def _scale(self, revision: Revision, replicas: int) -> None:
         if replicas < 0:
             raise ValueError(f"replicas must be >= 0, got {replicas}")
         revision.desired = replicas
@@ -293,7 +217,7 @@ class LocalPlatform:
         while len(revision.replicas) < replicas:
             port = free_port(taken)
             taken.add(port)
-            revision.replicas.append(_Replica(index=revision.next_index, port=port))
+            revision.replicas.append(Replica(index=revision.next_index, port=port))
             revision.next_index += 1
         # Like the ReplicaSet controller: unready replicas go first, then the newest.
         ranked = sorted(revision.replicas, key=lambda replica: (replica.ready, -replica.index))
@@ -301,8 +225,8 @@ class LocalPlatform:
             revision.replicas.remove(replica)
             self._leave(revision, replica)
 
-    def _leave(self, revision: _Revision, replica: _Replica) -> None:
-        self._leaving.append(_Leaving(revision.rollout, revision.hash, replica, revision.spec.grace_seconds))
+    def _leave(self, revision: Revision, replica: Replica) -> None:
+        self._leaving.append(Leaving(revision.rollout, revision.hash, replica, revision.spec.grace_seconds))
         self._dirty = True
 
     def _ports(self) -> set[int]:
@@ -345,7 +269,7 @@ class LocalPlatform:
             if self._dirty:
                 self._persist()
 
-    def _supervise(self, revision: _Revision, replica: _Replica, now: float) -> None:
+    def _supervise(self, revision: Revision, replica: Replica, now: float) -> None:
         process = replica.process
         if replica.restart_at is not None:
             if now >= replica.restart_at:
@@ -379,7 +303,7 @@ class LocalPlatform:
             env = revision.spec.environment(self._environ, replica.port, revision.hash, replica.index)
             replica.probe = self._probes.submit(run_probe, probe, replica.port, env, revision.spec.working_dir)
 
-    def _start(self, revision: _Revision, replica: _Replica, now: float) -> None:
+    def _start(self, revision: Revision, replica: Replica, now: float) -> None:
         spec = revision.spec
         env = spec.environment(self._environ, replica.port, revision.hash, replica.index)
         path = self.log_path(revision.rollout, revision.hash, replica.index)
@@ -396,7 +320,7 @@ class LocalPlatform:
         self._dirty = True
         self._persist()  # before anything else can happen: a crash now must not lose track of this process
 
-    def _crashed(self, revision: _Revision, replica: _Replica, now: float) -> None:
+    def _crashed(self, revision: Revision, replica: Replica, now: float) -> None:
         self._set_ready(replica, False, now)
         replica.restarts += 1
         replica.crashes_in_a_row += 1
@@ -411,7 +335,7 @@ class LocalPlatform:
             "%s %s-%d exited (%s); restart #%d", revision.rollout, revision.hash, replica.index, code, replica.restarts
         )
 
-    def _set_ready(self, replica: _Replica, ready: bool, now: float) -> None:
+    def _set_ready(self, replica: Replica, ready: bool, now: float) -> None:
         if ready and not replica.ready:
             replica.ready_since, replica.ever_ready = now, True
             self._dirty = True
@@ -420,7 +344,7 @@ class LocalPlatform:
             self._dirty = True
         replica.ready = ready
 
-    def _roll(self, revision: _Revision) -> None:
+    def _roll(self, revision: Revision) -> None:
         """One step of a rolling restart: surge a replacement, and retire the old replica once it is ready."""
         surge = next((replica for replica in revision.replicas if replica.replaces is not None), None)
         if surge is not None:
@@ -436,13 +360,13 @@ class LocalPlatform:
             index = revision.restart_queue.pop(0)
             if index in members:
                 port = free_port(self._ports())
-                revision.replicas.append(_Replica(index=revision.next_index, port=port, replaces=index))
+                revision.replicas.append(Replica(index=revision.next_index, port=port, replaces=index))
                 revision.next_index += 1
                 self._dirty = True
                 return
 
     def _backend_changes(self) -> list[tuple[tuple[str, str], list[Backend]]]:
-        current = {key: _ready_backends(revision) for key, revision in self._revisions.items()}
+        current = {key: ready_backends(revision) for key, revision in self._revisions.items()}
         changes = [(key, backends) for key, backends in current.items() if self._notified.get(key, []) != backends]
         changes += [(key, []) for key in self._notified if key not in current and self._notified[key]]
         self._notified = current
@@ -471,7 +395,7 @@ class LocalPlatform:
             self._leaving.remove(item)
             self._dirty = True
 
-    def _drained(self, item: _Leaving, now: float) -> bool:
+    def _drained(self, item: Leaving, now: float) -> bool:
         started = item.replica.drain_from or now
         if now - started >= item.grace:
             return True
@@ -487,104 +411,11 @@ class LocalPlatform:
         return self.state_dir / STATE_FILE
 
     def _persist(self) -> None:
-        state = {
-            "format": STATE_FORMAT,
-            "revisions": [
-                {
-                    "rollout": revision.rollout,
-                    "hash": revision.hash,
-                    "number": revision.number,
-                    "desired": revision.desired,
-                    "min_ready": revision.min_ready,
-                    "next_index": revision.next_index,
-                    "restart_queue": revision.restart_queue,
-                    "spec": revision.spec.to_json(),
-                    "replicas": [replica.to_json() for replica in revision.replicas],
-                }
-                for revision in self._revisions.values()
-            ],
-            "leaving": [
-                {"rollout": item.rollout, "hash": item.hash, "grace": item.grace, "replica": item.replica.to_json()}
-                for item in self._leaving
-            ],
-            "services": self._services,
-        }
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=1))
-        temporary.replace(self.state_file)
+        write_state(self.state_file, self._revisions, self._leaving, self._services)
         self._dirty = False
 
-    def _load(self) -> None:
-        """Adopt what a previous instance left running; replicas that died start again (a restart each)."""
-        if not self.state_file.exists():
-            return
-        try:
-            state = json.loads(self.state_file.read_text())
-            if state.get("format") != STATE_FORMAT:
-                raise ValueError(f"unknown format {state.get('format')!r} (this headway reads {STATE_FORMAT})")
-            now = time.monotonic()
-            for data in state["revisions"]:
-                revision = _Revision(
-                    rollout=data["rollout"],
-                    hash=data["hash"],
-                    number=int(data["number"]),
-                    spec=ProcessSpec.from_json(data["spec"]),
-                    desired=int(data["desired"]),
-                    min_ready=float(data["min_ready"]),
-                    next_index=int(data["next_index"]),
-                    restart_queue=[int(index) for index in data["restart_queue"]],
-                    replicas=[_adopt(replica, now) for replica in data["replicas"]],
-                )
-                self._revisions[(revision.rollout, revision.hash)] = revision
-            for item in state["leaving"]:
-                replica = _adopt(item["replica"], now)
-                if replica.process is not None:
-                    self._leaving.append(_Leaving(item["rollout"], item["hash"], replica, float(item["grace"])))
-            self._services = {key: dict(value) for key, value in state["services"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise PermanentError(
-                f"{self.state_file} is not readable ({type(error).__name__}: {error}); stop any replicas it lists "
-                "and move it aside, or restore a backup"
-            ) from None
-        self._notified = {key: _ready_backends(revision) for key, revision in self._revisions.items()}
 
-
-def _adopt(data: Mapping[str, Any], now: float) -> _Replica:
-    replica = _Replica(index=int(data["index"]), port=int(data["port"]), restarts=int(data["restarts"]))
-    replica.replaces = data.get("replaces")
-    pid = data.get("pid")
-    process = ReplicaProcess.adopt(int(pid), data.get("start_ticks"), data["argv"]) if pid is not None else None
-    if process is None:
-        if pid is not None:
-            replica.restarts += 1  # it died while no one was watching
-        return replica  # restart_at = 0: starts on the first tick
-    replica.process, replica.restart_at, replica.started_at = process, None, now
-    if data.get("ready"):
-        # Ready before the crash, so it counts as available at once: a restart of the controller must not make
-        # the engine see capacity drop (monotonic clocks do not survive a process, so "long ago" it is).
-        replica.ready = replica.ever_ready = True
-        replica.ready_since = float("-inf")
-    return replica
-
-
-def _observe(revision: _Revision, now: float) -> RevisionState:
-    members = revision.members()
-    ready = [replica for replica in members if replica.ready]
-    available = [r for r in ready if r.ready_since is not None and now - r.ready_since >= revision.min_ready]
-    return RevisionState(
-        hash=revision.hash,
-        number=revision.number,
-        replicas=revision.desired,
-        ready=len(ready),
-        available=len(available),
-    )
-
-
-def _ready_backends(revision: _Revision) -> list[Backend]:
-    return [(HOST, replica.port) for replica in revision.replicas if replica.ready]
-
-
-def _stop_all(replicas: list[_Replica], grace: float) -> None:
+def _stop_all(replicas: list[Replica], grace: float) -> None:
     """TERM every group, wait up to ``grace`` for all of them, KILL what remains, and wait for it to go."""
     processes = [replica.process for replica in replicas if replica.process is not None]
     for process in processes:

@@ -51,11 +51,14 @@ def test_a_new_platform_adopts_the_replicas_a_killed_one_left_running(tmp_path: 
     os.kill(second["pid"], signal.SIGKILL)  # dies while no one watches
     wait_until(lambda: not pid_alive(second["pid"]), what="the second replica to die")
 
-    platform = LocalPlatform(tmp_path / "state")
+    told: list[tuple[str, list[tuple[str, int]]]] = []
+    platform = LocalPlatform(tmp_path / "state", on_backends_changed=lambda h, backends: told.append((h, backends)))
     try:
         rollout = app_rollout()
         assert platform.revisions(rollout)["abc"].ready == 1, "the adopted replica is ready at once"
         assert platform.backends(rollout, "abc") == [("127.0.0.1", first["port"])]
+        wait_until(lambda: bool(told), what="the proxy to be told the adopted backends")
+        assert told[0] == ("abc", [("127.0.0.1", first["port"])])
         wait_until(lambda: platform.revisions(rollout)["abc"].ready == 2, what="the dead replica to restart")
 
         adopted, restarted = platform.replicas(rollout, "abc")
