@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 
 from cel_expr_python import cel  # type: ignore[import-untyped]  # ships a .pyi but no py.typed marker
 
+from headway.spec.load import Document, Problem
+
 MAX_SOURCE = 1024
 """Longest condition accepted, in characters (DEPENDENCIES.md §3: about 1 KiB)."""
 MAX_RESULT_ITEMS = 2_000
@@ -397,3 +399,38 @@ def check_condition(text: str) -> str | None:
     """For lint: None when the condition compiles, else a message with its position."""
     compiled = compile_condition(text)
     return compiled.describe() if isinstance(compiled, CompileError) else None
+
+
+def lint_conditions(documents: Sequence[Document]) -> list[Problem]:
+    """Lint hook: a problem for every successCondition/failureCondition of a lint set that does not compile.
+
+    Conditions holding ``{{args.NAME}}`` placeholders are checked once a run fills them in, not here."""
+    problems: list[Problem] = []
+    for document in documents:
+        model = document.model
+        spec = getattr(model, "spec", None)
+        metrics = getattr(spec, "metrics", None)
+        if not isinstance(metrics, list):
+            continue
+        for index, metric in enumerate(metrics):
+            for field_name, text in (
+                ("successCondition", getattr(metric, "success_condition", None)),
+                ("failureCondition", getattr(metric, "failure_condition", None)),
+            ):
+                if not isinstance(text, str) or "{{" in text:
+                    continue
+                message = check_condition(text)
+                if message is not None:
+                    path = f"spec.metrics[{index}].{field_name}"
+                    problems.append(
+                        Problem(
+                            file=document.file,
+                            kind=document.kind,
+                            name=document.name,
+                            path=path,
+                            message=message,
+                            document=document.index,
+                            line=document.lines.get(path),
+                        )
+                    )
+    return problems

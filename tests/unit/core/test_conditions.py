@@ -20,8 +20,10 @@ from headway.core.conditions import (
     check_condition,
     compile_condition,
     evaluate,
+    lint_conditions,
     translate,
 )
+from headway.spec.load import load_text
 
 
 def holds(text: str, result: object) -> bool | EvaluationError:
@@ -158,3 +160,32 @@ def test_source_length_is_capped() -> None:
 
     assert isinstance(compiled, CompileError)
     assert "characters long" in compiled.message
+
+
+def test_lint_reports_conditions_that_do_not_compile_with_their_field() -> None:
+    text = """
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: rates}
+spec:
+  args: [{name: threshold}]
+  metrics:
+  - name: ok
+    successCondition: result[0] >= 0.95
+    provider: {prometheus: {query: up}}
+  - name: broken
+    successCondition: result[0] >=
+    failureCondition: result[0] < {{args.threshold}}
+    provider: {prometheus: {query: up}}
+"""
+    documents = load_text(text, "t.yaml")
+
+    [problem] = lint_conditions(documents)
+
+    assert (problem.kind, problem.name, problem.path) == (
+        "AnalysisTemplate",
+        "rates",
+        "spec.metrics[1].successCondition",
+    )
+    assert problem.message.startswith("Syntax error") and problem.message.endswith("at position 12")
+    assert problem.line == 12
