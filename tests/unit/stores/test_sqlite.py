@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import sqlite3
 from pathlib import Path
@@ -87,7 +88,9 @@ def test_wal_mode_is_on(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_is_reported_not_reset(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).write_bytes(b"this is not sqlite at all, " * 100)
 
-    with pytest.raises(StateError, match=f"{tmp_path / DB_NAME}.*not a readable headway database.*backup"):
+    with pytest.raises(
+        StateError, match=f"{re.escape(str(tmp_path / DB_NAME))}.*not a readable headway database.*backup"
+    ):
         SqliteStore(tmp_path)
 
     assert (tmp_path / DB_NAME).read_bytes().startswith(b"this is not sqlite")
@@ -102,10 +105,10 @@ def test_a_truncated_database_is_reported(tmp_path: Path) -> None:
     path = tmp_path / DB_NAME
     path.write_bytes(path.read_bytes()[: 4096 * 3])
 
-    with pytest.raises(StateError, match=str(path)):
-        store = SqliteStore(tmp_path)
+    with pytest.raises(StateError, match=re.escape(str(path))):
+        reader = SqliteStore(tmp_path, lock=False)
         for index in range(200):
-            store.load(f"default/r{index}")
+            reader.load(f"default/r{index}")
 
 
 def test_a_newer_schema_is_reported_with_what_to_do(tmp_path: Path) -> None:
