@@ -180,6 +180,11 @@ class AnalysisExecutor:
         held = self.runs.get(name)
         return held.run if held is not None else None
 
+    def owner(self, name: str) -> str | None:
+        """The ``namespace/name`` of the rollout that started run ``name`` (None for an unknown run)."""
+        held = self.runs.get(name)
+        return held.rollout if held is not None else None
+
     def load(self, run: AnalysisRun) -> None:
         """Adopt a run saved earlier (by a store), keyed by its name; its owner comes from its annotation."""
         owner = run.metadata.annotations.get(OWNER_ANNOTATION, "")

@@ -613,3 +613,4 @@ def test_runs_carry_the_rollouts_run_metadata_and_their_owner() -> None:
     assert run is not None
     assert run.metadata.labels == {"team": "a", "rollouts-pod-template-hash": "new", "headway.dev/kind": "background"}
     assert run.metadata.annotations == {"note": "x", "headway.dev/rollout": "default/web"}
+    assert executor.owner("r") == "default/web" and executor.owner("ghost") is None
