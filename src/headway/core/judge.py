@@ -82,6 +82,13 @@ class JudgeConfig:
     """... and at least this much canary exposure."""
 
     def __post_init__(self) -> None:
+        # Settings arrive from manifests: a string or a bool must be named, not surface as a TypeError.
+        for name in ("alpha", "margin", "tolerated_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"JudgeConfig.{name} must be a finite number, got {value!r}")
+        if isinstance(self.min_canary_requests, bool) or not isinstance(self.min_canary_requests, int):
+            raise ValueError(f"JudgeConfig.min_canary_requests must be an integer, got {self.min_canary_requests!r}")
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"JudgeConfig.alpha must be in (0, 1), got {self.alpha!r}")
         if not 0.0 < self.margin < math.exp(_S_GRID[-2]):

@@ -333,9 +333,14 @@ def test_bad_windows_are_rejected_naming_the_field(kwargs: dict[str, object], me
         ({"margin": 1000.0}, "margin"),
         ({"tolerated_ratio": -1.0}, "tolerated_ratio"),
         ({"min_canary_requests": -5}, "min_canary_requests"),
+        ({"alpha": "0.01"}, "alpha"),
+        ({"margin": float("nan")}, "margin"),
+        ({"tolerated_ratio": float("inf")}, "tolerated_ratio"),
+        ({"min_canary_requests": 10.5}, "min_canary_requests"),
+        ({"min_canary_requests": True}, "min_canary_requests"),
     ],
 )
-def test_bad_configs_are_rejected_naming_the_field(kwargs: dict[str, float], field: str) -> None:
+def test_bad_configs_are_rejected_naming_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=f"JudgeConfig.{field} must"):
         JudgeConfig(**kwargs)  # type: ignore[arg-type]
 
