@@ -247,6 +247,11 @@ def save_state(path: Path, state: RoutingState) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut only once the directory is synced
+    finally:
+        os.close(directory)
 
 
 def load_state(path: Path) -> RoutingState:
