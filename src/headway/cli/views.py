@@ -127,12 +127,15 @@ def _judge_label(run: AnalysisRunView) -> Text | None:
     judge = run.judge
     if judge is None:
         return None
+    lower = "0" if judge.lower is None else f"{judge.lower:.3g}"
+    upper = "∞" if judge.upper is None else f"{judge.upper:.3g}"
     text = (
-        f"judge: ratio {judge.ratio:.3g} [{judge.lower:.3g}, {judge.upper:.3g}], tolerated {judge.tolerated_ratio:g}, "
-        f"p={judge.p_value:.2g}"
+        f"judge: ratio {judge.ratio:.3g} [{lower}, {upper}], tolerated {judge.tolerated_ratio:g}, p={judge.p_value:.2g}"
     )
-    if judge.canary_requests or judge.stable_requests:
+    if (judge.canary_requests or judge.stable_requests) and not judge.verdict:
         text += f", requests canary {judge.canary_requests} / stable {judge.stable_requests}"
+    if judge.verdict:
+        text += f"\n{judge.verdict}"
     return Text(text, style="dim")
 
 

@@ -59,17 +59,20 @@ class JudgePoint(View):
 
     at: datetime
     ratio: float
-    lower: float
-    upper: float
+    lower: float | None = None
+    upper: float | None = None
+    """None: unbounded so far (not enough evidence)."""
 
 
 class JudgeEvidence(View):
     """Why the judge decided: the ratio estimate, its confidence sequence, the anytime p-value."""
 
     ratio: float
-    lower: float
-    upper: float
+    lower: float | None = None
+    upper: float | None = None
+    """None: unbounded so far (not enough evidence)."""
     p_value: float
+    e_value: float | None = None
     tolerated_ratio: float = 1.0
     verdict: str = ""
     canary_requests: int = 0

@@ -6,9 +6,10 @@ exactly like `headway.sim.runner`; the difference is the clock: a background tas
 ``speed`` seconds per real second, running the passes that fall due, so the page sees weights change, pauses wait
 for a real click on promote, and a bad canary aborts.
 
-Measurements are computed from the traffic model in windows (the error rate each revision served), and the
-judge's evidence is the ratio of canary to stable error rates with a 95% log-scale Wald interval over those
-counts. It stands in for the sequential judge until the engine reports one; it is labelled as such.
+Measurements are computed from the traffic model in windows (the error rate each revision served), and the same
+windows go to the sequential judge (`headway.core.judge`), whose ratio estimate, confidence bounds and p-value
+the page charts. The scripted run verdicts still decide the rollout (the simulator's analyses are scripted); the
+judge's evidence is shown next to them, as it would be for a real run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headway.core import commands
+from headway.core import judge as judging
 from headway.core.decision import Event, EventType
 from headway.dashboard.model import (
     Action,
@@ -59,6 +61,7 @@ WINDOW = 10.0
 REST = 30.0
 """Virtual seconds a looping demo rollout rests between a finished update and the next image."""
 HISTORY = 300
+JUDGE = judging.JudgeConfig()
 RUNS = 4
 """Analysis runs shown per rollout (the newest)."""
 EVENTS = 50
@@ -98,7 +101,9 @@ class _Live:
         self.measurements: dict[str, list[MeasurementView]] = {}
         self.judges: dict[str, list[JudgePoint]] = {}
         self.run_counts: dict[str, list[float]] = {}
-        """Per analysis run: canary failed, canary requests, stable failed, stable requests since it started."""
+        """Per analysis run: canary requests, canary failed, stable requests, stable failed since it started."""
+        self.run_windows: dict[str, list[judging.Window]] = {}
+        self.verdicts: dict[str, judging.JudgeResult] = {}
         self.window = _Window()
         self.window_start = now
         self.finished_at: datetime | None = None
@@ -230,14 +235,28 @@ class _Live:
             rate = x_t / n_t if n_t > 0 else None
             measurement = MeasurementView(metric="error-rate", at=self.now, value=rate)
             self.measurements.setdefault(name, []).append(measurement)
-            counts = self.run_counts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-            counts[0] += x_t
-            counts[1] += n_t
-            counts[2] += window.failed.get(stable or "", 0.0)
-            counts[3] += window.requests.get(stable or "", 0.0)
-            point = _ratio(self.now, *counts)
-            if point is not None:
-                self.judges.setdefault(name, []).append(point)
+            self._judge(name, window, canary, stable or "")
+
+    def _judge(self, name: str, window: _Window, canary: str, stable: str) -> None:
+        """Feed the window to the sequential judge (`headway.core.judge`), as integer counts.
+
+        The traffic model deals in expected (fractional) counts; whole counts come from flooring the running
+        totals, so no request is lost or invented across windows."""
+        counts = self.run_counts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+        before = [math.floor(c) for c in counts]
+        counts[0] += window.requests.get(canary, 0.0)
+        counts[1] += window.failed.get(canary, 0.0)
+        counts[2] += window.requests.get(stable, 0.0)
+        counts[3] += window.failed.get(stable, 0.0)
+        now = [math.floor(c) for c in counts]
+        n_t, x_t, n_c, x_c = (a - b for a, b in zip(now, before, strict=True))
+        windows = self.run_windows.setdefault(name, [])
+        windows.append(judging.Window(n_t, min(x_t, n_t), n_c, min(x_c, n_c)))
+        result = judging.judge(windows, JUDGE)
+        self.verdicts[name] = result
+        if result.ratio is not None:
+            point = JudgePoint(at=self.now, ratio=result.ratio, lower=result.lower, upper=result.upper)
+            self.judges.setdefault(name, []).append(point)
 
     # --- the view --------------------------------------------------------------------------------------------
 
@@ -268,7 +287,7 @@ class _Live:
                     message=run.message,
                     kind=scripted.kind if scripted else "",
                     measurements=self.measurements.get(name, [])[-HISTORY:],
-                    judge=_evidence(self.judges.get(name, []), run.phase.value),
+                    judge=_evidence(self.verdicts.get(name), self.judges.get(name, [])),
                 )
             )
         wire_spec = self.rollout.wire()["spec"]
@@ -526,26 +545,18 @@ def _next_image_of(rollout: Rollout) -> str:
     return _image(rollout.spec.template) or "?"
 
 
-def _ratio(at: datetime, x_t: float, n_t: float, x_c: float, n_c: float) -> JudgePoint | None:
-    """Canary/stable error-rate ratio with a 95% Wald interval on the log scale (Poisson counts)."""
-    if n_t <= 0 or n_c <= 0 or x_t <= 0 or x_c <= 0:
+def _evidence(result: judging.JudgeResult | None, history: list[JudgePoint]) -> JudgeEvidence | None:
+    if result is None or result.ratio is None:
         return None
-    ratio = (x_t / n_t) / (x_c / n_c)
-    spread = 1.96 * math.sqrt(1 / x_t + 1 / x_c)
-    return JudgePoint(at=at, ratio=ratio, lower=ratio * math.exp(-spread), upper=ratio * math.exp(spread))
-
-
-def _evidence(points: list[JudgePoint], phase: str) -> JudgeEvidence | None:
-    if not points:
-        return None
-    last = points[-1]
-    z = math.log(last.ratio) / max((math.log(last.upper) - math.log(last.lower)) / (2 * 1.96), 1e-12)
-    p_value = 0.5 * math.erfc(z / math.sqrt(2))
     return JudgeEvidence(
-        ratio=last.ratio,
-        lower=last.lower,
-        upper=last.upper,
-        p_value=p_value,
-        verdict=f"{phase} (demo estimate: log-ratio Wald interval, not the sequential judge)",
-        history=points[-HISTORY:],
+        ratio=result.ratio,
+        lower=result.lower,
+        upper=result.upper,
+        p_value=result.p_value,
+        e_value=result.e_value,
+        tolerated_ratio=JUDGE.tolerated_ratio,
+        verdict=result.explanation,
+        canary_requests=result.canary_requests,
+        stable_requests=result.stable_requests,
+        history=history[-HISTORY:],
     )

@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's, driven by playwright): it loads, updates live, and guards
-promote with the token. It also refreshes ``docs/dashboard.png`` for the README.
+promote with the token. With ``UPDATE_SCREENSHOT=1`` it also refreshes ``docs/dashboard.png`` for the README
+(otherwise the screenshot goes to a temporary directory, so a test run leaves the checkout clean).
 
 The rollouts come from `headway.dashboard.sim_source` (the real engine on the fakes, virtual time at 40x), so the
 test needs nothing but the browser binary.
@@ -102,7 +103,7 @@ async def test_list_page_counts_phases_and_filters(dashboard: Dashboard, browser
 
 @pytest.mark.asyncio
 @pytest.mark.slow
-async def test_weight_updates_live_without_reload(dashboard: Dashboard, browser: Browser) -> None:
+async def test_weight_updates_live_without_reload(dashboard: Dashboard, browser: Browser, tmp_path: Path) -> None:
     page = await open_page(browser, dashboard.url + "rollouts/shop/checkout")
     await expect(page.locator("#weight")).to_have_text(re.compile(r"^\d+%$"))
     first = await page.locator("#weight").text_content()
@@ -114,8 +115,12 @@ async def test_weight_updates_live_without_reload(dashboard: Dashboard, browser:
     await expect(page.locator("svg[aria-label='canary weight over time'] path").first).to_be_visible()
     # The analysis run's measurements and the judge's estimate are charted.
     await expect(page.locator(".judge").first).to_contain_text("ratio", timeout=20_000)
-    await page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+    # The picture for the README: mid-rollout, paused at a step with traffic split and the judge's evidence in.
+    mid_rollout = "['30%', '60%'].includes(document.querySelector('#weight').textContent)"
+    await page.wait_for_function(f"{mid_rollout} && document.querySelector('#phase').textContent === 'Paused'")
+    shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "dashboard.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
 
 
 @pytest.mark.asyncio

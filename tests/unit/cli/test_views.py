@@ -163,4 +163,5 @@ def test_views_of_real_engine_rollouts() -> None:
     out = text_of(lambda console: render_rollout(search, console=console))
     assert "Status:          ✖ Degraded" in out
     assert "AnalysisRun  ✖ Failed" in out
-    assert "judge: ratio 250" in out
+    assert "judge: ratio " in out
+    assert "Fail: e-value reached" in out  # the sequential judge's own explanation

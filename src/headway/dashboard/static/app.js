@@ -92,9 +92,10 @@
     let judge = "";
     if (run.judge) {
       const j = run.judge;
-      judge = `<div class="judge">judge: canary/stable ratio <b>${j.ratio.toPrecision(3)}</b> [${j.lower.toPrecision(3)}, ${j.upper.toPrecision(3)}],
-        tolerated ${j.toleratedRatio}, p = ${j.pValue.toPrecision(2)} <span class="muted">${esc(j.verdict)}</span></div>` +
-        Charts.line([{ name: "ratio (95% bounds)", color: "#db2777", band: true, points: j.history.map((p) => ({ t: p.at, y: p.ratio, lo: p.lower, hi: p.upper })) }],
+      const bound = (v, none) => (v === null || v === undefined ? none : v.toPrecision(3));
+      judge = `<div class="judge">judge: canary/stable ratio <b>${j.ratio.toPrecision(3)}</b> [${bound(j.lower, "0")}, ${bound(j.upper, "∞")}],
+        tolerated ${j.toleratedRatio}, p = ${j.pValue.toPrecision(2)}<br><span class="muted">${esc(j.verdict)}</span></div>` +
+        Charts.line([{ name: "ratio (confidence bounds)", color: "#db2777", band: true, points: j.history.map((p) => ({ t: p.at, y: p.ratio, lo: p.lower, hi: p.upper })) }],
           { log: true, ref: j.toleratedRatio, label: `${run.name} judge ratio` });
     }
     return `<div class="run"><h3>${esc(run.name)} ${phase(run.phase === "Successful" ? "Healthy" : run.phase === "Running" ? "Progressing" : run.phase === "Inconclusive" ? "Paused" : "Degraded").replace(/>[^<]*</, `>${esc(run.phase)}<`)}

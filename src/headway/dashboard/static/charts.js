@@ -10,10 +10,11 @@ const Charts = (() => {
     const all = series.flatMap((s) => s.points.filter((p) => p.y !== null && p.y !== undefined));
     if (!all.length) return `<p class="muted">${esc(opts.empty || "no data yet")}</p>`;
     const ts = all.map((p) => +new Date(p.t));
-    const ys = all.flatMap((p) => [p.y, p.lo, p.hi].filter((v) => v !== undefined && v !== null && isFinite(v)));
+    const log = !!opts.log;
+    const usable = (v) => v !== undefined && v !== null && isFinite(v) && (!log || v > 0);
+    const ys = all.flatMap((p) => [p.y, p.lo, p.hi].filter(usable));
     let t0 = Math.min(...ts), t1 = Math.max(...ts);
     if (t1 === t0) t1 = t0 + 1000;
-    const log = !!opts.log;
     const tr = (v) => (log ? Math.log10(Math.max(v, 1e-6)) : v);
     let y0 = opts.min !== undefined ? tr(opts.min) : Math.min(...ys.map(tr));
     let y1 = opts.max !== undefined ? tr(opts.max) : Math.max(...ys.map(tr));
@@ -36,7 +37,9 @@ const Charts = (() => {
       const pts = s.points.filter((p) => p.y !== null && p.y !== undefined);
       if (!pts.length) continue;
       if (s.band) {
-        const upper = pts.map((p) => `${x(p.t)},${y(p.hi)}`), lower = pts.slice().reverse().map((p) => `${x(p.t)},${y(p.lo)}`);
+        // An unknown bound (null: unbounded so far) is drawn at the chart's edge.
+        const edge = (v, fallback) => (usable(v) ? y(v) : fallback);
+        const upper = pts.map((p) => `${x(p.t)},${edge(p.hi, T)}`), lower = pts.slice().reverse().map((p) => `${x(p.t)},${edge(p.lo, H - B)}`);
         parts.push(`<polygon points="${upper.concat(lower).join(" ")}" fill="${s.color}" opacity="0.15"/>`);
       }
       let d = "";
