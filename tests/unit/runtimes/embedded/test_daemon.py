@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -132,6 +133,19 @@ async def test_watch_returns_as_soon_as_something_happens(api: Api) -> None:
     assert status == 200
     assert body["sequence"] > after
     assert body["events"][0]["reason"] == "Applied"
+
+
+@pytest.mark.asyncio
+async def test_the_event_stream_sends_server_sent_events(api: Api) -> None:
+    assert api.world.runner.sequence == 0
+    async with api.session.get(api.url + "/api/v1/events?after=0") as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        status, _ = await api.call("POST", "/api/v1/apply", data=MANIFEST)
+        assert status == 201
+        frame = await asyncio.wait_for(response.content.readuntil(b"\n\n"), timeout=5)
+    lines = frame.decode().splitlines()
+    assert lines[:2] == ["id: 1", "event: rollout"]
+    assert json.loads(lines[2].removeprefix("data: "))["reason"] == "Applied"
 
 
 @pytest.mark.asyncio
