@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -136,6 +136,13 @@ class RolloutView(View):
     weight_history: list[WeightPoint] = []
     spec: dict[str, Any] = {}
     status: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _labelled_steps(self) -> RolloutView:
+        """A source that sends the spec but no step labels (the embedded daemon's JSON) still gets them."""
+        if not self.step_list and self.spec:
+            self.step_list = steps_of(self.spec)
+        return self
 
     @property
     def key(self) -> str:

@@ -165,3 +165,41 @@ def test_views_of_real_engine_rollouts() -> None:
     assert "AnalysisRun  ✖ Failed" in out
     assert "judge: ratio " in out
     assert "Fail: e-value reached" in out  # the sequential judge's own explanation
+
+
+def test_a_daemon_shaped_document_is_a_view() -> None:
+    """The embedded daemon's ``GET /api/v1/rollouts/{name}`` JSON (camelCase, extra keys) reads as a view."""
+    detail = {
+        "name": "web",
+        "namespace": "default",
+        "strategy": "canary",
+        "phase": "Paused",
+        "step": 1,
+        "steps": 2,
+        "canaryWeight": 50,
+        "stableHash": "aaa",
+        "currentHash": "bbb",
+        "proxyUrl": "http://127.0.0.1:8080",
+        "spec": {"strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}},
+        "revisions": [
+            {"hash": "aaa", "number": 1, "replicas": 1, "ready": 1, "available": 1, "image": "web:v1"},
+            {"hash": "bbb", "number": 2, "replicas": 1, "ready": 1, "available": 1, "image": "web:v2"},
+        ],
+        "analysisRuns": [{"name": "web-bbb-2-1", "phase": "Running", "message": ""}],
+        "events": [
+            {
+                "seq": 7,
+                "at": "2026-11-29T12:00:00+00:00",
+                "rollout": "default/web",
+                "type": "Normal",
+                "reason": "RolloutPaused",
+                "message": "paused",
+            }
+        ],
+    }
+    view = RolloutView.model_validate(detail)
+    assert view.step_list == ["setWeight 50", "pause (until promoted)"]
+    out = text_of(lambda console: render_rollout(view, console=console))
+    assert "web:v1 (stable)" in out
+    assert "web:v2 (canary)" in out
+    assert "web-bbb-2-1  AnalysisRun  ◌ Running" in out
