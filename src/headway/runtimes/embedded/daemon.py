@@ -50,6 +50,8 @@ ENDPOINT_FILE = "daemon.json"
 VERBS = ("promote", "abort", "retry", "pause", "resume", "restart", "undo", "set-image")
 MAX_WATCH_SECONDS = 60.0
 RECENT_EVENTS = 50
+SHUTDOWN_SECONDS = 1.0
+"""How long open requests (an event stream, a long poll) may delay a shutdown: `headway down` must not hang."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -101,7 +103,9 @@ class Daemon:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0: an ephemeral port) and return the base URL."""
-        self._site_runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
+        self._site_runner = web.AppRunner(
+            self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_SECONDS
+        )
         await self._site_runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

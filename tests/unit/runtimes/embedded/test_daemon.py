@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,17 @@ async def test_the_event_stream_sends_server_sent_events(api: Api) -> None:
     lines = frame.decode().splitlines()
     assert lines[:2] == ["id: 1", "event: rollout"]
     assert json.loads(lines[2].removeprefix("data: "))["reason"] == "Applied"
+
+
+@pytest.mark.asyncio
+async def test_closing_does_not_wait_for_an_open_event_stream(world: World) -> None:
+    daemon = Daemon(world.runner, token=TOKEN)
+    url = await daemon.start()
+    async with aiohttp.ClientSession() as session, session.get(url + "/api/v1/events") as response:
+        assert response.status == 200
+        started = time.monotonic()
+        await asyncio.wait_for(daemon.close(), timeout=10)
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.asyncio
