@@ -356,7 +356,7 @@ def judge_signals(signals: Mapping[str, Sequence[Window]], config: JudgeConfig =
         log_e = _logsumexp([p[min(k, len(p) - 1)] if p else 0.0 for p in paths.values()]) - log_n
         max_log_e = max(max_log_e, log_e)
     results = {name: _result(t, config, name) for name, t in tracks.items()}
-    worst_name = max(tracks, key=lambda n: (tracks[n].log_e, results[n].upper or math.inf))
+    worst_name = max(tracks, key=lambda n: (tracks[n].max_log_e, tracks[n].log_e))
     worst = results[worst_name]
     if max_log_e >= -math.log(config.alpha):
         verdict = JudgeVerdict.FAIL

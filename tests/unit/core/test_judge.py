@@ -296,6 +296,14 @@ def test_signals_pass_only_when_every_signal_passes() -> None:
     assert judge_signals({"errors": good, "slow": good[:3]}).verdict is JudgeVerdict.HOLD
 
 
+def test_a_signal_without_data_does_not_hide_the_numbers_of_one_with_evidence() -> None:
+    windows = [Window(100, 10, 900, 9)] * 8
+    result = judge_signals({"errors": windows, "slow": [Window(100, 0, 900, 0)] * 8})
+    assert result.verdict is JudgeVerdict.FAIL
+    assert result.canary_bad == 80 and result.ratio is not None and result.ratio > 5
+    assert result.e_value == pytest.approx(judge(windows).e_value / 2 + 0.5)
+
+
 def test_one_signal_is_judged_like_judge() -> None:
     windows = [Window(100, 3, 900, 9)] * 5
     assert judge_signals({"errors": windows}) == judge(windows)
