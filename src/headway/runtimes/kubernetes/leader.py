@@ -48,6 +48,8 @@ class LeaderElector:
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
         self.leading = asyncio.Event()
         self._renewed_at: datetime | None = None
+        self.renew_deadline = lease_seconds * 2 / 3
+        """A leader that could not renew for this long stops acting, before the Lease can expire for others."""
 
     async def run(self) -> None:
         """Campaign and renew until cancelled; on cancellation, release the Lease if held."""
@@ -62,7 +64,7 @@ class LeaderElector:
                 if held:
                     self._renewed_at = now
                     self.leading.set()
-                elif self._renewed_at is None or now - self._renewed_at > timedelta(seconds=self.lease_seconds):
+                elif self._renewed_at is None or now - self._renewed_at > timedelta(seconds=self.renew_deadline):
                     self.leading.clear()
                 await asyncio.sleep(self.renew_seconds)
         finally:
