@@ -111,8 +111,8 @@ class PrometheusProvider:
             raise QueryError(f"prometheus query has an unresolved placeholder: {spec.query.strip()!r}")
         base = self._address(spec)
         timeout = float(spec.timeout) if spec.timeout else DEFAULT_TIMEOUT
-        extras = spec.model_extra or {}
-        range_query = _range_query(extras.get("rangeQuery"), _utc(context.now))
+        raw_range = spec.range_query.wire() if spec.range_query is not None else None
+        range_query = _range_query(raw_range, _utc(context.now))
         if range_query is None:
             endpoint = "query"
             form = {"query": spec.query, "time": _stamp(_utc(context.now))}
@@ -125,7 +125,7 @@ class PrometheusProvider:
                 "step": repr(range_query.step),
             }
         form["timeout"] = f"{timeout:g}s"
-        connector = aiohttp.TCPConnector(ssl=_ssl_context(spec, extras.get("caCert")))
+        connector = aiohttp.TCPConnector(ssl=_ssl_context(spec, spec.ca_cert))
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
@@ -198,11 +198,9 @@ async def _credentials(session: aiohttp.ClientSession, spec: PrometheusMetric) -
         return headers
     if authentication.sigv4 is not None:
         raise QueryError("prometheus authentication.sigv4 is not supported by headway (use oauth2, basicAuth)")
-    basic = (authentication.model_extra or {}).get("basicAuth")
+    basic = authentication.basic_auth
     if basic is not None:
-        if not isinstance(basic, dict) or not isinstance(basic.get("username"), str):
-            raise QueryError("prometheus authentication.basicAuth needs a username (and a password)")
-        headers["Authorization"] = aiohttp.encode_basic_auth(basic["username"], str(basic.get("password") or ""))
+        headers["Authorization"] = aiohttp.BasicAuth(basic.username, basic.password).encode()
     elif authentication.oauth2 is not None:
         headers["Authorization"] = f"Bearer {await _oauth2_token(session, spec)}"
     return headers

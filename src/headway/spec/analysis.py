@@ -186,11 +186,25 @@ class OAuth2(Model):
     scopes: list[str] = []
 
 
+class BasicAuth(Model):
+    username: str
+    password: str = ""
+
+
 class PrometheusAuthentication(Model):
     """How to authenticate to Prometheus; at most one method is used."""
 
     sigv4: Sigv4 | None = None
     oauth2: OAuth2 | None = None
+    basic_auth: BasicAuth | None = None
+
+
+class RangeQuery(Model):
+    """Ask for a range (``query_range``): start/end are ``now()``, ``now() - duration("5m")``, RFC 3339 or Unix."""
+
+    start: str | float
+    end: str | float = "now()"
+    step: Duration
 
 
 class PrometheusMetric(Model):
@@ -202,6 +216,8 @@ class PrometheusMetric(Model):
     insecure: bool = False
     headers: list[Header] = []
     authentication: PrometheusAuthentication | None = None
+    range_query: RangeQuery | None = None
+    ca_cert: str | None = None
 
 
 class WebMetric(Model):

@@ -174,9 +174,6 @@ async def test_range_bounds_are_sent_resolved(fake: str) -> None:
             "is before start",
             id="range-reversed",
         ),
-        pytest.param(
-            "http://127.0.0.1:9", "up", {"rangeQuery": {"start": "now()", "step": "often"}}, "step", id="range-step"
-        ),
     ],
 )
 async def test_configuration_problems_are_errors(
