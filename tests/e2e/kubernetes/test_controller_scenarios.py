@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
+from headway.runtimes.kubernetes.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, analysis_runs, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (
     GROUP,
@@ -205,3 +205,36 @@ async def test_an_invalid_rollout_gets_a_condition_and_an_event_not_a_crash_loop
         await eventually(cleared, what="the condition to clear once the spec is fixed")
     assert passes == 0  # the invalid spec was never reconciled, nor retried in a loop
     assert len([e for e in await client.list(EVENTS, "default") if e["reason"] == "InvalidSpec"]) == 1
+
+
+async def test_a_failed_analysis_run_rolls_the_canary_back(api: ApiServer, client: KubeClient) -> None:
+    await install(client)
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+        {"setWeight": 60},
+    ]
+    await client.create(rollouts(GROUP), rollout_body(steps=steps))
+
+    async with Kubelet(client), running(api):
+        await eventually(lambda: _healthy_on(client, "example/web:1"), what="the first revision")
+        await _new_image(client, "example/web:2")
+
+        async def one_run() -> bool:
+            return len(await client.list(analysis_runs(GROUP), "default")) == 1
+
+        await eventually(one_run, what="the step's AnalysisRun")
+        (run,) = await client.list(analysis_runs(GROUP), "default")
+        assert run["metadata"]["ownerReferences"][0]["name"] == "web"
+        assert run["spec"]["templates"] == [{"templateName": "success-rate", "clusterScope": False}]
+        # What the analysis executor reports when the canary's error rate is too high:
+        failed = {"status": {"phase": "Failed", "message": "error rate 9% > 1%"}}
+        await client.patch(analysis_runs(GROUP), run["metadata"]["name"], "default", failed, status=True)
+
+        async def rolled_back() -> bool:
+            current = await status(client)
+            return current.get("abort") is True and await canary_weight(client) == 0
+
+        await eventually(rolled_back, what="the rollback")
+
+    assert "error rate 9%" in (await status(client))["message"]
