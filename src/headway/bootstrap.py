@@ -13,7 +13,8 @@ Embedded mode, on one machine, with everything under one state directory:
 
 ``python -m headway.bootstrap --state-dir DIR --port P`` runs the embedded daemon (``headway up`` starts it
 detached). SIGTERM or SIGINT stops the controller only and leaves the data plane serving, like a crash would;
-``POST /api/v1/shutdown`` (``headway down``) stops everything. `teardown` stops what a dead daemon left behind.
+``POST /api/v1/shutdown`` (``headway down``) stops everything and forgets the rollouts (`forget`); `teardown`
+does the same for what a dead daemon left behind.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from headway.providers.base import MeasureContext, MetricProvider, ProviderResul
 from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
-from headway.runtimes.embedded.daemon import ENDPOINT_FILE, Daemon, new_token
+from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE, Daemon, new_token
 from headway.runtimes.embedded.runner import Hook, Runner, put
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout
@@ -454,6 +455,8 @@ class Embedded:
         if teardown:
             await asyncio.to_thread(self.proxies.stop_all)
         self.store.close()
+        if teardown:
+            forget(self.state_dir)
 
 
 def build_embedded(
@@ -524,6 +527,23 @@ def teardown(state_dir: Path | str) -> None:
         (path / ENDPOINT_FILE).unlink(missing_ok=True)
     finally:
         store.close()
+    forget(path)
+
+
+STATE_FILES = ("headway.db", "headway.db-wal", "headway.db-shm", "platform.json", TOKEN_FILE, ENDPOINT_FILE)
+
+
+def forget(state_dir: Path) -> None:
+    """After everything stopped: drop the rollout state, keep the logs.
+
+    Nothing runs any more, so a status saying "v2 is stable at 2 replicas" would describe a world that is gone;
+    the next `headway up -f FILE` deploys FILE afresh, like a first start. (A crash, by contrast, keeps the
+    state: the processes it describes are still running.)
+    """
+    for name in STATE_FILES:
+        (state_dir / name).unlink(missing_ok=True)
+    for path in (state_dir / "proxies").glob("*.json"):
+        path.unlink(missing_ok=True)
 
 
 async def _serve(state_dir: Path, port: int) -> int:

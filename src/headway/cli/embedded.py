@@ -23,6 +23,7 @@ import click
 import yaml
 
 from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE
+from headway.spec.load import load_text
 
 DEFAULT_STATE_DIR = ".headway"
 DAEMON_LOG = "daemon.log"
@@ -104,32 +105,48 @@ def _read(file: Path) -> bytes:
         raise click.ClickException(f"{file}: {(error.strerror or str(error)).lower()}") from None
 
 
-def _apply(api: Api, file: Path) -> list[str]:
-    answer = api.call("POST", f"/api/v1/apply?file={urllib.parse.quote(str(file))}", _read(file))
+def _apply(api: Api, file: Path, *, only_new: bool = False) -> list[str]:
+    query = f"file={urllib.parse.quote(str(file))}" + ("&onlyNew=true" if only_new else "")
+    answer = api.call("POST", f"/api/v1/apply?{query}", _read(file))
     applied: list[str] = answer["applied"]
     for name in applied:
         click.echo(f"{name} applied")
     return applied
 
 
+def _rollout_names(file: Path) -> list[str]:
+    """The Rollouts a manifest file declares (problems are reported by the daemon when it is applied)."""
+    return [doc.name for doc in load_text(_read(file).decode(errors="replace"), str(file)) if doc.kind == "Rollout"]
+
+
 # --- up / down -------------------------------------------------------------------------------------------------
 
 
 @click.command()
-@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @state_dir_option
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="API port on 127.0.0.1 (default: any free).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds to wait.")
-def up(file: Path, state_dir: Path, port: int, timeout: float) -> None:
-    """Start Headway on this machine in the background and deploy FILE's rollouts as stable."""
-    _read(file)  # a missing file fails before anything starts
+def up(file: Path | None, state_dir: Path, port: int, timeout: float) -> None:
+    """Start Headway on this machine in the background and deploy FILE's rollouts as stable.
+
+    On a state directory that already has rollouts (after `down`, or a crash), Headway resumes them where they
+    were; objects of FILE that already exist are left as they are (change them with `headway apply`).
+    """
+    if file is not None:
+        _read(file)  # a missing file fails before anything starts
+    elif not (state_dir / "headway.db").exists():
+        raise click.UsageError("the first `headway up` needs -f FILE")
     state_dir.mkdir(parents=True, exist_ok=True)
     if _running(state_dir) is None:
         _start_daemon(state_dir, port)
     api = Api(state_dir)
     click.echo(f"headway is running: API {api.url} (state in {state_dir}, log {state_dir / DAEMON_LOG})")
-    applied = _apply(api, file)
-    for name in [item.split("/", 1)[1] for item in applied if item.startswith("Rollout/")]:
+    names = [row["name"] for row in api.get("/api/v1/rollouts")["rollouts"]]
+    if file is not None:
+        _apply(api, file, only_new=True)
+        names = list(dict.fromkeys([*names, *_rollout_names(file)]))
+    for name in names:
         view = _wait(api, name, timeout, quiet=False)
         where = f", traffic at {view['trafficUrl']}" if view.get("trafficUrl") else ""
         click.echo(f"rollout {name}: {view['phase']} with {view.get('currentImage')}{where}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from headway.cli.main import main
@@ -15,6 +16,7 @@ def headway(state: Path, *args: str) -> Result:
     return CliRunner().invoke(main, [*args, "--state-dir", str(state)], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
     file = tmp_path / "web.yaml"
@@ -32,6 +34,8 @@ def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
         assert (view["canaryWeight"], view["currentImage"], view["stableImage"]) == (50, "v2", "v1")
         text = headway(state, "get", "rollout", "web").output
         assert "Status:     Paused (CanaryPauseStep)" in text and "v2 (updating)" in text
+        again = headway(state, "up", "-f", str(file))  # the file says v1: up must resume, not roll back
+        assert again.exit_code == 0 and "applied" not in again.output and "Paused with v2" in again.output
 
         undo = headway(state, "undo", "web", "--to-revision", "9")
         assert undo.exit_code == 1 and "no revision 9 (known: 1, 2)" in undo.output
@@ -53,3 +57,9 @@ def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "was not running" in again.output
     stopped = headway(state, "get", "rollout")
     assert stopped.exit_code == 1 and "no headway is running" in stopped.output
+
+    try:  # down forgot the rollouts: the same file deploys afresh
+        fresh = headway(state, "up", "-f", str(file), "--timeout", "30")
+        assert fresh.exit_code == 0 and "Rollout/web applied" in fresh.output and "Healthy with v1" in fresh.output
+    finally:
+        assert headway(state, "down").exit_code == 0

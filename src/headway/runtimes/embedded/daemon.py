@@ -8,7 +8,8 @@ Routes (all under ``/api/v1``):
 
 - ``GET rollouts``: one summary per rollout; ``GET rollouts/{name}``: spec, status, revisions, analysis runs,
   experiments and recent events.
-- ``POST apply`` (body: YAML, one or more documents): store manifests, all or nothing.
+- ``POST apply`` (body: YAML, one or more documents): store manifests, all or nothing; ``?onlyNew=true`` leaves
+  objects already stored as they are.
 - ``POST rollouts/{name}/{verb}`` with a JSON body of options, verb one of ``promote`` (``full``), ``abort``,
   ``retry``, ``pause``, ``resume``, ``restart``, ``undo`` (``toRevision``), ``set-image`` (``container``,
   ``image``).
@@ -167,7 +168,7 @@ class Daemon:
     async def _apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         name = request.query.get("file", "<request>")
-        applied = self.runner.apply_text(text, name)
+        applied = self.runner.apply_text(text, name, only_new=request.query.get("onlyNew") == "true")
         self.runner.wake()
         return web.json_response({"applied": applied}, status=201)
 

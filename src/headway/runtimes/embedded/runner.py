@@ -181,17 +181,27 @@ class Runner:
     def status(self, rollout: Rollout) -> RolloutStatus:
         return self.engine.store.load(rollout_key(rollout))[0]
 
-    def apply_text(self, text: str, file: str = "<request>") -> list[str]:
-        """Store every manifest of a YAML text (all-or-nothing: any error stores none); returns ``Kind/name``."""
+    def apply_text(self, text: str, file: str = "<request>", *, only_new: bool = False) -> list[str]:
+        """Store every manifest of a YAML text (all-or-nothing: any error stores none); returns ``Kind/name``.
+
+        ``only_new`` stores only objects not stored yet: ``headway up`` after a crash must resume the rollout in
+        progress, not re-apply the original file over a ``set image`` (which would roll it back).
+        """
         documents = load_text(text, file)
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
         errors = [problem for problem in problems if problem.is_error]
         if errors:
             raise SpecError(errors)
-        applied = [self._store(doc) for doc in documents if doc.model is not None]
-        if not applied:
+        models = [doc for doc in documents if doc.model is not None]
+        if not models:
             raise CommandError(f"{file}: no Headway manifest found", status=400)
-        return applied
+        return [self._store(doc) for doc in models if not (only_new and self._exists(doc))]
+
+    def _exists(self, document: Document) -> bool:
+        model = document.model
+        assert model is not None
+        key = f"{model.metadata.namespace}/{model.metadata.name}"
+        return self.documents.get_document(model.kind, key)[0] is not None
 
     def _store(self, document: Document) -> str:
         model = document.model

@@ -118,6 +118,18 @@ async def test_commands_that_do_not_apply_say_why(world: World) -> None:
     assert missing.value.status == 404
 
 
+@pytest.mark.asyncio
+async def test_applying_only_new_objects_leaves_a_rollout_in_progress_alone(world: World) -> None:
+    await deployed(world)
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+
+    assert world.runner.apply_text(MANIFEST, "rollout.yaml", only_new=True) == []
+    template = world.rollout().spec.template
+    assert template is not None and template["spec"]["containers"][0]["image"] == "web:v2"
+    other = MANIFEST.replace("name: web", "name: other")
+    assert world.runner.apply_text(MANIFEST + "---\n" + other, "two.yaml", only_new=True) == ["Rollout/other"]
+
+
 def test_an_invalid_manifest_is_refused_whole_with_field_paths(world: World) -> None:
     bad = MANIFEST.replace("setWeight: 60", "setWeight: 160") + "---\n" + MANIFEST.replace("name: web", "name: other")
 
