@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from headway.core.conditions import lint_conditions
 from headway.spec.load import Document, Problem, Severity, load_text
 from headway.spec.validate import validate
 
@@ -35,6 +36,7 @@ def lint_paths(paths: Iterable[str]) -> tuple[list[Problem], int]:
         documents.extend(loaded)
         problems.extend(found for document in loaded for found in document.problems)
     problems.extend(validate(documents))
+    problems.extend(lint_conditions(documents))
     objects = sum(1 for document in documents if document.kind and not document.skipped)
     return _ordered(problems), objects
 

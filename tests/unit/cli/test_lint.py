@@ -163,3 +163,19 @@ def test_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
         "nowhere: no such file or directory",
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_condition_syntax_errors_are_reported_with_their_position(workdir: Path) -> None:
+    (workdir / "t.yaml").write_text(
+        "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: rate}\nspec:\n  metrics:\n"
+        "  - name: ok\n    successCondition: 'result[0] >= 0.95 &&'\n"
+        "    provider: {prometheus: {address: 'http://p:9090', query: up}}\n"
+        "  - name: argo-style\n    failureCondition: len(result) > 0 and not isNaN(result[0]) and result[0] > 0.01\n"
+        "    provider: {prometheus: {address: 'http://p:9090', query: up}}\n"
+    )
+    code, out, _ = run("lint", "t.yaml")
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("t.yaml: AnalysisTemplate/rate: spec.metrics[0].successCondition: ")
+    assert "position 20" in lines[0]
