@@ -108,6 +108,8 @@ class Controller:
             renew_seconds=max(config.lease_seconds / 3, 0.2),
         )
         self._kube: BlockingKube | None = None
+        self._own_writes: dict[str, str] = {}
+        """The resourceVersion of each Rollout's status as this controller last wrote it."""
         self._register()
 
     # --- kopf wiring ---------------------------------------------------------------------------------------------
@@ -130,10 +132,13 @@ class Controller:
         @kopf.on.event(group, "v1alpha1", "rollouts", registry=registry)
         async def rollout_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
             raw = copy.deepcopy(dict(body))
+            key = key_of(raw)
             if event.get("type") == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
-                await self.forget(key_of(raw))
+                await self.forget(key)
+            elif (raw.get("metadata") or {}).get("resourceVersion") == self._own_writes.get(key):
+                self.remember(key, raw)  # the echo of our own status write: nothing new to decide on
             else:
-                self.wake(key_of(raw), raw)
+                self.wake(key, raw)
 
         async def owned_changed(body: kopf.Body, **_: Any) -> None:
             labels = body.get("metadata", {}).get("labels") or {}
@@ -155,8 +160,15 @@ class Controller:
             worker.body = body
         worker.wake.set()
 
+    def remember(self, key: str, body: dict[str, Any]) -> None:
+        """Keep the newest body for the key's next pass without waking it."""
+        worker = self.workers.get(key)
+        if worker is not None:
+            worker.body = body
+
     async def forget(self, key: str) -> None:
         worker = self.workers.pop(key, None)
+        self._own_writes.pop(key, None)
         if worker is not None and worker.task is not None:
             worker.task.cancel()
         namespace, _, name = key.partition("/")
@@ -196,6 +208,8 @@ class Controller:
         started = time.perf_counter()
         result: PassResult = await asyncio.to_thread(engine.run_pass, rollout, now=datetime.now(UTC))
         elapsed = time.perf_counter() - started
+        if result.saved_version is not None:
+            self._own_writes[key_of(body)] = result.saved_version
         self.latencies.append(elapsed)
         self.metrics.reconcile_seconds.observe(elapsed)
         outcome = result.outcome()
