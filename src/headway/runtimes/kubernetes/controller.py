@@ -29,7 +29,7 @@ import kopf
 from aiohttp import web
 
 from headway.core.decision import Event, EventType
-from headway.core.errors import AdapterError
+from headway.core.errors import AdapterError, TemporaryError
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.runtimes.kubernetes.client import (
@@ -187,6 +187,11 @@ class Controller:
                 delay = await self.reconcile(body) if body is not None else None
             except asyncio.CancelledError:
                 raise
+            except AdapterError as error:  # reading the status failed (timeout, 5xx, forbidden): try again later
+                log.warning("reconciling %s: %s", key, error)
+                temporary = isinstance(error, TemporaryError)
+                self.metrics.errors.labels("temporary" if temporary else "permanent").inc()
+                delay = error.delay if isinstance(error, TemporaryError) else RETRY_AFTER_ERROR
             except Exception:  # a bug must not kill the worker: log it, count it, retry later
                 log.exception("reconciling %s failed", key)
                 self.metrics.errors.labels("exception").inc()

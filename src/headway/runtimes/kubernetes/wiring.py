@@ -16,6 +16,7 @@ from headway.platforms.kubernetes import KubernetesPlatform
 from headway.routers.base import TrafficRouter
 from headway.routers.gatewayapi import PLUGIN as GATEWAY_API_PLUGIN
 from headway.routers.gatewayapi import GatewayApiRouter
+from headway.routers.smi import SmiRouter
 from headway.runtimes.kubernetes.client import BlockingKube, rollouts
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.spec.load import load_document
@@ -28,6 +29,7 @@ RouterFactory = Callable[[BlockingKube], TrafficRouter]
 ROUTERS: Mapping[str, RouterFactory] = {
     GATEWAY_API_PLUGIN: GatewayApiRouter,
     "gatewayAPI": GatewayApiRouter,
+    "smi": SmiRouter,
 }
 """trafficRouting names (router keys and plugin names) → adapter; anything else is an InvalidSpec."""
 
