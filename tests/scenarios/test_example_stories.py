@@ -93,3 +93,23 @@ def test_blue_green_auto_promotion_is_quick_and_clean() -> None:
     result = run_scenario(blue_green(), "good", auto_promote_after=None)
     assert result.outcome is Outcome.PROMOTED
     assert result.summary.failed_requests <= result.summary.total_requests * 0.01
+
+
+JUDGE = EXAMPLES / "canary-judge.yaml"
+
+
+def test_the_judge_rolls_back_a_bad_canary_after_a_few_dozen_canary_requests() -> None:
+    judged = run_scenario(JUDGE, "bad", auto_promote_after=None)
+    assert judged.outcome is Outcome.ABORTED
+    assert "e-value reached" in judged.status.message  # the judge says why
+    scripted = run_scenario(TRAFFIC_ANALYSIS, "bad", auto_promote_after=None)
+    # Same bad release, same traffic model: the judge on every 10 s window beats a threshold check by far.
+    assert judged.summary.canary_requests * 5 < scripted.summary.canary_requests
+    assert judged.summary.failed_requests < scripted.summary.failed_requests
+
+
+@pytest.mark.parametrize("scenario", ["good", "slow"])
+def test_the_judge_never_rolls_back_a_healthy_canary_in_the_simulator(scenario: str) -> None:
+    result = run_scenario(JUDGE, scenario, auto_promote_after=None)
+    assert result.outcome is Outcome.PROMOTED
+    assert "RolloutAborted" not in result.reasons()

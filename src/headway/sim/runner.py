@@ -24,14 +24,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from headway.core import commands
+from headway.core.analysis import JUDGE_PLUGIN
 from headway.core.decision import Decision, Event, EventType
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.routers.fake import FakeRouter
 from headway.sim import scenarios
+from headway.sim.analysis import SimAnalysis, TrafficCounts
 from headway.sim.runs import ScriptedRuns
 from headway.sim.traffic import Profile, TrafficModel, split
+from headway.spec.analysis import AnalysisTemplate
 from headway.spec.load import Problem, Severity, SpecError, load_text
 from headway.spec.rollout import Rollout
 from headway.spec.status import Phase, RolloutStatus
@@ -143,7 +146,7 @@ class SimResult:
     """Every event of every pass (setup excluded), with its virtual time."""
     platform: FakePlatform
     router: FakeRouter | None
-    runs: ScriptedRuns
+    runs: ScriptedRuns | SimAnalysis
     traffic: TrafficModel
 
     @property
@@ -160,6 +163,11 @@ class SimResult:
 
 def load_rollout(path: str | Path) -> Rollout:
     """The first Rollout of a manifest file, checked like `headway lint` does; `SpecError` with every error."""
+    return load_manifests(path)[0]
+
+
+def load_manifests(path: str | Path) -> tuple[Rollout, dict[str, AnalysisTemplate]]:
+    """The first Rollout of a manifest file and the AnalysisTemplates beside it, by name."""
     text = Path(path).read_text(encoding="utf-8")
     documents = load_text(text, str(path))
     problems = [problem for document in documents for problem in document.problems] + validate(documents)
@@ -169,7 +177,34 @@ def load_rollout(path: str | Path) -> Rollout:
     rollouts = [document.model for document in documents if isinstance(document.model, Rollout)]
     if not rollouts:
         raise SpecError([Problem(str(path), "", "", "", "no Rollout in this file", Severity.ERROR)])
-    return rollouts[0]
+    templates = {
+        document.model.metadata.name: document.model
+        for document in documents
+        if isinstance(document.model, AnalysisTemplate)
+    }
+    return rollouts[0], templates
+
+
+def _judge_sources(templates: Mapping[str, AnalysisTemplate]) -> set[str]:
+    """The counting providers judge metrics name (``source: proxy``)."""
+    sources = set()
+    for template in templates.values():
+        for metric in template.spec.metrics:
+            config = (metric.provider.plugin or {}).get(JUDGE_PLUGIN)
+            if isinstance(config, Mapping) and isinstance(config.get("source"), str):
+                sources.add(config["source"])
+    return sources
+
+
+def measurable(templates: Mapping[str, AnalysisTemplate]) -> bool:
+    """Whether the simulator can run these templates for real: every metric is a judge over request counts.
+
+    Other providers (Prometheus, web, job) would need the real backends, so their verdicts stay scripted.
+    """
+    metrics = [metric for template in templates.values() for metric in template.spec.metrics]
+    return bool(metrics) and all(
+        metric.provider.plugin is not None and JUDGE_PLUGIN in metric.provider.plugin for metric in metrics
+    )
 
 
 def run_scenario(
@@ -181,16 +216,33 @@ def run_scenario(
     tick: float = DEFAULT_TICK,
     image: str | None = None,
     start: datetime = EPOCH,
+    templates: Mapping[str, AnalysisTemplate] | None = None,
 ) -> SimResult:
     """Simulate the rollout of a new image of ``source`` (a manifest path or a Rollout) under ``scenario``.
 
     ``auto_promote_after`` overrides the scenario's simulated user (None: nobody promotes); ``image`` is the new
-    image (default: the old one with its version bumped).
+    image (default: the old one with its version bumped). When the AnalysisTemplates (from the file, or
+    ``templates``) are judge-based, analysis runs for real on the simulated traffic; otherwise the scenario
+    scripts the verdicts.
     """
     chosen = scenarios.scenario(scenario) if isinstance(scenario, str) else scenario
-    base = source if isinstance(source, Rollout) else load_rollout(source)
+    found: dict[str, AnalysisTemplate] = {}
+    if isinstance(source, Rollout):
+        base = source
+    else:
+        base, found = load_manifests(source)
+    templates = dict(templates) if templates is not None else found
     promote_after = chosen.auto_promote_after if auto_promote_after is FROM_SCENARIO else auto_promote_after
-    return _Simulation(base, chosen, promote_after=promote_after, tick=tick, start=start, image=image).run(time_limit)
+    simulation = _Simulation(
+        base,
+        chosen,
+        promote_after=promote_after,
+        tick=tick,
+        start=start,
+        image=image,
+        templates=templates if measurable(templates) else None,
+    )
+    return simulation.run(time_limit)
 
 
 # --- the simulation ------------------------------------------------------------------------------------------
@@ -206,6 +258,7 @@ class _Simulation:
         tick: float,
         start: datetime,
         image: str | None,
+        templates: Mapping[str, AnalysisTemplate] | None = None,
     ) -> None:
         self.scenario = scenario
         self.promote_after = promote_after
@@ -222,10 +275,17 @@ class _Simulation:
         canary = base.spec.strategy.canary
         routed = canary is not None and canary.traffic_routing is not None
         self.router = FakeRouter(now=start) if routed else None
-        self.runs = ScriptedRuns(script=scenario.runs, now=start)
+        self.traffic = TrafficModel(rps=scenario.requests_per_second, profile=self._profile, now=start)
+        self.runs: ScriptedRuns | SimAnalysis
+        if templates is None:
+            self.runs = ScriptedRuns(script=scenario.runs, now=start)
+        else:
+            counts = TrafficCounts(self.traffic, lambda: (self.canary_hash or None, self.stable_hash or None))
+            # Whatever counts requests in production (the proxy, Prometheus), the traffic model counts them here.
+            sources = {JUDGE_PLUGIN, *_judge_sources(templates)}
+            self.runs = SimAnalysis(templates=templates, providers=dict.fromkeys(sources, counts), now=start)
         self.store = MemoryStore()
         self.engine = Engine(platform=self.platform, router=self.router, runs=self.runs, store=self.store)
-        self.traffic = TrafficModel(rps=scenario.requests_per_second, profile=self._profile, now=start)
         self.timeline: list[TimelineEntry] = []
         self.events: list[tuple[float, Event]] = []
         self.passes = 0
