@@ -149,7 +149,8 @@ Each window costs one log1p per point, so the grid is as small as the bounds' re
 
 
 _MAX_LOG_E = 690.0
-"""E-values are reported capped at e^690 (about 1e300) so that they stay finite floats in status and JSON."""
+"""E-values are reported capped at e^690 (about 1e300), and p-values floored at its inverse, so that both stay
+finite, non-zero floats in status and JSON."""
 
 
 def _exp(log_value: float) -> float:
@@ -364,7 +365,7 @@ def judge_signals(signals: Mapping[str, Sequence[Window]], config: JudgeConfig =
         verdict = JudgeVerdict.PASS
     else:
         verdict = JudgeVerdict.HOLD
-    e_value, p_value = _exp(log_e), min(1.0, math.exp(-max_log_e))
+    e_value, p_value = _exp(log_e), min(1.0, 1.0 / _exp(max_log_e))
     head = f"{verdict.value}: combined e-value {e_value:.3g} over {len(signals)} signals (p={p_value:.3g}, "
     head += f"fail at {1 / config.alpha:.3g}); "
     if verdict is JudgeVerdict.FAIL:
@@ -416,7 +417,7 @@ def _result(t: _Track, config: JudgeConfig, name: str) -> JudgeResult:
         )
     lower, upper = _bounds(t.ell, t.grid, config.alpha)
     ratio = _ratio(t)
-    e_value, p_value = _exp(t.log_e), min(1.0, math.exp(-t.max_log_e))
+    e_value, p_value = _exp(t.log_e), min(1.0, 1.0 / _exp(t.max_log_e))
     level = f"{100 * (1 - config.alpha):.3g}%"
     span = f"{lower:.3g}-{upper:.3g}" if upper is not None else f">= {lower:.3g}, unbounded above"
     estimate = f"canary/stable bad-event ratio {ratio:.3g} ({level} bounds {span})"

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from headway.core import judge as judge_module
 from headway.core.judge import JudgeConfig, JudgeResult, JudgeVerdict, Window, judge, judge_signals
@@ -426,3 +428,32 @@ def test_judging_a_few_hundred_windows_is_cheap() -> None:
     assert result.canary_requests > 0
     # ~1 ms on an idle 2-core CI machine; the bound is loose so that a busy machine does not make it flaky.
     assert best < 0.02, f"{1000 * best:.1f} ms for 300 windows"
+
+
+# ---- any input gives a coherent answer ------------------------------------------------------------------------------
+
+
+@st.composite
+def windows_strategy(draw: st.DrawFn) -> list[Window]:
+    out = []
+    for _ in range(draw(st.integers(0, 40))):
+        canary = draw(st.integers(0, 10**7))
+        stable = draw(st.integers(0, 10**7))
+        out.append(Window(canary, draw(st.integers(0, canary)), stable, draw(st.integers(0, stable))))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(windows=windows_strategy(), alpha=st.sampled_from([0.001, 0.01, 0.2]))
+def test_any_windows_give_a_coherent_result(windows: list[Window], alpha: float) -> None:
+    config = JudgeConfig(alpha=alpha)
+    result = judge(windows, config)
+    assert math.isfinite(result.e_value) and result.e_value >= 0.0
+    assert 0.0 < result.p_value <= 1.0
+    assert (result.verdict is JudgeVerdict.FAIL) == (result.p_value <= alpha * (1 + 1e-12))
+    if result.lower is not None:
+        assert result.lower >= 0.0 and (result.upper is None or result.upper > result.lower)
+    if result.verdict is JudgeVerdict.PASS:
+        assert result.upper is not None and result.upper < config.tolerated_ratio
+    assert result.canary_requests == sum(w.canary_requests for w in windows)
+    assert result.explanation.startswith(result.verdict.value) and "\n" not in result.explanation
