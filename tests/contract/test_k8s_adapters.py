@@ -19,6 +19,7 @@ from headway.core.errors import TemporaryError
 from headway.core.observation import RouterState
 from headway.platforms.kubernetes import KubernetesPlatform
 from headway.routers.gatewayapi import ORIGINAL_ANNOTATION, PLUGIN, GatewayApiRouter, set_weights, target_of
+from headway.routers.istio import VIRTUAL_SERVICES, IstioRouter
 from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, ApiConflictError, rollouts
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
@@ -81,16 +82,41 @@ def http_route(name: str = "web") -> dict[str, Any]:
     }
 
 
+def istio_rollout(name: str = "web") -> Rollout:
+    """A canary routed through the VirtualService ``<name>`` (HTTP route ``primary``), host-level splitting."""
+    strategy = {
+        "canaryService": f"{name}-canary",
+        "stableService": f"{name}-stable",
+        "trafficRouting": {"istio": {"virtualService": {"name": name, "routes": ["primary"]}}},
+        "steps": [{"setWeight": 25}, {"pause": {}}],
+    }
+    return make_rollout({"canary": strategy}, name=name)
+
+
+def virtual_service(name: str = "web") -> dict[str, Any]:
+    destinations = [
+        {"destination": {"host": f"{name}-stable", "port": {"number": 80}}, "weight": 100},
+        {"destination": {"host": f"{name}-canary", "port": {"number": 80}}, "weight": 0},
+    ]
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"hosts": [name], "http": [{"name": "primary", "route": destinations}]},
+    }
+
+
+ROUTED = {GatewayApiRouter: gateway_rollout, IstioRouter: istio_rollout}
+
+
+def routed(router: object, name: str = "web") -> Rollout:
+    """A rollout configured for ``router``'s kind of routing object."""
+    return ROUTED[type(router)](name)
+
+
 @pytest.fixture
-def rollout() -> Rollout:
+def rollout(request: pytest.FixtureRequest) -> Rollout:
+    if "router" in request.fixturenames:
+        return routed(request.getfixturevalue("router"))
     return gateway_rollout()
-
-
-@pytest.fixture
-def router(api: ApiServer) -> GatewayApiRouter:
-    for name in ("web", "api"):
-        api.kube.create(HTTP_ROUTES, http_route(name))
-    return GatewayApiRouter(api.kube)
 
 
 @pytest.fixture
@@ -98,6 +124,25 @@ def store(api: ApiServer) -> KubernetesStatusStore:
     for name in ("web", "api"):
         api.kube.create(rollouts(), {"metadata": {"name": name, "namespace": "default"}, "spec": {}})
     return KubernetesStatusStore(api.kube)
+
+
+@pytest.fixture
+def gateway_router(api: ApiServer) -> GatewayApiRouter:
+    for name in ("web", "api"):
+        api.kube.create(HTTP_ROUTES, http_route(name))
+    return GatewayApiRouter(api.kube)
+
+
+@pytest.fixture(params=["gatewayapi", "istio"])
+def router(request: pytest.FixtureRequest, api: ApiServer) -> GatewayApiRouter | IstioRouter:
+    if request.param == "istio":
+        api.emulator.declare("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
+        for name in ("web", "api"):
+            api.kube.create(VIRTUAL_SERVICES, virtual_service(name))
+        return IstioRouter(api.kube)
+    for name in ("web", "api"):
+        api.kube.create(HTTP_ROUTES, http_route(name))
+    return GatewayApiRouter(api.kube)
 
 
 def _replica_sets(api: ApiServer) -> list[dict[str, Any]]:
@@ -160,19 +205,34 @@ def test_a_status_written_meanwhile_is_a_conflict_not_an_overwrite(
 # --- what only the Gateway API router shows --------------------------------------------------------------------
 
 
-def test_rollouts_do_not_share_weights(router: GatewayApiRouter) -> None:
-    router.set_weight(gateway_rollout("web"), 30, "new", "old")
+def test_rollouts_do_not_share_weights(router: GatewayApiRouter | IstioRouter) -> None:
+    router.set_weight(routed(router, "web"), 30, "new", "old")
 
-    assert router.read_weight(gateway_rollout("api")).canary_weight == 0
+    assert router.read_weight(routed(router, "api")).canary_weight == 0
 
 
-def test_restore_puts_the_users_route_back_exactly(router: GatewayApiRouter, api: ApiServer) -> None:
-    before = api.kube.get(HTTP_ROUTES, "web", "default")
-    rollout = gateway_rollout()
+def test_istio_restore_puts_the_users_virtual_service_back(api: ApiServer) -> None:
+    api.emulator.declare("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
+    api.kube.create(VIRTUAL_SERVICES, virtual_service())
+    router, rollout = IstioRouter(api.kube), istio_rollout()
+    before = api.kube.get(VIRTUAL_SERVICES, "web", "default")
     router.set_weight(rollout, 40, "new", "old")
-    router.set_header_route(rollout, "testers", test_router.HEADER)
+    router.set_mirror_route(rollout, "shadow", test_router.MIRROR, 20)
 
     router.restore(rollout)
+
+    after = api.kube.get(VIRTUAL_SERVICES, "web", "default")
+    assert before is not None and after is not None
+    assert after["spec"] == before["spec"]
+
+
+def test_restore_puts_the_users_route_back_exactly(gateway_router: GatewayApiRouter, api: ApiServer) -> None:
+    before = api.kube.get(HTTP_ROUTES, "web", "default")
+    rollout = gateway_rollout()
+    gateway_router.set_weight(rollout, 40, "new", "old")
+    gateway_router.set_header_route(rollout, "testers", test_router.HEADER)
+
+    gateway_router.restore(rollout)
 
     after = api.kube.get(HTTP_ROUTES, "web", "default")
     assert before is not None and after is not None
@@ -180,17 +240,19 @@ def test_restore_puts_the_users_route_back_exactly(router: GatewayApiRouter, api
     assert ORIGINAL_ANNOTATION not in (after["metadata"].get("annotations") or {})
 
 
-def test_a_route_refused_by_its_gateway_gets_no_canary_traffic(router: GatewayApiRouter, api: ApiServer) -> None:
+def test_a_route_refused_by_its_gateway_gets_no_canary_traffic(
+    gateway_router: GatewayApiRouter, api: ApiServer
+) -> None:
     refused = {"conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]}
     api.kube.patch(HTTP_ROUTES, "web", "default", {"status": {"parents": [refused]}}, status=True)
 
     with pytest.raises(TemporaryError, match="NotAllowedByListeners"):
-        router.set_weight(gateway_rollout(), 20, "new", "old")
-    assert router.read_weight(gateway_rollout()).canary_weight == 0
+        gateway_router.set_weight(gateway_rollout(), 20, "new", "old")
+    assert gateway_router.read_weight(gateway_rollout()).canary_weight == 0
 
 
-def test_an_accepted_route_reads_back_verified(router: GatewayApiRouter, api: ApiServer) -> None:
-    router.set_weight(gateway_rollout(), 20, "new", "old")
+def test_an_accepted_route_reads_back_verified(gateway_router: GatewayApiRouter, api: ApiServer) -> None:
+    gateway_router.set_weight(gateway_rollout(), 20, "new", "old")
     route = api.kube.get(HTTP_ROUTES, "web", "default")
     assert route is not None
     generation = route["metadata"]["generation"]
@@ -200,7 +262,7 @@ def test_an_accepted_route_reads_back_verified(router: GatewayApiRouter, api: Ap
     ]
     api.kube.patch(HTTP_ROUTES, "web", "default", {"status": {"parents": [{"conditions": conditions}]}}, status=True)
 
-    assert router.read_weight(gateway_rollout()) == RouterState(canary_weight=20, verified=True)
+    assert gateway_router.read_weight(gateway_rollout()) == RouterState(canary_weight=20, verified=True)
 
 
 def test_a_concurrent_edit_of_the_route_is_a_conflict_not_clobbered(api: ApiServer) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from headway.core import commands
+from headway.core.errors import AdapterError
 from headway.engine.reconcile import update_status
 from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
@@ -67,7 +68,11 @@ class Kubelet:
     async def _loop(self) -> None:
         while True:
             if not self.paused:
-                for rs in await self._client.list(REPLICA_SETS, self._namespace):
+                try:
+                    replica_sets = await self._client.list(REPLICA_SETS, self._namespace)
+                except AdapterError:  # a slow or busy server: the next round sees
+                    replica_sets = []
+                for rs in replica_sets:
                     wanted = int(rs["spec"].get("replicas") or 0)
                     status = rs.get("status") or {}
                     if status.get("readyReplicas") != wanted or status.get("replicas") != wanted:

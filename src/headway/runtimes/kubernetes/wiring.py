@@ -16,6 +16,7 @@ from headway.platforms.kubernetes import KubernetesPlatform
 from headway.routers.base import TrafficRouter
 from headway.routers.gatewayapi import PLUGIN as GATEWAY_API_PLUGIN
 from headway.routers.gatewayapi import GatewayApiRouter
+from headway.routers.istio import IstioRouter
 from headway.routers.smi import SmiRouter
 from headway.runtimes.kubernetes.client import BlockingKube, rollouts
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
@@ -30,6 +31,7 @@ ROUTERS: Mapping[str, RouterFactory] = {
     GATEWAY_API_PLUGIN: GatewayApiRouter,
     "gatewayAPI": GatewayApiRouter,
     "smi": SmiRouter,
+    "istio": IstioRouter,
 }
 """trafficRouting names (router keys and plugin names) → adapter; anything else is an InvalidSpec."""
 
