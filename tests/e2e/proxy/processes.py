@@ -81,8 +81,9 @@ def backend(name: str) -> Running:
     return spawn(["tests.e2e.proxy.backend", "--name", name])
 
 
-def proxy(state_file: Path | None = None, *extra: str) -> Running:
+def proxy(state_file: Path | None = None, *extra: str, engine: str = "fast") -> Running:
     args = ["headway.runtimes.embedded.proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
+    args += ["--engine", engine]
     if state_file is not None:
         args += ["--state-file", str(state_file)]
     return spawn(args)

@@ -26,6 +26,7 @@ import gc
 import ipaddress
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -43,6 +44,7 @@ from yarl import URL
 
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, RoutingTable
 from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
+from headway.runtimes.embedded.proxy_fast import FastDataPlane
 from headway.runtimes.embedded.proxy_state import (
     RoutingState,
     StateError,
@@ -78,6 +80,8 @@ MIRROR_BODY_LIMIT = 1024 * 1024
 MIRROR_CONCURRENCY = 64
 """At most this many mirror copies in flight; beyond it copies are dropped so mirroring never builds a backlog."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+ENGINES = ("fast", "aiohttp")
+"""Data-plane engines: raw asyncio protocols (`proxy_fast`, the default) or an aiohttp server and client."""
 RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """Failures before any byte of the request left: retried once on another backend, whatever the method."""
 STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -94,7 +98,13 @@ class Proxy:
         state_file: Path | None = None,
         connect_timeout: float = 2.0,
         read_timeout: float = 300.0,
+        engine: str = "fast",
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine = engine
+        self.connect_timeout = connect_timeout
+        self._fast: FastDataPlane | None = None
         self.state_file = state_file
         self.slots: dict[str, BackendSlot] = {}
         self.counters = Counters()
@@ -123,8 +133,14 @@ class Proxy:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-        self._low_level = web.Server(self.handle, access_log=None)
-        data_server = await loop.create_server(self._low_level, listen[0], listen[1], reuse_address=True, backlog=1024)
+        if self.engine == "fast":
+            self._fast = FastDataPlane(self, connect_timeout=self.connect_timeout, mirror_body_limit=MIRROR_BODY_LIMIT)
+            data_server: asyncio.AbstractServer = await self._fast.start(listen[0], listen[1])
+        else:
+            self._low_level = web.Server(self.handle, access_log=None)
+            data_server = await loop.create_server(
+                self._low_level, listen[0], listen[1], reuse_address=True, backlog=1024
+            )
         self._servers.append(data_server)
         self._admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await self._admin_runner.setup()
@@ -139,11 +155,15 @@ class Proxy:
         """Stop accepting, let in-flight requests finish for up to ``grace`` seconds, then close everything."""
         for server in self._servers:
             server.close()
+        if self._fast is not None:
+            self._fast.stop_accepting()
         deadline = time.monotonic() + grace
         while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         if self._low_level is not None:
             await self._low_level.shutdown(timeout=0.25)
+        if self._fast is not None:
+            self._fast.close()
         if self._ticker is not None:
             self._ticker.cancel()
         for task in list(self._mirrors):
@@ -201,7 +221,7 @@ class Proxy:
                 mirror = None
                 body = request.content.iter_chunked(65536)
         if mirror is not None:
-            self._mirror(mirror, method, request.raw_path, out, body)
+            self.mirror(mirror, method, request.raw_path, out, body)
         loop = asyncio.get_running_loop()
         started = loop.time()
         status = 502
@@ -269,7 +289,8 @@ class Proxy:
         await response.write_eof()
         return response
 
-    def _mirror(self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any) -> None:
+    def mirror(self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any) -> None:
+        """Copy a request to ``slot`` in the background (both engines use this; it is not on the hot path)."""
         if len(self._mirrors) >= MIRROR_CONCURRENCY or not isinstance(body, bytes | None):
             return
         task = asyncio.create_task(self._send_mirror(slot, method, path, CIMultiDict(headers), body))
@@ -521,7 +542,7 @@ async def serve(args: argparse.Namespace) -> int:
     if args.backends:
         state = _replace(state, backends={**state.backends, "default": parse_backends(args.backends, "--backend")})
         state = _replace(state, stable=state.stable or "default", weights={**state.weights, "default": 100})
-    proxy = Proxy(state, state_file=state_file, connect_timeout=args.connect_timeout)
+    proxy = Proxy(state, state_file=state_file, connect_timeout=args.connect_timeout, engine=args.engine)
     listen, admin = await proxy.start(args.listen, args.admin)
     # Everything allocated so far lives as long as the process: keep it out of the collector's generations, and
     # collect young objects less often, so per-request garbage does not trigger frequent full-heap pauses.
@@ -546,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", help="where routing state is saved and reloaded from")
     parser.add_argument("--backend", dest="backends", action="append", help="host:port of a backend (repeatable)")
     parser.add_argument("--connect-timeout", type=float, default=2.0, help="seconds to connect to a backend")
+    engine = os.environ.get("HEADWAY_PROXY_ENGINE", "fast")
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=engine, help="data plane (default fast; env HEADWAY_PROXY_ENGINE)"
+    )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get at shutdown")
     args = parser.parse_args(argv)
     try:

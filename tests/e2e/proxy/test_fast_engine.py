@@ -1,0 +1,74 @@
+"""Framing edge cases of the fast engine over raw sockets: pipelining, HTTP/1.0, malformed requests, 100-continue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.proxy.processes import Running
+
+
+async def exchange(proxy: Running, raw: bytes, *, until_close: bool = False) -> bytes:
+    host, port = proxy.listen.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw)
+    try:
+        if until_close:
+            return await asyncio.wait_for(reader.read(), 5)
+        await asyncio.sleep(0.3)
+        return await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_pipelined_requests_are_answered_in_order(running_proxy: Running) -> None:
+    request = f"GET /echo?n=%d HTTP/1.1\r\nHost: {running_proxy.listen}\r\n\r\n"
+    raw = "".join(request % n for n in range(3)).encode()
+
+    answer = await exchange(running_proxy, raw)
+
+    assert answer.count(b"HTTP/1.1 200") == 3
+    assert answer.index(b"n=0") < answer.index(b"n=1") < answer.index(b"n=2")
+
+
+@pytest.mark.asyncio
+async def test_an_http_1_0_client_gets_a_closed_delimited_or_sized_answer(running_proxy: Running) -> None:
+    answer = await exchange(running_proxy, b"GET /stream/3 HTTP/1.0\r\n\r\n", until_close=True)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+    assert b"chunked" not in head.lower()
+    assert body == b"x" * 3 * 1024
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"NONSENSE\r\n\r\n",
+        b"GET / HTTP/2.0\r\n\r\n",
+    ],
+    ids=["smuggling", "garbage", "http2-preface-like"],
+)
+async def test_malformed_requests_get_a_400_and_a_closed_connection(running_proxy: Running, raw: bytes) -> None:
+    answer = await exchange(running_proxy, raw, until_close=True)
+
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.asyncio
+async def test_expect_100_continue_is_relayed(running_proxy: Running) -> None:
+    host, port = running_proxy.listen.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    writer.write(head)
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.write(b"hello")
+    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+
+    assert interim.startswith(b"HTTP/1.1 100")
+    assert final.startswith(b"HTTP/1.1 200")
