@@ -17,6 +17,7 @@ from headway.routers.base import TrafficRouter
 from headway.routers.gatewayapi import PLUGIN as GATEWAY_API_PLUGIN
 from headway.routers.gatewayapi import GatewayApiRouter
 from headway.routers.istio import IstioRouter
+from headway.routers.nginx import NginxRouter
 from headway.routers.smi import SmiRouter
 from headway.runtimes.kubernetes.client import BlockingKube, rollouts
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
@@ -32,6 +33,7 @@ ROUTERS: Mapping[str, RouterFactory] = {
     "gatewayAPI": GatewayApiRouter,
     "smi": SmiRouter,
     "istio": IstioRouter,
+    "nginx": NginxRouter,
 }
 """trafficRouting names (router keys and plugin names) → adapter; anything else is an InvalidSpec."""
 
