@@ -1,4 +1,4 @@
-"""Real processes for proxy tests: three backends per module (two of stable, one canary) and a proxy per test."""
+"""Real processes for proxy tests: three backends per session (two of stable, one canary) and a proxy per test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.proxy.processes import Running, backend, call, proxy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def backends() -> Iterator[dict[str, Running]]:
     started = {"v1a": backend("v1a"), "v1b": backend("v1b"), "v2": backend("v2")}
     yield started
