@@ -129,7 +129,7 @@ def selector(labels: Mapping[str, str]) -> str:
 
 
 class KubeClient:
-    """Async access to the API server in plain dicts; counts reads and writes (for the benchmark and tests)."""
+    """Async access to the API server in plain dicts; counts reads, writes and Events posted (benchmark, tests)."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
@@ -177,7 +177,7 @@ class KubeClient:
         return items
 
     async def create(self, kind: Kind, body: Body) -> Body:
-        self.requests["write"] += 1
+        self.requests["event" if kind == EVENTS else "write"] += 1
         resource = _resource(kind)
         body = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
         namespace = body.get("metadata", {}).get("namespace")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +74,8 @@ class ControllerConfig:
     metrics_port: int | None = None
     """Serve /metrics and /healthz on 127.0.0.1-or-all:<port>; None: do not serve."""
     metrics_host: str = "0.0.0.0"
+    workers: int = 16
+    """Rollouts reconciled at the same time."""
 
 
 @dataclass
@@ -108,6 +112,9 @@ class Controller:
             renew_seconds=max(config.lease_seconds / 3, 0.2),
         )
         self._kube: BlockingKube | None = None
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pass")
+        """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
+        behind other blocking work, and bounds how many Rollouts are reconciled at once."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
         self._register()
@@ -211,7 +218,9 @@ class Controller:
         if _has_condition(body, INVALID_SPEC):
             await asyncio.to_thread(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
-        result: PassResult = await asyncio.to_thread(engine.run_pass, rollout, now=datetime.now(UTC))
+        loop = asyncio.get_running_loop()
+        pass_ = functools.partial(engine.run_pass, rollout, now=datetime.now(UTC))
+        result: PassResult = await loop.run_in_executor(self._executor, pass_)
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
             self._own_writes[key_of(body)] = result.saved_version
@@ -326,6 +335,7 @@ class Controller:
             await asyncio.gather(*tasks, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _has_condition(body: Mapping[str, Any], kind: str) -> bool:

@@ -1,0 +1,167 @@
+"""Controller figures against the fidelity emulator: memory per Rollout, API requests per canary step, latency.
+
+Run on demand: ``.venv/bin/python bench/controller.py [--rollouts N]``. Prints one JSON document.
+
+The emulator runs in a child process, so the RSS measured is the controller's alone: baseline after it started
+and settled with no Rollouts, then again once N Rollouts have each been reconciled to Healthy, divided by N.
+kmock scans its request history on every request (DEPENDENCIES.md §2), so creating N objects grows quadratically
+in time; N defaults to 200 for that reason, not because the controller needs it.
+Requests per canary step are counted at the controller's client seam for one Gateway API canary update
+(setWeight 20 → pause → setWeight 60 → pause → promotion), and divided by its four steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, install, rollout_body  # noqa: E402
+
+from headway.runtimes.kubernetes.client import KubeClient, rollouts  # noqa: E402
+from headway.runtimes.kubernetes.controller import Controller, ControllerConfig  # noqa: E402
+
+SERVE = "; ".join(
+    [
+        "import sys",
+        "from tests.e2e.kubernetes.harness import serve",
+        "print(serve().url, flush=True)",
+        "sys.stdin.read()",
+    ]
+)
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _until(check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+async def _healthy_count(client: KubeClient) -> int:
+    items = await client.list(rollouts(GROUP), "default")
+    return sum(1 for item in items if (item.get("status") or {}).get("phase") == "Healthy")
+
+
+async def measure(url: str, count: int) -> dict[str, Any]:
+    client = KubeClient.for_server(url)
+    controller = Controller(ControllerConfig(server=url, leader_election=False))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(controller.run(stop=stop, ready=ready))
+    await ready.wait()
+    await asyncio.sleep(2)
+    baseline = rss_kib()
+
+    started = time.monotonic()
+    async with Kubelet(client):
+        for index in range(count):
+            body = rollout_body(f"app{index}", steps=[{"setWeight": 50}])
+            for field in ("trafficRouting", "canaryService", "stableService", "scaleDownDelaySeconds"):
+                body["spec"]["strategy"]["canary"].pop(field)  # a replica-ratio canary
+            await client.create(rollouts(GROUP), body)
+        await _until(lambda: _healthy_count_is(client, count), timeout=60 + 2.0 * count)
+    settle_seconds = time.monotonic() - started
+    loaded = rss_kib()
+    latencies = sorted(controller.latencies)
+
+    # One Gateway API canary update, counted at the controller's client.
+    await install(client, "web")
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"pause": {"duration": "1s"}},
+        {"setWeight": 60},
+        {"pause": {"duration": "1s"}},
+    ]
+    await client.create(rollouts(GROUP), rollout_body("web", steps=steps))
+    async with Kubelet(client):
+        await _until(lambda: _phase_is(client, "web", "Healthy"), timeout=120)
+        before = dict(controller.client.requests)
+        passes_before = len(controller.latencies)
+        old_hash = ((await client.get(rollouts(GROUP), "web", "default")) or {}).get("status", {}).get("currentPodHash")
+        template = rollout_body("web", image="example/web:2")["spec"]["template"]
+        await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
+        await _until(lambda: _promoted(client, old_hash), timeout=120)
+    after = dict(controller.client.requests)
+    stop.set()
+    await task
+    await controller.client.close()
+    await client.close()
+    reads = after.get("read", 0) - before.get("read", 0)
+    writes = after.get("write", 0) - before.get("write", 0)
+    events = after.get("event", 0) - before.get("event", 0)
+    update_latencies = sorted(controller.latencies[passes_before:])
+    return {
+        "rollouts": count,
+        "rss_baseline_mib": round(baseline / 1024, 1),
+        "rss_loaded_mib": round(loaded / 1024, 1),
+        "rss_per_rollout_kib": round((loaded - baseline) / count, 1),
+        "seconds_to_all_healthy": round(settle_seconds, 1),
+        "passes": len(latencies),
+        "reconcile_latency_ms_p50": round(1000 * statistics.median(latencies), 1),
+        "reconcile_latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+        "canary_update": {"steps": 4, "reads": reads, "writes": writes, "events_posted": events},
+        "api_reads_per_canary_step": round(reads / 4, 1),
+        "api_writes_per_canary_step": round(writes / 4, 1),
+        "events_per_canary_step": round(events / 4, 1),
+        "canary_update_latency_ms_p50": round(1000 * statistics.median(update_latencies), 1),
+        "canary_update_latency_ms_max": round(1000 * update_latencies[-1], 1),
+    }
+
+
+async def _healthy_count_is(client: KubeClient, count: int) -> bool:
+    return await _healthy_count(client) >= count
+
+
+async def _phase_is(client: KubeClient, name: str, phase: str) -> bool:
+    obj = await client.get(rollouts(GROUP), name, "default")
+    return ((obj or {}).get("status") or {}).get("phase") == phase
+
+
+async def _promoted(client: KubeClient, old_hash: str | None) -> bool:
+    obj = await client.get(rollouts(GROUP), "web", "default")
+    status = (obj or {}).get("status") or {}
+    return (
+        status.get("phase") == "Healthy"
+        and status.get("currentPodHash") != old_hash
+        and status.get("stableRs") == status.get("currentPodHash")
+        and await canary_weight(client) == 0
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rollouts", type=int, default=200)
+    arguments = parser.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        result = asyncio.run(measure(url, arguments.rollouts))
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=30)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
