@@ -299,6 +299,11 @@ class Controller:
 
     # --- running -------------------------------------------------------------------------------------------------
 
+    async def _stop_workers_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        for key in list(self.workers):
+            await self.forget(key)
+
     @property
     def kube(self) -> BlockingKube:
         if self._kube is None:
@@ -317,6 +322,9 @@ class Controller:
             runner = web.AppRunner(self.metrics.app())
             await runner.setup()
             await web.TCPSite(runner, self.config.metrics_host, self.config.metrics_port).start()
+        # Stop our workers as soon as stop is asked: kopf otherwise waits 5 s for every task spawned during its
+        # run (ours included) before cancelling them. Created before kopf starts, so kopf leaves this one alone.
+        tasks.append(asyncio.create_task(self._stop_workers_on(stop), name="stop workers"))
         namespaces = [self.config.namespace] if self.config.namespace else []
         try:
             await kopf.operator(
