@@ -38,7 +38,10 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from headway.core.errors import PermanentError, TemporaryError
+from headway.dashboard.app import create_app
 from headway.engine.analysis import AnalysisExecutor, EnvironmentSecrets
+from headway.engine.gates import HttpGates
+from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
 from headway.platforms.local import LocalPlatform
@@ -47,6 +50,7 @@ from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
 from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE, Daemon, new_token
+from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.runner import Hook, Runner, put
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout
@@ -415,6 +419,9 @@ class Embedded:
     platform: LocalPlatform
     proxies: Proxies
     runner: Runner
+    runs: AnalysisExecutor | None = None
+    gates: HttpGates | None = None
+    notifier: Notifier | None = None
     token: str = ""
     url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -423,8 +430,15 @@ class Embedded:
     async def start(self, port: int = 0) -> str:
         """Serve the API on 127.0.0.1:``port`` and publish the endpoint and token in the state directory."""
         self.token = new_token(self.state_dir)
+        if self.notifier is not None:
+            await self.notifier.start()
+        source = RunnerSource(self.runner, runs=self.runs.run if self.runs is not None else None)
         self.daemon = Daemon(
-            self.runner, token=self.token, on_shutdown=lambda: self.stop(teardown=True), describe=self.describe
+            self.runner,
+            token=self.token,
+            on_shutdown=lambda: self.stop(teardown=True),
+            describe=self.describe,
+            dashboard=create_app(source, token=self.token),
         )
         self.url = await self.daemon.start("127.0.0.1", port)
         _write_atomically(self.state_dir / ENDPOINT_FILE, json.dumps({"url": self.url, "pid": os.getpid()}))
@@ -451,6 +465,10 @@ class Embedded:
             await asyncio.wait_for(self._loop, timeout=10)
         await self.daemon.close()
         (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        if self.notifier is not None:
+            await self.notifier.close(drain_seconds=NOTIFY_DRAIN_SECONDS)
+        if self.gates is not None:
+            self.gates.close()
         await asyncio.to_thread(self.platform.close, keep=not teardown)
         if teardown:
             await asyncio.to_thread(self.proxies.stop_all)
@@ -465,8 +483,12 @@ def build_embedded(
     resync: float = DEFAULT_RESYNC,
     on_pass: Callable[[str, PassResult], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    notify: NotifyConfig | None = None,
 ) -> Embedded:
-    """Wire embedded mode on ``state_dir`` (call inside a running event loop); StateLockedError if taken."""
+    """Wire embedded mode on ``state_dir`` (call inside a running event loop); StateLockedError if taken.
+
+    ``notify`` delivers the rollouts' events to webhooks; gate webhooks (``spec.webhooks``) are always called.
+    """
     path = Path(state_dir).resolve()
     store = SqliteStore(path)
     loop = asyncio.get_running_loop()
@@ -483,7 +505,9 @@ def build_embedded(
         raise
     proxies = Proxies(path)
     executor, analysis_tick = build_analysis(store, proxies, path)
-    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=executor, store=store)
+    gates = HttpGates()
+    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=executor, store=store, gates=gates)
+    notifier = Notifier(notify) if notify is not None and notify.sinks else None
 
     async def sync_backends(_now: datetime) -> None:
         for rollout in runner.rollouts().values():
@@ -505,10 +529,20 @@ def build_embedded(
         after=[sync_backends],
         resync=resync,
         on_pass=on_pass,
+        notify=(lambda r, result, now: notifier.notify_pass(r, result, now=now)) if notifier is not None else None,
         **extra,
     )
     holder["runner"] = runner
-    return Embedded(state_dir=path, store=store, platform=platform, proxies=proxies, runner=runner)
+    return Embedded(
+        state_dir=path,
+        store=store,
+        platform=platform,
+        proxies=proxies,
+        runner=runner,
+        runs=executor,
+        gates=gates,
+        notifier=notifier,
+    )
 
 
 def _replica_environ() -> dict[str, str]:
@@ -546,8 +580,25 @@ def forget(state_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-async def _serve(state_dir: Path, port: int) -> int:
-    embedded = build_embedded(state_dir)
+NOTIFY_FILE = "notify.yaml"
+"""Notification config read at start when ``--notify`` is not given: ``<state_dir>/notify.yaml``."""
+NOTIFY_DRAIN_SECONDS = 3.0
+"""How long a stopping daemon waits for queued notifications (a completion sent just before `down`)."""
+
+
+def notify_config(state_dir: Path, file: Path | None) -> NotifyConfig | None:
+    """The notification config: ``file``, else ``<state_dir>/notify.yaml`` when present, else none.
+
+    A bad file stops the start with the field named (NotifyConfigError, a ValueError): silently not notifying
+    would be found out only when someone missed an alert."""
+    chosen = file if file is not None else state_dir / NOTIFY_FILE
+    if file is None and not chosen.exists():
+        return None
+    return NotifyConfig.load(chosen)
+
+
+async def _serve(state_dir: Path, port: int, notify: Path | None = None) -> int:
+    embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify))
     url = await embedded.start(port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -561,11 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m headway.bootstrap", description="Run the embedded daemon.")
     parser.add_argument("--state-dir", required=True, help="where state, logs and the API token live")
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--notify", type=Path, default=None, help=f"notification config (default: {NOTIFY_FILE})")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(_serve(Path(args.state_dir), args.port))
+        return asyncio.run(_serve(Path(args.state_dir), args.port, args.notify))
     except (OSError, ValueError, StateError) as error:  # a locked or unreadable state directory, a busy port
         print(f"headway: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,7 @@
-"""`headway dashboard`: serve the web dashboard on this machine.
+"""`headway dashboard`: serve the web dashboard on this machine, or point at the one the embedded instance serves.
 
+Without ``--demo`` it prints (``--open``: opens) the link to the running embedded instance's dashboard
+(``headway up`` mounts it at ``/dashboard/`` on its API port, with the instance's token for actions).
 ``--demo`` serves simulated rollouts (the real engine on fakes, virtual time ``--speed`` times faster than real):
 the quickest way to see what the dashboard shows, and what the browser test drives. A runtime with real rollouts
 serves the same app over its own `RolloutSource` (the embedded daemon mounts it; see `serve`).
@@ -16,10 +18,13 @@ import asyncio
 import contextlib
 import ipaddress
 import sys
+import webbrowser
+from pathlib import Path
 
 import click
 from aiohttp import web
 
+from headway.cli.embedded import Api, state_dir_option
 from headway.dashboard.app import create_app, token_of
 from headway.dashboard.sim_source import SimSource, demo_rollouts
 from headway.dashboard.source import RolloutSource
@@ -93,14 +98,39 @@ async def _demo(host: str, port: int, token: str | None, read_only: bool, speed:
     show_default=True,
     help="With --demo: virtual seconds per real second.",
 )
-def dashboard(*, demo: bool, host: str, port: int, token: str | None, read_only: bool, speed: float) -> None:
-    """Serve the web dashboard: rollouts, steps, weights over time, analysis and the judge's evidence, actions."""
+@click.option("--open", "open_browser", is_flag=True, help="Also open the page in the default browser.")
+@state_dir_option
+def dashboard(
+    *,
+    demo: bool,
+    host: str,
+    port: int,
+    token: str | None,
+    read_only: bool,
+    speed: float,
+    open_browser: bool,
+    state_dir: Path,
+) -> None:
+    """Show the web dashboard: rollouts, steps, weights over time, analysis and the judge's evidence, actions.
+
+    Without ``--demo``: the dashboard the running embedded instance serves (``headway up``), with its token.
+    """
     if token is not None and len(token) < 16:
         raise click.BadParameter("use at least 16 characters (or omit it to get a generated one)", param_hint="--token")
     if not demo:
-        raise click.UsageError(
-            "only --demo is served by this command so far: real rollouts need a runtime's source (the embedded daemon "
-            "or a cluster), which is not wired into this command yet. Try `headway dashboard --demo`."
-        )
+        try:
+            api = Api(state_dir)
+        except click.ClickException as error:  # no instance: a usage matter, with both ways forward
+            raise click.UsageError(
+                f"{error.message}. Try `headway dashboard --demo` to see simulated rollouts."
+            ) from None
+        url = f"{api.url}/dashboard/#token={api.token}"
+        click.echo(f"Headway dashboard: {url}")
+        click.echo("The token in the link (after #) lets this browser tab act; keep it private.")
+        if open_browser:
+            webbrowser.open(url)
+        return
+    if open_browser:
+        click.echo("--open is for the embedded instance's dashboard; open the printed link instead.")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_demo(host, port, token, read_only, speed))

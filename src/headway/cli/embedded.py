@@ -8,6 +8,7 @@ running daemon's local API: the daemon's address is in ``<state-dir>/daemon.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -15,13 +16,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
+from rich.console import Console, RenderableType
+from rich.live import Live
 
+from headway.cli import views
+from headway.dashboard.model import RolloutView
+from headway.engine.notify import NotifyConfig, NotifyConfigError
 from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.load import load_text
 
@@ -47,7 +52,7 @@ class Api:
         self.state_dir = state_dir
         endpoint = _running(state_dir)
         if endpoint is None:
-            raise click.ClickException(f"no headway is running in {state_dir}: start it with `headway up -f FILE`")
+            raise click.ClickException(unreachable(state_dir))
         self.url = endpoint["url"]
         self.pid = int(endpoint["pid"])
         try:
@@ -67,9 +72,19 @@ class Api:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             raise click.ClickException(_api_error(error)) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise click.ClickException(f"headway at {self.url} did not answer: {reason}") from None
+        except (urllib.error.URLError, OSError):
+            raise click.ClickException(unreachable(self.state_dir, self.url)) from None
+
+
+def unreachable(state_dir: Path, url: str | None = None) -> str:
+    """What to say (and do) when no instance answers: where it was looked for, and the command that starts one."""
+    if url is None:
+        try:
+            url = str(json.loads((state_dir / ENDPOINT_FILE).read_text())["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            url = None
+    where = f"the Headway instance at {url}" if url else "a running Headway instance"
+    return f"cannot reach {where} (state dir {state_dir}): start it with `headway up -f FILE`"
 
 
 def _api_error(error: urllib.error.HTTPError) -> str:
@@ -127,7 +142,13 @@ def _rollout_names(file: Path) -> list[str]:
 @state_dir_option
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="API port on 127.0.0.1 (default: any free).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds to wait.")
-def up(file: Path | None, state_dir: Path, port: int, timeout: float) -> None:
+@click.option(
+    "--notify",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Notification config (sinks and subscriptions); default: <state-dir>/notify.yaml when present.",
+)
+def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Path | None) -> None:
     """Start Headway on this machine in the background and deploy FILE's rollouts as stable.
 
     On a state directory that already has rollouts (after `down`, or a crash), Headway resumes them where they
@@ -137,9 +158,16 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float) -> None:
         _read(file)  # a missing file fails before anything starts
     elif not (state_dir / "headway.db").exists():
         raise click.UsageError("the first `headway up` needs -f FILE")
+    if notify is not None:
+        try:
+            NotifyConfig.load(notify)  # a bad config fails here, with the field named, not in the daemon's log
+        except NotifyConfigError as error:
+            raise click.ClickException(str(error)) from None
     state_dir.mkdir(parents=True, exist_ok=True)
     if _running(state_dir) is None:
-        _start_daemon(state_dir, port)
+        _start_daemon(state_dir, port, notify)
+    elif notify is not None:
+        click.echo(f"headway is already running: --notify {notify} takes effect at its next start")
     api = Api(state_dir)
     click.echo(f"headway is running: API {api.url} (state in {state_dir}, log {state_dir / DAEMON_LOG})")
     names = [row["name"] for row in api.get("/api/v1/rollouts")["rollouts"]]
@@ -152,8 +180,10 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float) -> None:
         click.echo(f"rollout {name}: {view['phase']} with {view.get('currentImage')}{where}")
 
 
-def _start_daemon(state_dir: Path, port: int) -> None:
+def _start_daemon(state_dir: Path, port: int, notify: Path | None = None) -> None:
     command = [sys.executable, "-m", "headway.bootstrap", "--state-dir", str(state_dir.resolve()), "--port", str(port)]
+    if notify is not None:
+        command += ["--notify", str(notify.resolve())]
     log_path = state_dir / DAEMON_LOG
     with log_path.open("ab") as log:
         offset = log.tell()
@@ -288,67 +318,123 @@ def get_group() -> None:
 @get_group.command("rollout")
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True)
+@click.option("-w", "--watch", is_flag=True, help="Keep the view live until Ctrl-C.")
+@click.option(
+    "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
+)
 @state_dir_option
-def get_rollout(name: str | None, output: str, state_dir: Path) -> None:
-    """Show rollout NAME (every rollout when NAME is left out)."""
+def get_rollout(name: str | None, output: str, watch: bool, watch_timeout: float, state_dir: Path) -> None:
+    """Show rollout NAME as a tree: status, step, weights, revisions, analysis runs (every rollout without NAME)."""
     api = Api(state_dir)
-    data = api.get(f"/api/v1/rollouts/{name}") if name else api.get("/api/v1/rollouts")
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
-    elif name:
-        click.echo("\n".join(render(data)))
+    if name is None:
+        _show(
+            api,
+            output=output,
+            watch=watch,
+            watch_timeout=watch_timeout,
+            renderable=_list_of(api),
+            data=lambda: _views(api),
+        )
     else:
-        for row in data["rollouts"]:
-            click.echo(_one_line(row))
+        _show(
+            api,
+            output=output,
+            watch=watch,
+            watch_timeout=watch_timeout,
+            renderable=lambda: views.rollout_renderable(_view(api, name)),
+            data=lambda: _view(api, name),
+        )
 
 
-def _one_line(view: Mapping[str, Any]) -> str:
-    step = f"step {view['step']}/{view['steps']}, " if view.get("steps") else ""
-    return (
-        f"{view['name']}: {view['phase']}, {step}canary weight {view['canaryWeight']}%, "
-        f"stable {view.get('stableImage')}, current {view.get('currentImage')}"
+@click.group("list")
+def list_group() -> None:
+    """List things."""
+
+
+@list_group.command("rollouts")
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True)
+@click.option("-w", "--watch", is_flag=True, help="Keep the list live until Ctrl-C.")
+@click.option(
+    "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
+)
+@state_dir_option
+def list_rollouts(output: str, watch: bool, watch_timeout: float, state_dir: Path) -> None:
+    """One line per rollout: strategy, status, step, weights, replicas, image."""
+    api = Api(state_dir)
+    _show(
+        api, output=output, watch=watch, watch_timeout=watch_timeout, renderable=_list_of(api), data=lambda: _views(api)
     )
 
 
-def render(view: Mapping[str, Any]) -> list[str]:
-    """A plain, readable view of one rollout (the shape `kubectl argo rollouts get` prints, without colour)."""
-    phase = view["phase"] + (f" ({view['message']})" if view.get("message") else "")
-    step = f", step {view['step']}/{view['steps']}" if view.get("steps") else ""
-    lines = [
-        f"Name:       {view['name']}",
-        f"Namespace:  {view['namespace']}",
-        f"Status:     {phase}",
-        f"Strategy:   {view['strategy']}{step}, canary weight {view['canaryWeight']}%",
-        f"Images:     {view.get('stableImage')} (stable)"
-        + (f", {view['currentImage']} (updating)" if view.get("currentImage") != view.get("stableImage") else ""),
-        f"Replicas:   desired {view['replicas']}, ready {view['readyReplicas']}",
-    ]
-    if view.get("trafficUrl"):
-        lines.append(f"Traffic:    {view['trafficUrl']}")
-    lines.append("Revisions:")
-    for revision in reversed(view.get("revisions", [])):
-        role = (
-            "stable"
-            if revision["hash"] == view.get("stableHash")
-            else "canary"
-            if revision["hash"] == view.get("currentHash")
-            else ""
-        )
-        lines.append(
-            f"  #{revision['number']:<3} {revision['hash']:<12} {revision.get('image') or '':<12} "
-            f"ready {revision['ready']}/{revision['replicas']}  {role}".rstrip()
-        )
-    runs = view.get("analysisRuns", [])
-    if runs:
-        lines.append("Analysis runs:")
-        lines.extend(f"  {run['name']}: {run['phase']} {run['message']}".rstrip() for run in runs)
-    events = view.get("events", [])[-10:]
-    if events:
-        lines.append("Events:")
-        lines.extend(f"  {e['at'][11:19]} {e['type']:<7} {e['reason']}: {e['message']}" for e in events)
-    return lines
+def _view(api: Api, name: str) -> RolloutView:
+    """One rollout as the dashboard sees it (judge evidence and weight history included)."""
+    namespace, _, short = name.rpartition("/")
+    namespace = namespace or "default"
+    try:
+        data = api.get(f"/dashboard/api/rollouts/{urllib.parse.quote(namespace)}/{urllib.parse.quote(short)}")
+    except click.ClickException:
+        known = [v.name if v.namespace == namespace else v.key for v in _views(api)]
+        if short in known:
+            raise
+        where = "" if namespace == "default" else f" in namespace {namespace}"
+        raise click.ClickException(
+            f"no rollout named {short}{where} (known: {', '.join(sorted(known)) or 'none'})"
+        ) from None
+    return RolloutView.model_validate(data)
+
+
+def _list_of(api: Api) -> Callable[[], RenderableType]:
+    return lambda: views.list_renderable(_views(api))
+
+
+def _views(api: Api) -> list[RolloutView]:
+    return [RolloutView.model_validate(row) for row in api.get("/dashboard/api/rollouts")["rollouts"]]
+
+
+def _show(
+    api: Api,
+    *,
+    output: str,
+    watch: bool,
+    watch_timeout: float,
+    renderable: Callable[[], RenderableType],
+    data: Callable[[], RolloutView | list[RolloutView]],
+) -> None:
+    """Print once, or with ``watch`` keep a rich Live view fresh: each change the daemon's long poll reports
+    redraws it, until Ctrl-C or ``watch_timeout``. ``-o json|yaml`` prints one document (per change)."""
+    console = Console() if sys.stdout.isatty() else views.plain_console(width=120)
+    if output != "text":
+        click.echo(views.dump(data(), output), nl=False)
+        if not watch:
+            return
+    if not watch:
+        console.print(renderable())
+        return
+    deadline = time.monotonic() + watch_timeout if watch_timeout else None
+    with contextlib.suppress(KeyboardInterrupt):
+        if output != "text":
+            for _ in _changes(api, deadline):
+                click.echo(views.dump(data(), output), nl=False)
+            return
+        with Live(renderable(), console=console, refresh_per_second=4, auto_refresh=console.is_terminal) as live:
+            for _ in _changes(api, deadline):
+                live.update(renderable(), refresh=True)
+        if not console.is_terminal:
+            console.print(renderable())  # a pipe or a test gets the final state in full
+
+
+def _changes(api: Api, deadline: float | None) -> Iterator[int]:
+    """Each new sequence number the daemon's watch long-poll reports, until ``deadline`` (monotonic)."""
+    sequence = int(api.get("/healthz")["sequence"])
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        wait = 10 if remaining is None else max(1, min(10, int(remaining + 0.999)))
+        answer = api.get(f"/api/v1/watch?after={sequence}&timeout={wait}", timeout=wait + 10)
+        if int(answer["sequence"]) != sequence:
+            sequence = int(answer["sequence"])
+            yield sequence
 
 
 @click.command()
@@ -382,5 +468,20 @@ def _wait(api: Api, name: str, timeout: float | None, *, quiet: bool) -> dict[st
         api.get(f"/api/v1/watch?after={health['sequence']}&timeout={int(wait) or 1}", timeout=wait + 10)
 
 
-COMMANDS = (up, down, apply, set_group, promote, abort, retry, pause, resume, restart, undo, get_group, status)
+COMMANDS = (
+    up,
+    down,
+    apply,
+    set_group,
+    promote,
+    abort,
+    retry,
+    pause,
+    resume,
+    restart,
+    undo,
+    get_group,
+    list_group,
+    status,
+)
 """Every embedded-mode command, for `headway.cli.main` to register."""

@@ -33,7 +33,7 @@ def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
         view = json.loads(headway(state, "get", "rollout", "web", "-o", "json").output)
         assert (view["canaryWeight"], view["currentImage"], view["stableImage"]) == (50, "v2", "v1")
         text = headway(state, "get", "rollout", "web").output
-        assert "Status:     Paused (CanaryPauseStep)" in text and "v2 (updating)" in text
+        assert "Paused" in text and "CanaryPauseStep" in text and "v2 (canary)" in text and "v1 (stable)" in text
         again = headway(state, "up", "-f", str(file))  # the file says v1: up must resume, not roll back
         assert again.exit_code == 0 and "applied" not in again.output and "Paused with v2" in again.output
 
@@ -47,7 +47,9 @@ def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
         assert headway(state, "promote", "web", "--full").exit_code == 0
         healthy = headway(state, "status", "web", "--timeout", "30")
         assert healthy.exit_code == 0 and "Healthy" in healthy.output.splitlines()[-1]
-        assert "stable v2" in headway(state, "get", "rollout").output
+        listed = headway(state, "list", "rollouts").output.splitlines()
+        assert listed[0].split()[:4] == ["NAME", "NAMESPACE", "STRATEGY", "STATUS"]
+        assert listed[1].split()[:3] == ["web", "default", "Canary"] and listed[1].split()[-1] == "v2"
         started = [daemon_pid, *pids_of(state)]
     finally:
         down = headway(state, "down")
@@ -56,7 +58,7 @@ def test_up_controls_get_status_and_down(tmp_path: Path) -> None:
     again = headway(state, "down")
     assert again.exit_code == 0 and "was not running" in again.output
     stopped = headway(state, "get", "rollout")
-    assert stopped.exit_code == 1 and "no headway is running" in stopped.output
+    assert stopped.exit_code == 1 and "start it with `headway up -f FILE`" in stopped.output
 
     try:  # down forgot the rollouts: the same file deploys afresh
         fresh = headway(state, "up", "-f", str(file), "--timeout", "30")

@@ -17,6 +17,8 @@ Routes (all under ``/api/v1``):
   Events, for browsers.
 - ``POST shutdown``: stop the runtime (``headway down``).
 
+The web dashboard, when given, is mounted under ``/dashboard/`` with the same token for its actions.
+
 Every error is a JSON ``{"error": message}`` with a status that says whose fault it is (400 bad input, 401 no
 token, 404 unknown rollout, 409 not applicable now); a handler never answers with a traceback.
 """
@@ -78,12 +80,15 @@ class Daemon:
         token: str,
         on_shutdown: Callable[[], None] | None = None,
         describe: Callable[[Rollout], Mapping[str, Any]] | None = None,
+        dashboard: web.Application | None = None,
     ) -> None:
         self.runner = runner
         self.token = token
         self.on_shutdown = on_shutdown
         self.describe = describe
         """Mode-specific fields added to every rollout view (embedded: where the app's traffic enters)."""
+        self.dashboard = dashboard
+        """The web dashboard (`headway.dashboard.app.create_app` over this runner), served under ``/dashboard/``."""
         self._site_runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -100,6 +105,8 @@ class Daemon:
                 web.post("/api/v1/shutdown", self._shutdown),
             ]
         )
+        if self.dashboard is not None:
+            app.add_subapp("/dashboard/", self.dashboard)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

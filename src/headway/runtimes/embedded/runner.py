@@ -43,6 +43,10 @@ REVISION = "RevisionTemplate"
 DEFAULT_RESYNC = 5.0
 EVENT_HISTORY = 500
 """Events kept in memory for the API's event stream and ``get``; older ones are dropped."""
+WEIGHT_HISTORY = 240
+"""Weight points kept per rollout for the dashboard's chart: a change is kept, and a steady weight once per
+`WEIGHT_EVERY` seconds, so the ring spans a whole rollout of minutes without growing."""
+WEIGHT_EVERY = 5.0
 
 Clock = Callable[[], datetime]
 Hook = Callable[[datetime], Awaitable[None]]
@@ -144,6 +148,8 @@ class Runner:
     resync: float = DEFAULT_RESYNC
     on_pass: Callable[[str, PassResult], None] | None = None
     """Called after each pass (the demo and tests watch decisions through it)."""
+    notify: Callable[[Rollout, PassResult, datetime], object] | None = None
+    """Called after each pass with the rollout it was about: `headway.engine.notify.Notifier.notify_pass`."""
 
     def __post_init__(self) -> None:
         self._schedule: dict[str, _Schedule] = {}
@@ -151,6 +157,8 @@ class Runner:
         self._stopping = False
         self._seq = 0
         self.events: deque[RecordedEvent] = deque(maxlen=EVENT_HISTORY)
+        self.weights: dict[str, deque[tuple[datetime, int]]] = {}
+        """Per rollout key: (when, canary weight set) after passes, oldest first (see `WEIGHT_HISTORY`)."""
         self._changed = asyncio.Event()
 
     # --- rollouts and their specs ---------------------------------------------------------------------------
@@ -347,11 +355,17 @@ class Runner:
         if result.saved_version is not None and not outcome.events:
             self._touch()  # a status change without an event (a replica became ready) is news for watchers too
         self._remember_revision(rollout, outcome.status)
+        self._remember_weight(key, now, outcome.status)
         requeue = outcome.requeue_after
         schedule.due = _after(now, min(requeue, self.resync) if requeue is not None else self.resync)
         if requeue is not None and requeue <= 0:
             schedule.woken = True
             self._wakeup.set()
+        if self.notify is not None:
+            try:
+                self.notify(rollout, result, now)
+            except Exception:  # notifications must never stop a rollout
+                log.exception("notifying about %s failed", key)
         if self.on_pass is not None:
             self.on_pass(key, result)
 
@@ -365,6 +379,13 @@ class Runner:
         doc_key = f"{rollout_key(rollout)}#{revision.number}"
         if self.documents.get_document(REVISION, doc_key)[0] is None:
             put(self.documents, REVISION, doc_key, {"hash": revision.hash, "template": rollout.spec.template})
+
+    def _remember_weight(self, key: str, now: datetime, status: RolloutStatus) -> None:
+        weights = status.canary.weights
+        weight = weights.canary.weight if weights is not None else 0
+        ring = self.weights.setdefault(key, deque(maxlen=WEIGHT_HISTORY))
+        if not ring or ring[-1][1] != weight or (now - ring[-1][0]).total_seconds() >= WEIGHT_EVERY:
+            ring.append((now, weight))
 
     def _delay(self) -> float:
         now = self.clock()
