@@ -132,24 +132,29 @@ class RunnerSource:
 
     def _run(self, summary: Mapping[str, str]) -> AnalysisRunView:
         run = self.runs(summary["name"]) if self.runs is not None else None
-        view = AnalysisRunView(name=summary["name"], phase=_phase(summary["phase"]), message=summary["message"] or "")
-        if run is None or run.status is None:
-            return view
-        measurements: list[MeasurementView] = []
-        judge: JudgeEvidence | None = None
-        for result in run.status.metric_results:
-            measurements.extend(_measurements(result))
-            judge = judge or _evidence(result)
-        measurements.sort(key=lambda m: m.at)
-        labels = run.metadata.labels or {}
-        return view.model_copy(
-            update={
-                "measurements": measurements[-MEASUREMENTS:],
-                "judge": judge,
-                "kind": labels.get("headway.dev/kind", ""),
-                "revision": labels.get("rollouts-pod-template-hash") or None,
-            }
-        )
+        return run_view(summary["name"], _phase(summary["phase"]), summary["message"] or "", run)
+
+
+def run_view(name: str, phase: str, message: str, run: AnalysisRun | None) -> AnalysisRunView:
+    """An analysis run for the page: its measurements to chart and, for a judge metric, the judge's evidence."""
+    view = AnalysisRunView(name=name, phase=phase, message=message)
+    if run is None or run.status is None:
+        return view
+    measurements: list[MeasurementView] = []
+    judge: JudgeEvidence | None = None
+    for result in run.status.metric_results:
+        measurements.extend(_measurements(result))
+        judge = judge or _evidence(result)
+    measurements.sort(key=lambda m: m.at)
+    labels = run.metadata.labels or {}
+    return view.model_copy(
+        update={
+            "measurements": measurements[-MEASUREMENTS:],
+            "judge": judge,
+            "kind": labels.get("headway.dev/kind", ""),
+            "revision": labels.get("rollouts-pod-template-hash") or None,
+        }
+    )
 
 
 def _phase(raw: str) -> str:
