@@ -107,6 +107,7 @@ class Proxy:
             raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
         self.engine = engine
         self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._fast: FastDataPlane | None = None
         self.state_file = state_file
         self.slots: dict[str, BackendSlot] = {}
@@ -137,7 +138,12 @@ class Proxy:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
         if self.engine == "fast":
-            self._fast = FastDataPlane(self, connect_timeout=self.connect_timeout, mirror_body_limit=MIRROR_BODY_LIMIT)
+            self._fast = FastDataPlane(
+                self,
+                connect_timeout=self.connect_timeout,
+                head_timeout=self.read_timeout,
+                mirror_body_limit=MIRROR_BODY_LIMIT,
+            )
             data_server: asyncio.AbstractServer = await self._fast.start(listen[0], listen[1])
         else:
             self._low_level = web.Server(self.handle, access_log=None)

@@ -182,6 +182,85 @@ def framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, set[b
     return length, chunked, connection, view
 
 
+def routing_view(block: bytes) -> dict[str, str]:
+    """The lower-cased str view of a header block that header and mirror routes match on (built only for them)."""
+    return framing(parse_head(block)[1])[3]
+
+
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _FORWARDED_FOR, _HOP = range(6)
+_SPECIAL = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"host": _HOST,
+    b"x-forwarded-for": _FORWARDED_FOR,
+} | dict.fromkeys(HOP_BY_HOP - {b"connection", b"transfer-encoding"}, _HOP)
+_SPECIAL_RESPONSE = {name: kind for name, kind in _SPECIAL.items() if kind not in (_HOST, _FORWARDED_FOR)}
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+_NO_HEADERS: dict[str, str] = {}
+"""The routing view when no route looks at headers: the weighted split does not."""
+
+
+class Head:
+    """One header block, scanned in a single pass: framing, Connection tokens, and the lines worth forwarding.
+
+    The hot path used to parse a block into pairs, derive framing from them, then rebuild the forwarded block
+    from the pairs again (three loops over the headers per message, each way). Here every line is split once and
+    kept as sent unless it is hop-by-hop or ``X-Forwarded-*``; the routing view is left to `routing_view`, built
+    only when a header or mirror route needs it. Validation is `parse_head`'s and `framing`'s, unchanged.
+    A response (``request=False``) keeps its ``Host`` and ``X-Forwarded-*`` lines: only requests get those set.
+    """
+
+    __slots__ = ("chunked", "connection", "forwarded_for", "host", "length", "lines", "start")
+
+    def __init__(self, block: bytes, *, request: bool = True) -> None:
+        lines = block.split(b"\r\n")
+        self.start = lines[0]
+        kept: list[bytes] = []
+        length: int | None = None
+        chunked = False
+        connection: set[bytes] = set()
+        self.host = self.forwarded_for = b""
+        special = _SPECIAL if request else _SPECIAL_RESPONSE
+        for index in range(1, len(lines)):
+            line = lines[index]
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or b" " in name:
+                raise ProtocolError(f"bad header line {line[:40]!r}")
+            lower = name.lower()
+            kind = special.get(lower)
+            if kind is None:
+                if not request or not lower.startswith(b"x-forwarded-"):
+                    kept.append(line)
+                continue
+            value = value.strip()
+            if kind == _CONTENT_LENGTH:
+                if not value.isdigit() or (length is not None and int(value) != length):
+                    raise ProtocolError("bad Content-Length")
+                length = int(value)
+                kept.append(line)
+            elif kind == _TRANSFER_ENCODING:
+                if value.lower() != b"chunked" or chunked:
+                    raise ProtocolError("unsupported Transfer-Encoding")
+                chunked = True
+            elif kind == _CONNECTION:
+                connection.update(token.strip().lower() for token in value.split(b","))
+            elif kind == _HOST:
+                self.host = value
+                kept.append(line)
+            elif kind == _FORWARDED_FOR:
+                self.forwarded_for = value
+        if chunked and length is not None:
+            raise ProtocolError("both Content-Length and Transfer-Encoding")
+        named = connection - _PLAIN_CONNECTION
+        if named:  # Connection may name further hop-by-hop headers (RFC 9110 §7.6.1): rare, so a second pass
+            kept = [line for line in kept if line.partition(b":")[0].lower() not in named]
+        self.lines = kept
+        self.length = length
+        self.chunked = chunked
+        self.connection = connection
+
+
 class Downstream(asyncio.Protocol):
     """One client connection: parses requests, hands each to an `Exchange`, answers in order."""
 
@@ -191,13 +270,13 @@ class Downstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
-        self.peer = ""
+        self.peer: bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else ""
+        self.peer = peer[0].encode() if peer else b""
         self.plane.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -240,30 +319,25 @@ class Downstream(asyncio.Protocol):
             return
         block, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
         try:
-            start, headers = parse_head(block)
-            method, target, version = start.split(b" ")
+            head = Head(block)
+            method, target, version = head.start.split(b" ")
             if version not in (b"HTTP/1.1", b"HTTP/1.0") or not target:
                 raise ProtocolError("bad request line")
-            length, chunked, connection, view = framing(headers)
         except (ProtocolError, ValueError):
             self.fail(BAD_REQUEST)
             return
+        connection = head.connection
         keep_alive = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
-        exchange = Exchange(
-            self,
-            method=method,
-            target=target,
-            version=version,
-            headers=headers,
-            connection=connection,
-            view=view,
-            length=length,
-            chunked=chunked,
-            keep_alive=keep_alive,
-        )
+        exchange = Exchange(self, method=method, target=target, block=block, head=head, keep_alive=keep_alive)
         self.exchange = exchange
         rest, self.buffer = self.buffer, b""
-        exchange.start()
+        if exchange.route():
+            if rest and not exchange.request_done:
+                # body bytes that came with the head go out in the same send as the head
+                used = exchange.request_body(rest)
+                rest = rest[used:]
+            if not transport.is_closing():
+                exchange.dispatch()
         if rest:
             self.data_received(rest)
 
@@ -292,13 +366,12 @@ class Exchange:
 
     __slots__ = (
         "attempts",
+        "block",
         "body",
         "chunked",
         "client",
-        "connection",
         "got_response",
         "head",
-        "headers",
         "keep_alive",
         "length",
         "method",
@@ -311,39 +384,24 @@ class Exchange:
         "started",
         "status",
         "target",
-        "timer",
         "unsent",
         "upstream",
-        "version",
-        "view",
     )
 
     def __init__(
-        self,
-        client: Downstream,
-        *,
-        method: bytes,
-        target: bytes,
-        version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        connection: set[bytes],
-        view: dict[str, str],
-        length: int | None,
-        chunked: bool,
-        keep_alive: bool,
+        self, client: Downstream, *, method: bytes, target: bytes, block: bytes, head: Head, keep_alive: bool
     ) -> None:
         self.client = client
         self.method = method
         self.target = target
-        self.version = version
-        self.headers = headers
-        self.connection = connection
-        self.view = view
-        self.length = length
-        self.chunked = chunked
+        self.block = block
+        self.length = head.length
+        self.chunked = head.chunked
         self.keep_alive = keep_alive
-        self.body = BodyFraming(length, chunked)
-        self.request_done = self.body.done
+        self.body: BodyFraming | None = None  # a bodiless request (most) needs no framing state
+        if head.chunked or head.length:
+            self.body = BodyFraming(head.length, head.chunked)
+        self.request_done = self.body is None
         self.pending: list[bytes] = []
         self.upstream: Upstream | None = None
         self.pool: Pool | None = None
@@ -352,68 +410,61 @@ class Exchange:
         self.got_response = False
         self.attempts = 0
         self.started = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.mirror: BackendSlot | None = None
         self.mirror_body: list[bytes] | None = None
-        self.head = b""
+        self.head = self.upstream_head(head)
         self.unsent = b""
 
     # --- request side ------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def route(self) -> bool:
+        """Pick the revision and backend (and a mirror); False if none could serve (answered with a 503)."""
         plane = self.client.plane
         table = plane.proxy.table
-        pool = table.choose(self.view)
+        routed = bool(table.header_routes) or bool(table.mirrors)
+        view = routing_view(self.block) if routed else _NO_HEADERS
+        pool = table.choose(view)
         slot = pool.pick() if pool is not None else None
         if pool is None or slot is None:
             self.answer_locally(NO_BACKEND, count=False)
-            return
+            return False
         self.pool, self.slot = pool, slot
-        self.head = self.upstream_head()
         if table.mirrors:
             path = self.target.split(b"?", 1)[0].decode("latin-1")
-            mirror = table.mirror_target(self.method.decode("latin-1"), path, self.view)
+            mirror = table.mirror_target(self.method.decode("latin-1"), path, view)
             if mirror is not None and not self.chunked and (self.length or 0) <= plane.mirror_body_limit:
                 self.mirror, self.mirror_body = mirror, []
         self.started = plane.loop.time()
         slot.inflight += 1
         self.attempts = 1
-        self.timer = plane.loop.call_later(HEAD_TIMEOUT, self.timed_out)
-        plane.connect(self, slot)
+        plane.waiting[self] = None
+        return True
+
+    def dispatch(self) -> None:
+        """Send the request to the picked backend (a pooled connection, else a new one)."""
+        self.client.plane.connect(self, self.slot)  # type: ignore[arg-type]
         if self.request_done:
             self.send_mirror()
 
-    def upstream_head(self) -> bytes:
+    def upstream_head(self, head: Head) -> bytes:
         # An HTTP/1.0 client cannot read chunked answers: asking the backend in 1.0 makes it not send them.
-        start = b"%s %s %s" % (self.method, self.target, self.version)
-        lines = [start]
-        named = self.connection
-        forwarded_for = b""
-        host = b""
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in named:
-                continue
-            if lower.startswith(b"x-forwarded-"):
-                if lower == b"x-forwarded-for":
-                    forwarded_for = value
-                continue
-            if lower == b"host":
-                host = value
-            lines.append(name + b": " + value)
-        if self.chunked:
+        lines = [head.start, *head.lines]
+        if head.chunked:
             lines.append(b"Transfer-Encoding: chunked")
-        peer = self.client.peer.encode()
+        peer = self.client.peer
+        forwarded_for = head.forwarded_for
         lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + peer if forwarded_for else peer))
         lines.append(b"X-Forwarded-Proto: http")
-        lines.append(b"X-Forwarded-Host: " + host)
+        lines.append(b"X-Forwarded-Host: " + head.host)
         lines.append(b"\r\n")
         return b"\r\n".join(lines)
 
     def request_body(self, data: bytes) -> int:
         """Relay request body bytes (or hold them until connected); returns how many belonged to the body."""
+        body = self.body
+        assert body is not None
         try:
-            used = self.body.take(data)
+            used = body.take(data)
         except ProtocolError:
             self.client.fail(BAD_REQUEST)
             return len(data)
@@ -428,7 +479,7 @@ class Exchange:
                 self.pending.append(piece)
                 if sum(map(len, self.pending)) > MAX_HEAD and self.client.transport is not None:
                     self.client.transport.pause_reading()  # not connected yet: stop reading the body
-        if self.body.done:
+        if body.done:
             self.request_done = True
             self.send_mirror()
         return used
@@ -440,8 +491,8 @@ class Exchange:
         headers: CIMultiDict[str] = CIMultiDict()
         for line in self.head.split(b"\r\n")[1:]:
             if line:
-                name, _, value = line.partition(b": ")
-                headers.add(name.decode("latin-1"), value.decode("latin-1"))
+                name, _, value = line.partition(b":")
+                headers.add(name.decode("latin-1"), value.strip().decode("latin-1"))
         self.client.plane.proxy.mirror(
             self.mirror, self.method.decode("latin-1"), self.target.decode("latin-1"), headers, body
         )
@@ -457,13 +508,13 @@ class Exchange:
         self.upstream = upstream
         upstream.exchange = self
         assert upstream.transport is not None
-        upstream.transport.write(self.head)
-        if self.pending:
-            for piece in self.pending:
-                upstream.transport.write(piece)
+        if self.pending:  # head and the body read so far in one send
+            upstream.transport.write(b"".join([self.head, *self.pending]))
             self.pending.clear()
             if self.client.transport is not None:
                 self.client.transport.resume_reading()
+        else:
+            upstream.transport.write(self.head)
 
     def connect_failed(self, slot: BackendSlot) -> None:
         """Nothing was sent: try once more on another backend."""
@@ -501,9 +552,7 @@ class Exchange:
         """Hold the head until the first body bytes or the end of this read: one send instead of two."""
         self.got_response = True
         self.status = status
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.client.plane.waiting.pop(self, None)
         self.unsent = head
 
     def response_data(self, data: bytes) -> None:
@@ -548,7 +597,7 @@ class Exchange:
         self.finish(self.status if self.got_response else 499, keep_alive=False)
 
     def timed_out(self) -> None:
-        self.timer = None
+        """No response head within the plane's head timeout: a 504 (called by `FastDataPlane.sweep`)."""
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
@@ -576,11 +625,9 @@ class Exchange:
         slot, self.slot = self.slot, None
         if slot is None:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        slot.inflight -= 1
         plane = self.client.plane
+        plane.waiting.pop(self, None)
+        slot.inflight -= 1
         assert self.pool is not None
         plane.proxy.counters.of(self.pool.revision).observe(status, plane.loop.time() - self.started)
         self.client.finished(keep_alive)
@@ -666,10 +713,11 @@ class Upstream(asyncio.Protocol):
             exchange.flush()  # a head whose body has not arrived yet goes out now (streaming answers)
 
     def begin_response(self, exchange: Exchange, block: bytes) -> None:
-        start, headers = parse_head(block)
+        head = Head(block, request=False)
+        start = head.start
         version, _, rest = start.partition(b" ")
         status = int(rest[:3])
-        length, chunked, connection, _ = framing(headers)
+        length, chunked, connection = head.length, head.chunked, head.connection
         if 100 <= status < 200:
             if status != 101:
                 exchange.response_data(block + b"\r\n\r\n")  # interim answers (100 Continue, 103) pass through
@@ -688,12 +736,7 @@ class Upstream(asyncio.Protocol):
             self.reusable = False
         keep_client = exchange.keep_alive and not self.body.until_close
         exchange.keep_alive = keep_client
-        lines = [start]
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in connection:
-                continue
-            lines.append(name + b": " + value)
+        lines = [start, *head.lines]
         if chunked and not no_body:
             lines.append(b"Transfer-Encoding: chunked")
         if not keep_client:
@@ -725,20 +768,54 @@ class Upstream(asyncio.Protocol):
 class FastDataPlane:
     """The listening side: accepts clients, keeps idle keep-alive connections per backend."""
 
-    def __init__(self, proxy: Proxy, *, connect_timeout: float = CONNECT_TIMEOUT, mirror_body_limit: int) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        head_timeout: float = HEAD_TIMEOUT,
+        mirror_body_limit: int,
+    ) -> None:
         self.proxy = proxy
         self.loop = asyncio.get_running_loop()
         self.connect_timeout = connect_timeout
+        self.head_timeout = head_timeout
         self.mirror_body_limit = mirror_body_limit
         self.idle: dict[str, list[Upstream]] = {}
         self.connections: set[Downstream] = set()
+        self.waiting: dict[Exchange, None] = {}
+        """Exchanges awaiting a response head, oldest first (insertion order), for `sweep`."""
         self.stopping = False
         self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         factory: Callable[[], Downstream] = lambda: Downstream(self)  # noqa: E731
         self.server = await self.loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+        self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
         return self.server
+
+    @property
+    def sweep_interval(self) -> float:
+        return min(1.0, self.head_timeout / 4)
+
+    def sweep(self) -> None:
+        """Answer 504 to exchanges past the head timeout.
+
+        One periodic sweep instead of a timer per request: arming and cancelling a `call_later` handle cost
+        about 5% of the proxy's CPU per request. The answer comes up to `sweep_interval` late, which is noise
+        next to a timeout of minutes. Exchanges are in start order and share one timeout, so the sweep stops
+        at the first one still in time.
+        """
+        deadline = self.loop.time() - self.head_timeout
+        waiting = self.waiting
+        while waiting:
+            exchange = next(iter(waiting))
+            if exchange.started > deadline:
+                break
+            del waiting[exchange]
+            exchange.timed_out()
+        self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
 
     def connect(self, exchange: Exchange, slot: BackendSlot) -> None:
         idle = self.idle.get(slot.address)
@@ -786,6 +863,8 @@ class FastDataPlane:
                 client.transport.close()
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for client in list(self.connections):
             if client.transport is not None:
                 client.transport.close()
