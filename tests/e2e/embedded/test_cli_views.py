@@ -54,6 +54,9 @@ async def test_get_list_watch_and_unknown_names(daemon: DaemonProcess) -> None:
     for name in ("web", "api"):
         await daemon.wait_rollout(name, lambda v: v["phase"] == "Healthy" and v["currentHash"], f"{name} Healthy")
 
+    link = headway(state, "dashboard")
+    assert link.exit_code == 0 and f"Headway dashboard: {daemon.url}/dashboard/#token={daemon.token}\n" in link.output
+
     missing = headway(state, "get", "rollout", "nope")
     assert (missing.exit_code, missing.output) == (1, "Error: no rollout named nope (known: api, web)\n")
     elsewhere = headway(state, "get", "rollout", "staging/web")
