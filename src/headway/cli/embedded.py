@@ -1,4 +1,8 @@
-"""Embedded-mode commands: `headway up`, `apply`, `set image`, the rollout controls, `get`, `status`, `down`.
+"""Embedded-mode commands: `headway up`, `apply`, `set image`, the rollout controls, `get`, `list`, `status`, `down`.
+
+``get rollout`` and ``list rollouts`` read the same view the dashboard shows (``/dashboard/api``) and render it with
+`headway.cli.views`, so every mode prints one tree; ``--watch`` redraws it on each change the daemon's long poll
+reports. ``up --notify FILE`` (or ``<state-dir>/notify.yaml``) makes the daemon deliver rollout events to webhooks.
 
 Every command but ``up`` (which starts it) and ``down`` (which may clean up after it) is a thin client of the
 running daemon's local API: the daemon's address is in ``<state-dir>/daemon.json`` and its token in
