@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from headway.runtimes.embedded.proxy import Proxy
+from headway.runtimes.embedded.proxy_state import RoutingState, parse_backends
 from tests.e2e.proxy.processes import Running
 
 
@@ -72,3 +74,33 @@ async def test_expect_100_continue_is_relayed(running_proxy: Running) -> None:
 
     assert interim.startswith(b"HTTP/1.1 100")
     assert final.startswith(b"HTTP/1.1 200")
+
+
+class _Silent(asyncio.Protocol):
+    """A backend that accepts connections and reads requests but never answers."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_a_backend_that_never_answers_gets_a_504_from_the_timeout_sweep() -> None:
+    loop = asyncio.get_running_loop()
+    silent = await loop.create_server(_Silent, "127.0.0.1", 0)
+    backend = f"127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    state = RoutingState(stable="old", weights={"old": 100}, backends={"old": parse_backends([backend], "backends")})
+    proxy = Proxy(state, read_timeout=0.3)
+    listen, _ = await proxy.start(("127.0.0.1", 0), ("127.0.0.1", 0))
+    try:
+        host, port = listen.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+        counters, _ = proxy.counters.window(loop.time(), None)
+    finally:
+        await proxy.close(grace=0)
+        silent.close()
+
+    assert head.startswith(b"HTTP/1.1 504")
+    assert (counters["old"].requests, counters["old"].errors, proxy.slots[backend].inflight) == (1, 1, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headway.runtimes.embedded.proxy_fast import BodyFraming, ChunkScanner, ProtocolError, framing, parse_head
+from headway.runtimes.embedded.proxy_fast import BodyFraming, ChunkScanner, Head, ProtocolError, framing, parse_head
 
 CHUNKED = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\n"
 
@@ -67,3 +67,43 @@ def test_a_header_block_parses_into_framing_and_a_routing_view() -> None:
 def test_ambiguous_or_malformed_framing_is_refused(block: bytes) -> None:
     with pytest.raises(ProtocolError):
         framing(parse_head(block)[1])
+
+
+def test_a_request_head_is_scanned_once_into_framing_and_forwarded_lines() -> None:
+    head = Head(
+        b"POST /x HTTP/1.1\r\nHost: a:1\r\nContent-Length: 3\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
+        b"Keep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nAccept:*/*"
+    )
+
+    assert (head.start, head.length, head.chunked, head.host, head.forwarded_for) == (
+        b"POST /x HTTP/1.1",
+        3,
+        False,
+        b"a:1",
+        b"10.0.0.1",
+    )
+    assert head.lines == [b"Host: a:1", b"Content-Length: 3", b"Accept:*/*"]
+
+
+def test_a_response_head_keeps_its_own_forwarded_and_host_lines() -> None:
+    head = Head(
+        b"HTTP/1.1 200 OK\r\nX-Forwarded-For: x\r\nTransfer-Encoding: chunked\r\nConnection: close", request=False
+    )
+
+    assert (head.chunked, head.connection, head.lines) == (True, {b"close"}, [b"X-Forwarded-For: x"])
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked",
+        b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip",
+        b"GET / HTTP/1.1\r\nBad Header: x",
+        b"GET / HTTP/1.1\r\nContent-Length : 3",
+    ],
+    ids=["cl-and-te", "two-lengths", "not-chunked", "space-in-name", "space-before-colon"],
+)
+def test_the_single_pass_refuses_what_framing_refuses(block: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        Head(block)
