@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from multidict import CIMultiDict
 
@@ -273,8 +273,7 @@ class Downstream(asyncio.Protocol):
         self.peer: bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
         peer = transport.get_extra_info("peername")
         self.peer = peer[0].encode() if peer else b""
         self.plane.connections.add(self)
@@ -647,8 +646,7 @@ class Upstream(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
 
     def pause_writing(self) -> None:
         exchange = self.exchange
@@ -807,6 +805,7 @@ class FastDataPlane:
         next to a timeout of minutes. Exchanges are in start order and share one timeout, so the sweep stops
         at the first one still in time.
         """
+        self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
         deadline = self.loop.time() - self.head_timeout
         waiting = self.waiting
         while waiting:
@@ -815,7 +814,6 @@ class FastDataPlane:
                 break
             del waiting[exchange]
             exchange.timed_out()
-        self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
 
     def connect(self, exchange: Exchange, slot: BackendSlot) -> None:
         idle = self.idle.get(slot.address)
