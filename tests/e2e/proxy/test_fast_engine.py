@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -104,3 +105,41 @@ async def test_a_backend_that_never_answers_gets_a_504_from_the_timeout_sweep() 
 
     assert head.startswith(b"HTTP/1.1 504")
     assert (counters["old"].requests, counters["old"].errors, proxy.slots[backend].inflight) == (1, 1, 0)
+
+
+class _Answering(asyncio.Protocol):
+    """A backend that answers every bodiless request with a fixed 200."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * data.count(b"\r\n\r\n"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_both_legs_of_a_relayed_request_have_nagle_off() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Answering, "127.0.0.1", 0)
+    backend = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    state = RoutingState(stable="old", weights={"old": 100}, backends={"old": parse_backends([backend], "backends")})
+    proxy = Proxy(state)
+    listen, _ = await proxy.start(("127.0.0.1", 0), ("127.0.0.1", 0))
+    try:
+        host, port = listen.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readexactly(len(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), 5)
+        assert proxy._fast is not None
+        legs = [client.transport for client in proxy._fast.connections]
+        legs += [upstream.transport for idle in proxy._fast.idle.values() for upstream in idle]
+        nodelay = [
+            leg.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for leg in legs if leg
+        ]
+        writer.close()
+    finally:
+        await proxy.close(grace=0)
+        server.close()
+
+    assert answer.endswith(b"ok")
+    assert len(nodelay) == 2 and all(nodelay)

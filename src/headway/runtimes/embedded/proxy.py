@@ -14,7 +14,7 @@ request, it is retried once on another ready backend of the revision, else of st
 never surfaces as a 502. Mirror routes copy a share of matching requests to the canary without waiting.
 
 Two engines share the routing table, counters, admin API and mirroring: ``fast`` (the default, `proxy_fast`:
-HTTP/1.1 relayed between asyncio Protocols; ~5k req/s on two cores) and ``aiohttp`` (an aiohttp server handing
+HTTP/1.1 relayed between asyncio Protocols; 8-11k req/s on two cores) and ``aiohttp`` (an aiohttp server handing
 requests to an aiohttp client session; ~2-3k req/s, kept as the conservative fallback). Choose with ``--engine``
 or ``HEADWAY_PROXY_ENGINE``. Either way the hot path avoids work that is not needed: the routing table is
 rebuilt only when the state changes, counters are plain integers, nothing is logged per request.

@@ -3,8 +3,14 @@
 Profiling the aiohttp data plane (an aiohttp server handing each request to an aiohttp client session) showed
 most of its time in building and tearing down request/response objects on both sides. This engine parses only
 what routing needs (request line, headers, body framing), rewrites the header block once, and relays body bytes
-as they arrive, keeping chunked framing as it is (re-encoding identically is allowed for a proxy). It roughly
-doubles throughput on two cores; the aiohttp engine stays available (``--engine aiohttp``).
+as they arrive, keeping chunked framing as it is (re-encoding identically is allowed for a proxy). It gives
+about three times the aiohttp engine's throughput on two cores; the aiohttp engine stays available
+(``--engine aiohttp``).
+
+Per request the hot path costs two recv and two send calls (TCP_NODELAY is set by asyncio on every TCP
+transport), one pass over each header block (`Head`), no timer (`FastDataPlane.sweep`), and no task: upstream
+keep-alive connections come from a per-backend pool synchronously. Measured with ``bench/proxy.py``: about
+35 us of user CPU per request on asyncio's loop (about 24 us on uvloop, which these protocols also run on).
 
 Scope, on purpose: HTTP/1.1 and 1.0 over plain TCP; requests framed by Content-Length or chunked (both at once
 is refused, as request smuggling defence); responses framed by Content-Length, chunked, or the connection's end;
