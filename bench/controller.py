@@ -141,7 +141,7 @@ async def _promoted(client: KubeClient, old_hash: str | None) -> bool:
     return (
         status.get("phase") == "Healthy"
         and status.get("currentPodHash") != old_hash
-        and status.get("stableRs") == status.get("currentPodHash")
+        and status.get("stableRS") == status.get("currentPodHash")
         and await canary_weight(client) == 0
     )
 

@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import Field
+
 from headway.spec.analysis import AnalysisPhase
 from headway.spec.base import Model
 
@@ -98,7 +100,8 @@ class RolloutStatus(Model):
     pause_conditions: list[PauseCondition] = []
     controller_pause: bool = False
     current_pod_hash: str | None = None
-    stable_rs: str | None = None
+    stable_rs: str | None = Field(default=None, alias="stableRS")
+    """Argo spells this one ``stableRS``, not the camelCase ``stableRs``."""
     current_step_index: int | None = None
     replicas: int = 0
     updated_replicas: int = 0

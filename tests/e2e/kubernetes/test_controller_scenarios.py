@@ -47,9 +47,9 @@ async def client(api: ApiServer) -> AsyncIterator[KubeClient]:
 
 async def _healthy_on(client: KubeClient, image: str) -> bool:
     current = await status(client)
-    if current.get("phase") != "Healthy" or not current.get("stableRs"):
+    if current.get("phase") != "Healthy" or not current.get("stableRS"):
         return False
-    rs = await client.get(REPLICA_SETS, f"web-{current['stableRs']}", "default")
+    rs = await client.get(REPLICA_SETS, f"web-{current['stableRS']}", "default")
     return rs is not None and rs["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
@@ -88,7 +88,7 @@ async def test_a_canary_goes_through_gateway_api_from_first_step_to_promotion(
     assert await canary_weight(client) == 0  # everything on the (new) stable
     stable = await client.get(SERVICES, "web-stable", "default")
     assert stable is not None
-    assert stable["spec"]["selector"]["rollouts-pod-template-hash"] == (await status(client))["stableRs"]
+    assert stable["spec"]["selector"]["rollouts-pod-template-hash"] == (await status(client))["stableRS"]
 
 
 async def test_an_abort_returns_all_traffic_to_stable(api: ApiServer, client: KubeClient) -> None:
@@ -119,7 +119,7 @@ async def test_an_abort_returns_all_traffic_to_stable(api: ApiServer, client: Ku
         await eventually(aborted, what="the abort to take traffic back")
 
     assert await _healthy_on(client, "example/web:1") is False  # degraded, still serving the old revision
-    assert (await status(client))["stableRs"]
+    assert (await status(client))["stableRS"]
 
 
 async def test_blue_green_switches_the_active_service_on_promotion(api: ApiServer, client: KubeClient) -> None:
@@ -199,7 +199,7 @@ async def test_an_invalid_rollout_gets_a_condition_and_an_event_not_a_crash_loop
         async def cleared() -> bool:
             current = await status(client)
             return not any(c["type"] == "InvalidSpec" for c in current.get("conditions") or []) and bool(
-                current.get("stableRs")
+                current.get("stableRS")
             )
 
         await eventually(cleared, what="the condition to clear once the spec is fixed")
