@@ -339,6 +339,7 @@ async def run(seconds: float, concurrency: int, rate: int) -> dict[str, Any]:
                 await open_loop(address, seconds / rounds, rate, fixed[name])
         for name, gathered in fixed.items():
             results[name]["fixed_rate"] = gathered.result(rate)
+        machine["load_average_1m_end"] = os.getloadavg()[0]  # other work on the machine skews the tails: note it
         return results | {"summary": _summary(results)}
     finally:
         for process in reversed(processes):
