@@ -26,8 +26,14 @@ GROUP = "headway.dev"
 def serve() -> ApiServer:
     server = ApiServer()
     server.__enter__()
-    for plural, kind in (("rollouts", "Rollout"), ("analysisruns", "AnalysisRun"), ("experiments", "Experiment")):
+    for plural, kind in (
+        ("rollouts", "Rollout"),
+        ("analysisruns", "AnalysisRun"),
+        ("analysistemplates", "AnalysisTemplate"),
+        ("experiments", "Experiment"),
+    ):
         server.emulator.declare(GROUP, "v1alpha1", plural, kind)
+    server.emulator.declare(GROUP, "v1alpha1", "clusteranalysistemplates", "ClusterAnalysisTemplate", namespaced=False)
     return server
 
 

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, analysis_runs, rollouts
+from headway.runtimes.kubernetes.client import (
+    EVENTS,
+    REPLICA_SETS,
+    SERVICES,
+    KubeClient,
+    analysis_runs,
+    analysis_templates,
+    rollouts,
+)
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (
     GROUP,
@@ -208,7 +216,11 @@ async def test_an_invalid_rollout_gets_a_condition_and_an_event_not_a_crash_loop
 
 
 async def test_a_failed_analysis_run_rolls_the_canary_back(api: ApiServer, client: KubeClient) -> None:
+    """Whoever writes the run's phase (here the test, as Argo's analysis controller would), the rollout acts on it."""
     await install(client)
+    slow = {"name": "success-rate", "initialDelay": "1h", "provider": {"web": {"url": "http://127.0.0.1:9/"}}}
+    template = {"metadata": {"name": "success-rate", "namespace": "default"}, "spec": {"metrics": [slow]}}
+    await client.create(analysis_templates(GROUP), template)
     steps: list[dict[str, Any]] = [
         {"setWeight": 20},
         {"analysis": {"templates": [{"templateName": "success-rate"}]}},
@@ -226,7 +238,7 @@ async def test_a_failed_analysis_run_rolls_the_canary_back(api: ApiServer, clien
         await eventually(one_run, what="the step's AnalysisRun")
         (run,) = await client.list(analysis_runs(GROUP), "default")
         assert run["metadata"]["ownerReferences"][0]["name"] == "web"
-        assert run["spec"]["templates"] == [{"templateName": "success-rate", "clusterScope": False}]
+        assert [metric["name"] for metric in run["spec"]["metrics"]] == ["success-rate"]
         # What the analysis executor reports when the canary's error rate is too high:
         failed = {"status": {"phase": "Failed", "message": "error rate 9% > 1%"}}
         await client.patch(analysis_runs(GROUP), run["metadata"]["name"], "default", failed, status=True)

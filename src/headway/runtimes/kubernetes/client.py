@@ -271,3 +271,14 @@ class BlockingKube:
 
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
         self._run(self.client.delete(kind, name, namespace))
+
+
+SECRETS = Kind("", "v1", "Secret", "secrets")
+
+
+def analysis_templates(group: str = DEFAULT_GROUP) -> Kind:
+    return Kind(group, "v1alpha1", "AnalysisTemplate", "analysistemplates")
+
+
+def cluster_analysis_templates(group: str = DEFAULT_GROUP) -> Kind:
+    return Kind(group, "v1alpha1", "ClusterAnalysisTemplate", "clusteranalysistemplates", namespaced=False)

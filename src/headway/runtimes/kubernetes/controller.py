@@ -34,6 +34,8 @@ from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, TemporaryError
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.providers.registry import default_registry
+from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer, history_limits
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -44,6 +46,7 @@ from headway.runtimes.kubernetes.client import (
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics
 from headway.runtimes.kubernetes.wiring import admit, engine_for
+from headway.spec.rollout import Rollout
 from headway.spec.status import Condition, Phase, RolloutStatus
 from headway.stores.k8s_status import KubernetesStatusStore
 
@@ -115,6 +118,8 @@ class Controller:
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pass")
         """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
         behind other blocking work, and bounds how many Rollouts are reconciled at once."""
+        self.measurer = RunMeasurer(self.client, config.api_group, ProviderTable(default_registry()))
+        """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
         self._register()
@@ -218,8 +223,10 @@ class Controller:
         if _has_condition(body, INVALID_SPEC):
             await asyncio.to_thread(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
+        now = datetime.now(UTC)
+        measure_after = await self._measure(rollout, now)
         loop = asyncio.get_running_loop()
-        pass_ = functools.partial(engine.run_pass, rollout, now=datetime.now(UTC))
+        pass_ = functools.partial(engine.run_pass, rollout, now=now)
         result: PassResult = await loop.run_in_executor(self._executor, pass_)
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
@@ -234,7 +241,16 @@ class Controller:
         for event in outcome.events:
             await self.post_event(body, event)
         log.debug("pass %s took %.3fs; requeue after %s", key_of(body), elapsed, outcome.requeue_after)
-        return outcome.requeue_after
+        delays = [d for d in (outcome.requeue_after, measure_after) if d is not None]
+        return min(delays, default=None)
+
+    async def _measure(self, rollout: Rollout, now: datetime) -> float | None:
+        """Measure the Rollout's running AnalysisRuns before its pass, so the pass sees their newest phases."""
+        try:
+            return await self.measurer.measure(rollout.metadata.namespace, rollout.name, now, history_limits(rollout))
+        except AdapterError as error:
+            log.warning("measuring the analysis runs of %s: %s", rollout.name, error)
+            return RETRY_AFTER_ERROR
 
     async def _mark_invalid(self, body: dict[str, Any], problems: tuple[str, ...]) -> None:
         message = "; ".join(problems)[:2000]

@@ -1,9 +1,11 @@
 """AnalysisRuns and Experiments as cluster resources: the Kubernetes `RunBackend`.
 
 A run the core starts becomes an AnalysisRun object named as the core chose, labelled with its rollout and owned
-by it (so it is garbage-collected with it), carrying the rollout's analysis reference (templates and args) in its
-spec. Its phase is read back from ``status.phase``: whoever measures it (the in-process analysis executor, or
-Argo's analysis controller in drop-in mode) writes that. Terminating sets ``spec.terminate``, as Argo does.
+by it (so it is garbage-collected with it), carrying the spec resolved from the AnalysisTemplates and
+ClusterAnalysisTemplates it references (read from the API when the run starts). Its phase is read back from
+``status.phase``: whoever measures it (`headway.runtimes.kubernetes.analysis.RunMeasurer` in this controller)
+writes that; a run whose templates cannot be resolved is created in phase Error with the reason.
+Terminating sets ``spec.terminate``, as Argo does.
 Secret-backed args stay references (``valueFrom``); they are never resolved into the run.
 """
 
@@ -13,8 +15,10 @@ from typing import Any
 
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
+from headway.core.templates import TemplateError
 from headway.engine.runs import RunStates
 from headway.platforms.kubernetes import ROLLOUT_LABEL, owner_reference
+from headway.runtimes.kubernetes.analysis import resolve_run_spec
 from headway.runtimes.kubernetes.client import BlockingKube, Kind, NotFoundError, analysis_runs
 from headway.spec.rollout import Rollout
 from headway.spec.status import RunPhase
@@ -41,6 +45,7 @@ class KubernetesRunBackend:
 
     def __init__(self, kube: BlockingKube, group: str) -> None:
         self._kube = kube
+        self._group = group
         self._runs = analysis_runs(group)
         self._experiments = experiments(group)
 
@@ -57,10 +62,24 @@ class KubernetesRunBackend:
     def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
         if self._kube.get(self._runs, run.name, rollout.metadata.namespace) is not None:
             return
-        spec = {**run.analysis.wire(), "revision": run.hash}
+        resolved = resolve_run_spec(self._kube, self._group, rollout, run)
+        spec = {"metrics": []} if isinstance(resolved, TemplateError) else resolved.wire()
+        spec["revision"] = run.hash
         if run.stable_hash:
             spec["stableRevision"] = run.stable_hash
-        self._kube.create(self._runs, {"metadata": self._metadata(rollout, run.name, str(run.kind)), "spec": spec})
+        metadata = self._metadata(rollout, run.name, str(run.kind))
+        extra = run.analysis.analysis_run_metadata
+        if extra is not None:
+            metadata["labels"] = {**extra.labels, **metadata["labels"]}
+            metadata["annotations"] = dict(extra.annotations)
+        created = self._kube.create(self._runs, {"metadata": metadata, "spec": spec})
+        if isinstance(resolved, TemplateError):
+            # A run that cannot be measured is created anyway, in phase Error, so the rollout sees why and
+            # acts on it (abort), as Argo does; the /status subresource is where the phase lives.
+            status = {"phase": "Error", "message": resolved.describe()}
+            version = (created.get("metadata") or {}).get("resourceVersion")
+            patch = {"metadata": {"resourceVersion": version}, "status": status}
+            self._kube.patch(self._runs, run.name, rollout.metadata.namespace, patch, status=True)
 
     def terminate_analysis(self, rollout: Rollout, name: str) -> None:
         self._terminate(self._runs, rollout, name)

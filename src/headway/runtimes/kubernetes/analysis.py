@@ -1,0 +1,215 @@
+"""AnalysisRuns in the cluster, measured by the controller: template resolution, measurement, history clean-up.
+
+The controller is the analysis controller too (there is no second process to run), so each Rollout's worker
+measures that Rollout's running AnalysisRuns just before its pass, with the in-process executor's logic
+(`headway.engine.analysis.AnalysisExecutor`) over the run as the API server holds it: one executor per run and
+measurement, loaded from the object and dropped afterwards, so the controller keeps no analysis state per Rollout
+and a restarted (or newly elected) controller carries on from ``status`` alone. Results go to the run's /status
+with its resourceVersion, so a concurrent writer (a user terminating the run, another replica) makes the write
+fail with a conflict and the next pass measures again from the newer object instead of clobbering it.
+
+Secret arguments stay ``valueFrom.secretKeyRef`` in the run; their values are read from the Secret right before
+each measurement and handed to the executor only (it masks them in messages).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from headway.core import templates
+from headway.core.actions import StartAnalysisRun
+from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.providers.base import MetricProvider
+from headway.providers.registry import ProviderRegistry
+from headway.runtimes.kubernetes.client import (
+    SECRETS,
+    ApiConflictError,
+    BlockingKube,
+    KubeClient,
+    analysis_runs,
+    analysis_templates,
+    cluster_analysis_templates,
+)
+from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate
+from headway.spec.rollout import Rollout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUCCESSFUL_RUN_HISTORY = 5
+DEFAULT_UNSUCCESSFUL_RUN_HISTORY = 5
+"""Argo's defaults for ``spec.analysis.successfulRunHistoryLimit`` / ``unsuccessfulRunHistoryLimit``."""
+
+COMPLETED = {"Successful", "Failed", "Error", "Inconclusive"}
+
+
+class ProviderTable(Mapping[str, MetricProvider]):
+    """A provider registry seen as the mapping the executor asks; providers are built on first use."""
+
+    def __init__(self, registry: ProviderRegistry) -> None:
+        self._registry = registry
+
+    def __getitem__(self, type_: str) -> MetricProvider:
+        try:
+            return self._registry.get(type_)
+        except LookupError:
+            raise KeyError(type_) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.known())
+
+    def __len__(self) -> int:
+        return len(self._registry.known())
+
+
+def resolve_run_spec(
+    kube: BlockingKube, group: str, rollout: Rollout, run: StartAnalysisRun
+) -> AnalysisRunSpec | templates.TemplateError:
+    """The run's spec from the templates the analysis references, read from the API (one GET per template)."""
+    namespace = rollout.metadata.namespace
+    found: dict[str, AnalysisTemplate] = {}
+    cluster: dict[str, ClusterAnalysisTemplate] = {}
+    for index, ref in enumerate(run.analysis.templates):
+        kind = cluster_analysis_templates(group) if ref.cluster_scope else analysis_templates(group)
+        obj = kube.get(kind, ref.template_name, None if ref.cluster_scope else namespace)
+        if obj is None:
+            continue  # resolve_analysis names the missing template
+        try:
+            if ref.cluster_scope:
+                cluster[ref.template_name] = ClusterAnalysisTemplate.model_validate(obj)
+            else:
+                found[f"{namespace}/{ref.template_name}"] = AnalysisTemplate.model_validate(obj)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return templates.TemplateError(
+                f"templates[{index}]", f"{kind.kind} {ref.template_name!r}: {where}: {first['msg']}"
+            )
+    return templates.resolve_analysis(
+        run.analysis,
+        rollout,
+        templates=found,
+        cluster_templates=cluster,
+        stable_hash=run.stable_hash,
+        latest_hash=run.hash,
+    )
+
+
+def history_limits(rollout: Rollout) -> tuple[int, int]:
+    """``spec.analysis.{successful,unsuccessful}RunHistoryLimit`` (Argo defaults 5/5)."""
+    raw = (rollout.spec.model_extra or {}).get("analysis") or {}
+    raw = raw if isinstance(raw, Mapping) else {}
+
+    def limit(name: str, default: int) -> int:
+        value = raw.get(name, default)
+        return value if isinstance(value, int) and value >= 0 else default
+
+    return (
+        limit("successfulRunHistoryLimit", DEFAULT_SUCCESSFUL_RUN_HISTORY),
+        limit("unsuccessfulRunHistoryLimit", DEFAULT_UNSUCCESSFUL_RUN_HISTORY),
+    )
+
+
+class RunMeasurer:
+    """Measures the running AnalysisRuns of one Rollout at a time; keeps nothing between calls."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        group: str,
+        providers: Mapping[str, MetricProvider],
+        *,
+        measure_timeout: float = DEFAULT_MEASURE_TIMEOUT,
+    ) -> None:
+        self._client = client
+        self._runs = analysis_runs(group)
+        self._providers = providers
+        self._timeout = measure_timeout
+
+    async def measure(self, namespace: str, rollout: str, now: datetime, limits: tuple[int, int]) -> float | None:
+        """Measure what is due, write it to /status, trim the history; seconds until the next measurement is due."""
+        found = await self._client.list(self._runs, namespace, {ROLLOUT_LABEL: rollout})
+        due: list[datetime] = []
+        for obj in found:
+            if ((obj.get("status") or {}).get("phase") or "") in COMPLETED:
+                continue
+            when = await self._measure_one(obj, now)
+            if when is not None:
+                due.append(when)
+        await self._collect(found, limits)
+        if not due:
+            return None
+        return max((min(due) - now).total_seconds(), 0.0)
+
+    async def _measure_one(self, obj: dict[str, Any], now: datetime) -> datetime | None:
+        meta = obj.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace") or "default"
+        try:
+            run = AnalysisRun.model_validate({**obj, "apiVersion": obj.get("apiVersion") or self._runs.api_version})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            await self._write(name, namespace, meta, {"phase": "Error", "message": f"{where}: {first['msg']}"})
+            return None
+        secrets = await self._secrets(run)
+        executor = AnalysisExecutor(
+            templates={}, providers=self._providers, secrets=secrets.lookup, measure_timeout=self._timeout
+        )
+        executor.load(run)
+        await executor.tick(now)
+        after = executor.run(name)
+        if after is not None and after.status is not None and after.status != run.status:
+            await self._write(name, namespace, meta, after.status.wire())
+        return executor.next_due()
+
+    async def _write(self, name: str, namespace: str, meta: Mapping[str, Any], status: dict[str, Any]) -> None:
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status}
+        try:
+            await self._client.patch(self._runs, name, namespace, patch, status=True)
+        except ApiConflictError:
+            log.info("AnalysisRun %s/%s changed while measured; measuring again on the next pass", namespace, name)
+
+    async def _secrets(self, run: AnalysisRun) -> _Secrets:
+        """The secretKeyRef values of the run's arguments, read now (missing ones are left out: the executor says)."""
+        values: dict[tuple[str, str], str] = {}
+        for arg in run.spec.args:
+            ref = arg.value_from.secret_key_ref if arg.value is None and arg.value_from is not None else None
+            if ref is None or (ref.name, ref.key) in values:
+                continue
+            secret = await self._client.get(SECRETS, ref.name, run.metadata.namespace)
+            encoded = ((secret or {}).get("data") or {}).get(ref.key)
+            if isinstance(encoded, str):
+                try:
+                    values[(ref.name, ref.key)] = base64.b64decode(encoded, validate=True).decode()
+                except (binascii.Error, UnicodeDecodeError):
+                    continue
+        return _Secrets(values)
+
+    async def _collect(self, found: list[dict[str, Any]], limits: tuple[int, int]) -> None:
+        """Delete completed runs beyond the history limits, oldest first (Argo's GC of AnalysisRuns)."""
+        successful, unsuccessful = limits
+        done = [obj for obj in found if ((obj.get("status") or {}).get("phase") or "") in COMPLETED]
+        done.sort(key=lambda obj: str((obj.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True)
+        good = [obj for obj in done if obj["status"]["phase"] == "Successful"]
+        bad = [obj for obj in done if obj["status"]["phase"] != "Successful"]
+        for obj in [*good[successful:], *bad[unsuccessful:]]:
+            meta = obj["metadata"]
+            await self._client.delete(self._runs, meta["name"], meta.get("namespace"))
+
+
+class _Secrets:
+    def __init__(self, values: Mapping[tuple[str, str], str]) -> None:
+        self._values = values
+
+    def lookup(self, namespace: str, name: str, key: str) -> str:
+        try:
+            return self._values[(name, key)]
+        except KeyError:
+            raise LookupError(f"secret {name!r} key {key!r} not found in namespace {namespace!r}") from None

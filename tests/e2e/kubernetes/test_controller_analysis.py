@@ -1,0 +1,172 @@
+"""AnalysisRuns measured by the controller: templates from the API, a real web endpoint, secrets read live."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from headway.runtimes.kubernetes.client import (
+    SECRETS,
+    KubeClient,
+    analysis_runs,
+    analysis_templates,
+    cluster_analysis_templates,
+    rollouts,
+)
+from tests.e2e.kubernetes.emulator import ApiServer
+from tests.e2e.kubernetes.harness import (
+    GROUP,
+    Kubelet,
+    canary_weight,
+    eventually,
+    install,
+    rollout_body,
+    running,
+    serve,
+    status,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def api() -> Iterator[ApiServer]:
+    server = serve()
+    try:
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest_asyncio.fixture
+async def client(api: ApiServer) -> AsyncIterator[KubeClient]:
+    client = KubeClient.for_server(api.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def endpoint() -> AsyncIterator[tuple[str, list[str]]]:
+    """A metrics endpoint on 127.0.0.1 answering a success rate of 0.5 (too low), recording auth headers."""
+    seen: list[str] = []
+
+    async def rate(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"rate": 0.5})
+
+    app = web.Application()
+    app.router.add_get("/rate", rate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/rate", seen
+    finally:
+        await runner.cleanup()
+
+
+def web_template(url: str, *, kind: str = "AnalysisTemplate") -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "success-rate"}
+    if kind == "AnalysisTemplate":
+        metadata["namespace"] = "default"
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": {
+            "args": [{"name": "token", "valueFrom": {"secretKeyRef": {"name": "metrics-auth", "key": "token"}}}],
+            "metrics": [
+                {
+                    "name": "success-rate",
+                    "successCondition": "result >= 0.99",
+                    "failureLimit": 0,
+                    "provider": {
+                        "web": {
+                            "url": url,
+                            "jsonPath": "{$.rate}",
+                            "headers": [{"key": "Authorization", "value": "Bearer {{args.token}}"}],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def _new_image(client: KubeClient, image: str) -> None:
+    template = rollout_body(image=image)["spec"]["template"]
+    await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
+
+
+async def _healthy(client: KubeClient) -> bool:
+    return (await status(client)).get("phase") == "Healthy"
+
+
+@pytest.mark.parametrize("scope", ["namespaced", "cluster"])
+async def test_a_web_metric_below_its_condition_rolls_the_canary_back(
+    api: ApiServer, client: KubeClient, endpoint: tuple[str, list[str]], scope: str
+) -> None:
+    url, seen = endpoint
+    await install(client)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "metrics-auth", "namespace": "default"},
+        "data": {"token": base64.b64encode(b"s3cret").decode()},
+    }
+    await client.create(SECRETS, secret)
+    if scope == "cluster":
+        await client.create(cluster_analysis_templates(GROUP), web_template(url, kind="ClusterAnalysisTemplate"))
+    else:
+        await client.create(analysis_templates(GROUP), web_template(url))
+    ref = {"templateName": "success-rate", **({"clusterScope": True} if scope == "cluster" else {})}
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {"templates": [ref]}}, {"setWeight": 60}]
+    await client.create(rollouts(GROUP), rollout_body(steps=steps))
+
+    async with Kubelet(client), running(api):
+        await eventually(lambda: _healthy(client), what="the first revision")
+        await _new_image(client, "example/web:2")
+
+        async def rolled_back() -> bool:
+            current = await status(client)
+            return current.get("abort") is True and await canary_weight(client) == 0
+
+        await eventually(rolled_back, what="the rollback after the failed measurement")
+
+    (run,) = await client.list(analysis_runs(GROUP), "default")
+    assert run["status"]["phase"] == "Failed"
+    (result,) = run["status"]["metricResults"]
+    assert result["name"] == "success-rate" and result["failed"] >= 1
+    assert seen and seen[0] == "Bearer s3cret"  # read live from the Secret...
+    assert "s3cret" not in str(run)  # ...and never written into the run
+    assert run["spec"]["args"] == [
+        {"name": "token", "valueFrom": {"secretKeyRef": {"name": "metrics-auth", "key": "token"}}}
+    ]
+
+
+async def test_a_run_whose_template_is_missing_is_an_error_and_rolls_back(api: ApiServer, client: KubeClient) -> None:
+    await install(client)
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "nope"}]}}]
+    await client.create(rollouts(GROUP), rollout_body(steps=steps))
+
+    async with Kubelet(client), running(api):
+        await eventually(lambda: _healthy(client), what="the first revision")
+        await _new_image(client, "example/web:2")
+
+        async def aborted() -> bool:
+            return (await status(client)).get("abort") is True
+
+        await eventually(aborted, what="the abort")
+
+    (run,) = await client.list(analysis_runs(GROUP), "default")
+    assert run["status"]["phase"] == "Error"
+    assert "'nope' not found" in run["status"]["message"]
