@@ -11,6 +11,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from headway.runtimes.kubernetes.client import (
+    JOBS,
     SECRETS,
     KubeClient,
     analysis_runs,
@@ -170,3 +171,58 @@ async def test_a_run_whose_template_is_missing_is_an_error_and_rolls_back(api: A
     (run,) = await client.list(analysis_runs(GROUP), "default")
     assert run["status"]["phase"] == "Error"
     assert "'nope' not found" in run["status"]["message"]
+
+
+def job_template() -> dict[str, Any]:
+    job = {"spec": {"template": {"spec": {"containers": [{"name": "check", "image": "busybox", "command": ["true"]}]}}}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "smoke", "namespace": "default"},
+        "spec": {"metrics": [{"name": "smoke", "consecutiveErrorLimit": 0, "provider": {"job": job}}]},
+    }
+
+
+@pytest.mark.parametrize("outcome", ["Complete", "Failed"])
+async def test_a_job_metric_runs_a_job_owned_by_the_run_and_its_outcome_decides(
+    api: ApiServer, client: KubeClient, outcome: str
+) -> None:
+    await install(client)
+    await client.create(analysis_templates(GROUP), job_template())
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "smoke"}]}}]
+    await client.create(rollouts(GROUP), rollout_body(steps=steps))
+
+    async with Kubelet(client), running(api):
+        await eventually(lambda: _healthy(client), what="the first revision")
+        await _new_image(client, "example/web:2")
+
+        async def one_job() -> bool:
+            return len(await client.list(JOBS, "default")) == 1
+
+        await eventually(one_job, what="the metric's Job")
+        (job,) = await client.list(JOBS, "default")
+        (run,) = await client.list(analysis_runs(GROUP), "default")
+        owner = job["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "AnalysisRun",
+            run["metadata"]["name"],
+            run["metadata"]["uid"],
+        )
+        assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["true"]
+        # The kubelet's and the Job controller's part: the Job finishes.
+        finished = {"conditions": [{"type": outcome, "status": "True", "reason": "Test"}]}
+        if outcome == "Complete":
+            finished["succeeded"] = 1  # type: ignore[assignment]
+        await client.patch(JOBS, job["metadata"]["name"], "default", {"status": finished}, status=True)
+
+        async def decided() -> bool:
+            current = await status(client)
+            if outcome == "Failed":
+                return current.get("abort") is True
+            return current.get("phase") == "Healthy" and current.get("stableRS") == current.get("currentPodHash")
+
+        await eventually(decided, what=f"the rollout to act on a {outcome} Job")
+
+    (run,) = await client.list(analysis_runs(GROUP), "default")
+    # A failed Job is an errored measurement (see headway.providers.k8s_job), so the run ends in Error.
+    assert run["status"]["phase"] == ("Successful" if outcome == "Complete" else "Error")

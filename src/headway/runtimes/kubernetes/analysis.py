@@ -28,8 +28,10 @@ from headway.core.actions import StartAnalysisRun
 from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.base import MetricProvider
-from headway.providers.registry import ProviderRegistry
+from headway.providers.k8s_job import KubernetesJobProvider
+from headway.providers.registry import ProviderRegistry, default_registry
 from headway.runtimes.kubernetes.client import (
+    JOBS,
     SECRETS,
     ApiConflictError,
     BlockingKube,
@@ -202,6 +204,47 @@ class RunMeasurer:
         for obj in [*good[successful:], *bad[unsuccessful:]]:
             meta = obj["metadata"]
             await self._client.delete(self._runs, meta["name"], meta.get("namespace"))
+
+
+class ClusterJobs:
+    """`headway.providers.k8s_job.JobApi` over the client: Jobs owned by their AnalysisRun."""
+
+    def __init__(self, client: KubeClient, group: str) -> None:
+        self._client = client
+        self._runs = analysis_runs(group)
+
+    async def create_job(self, namespace: str, run_name: str, body: dict[str, Any]) -> None:
+        run = await self._client.get(self._runs, run_name, namespace)
+        if run is not None:
+            meta = run["metadata"]
+            owner = {
+                "apiVersion": self._runs.api_version,
+                "kind": self._runs.kind,
+                "name": meta["name"],
+                "uid": meta.get("uid", ""),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+            body = {**body, "metadata": {**body["metadata"], "ownerReferences": [owner]}}
+        try:
+            await self._client.create(JOBS, body)
+        except ApiConflictError:
+            return  # AlreadyExists: this measurement's Job, created by an earlier attempt
+
+    async def read_job(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return await self._client.get(JOBS, name, namespace)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._client.delete(JOBS, name, namespace)
+
+
+def cluster_providers(client: KubeClient, group: str) -> ProviderTable:
+    """The default providers, with ``job`` running batch/v1 Jobs in the cluster instead of local processes."""
+    registry = default_registry()
+    registry.register(
+        KubernetesJobProvider.type, lambda: KubernetesJobProvider(ClusterJobs(client, group)), replace=True
+    )
+    return ProviderTable(registry)
 
 
 class _Secrets:

@@ -282,3 +282,6 @@ def analysis_templates(group: str = DEFAULT_GROUP) -> Kind:
 
 def cluster_analysis_templates(group: str = DEFAULT_GROUP) -> Kind:
     return Kind(group, "v1alpha1", "ClusterAnalysisTemplate", "clusteranalysistemplates", namespaced=False)
+
+
+JOBS = Kind("batch", "v1", "Job", "jobs")

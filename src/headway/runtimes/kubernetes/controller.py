@@ -34,8 +34,7 @@ from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, TemporaryError
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.providers.registry import default_registry
-from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer, history_limits
+from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -118,7 +117,7 @@ class Controller:
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pass")
         """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
         behind other blocking work, and bounds how many Rollouts are reconciled at once."""
-        self.measurer = RunMeasurer(self.client, config.api_group, ProviderTable(default_registry()))
+        self.measurer = RunMeasurer(self.client, config.api_group, cluster_providers(self.client, config.api_group))
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
