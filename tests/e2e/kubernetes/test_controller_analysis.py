@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.providers.registry import default_registry
+from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
 from headway.runtimes.kubernetes.client import (
     JOBS,
     SECRETS,
@@ -226,3 +230,22 @@ async def test_a_job_metric_runs_a_job_owned_by_the_run_and_its_outcome_decides(
     (run,) = await client.list(analysis_runs(GROUP), "default")
     # A failed Job is an errored measurement (see headway.providers.k8s_job), so the run ends in Error.
     assert run["status"]["phase"] == ("Successful" if outcome == "Complete" else "Error")
+
+
+async def test_completed_runs_beyond_the_history_limits_are_deleted_oldest_first(client: KubeClient) -> None:
+    measurer = RunMeasurer(client, GROUP, ProviderTable(default_registry()))
+    for index, phase in enumerate(["Successful", "Successful", "Successful", "Failed", "Failed", "Running"]):
+        body = {
+            "metadata": {
+                "name": f"run-{index}",
+                "namespace": "default",
+                "labels": {ROLLOUT_LABEL: "web"},
+                "creationTimestamp": f"2026-01-01T00:00:0{index}Z",
+            },
+            "spec": {"metrics": []},
+        }
+        await client.create(analysis_runs(GROUP), body)
+        await client.patch(analysis_runs(GROUP), f"run-{index}", "default", {"status": {"phase": phase}}, status=True)
+    await measurer.measure("default", "web", datetime.now(UTC), (1, 1))
+    left = sorted(run["metadata"]["name"] for run in await client.list(analysis_runs(GROUP), "default"))
+    assert left == ["run-2", "run-4", "run-5"]

@@ -104,10 +104,26 @@ def resolve_run_spec(
     )
 
 
+ANALYSIS_KEYS = frozenset({"analysis", "prePromotionAnalysis", "postPromotionAnalysis"})
+
+
+def uses_analysis(rollout: Rollout) -> bool:
+    """Whether the strategy references analysis anywhere (else there is nothing to measure: no API read)."""
+
+    def walk(value: object) -> bool:
+        if isinstance(value, Mapping):
+            return any(key in ANALYSIS_KEYS or walk(item) for key, item in value.items())
+        if isinstance(value, list):
+            return any(walk(item) for item in value)
+        return False
+
+    return walk(rollout.spec.strategy.wire())
+
+
 def history_limits(rollout: Rollout) -> tuple[int, int]:
     """``spec.analysis.{successful,unsuccessful}RunHistoryLimit`` (Argo defaults 5/5)."""
-    raw = (rollout.spec.model_extra or {}).get("analysis") or {}
-    raw = raw if isinstance(raw, Mapping) else {}
+    given = rollout.spec.analysis
+    raw: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
 
     def limit(name: str, default: int) -> int:
         value = raw.get(name, default)
@@ -198,12 +214,20 @@ class RunMeasurer:
         """Delete completed runs beyond the history limits, oldest first (Argo's GC of AnalysisRuns)."""
         successful, unsuccessful = limits
         done = [obj for obj in found if ((obj.get("status") or {}).get("phase") or "") in COMPLETED]
-        done.sort(key=lambda obj: str((obj.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True)
+        done.sort(key=_age, reverse=True)
         good = [obj for obj in done if obj["status"]["phase"] == "Successful"]
         bad = [obj for obj in done if obj["status"]["phase"] != "Successful"]
         for obj in [*good[successful:], *bad[unsuccessful:]]:
             meta = obj["metadata"]
             await self._client.delete(self._runs, meta["name"], meta.get("namespace"))
+
+
+def _age(obj: Mapping[str, Any]) -> tuple[str, int]:
+    """Creation order by timestamp (whole seconds); among runs created in the same second, the one written last
+    (highest resourceVersion: etcd revisions grow, though opaque by contract, so only ever a tie-breaker)."""
+    meta = obj.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "")
+    return str(meta.get("creationTimestamp") or ""), int(version) if version.isdigit() else 0
 
 
 class ClusterJobs:

@@ -34,7 +34,7 @@ from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, TemporaryError
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits
+from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -245,6 +245,8 @@ class Controller:
 
     async def _measure(self, rollout: Rollout, now: datetime) -> float | None:
         """Measure the Rollout's running AnalysisRuns before its pass, so the pass sees their newest phases."""
+        if not uses_analysis(rollout):
+            return None
         try:
             return await self.measurer.measure(rollout.metadata.namespace, rollout.name, now, history_limits(rollout))
         except AdapterError as error:
