@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.registry import default_registry
@@ -137,7 +138,7 @@ async def test_a_web_metric_below_its_condition_rolls_the_canary_back(
     steps: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {"templates": [ref]}}, {"setWeight": 60}]
     await client.create(rollouts(GROUP), rollout_body(steps=steps))
 
-    async with Kubelet(client), running(api):
+    async with Kubelet(client), running(api) as controller:
         await eventually(lambda: _healthy(client), what="the first revision")
         await _new_image(client, "example/web:2")
 
@@ -146,6 +147,9 @@ async def test_a_web_metric_below_its_condition_rolls_the_canary_back(
             return current.get("abort") is True and await canary_weight(client) == 0
 
         await eventually(rolled_back, what="the rollback after the failed measurement")
+        exported = generate_latest(controller.metrics.registry).decode()
+        assert 'headway_analysis_runs_total{phase="Failed"} 1.0' in exported
+        assert 'headway_analysis_metrics_total{phase="Failed"} 1.0' in exported
 
     (run,) = await client.list(analysis_runs(GROUP), "default")
     assert run["status"]["phase"] == "Failed"

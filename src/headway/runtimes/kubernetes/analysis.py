@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -145,7 +145,10 @@ class RunMeasurer:
         providers: Mapping[str, MetricProvider],
         *,
         measure_timeout: float = DEFAULT_MEASURE_TIMEOUT,
+        on_finished: Callable[[str, list[str]], None] | None = None,
     ) -> None:
+        """``on_finished(run phase, metric phases)`` is told of each run this measurer completes (metrics)."""
+        self._on_finished = on_finished
         self._client = client
         self._runs = analysis_runs(group)
         self._providers = providers
@@ -184,15 +187,19 @@ class RunMeasurer:
         await executor.tick(now)
         after = executor.run(name)
         if after is not None and after.status is not None and after.status != run.status:
-            await self._write(name, namespace, meta, after.status.wire())
+            written = await self._write(name, namespace, meta, after.status.wire())
+            if written and after.status.phase.completed and self._on_finished is not None:
+                self._on_finished(after.status.phase.value, [r.phase.value for r in after.status.metric_results])
         return executor.next_due()
 
-    async def _write(self, name: str, namespace: str, meta: Mapping[str, Any], status: dict[str, Any]) -> None:
+    async def _write(self, name: str, namespace: str, meta: Mapping[str, Any], status: dict[str, Any]) -> bool:
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status}
         try:
             await self._client.patch(self._runs, name, namespace, patch, status=True)
         except ApiConflictError:
             log.info("AnalysisRun %s/%s changed while measured; measuring again on the next pass", namespace, name)
+            return False
+        return True
 
     async def _secrets(self, run: AnalysisRun) -> _Secrets:
         """The secretKeyRef values of the run's arguments, read now (missing ones are left out: the executor says)."""

@@ -117,7 +117,12 @@ class Controller:
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pass")
         """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
         behind other blocking work, and bounds how many Rollouts are reconciled at once."""
-        self.measurer = RunMeasurer(self.client, config.api_group, cluster_providers(self.client, config.api_group))
+        self.measurer = RunMeasurer(
+            self.client,
+            config.api_group,
+            cluster_providers(self.client, config.api_group),
+            on_finished=self.metrics.run_finished,
+        )
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""

@@ -33,10 +33,28 @@ class ControllerMetrics:
         self.errors = Counter("headway_reconcile_errors", "Passes that failed", ["reason"], registry=self.registry)
         self.rollouts = RolloutCollector()
         self.registry.register(self.rollouts)
+        self.analysis_runs = Counter(
+            "headway_analysis_runs",
+            "AnalysisRuns this controller finished, by phase",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.analysis_metrics = Counter(
+            "headway_analysis_metrics",
+            "Metrics of the AnalysisRuns this controller finished, by the metric's phase",
+            ["phase"],
+            registry=self.registry,
+        )
         self.leader = Gauge("headway_controller_leader", "1 while this replica holds the Lease", registry=self.registry)
 
     def set_phase(self, namespace: str, name: str, phase: Phase | None, strategy: str) -> None:
         self.rollouts.known[(namespace, name)] = (phase.value if phase is not None else "", strategy)
+
+    def run_finished(self, phase: str, metric_phases: list[str]) -> None:
+        """Count a run this controller measured to completion, and its metrics' final phases."""
+        self.analysis_runs.labels(phase).inc()
+        for metric_phase in metric_phases:
+            self.analysis_metrics.labels(metric_phase).inc()
 
     def forget(self, namespace: str, name: str) -> None:
         self.rollouts.known.pop((namespace, name), None)
