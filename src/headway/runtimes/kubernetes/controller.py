@@ -80,7 +80,24 @@ class ControllerConfig:
     """Rollouts reconciled at the same time."""
 
 
-@dataclass
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A private copy of a Rollout body without what no pass reads but a real API server sends: managedFields
+    and kubectl's last-applied copy of the whole object (each often larger than the spec itself), since the
+    newest body of every Rollout is kept between passes."""
+    raw = copy.deepcopy(dict(body))
+    meta = raw.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+    return raw
+
+
+@dataclass(slots=True)
 class _Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     body: dict[str, Any] | None = None
@@ -147,7 +164,7 @@ class Controller:
 
         @kopf.on.event(group, "v1alpha1", "rollouts", registry=registry)
         async def rollout_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-            raw = copy.deepcopy(dict(body))
+            raw = slim(body)
             key = key_of(raw)
             if event.get("type") == "DELETED" or (raw.get("metadata") or {}).get("deletionTimestamp"):
                 await self.forget(key)

@@ -13,6 +13,7 @@ from headway.providers.base import MeasureContext
 from headway.providers.k8s_job import KubernetesJobProvider, job_name
 from headway.providers.registry import default_registry
 from headway.runtimes.kubernetes.analysis import ProviderTable, history_limits, uses_analysis
+from headway.runtimes.kubernetes.controller import LAST_APPLIED, slim
 from headway.spec.analysis import Metric
 from headway.spec.rollout import Rollout
 
@@ -103,3 +104,20 @@ async def test_the_job_provider_is_pending_until_the_job_finishes() -> None:
     assert jobs.jobs == {}
     gone = await provider.poll(METRIC, started.pending, CONTEXT)
     assert gone.error is not None and "deleted" in gone.error
+
+
+def test_the_kept_rollout_body_drops_managed_fields_and_the_last_applied_copy_only() -> None:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": "web",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {LAST_APPLIED: "{...}", "rollout.argoproj.io/revision": "3"},
+        },
+        "spec": {"replicas": 2},
+    }
+    kept = slim(body)
+    assert kept == {
+        "metadata": {"name": "web", "annotations": {"rollout.argoproj.io/revision": "3"}},
+        "spec": {"replicas": 2},
+    }
+    assert "managedFields" in body["metadata"]  # the watch's own object is left alone
