@@ -28,7 +28,7 @@ import click
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-from headway.cli import views
+from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
 from headway.engine.notify import NotifyConfig, NotifyConfigError
 from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE
@@ -263,11 +263,24 @@ def set_group() -> None:
 @click.argument("rollout")
 @click.argument("assignment", metavar="CONTAINER=VERSION")
 @state_dir_option
-def set_image(rollout: str, assignment: str, state_dir: Path) -> None:
+@kube.cluster_options
+def set_image(
+    rollout: str,
+    *,
+    assignment: str,
+    state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+) -> None:
     """Set the image (version) of one container of ROLLOUT, which starts a rollout."""
     container, sep, image = assignment.partition("=")
     if not sep or not container or not image:
         raise click.BadParameter(f"expected CONTAINER=VERSION, got {assignment!r}", param_hint="CONTAINER=VERSION")
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        kube.control(target, "set_image", rollout, container=container, image=image)
+        return
     Api(state_dir).call("POST", f"/api/v1/rollouts/{rollout}/set-image", {"container": container, "image": image})
     click.echo(f"rollout {rollout}: {container} set to {image}")
 
@@ -276,7 +289,14 @@ def _control(verb: str, help_text: str) -> click.Command:
     @click.command(verb, help=help_text)
     @click.argument("name")
     @state_dir_option
-    def command(name: str, state_dir: Path) -> None:
+    @kube.cluster_options
+    def command(
+        name: str, state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
+    ) -> None:
+        target = kube.target_of(kube_context, namespace, kubeconfig)
+        if target is not None:
+            kube.control(target, verb, name)
+            return
         view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/{verb}", {})
         click.echo(f"rollout {name}: {verb} requested ({view['phase']})")
 
@@ -294,8 +314,15 @@ restart = _control("restart", "Restart every replica of the live revisions, one 
 @click.argument("name")
 @click.option("--full", is_flag=True, help="Skip every remaining step and analysis.")
 @state_dir_option
-def promote(name: str, full: bool, state_dir: Path) -> None:
+@kube.cluster_options
+def promote(
+    name: str, *, full: bool, state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
+) -> None:
     """Resume a paused rollout, or skip the current step."""
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        kube.control(target, "promote", name, full=full)
+        return
     view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/promote", {"full": full})
     click.echo(f"rollout {name}: {'full ' if full else ''}promote requested ({view['phase']})")
 
@@ -304,8 +331,21 @@ def promote(name: str, full: bool, state_dir: Path) -> None:
 @click.argument("name")
 @click.option("--to-revision", type=click.IntRange(min=1), default=None, help="Revision number (default: previous).")
 @state_dir_option
-def undo(name: str, to_revision: int | None, state_dir: Path) -> None:
+@kube.cluster_options
+def undo(
+    name: str,
+    *,
+    to_revision: int | None,
+    state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+) -> None:
     """Roll back to an earlier revision's template."""
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        kube.control(target, "undo", name, to_revision=to_revision)
+        return
     body = {} if to_revision is None else {"toRevision": to_revision}
     view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/undo", body)
     click.echo(f"rollout {name}: undo requested, image now {view.get('currentImage')}")
@@ -327,8 +367,24 @@ def get_group() -> None:
     "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
 )
 @state_dir_option
-def get_rollout(name: str | None, output: str, watch: bool, watch_timeout: float, state_dir: Path) -> None:
+@kube.cluster_options
+def get_rollout(
+    name: str | None,
+    *,
+    output: str,
+    watch: bool,
+    watch_timeout: float,
+    state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+) -> None:
     """Show rollout NAME as a tree: status, step, weights, revisions, analysis runs (every rollout without NAME)."""
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        _no_cluster_watch(watch)
+        kube.get_rollout(target, name, output)
+        return
     api = Api(state_dir)
     if name is None:
         _show(
@@ -361,13 +417,35 @@ def list_group() -> None:
 @click.option(
     "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
 )
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (cluster mode).")
 @state_dir_option
-def list_rollouts(output: str, watch: bool, watch_timeout: float, state_dir: Path) -> None:
+@kube.cluster_options
+def list_rollouts(
+    *,
+    output: str,
+    watch: bool,
+    watch_timeout: float,
+    all_namespaces: bool,
+    state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+) -> None:
     """One line per rollout: strategy, status, step, weights, replicas, image."""
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        _no_cluster_watch(watch)
+        kube.list_rollouts(target, output, all_namespaces)
+        return
     api = Api(state_dir)
     _show(
         api, output=output, watch=watch, watch_timeout=watch_timeout, renderable=_list_of(api), data=lambda: _views(api)
     )
+
+
+def _no_cluster_watch(watch: bool) -> None:
+    if watch:
+        raise click.UsageError("--watch works against the embedded instance only; use `headway status NAME` here")
 
 
 def _view(api: Api, name: str) -> RolloutView:
@@ -445,8 +523,21 @@ def _changes(api: Api, deadline: float | None) -> Iterator[int]:
 @click.argument("name")
 @click.option("--timeout", type=click.FloatRange(min=0), default=0.0, help="Give up after SECONDS (0: wait forever).")
 @state_dir_option
-def status(name: str, timeout: float, state_dir: Path) -> None:
+@kube.cluster_options
+def status(
+    name: str,
+    *,
+    timeout: float,
+    state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+) -> None:
     """Wait until rollout NAME is Healthy, Paused or Degraded; exit 1 if Degraded or on timeout."""
+    target = kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        kube.status(target, name, timeout or None)
+        return
     view = _wait(Api(state_dir), name, timeout or None, quiet=False)
     if view["phase"] == "Degraded":
         sys.exit(1)

@@ -1,0 +1,112 @@
+"""The rollout commands against a Kubernetes cluster: the mode switch and the cluster side of each command.
+
+The same `headway get/list/promote/...` commands serve both modes; `cluster_options` adds kubectl's flags
+(``--context``, ``-n/--namespace``, ``--kubeconfig``) and `target_of` decides the mode: any of those flags, or
+``HEADWAY_MODE=kubernetes``, or being run as the kubectl plugin ``kubectl-headway`` (so ``kubectl headway promote
+web`` works with no flag) targets the cluster; otherwise the embedded instance. ``HEADWAY_MODE=embedded`` makes the
+plugin talk to the local instance. The work is done by `headway.runtimes.kubernetes.operate`; this module prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from headway.cli import views
+from headway.runtimes.kubernetes.operate import Cluster, OperationError, Target, run
+
+F = TypeVar("F", bound=Callable[..., Any])
+PLUGIN_NAME = "kubectl-headway"
+SETTLED = ("Healthy", "Degraded", "Paused")
+
+
+def cluster_options(function: F) -> F:
+    """kubectl's targeting flags; giving any of them means "against the cluster"."""
+    function = click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None)(function)
+    function = click.option("-n", "--namespace", default=None, help="Namespace (cluster mode).")(function)
+    context = click.option("--context", "kube_context", default=None, help="Kubeconfig context: target a cluster.")
+    return context(function)
+
+
+def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path | None) -> Target | None:
+    """The cluster to talk to, or None for the embedded instance (see the module docstring)."""
+    mode = os.environ.get("HEADWAY_MODE", "").lower()
+    if mode not in ("", "kubernetes", "embedded"):
+        raise click.BadParameter(
+            f"HEADWAY_MODE must be kubernetes or embedded, got {mode!r}", param_hint="HEADWAY_MODE"
+        )
+    if mode == "embedded":
+        return None
+    if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
+        return Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
+    return None
+
+
+def _as_plugin() -> bool:
+    context = click.get_current_context(silent=True)
+    root = context.find_root().info_name if context is not None else None
+    return PLUGIN_NAME in (root, Path(sys.argv[0]).name)
+
+
+def call(target: Target, operation: Callable[[Cluster], Any]) -> Any:
+    try:
+        return run(target, operation)
+    except OperationError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def get_rollout(target: Target, name: str | None, output: str, all_namespaces: bool = False) -> None:
+    if name is None:
+        list_rollouts(target, output, all_namespaces)
+        return
+    view = call(target, lambda cluster: cluster.view(name))
+    if output != "text":
+        click.echo(views.dump(view, output), nl=False)
+        return
+    views.plain_console(width=120).print(views.rollout_renderable(view))
+
+
+def list_rollouts(target: Target, output: str, all_namespaces: bool) -> None:
+    found = call(target, lambda cluster: cluster.views(all_namespaces=all_namespaces))
+    if output != "text":
+        click.echo(views.dump(found, output), nl=False)
+        return
+    views.plain_console(width=120).print(views.list_renderable(found, all_namespaces=all_namespaces))
+
+
+def control(target: Target, verb: str, name: str, **options: Any) -> None:
+    """Apply one control (``promote``, ``abort``, ...) and say what it did."""
+    view = call(target, lambda cluster: getattr(cluster, verb.replace("-", "_"))(name, **options))
+    if verb == "undo":
+        click.echo(f"rollout {name}: undo requested, template image now {view.current_image}")
+    elif verb == "set_image":
+        click.echo(f"rollout {name}: {options['container']} set to {options['image']}")
+    else:
+        full = "full " if options.get("full") else ""
+        click.echo(f"rollout {name}: {full}{verb} requested ({view.phase or 'Pending'})")
+
+
+def status(target: Target, name: str, timeout: float | None) -> None:
+    """Poll the rollout until it settles (the controller's new status); exit 1 if Degraded or on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = ""
+    while True:
+        view = call(target, lambda cluster: cluster.view(name))
+        settled = view.phase in SETTLED and view.current_hash is not None
+        line = f"{view.phase or 'Pending'}" + (f" - {view.message}" if view.message else "")
+        if line != last:
+            click.echo(line)
+            last = line
+        if settled:
+            if view.phase == "Degraded":
+                sys.exit(1)
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise click.ClickException(f"rollout {name} is still {view.phase or 'Pending'} after the timeout")
+        time.sleep(1.0 if deadline is None else max(0.05, min(1.0, deadline - time.monotonic())))

@@ -1,0 +1,335 @@
+"""Cluster operations for the CLI (`headway ... --context`, `kubectl headway ...`): read views, apply controls.
+
+The controls are the pure functions of `headway.core.commands`; this module only reads the Rollout, applies the
+function, and writes back what changed, exactly as ``kubectl argo rollouts`` does: spec fields (paused, restartAt,
+template) on the main resource, requests (pause conditions, abort) on ``/status``. Every write is a JSON patch that
+carries the resourceVersion it was computed from, so a controller pass in between makes it 409; we then re-read and
+apply the control again (never overwrite what the controller just decided). All API calls go through `KubeClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lightkube import ALL_NS, AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from pydantic import ValidationError
+
+from headway.core import commands
+from headway.core.errors import AdapterError
+from headway.dashboard.model import AnalysisRunView, RevisionView, RolloutView, steps_of, with_roles
+from headway.platforms.kubernetes import HASH_LABEL, REVISION_ANNOTATION
+from headway.runtimes.kubernetes.client import (
+    DEFAULT_GROUP,
+    REPLICA_SETS,
+    ApiConflictError,
+    Body,
+    KubeClient,
+    analysis_runs,
+    rollouts,
+)
+from headway.spec.rollout import Rollout
+from headway.stores.k8s_status import status_of
+
+CONFLICT_RETRIES = 5
+"""Re-reads after a 409 before giving up (each one means the controller wrote in between)."""
+
+
+class OperationError(Exception):
+    """A control or read failed; the message says what to do next (the CLI prints it as is)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which cluster and namespace: a kubeconfig context, like kubectl's flags."""
+
+    context: str | None = None
+    namespace: str | None = None
+    kubeconfig: Path | None = None
+    group: str = DEFAULT_GROUP
+
+    def connect(self) -> tuple[KubeClient, str, str]:
+        """A client, the namespace to use (flag, else the context's, else ``default``) and the server URL."""
+        try:
+            config = KubeConfig.from_file(self.kubeconfig) if self.kubeconfig else KubeConfig.from_env()
+            single = config.get(context_name=self.context)
+        except Exception as error:  # lightkube raises several types for missing/invalid files and contexts
+            where = f"kubeconfig {self.kubeconfig}" if self.kubeconfig else "the default kubeconfig"
+            raise OperationError(f"cannot load {where}: {error}: check --kubeconfig and --context") from None
+        if single is None:
+            raise OperationError(f"no context {self.context!r} in the kubeconfig: check --context")
+        namespace = self.namespace or single.namespace or "default"
+        client = KubeClient(AsyncClient(config=single, field_manager="headway-cli"))
+        return client, namespace, str(single.cluster.server)
+
+
+class Cluster:
+    """The CLI's operations on one namespace of a cluster."""
+
+    def __init__(self, client: KubeClient, namespace: str, *, group: str = DEFAULT_GROUP, server: str = "") -> None:
+        self.client = client
+        self.namespace = namespace
+        self.kind = rollouts(group)
+        self.runs = analysis_runs(group)
+        self.server = server
+
+    # --- reads ------------------------------------------------------------------------------------------------
+
+    async def rollout(self, name: str) -> Body:
+        body = await self.client.get(self.kind, name, self.namespace)
+        if body is None:
+            names = [item["metadata"]["name"] for item in await self.client.list(self.kind, self.namespace)]
+            known = ", ".join(sorted(names)) or "none"
+            raise OperationError(f"no rollout named {name} in namespace {self.namespace} (known: {known})")
+        return body
+
+    async def view(self, name: str) -> RolloutView:
+        """The rollout as the dashboard and `headway.cli.views` show it, with its ReplicaSets and AnalysisRuns."""
+        body = await self.rollout(name)
+        replica_sets = await self.client.list(REPLICA_SETS, self.namespace)
+        runs = await self.client.list(self.runs, self.namespace)
+        return build_view(body, _owned(replica_sets, body), _owned(runs, body))
+
+    async def views(self, *, all_namespaces: bool = False) -> list[RolloutView]:
+        """Summaries of every rollout in the namespace (or all namespaces)."""
+        items = await self.client.list(self.kind, ALL_NS if all_namespaces else self.namespace)
+        return [build_view(item, [], []) for item in items]
+
+    # --- controls ---------------------------------------------------------------------------------------------
+
+    async def promote(self, name: str, *, full: bool = False) -> RolloutView:
+        async def change(rollout: Rollout, body: Body) -> tuple[Rollout, Any]:
+            return commands.promote(rollout, status_of(body), full=full)
+
+        return await self._control(name, change)
+
+    async def abort(self, name: str) -> RolloutView:
+        return await self._control(name, _status_only(commands.abort))
+
+    async def retry(self, name: str) -> RolloutView:
+        return await self._control(name, _status_only(commands.retry))
+
+    async def pause(self, name: str) -> RolloutView:
+        return await self._control(name, _spec_only(commands.pause))
+
+    async def resume(self, name: str) -> RolloutView:
+        return await self._control(name, _spec_only(commands.resume))
+
+    async def restart(self, name: str, now: datetime | None = None) -> RolloutView:
+        moment = now or datetime.now(UTC)
+        return await self._control(name, _spec_only(lambda rollout: commands.restart(rollout, moment)))
+
+    async def undo(self, name: str, to_revision: int | None = None) -> RolloutView:
+        """Write an earlier ReplicaSet's pod template into spec.template (default: the revision before the newest)."""
+
+        async def change(rollout: Rollout, body: Body) -> tuple[Rollout, Any]:
+            replica_sets = _owned(await self.client.list(REPLICA_SETS, self.namespace), body)
+            template = _template_of(replica_sets, to_revision, name)
+            return commands.undo(rollout, template), None
+
+        return await self._control(name, change)
+
+    async def set_image(self, name: str, container: str, image: str) -> RolloutView:
+        """Change one container's image in spec.template (which starts an update)."""
+
+        async def change(rollout: Rollout, body: Body) -> tuple[Rollout, Any]:
+            template = dict(rollout.spec.template or {})
+            spec = dict(template.get("spec") or {})
+            containers = [dict(c) for c in spec.get("containers") or []]
+            names = [str(c.get("name")) for c in containers]
+            if container not in names:
+                raise OperationError(f"rollout {name} has no container {container} (containers: {', '.join(names)})")
+            for entry in containers:
+                if entry.get("name") == container:
+                    entry["image"] = image
+            template["spec"] = {**spec, "containers": containers}
+            return commands.undo(rollout, template), None  # "write this template" is exactly undo's semantics
+
+        return await self._control(name, change)
+
+    async def _control(
+        self, name: str, change: Callable[[Rollout, Body], Awaitable[tuple[Rollout, Any]]]
+    ) -> RolloutView:
+        """Read, apply ``change`` (new rollout, new status or None), write the changed parts with the version read."""
+        for _ in range(CONFLICT_RETRIES):
+            body = await self.rollout(name)
+            try:
+                rollout = Rollout.model_validate(body)
+            except ValidationError as error:
+                raise OperationError(f"rollout {name} does not parse: {error.errors()[0]['msg']}") from None
+            try:
+                new_rollout, new_status = await change(rollout, body)
+            except commands.ControlError as error:
+                raise OperationError(f"rollout {name}: {error}") from None
+            version = str(body["metadata"]["resourceVersion"])
+            try:
+                if new_status is not None and new_status != status_of(body):
+                    saved = await self._patch(name, version, "/status", new_status.wire(), status=True)
+                    version = str(saved["metadata"]["resourceVersion"])
+                await self._write_spec(name, version, rollout, new_rollout)
+            except ApiConflictError:
+                continue
+            return await self.view(name)
+        raise OperationError(f"rollout {name} kept changing while the control was written: try again")
+
+    async def _write_spec(self, name: str, version: str, old: Rollout, new: Rollout) -> None:
+        old_spec = old.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+        new_spec = new.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+        ops: list[Body] = [{"op": "add", "path": "/metadata/resourceVersion", "value": version}]
+        for key in sorted(set(old_spec) | set(new_spec)):
+            if key not in new_spec:
+                ops.append({"op": "remove", "path": f"/spec/{key}"})
+            elif old_spec.get(key) != new_spec[key]:
+                ops.append({"op": "add", "path": f"/spec/{key}", "value": new_spec[key]})
+        if len(ops) > 1:
+            await self.client.patch(self.kind, name, self.namespace, ops)
+
+    async def _patch(self, name: str, version: str, path: str, value: Any, *, status: bool = False) -> Body:
+        ops: list[Body] = [
+            {"op": "add", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "add", "path": path, "value": value},
+        ]
+        return await self.client.patch(self.kind, name, self.namespace, ops, status=status)
+
+
+def _status_only(control: Callable[[Any], Any]) -> Callable[[Rollout, Body], Awaitable[tuple[Rollout, Any]]]:
+    async def change(rollout: Rollout, body: Body) -> tuple[Rollout, Any]:
+        return rollout, control(status_of(body))
+
+    return change
+
+
+def _spec_only(control: Callable[[Rollout], Rollout]) -> Callable[[Rollout, Body], Awaitable[tuple[Rollout, Any]]]:
+    async def change(rollout: Rollout, body: Body) -> tuple[Rollout, Any]:
+        return control(rollout), None
+
+    return change
+
+
+def _owned(items: list[Body], owner: Body) -> list[Body]:
+    """The objects whose ownerReferences name ``owner`` (by uid when both have one, else by kind and name)."""
+    meta = owner.get("metadata") or {}
+    found = []
+    for item in items:
+        for ref in (item.get("metadata") or {}).get("ownerReferences") or []:
+            same_uid = ref.get("uid") and meta.get("uid") and ref.get("uid") == meta.get("uid")
+            if same_uid or (ref.get("kind") == "Rollout" and ref.get("name") == meta.get("name")):
+                found.append(item)
+                break
+    return found
+
+
+def _revision_number(rs: Body) -> int:
+    try:
+        return int(((rs.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
+    except ValueError:
+        return 0
+
+
+def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -> dict[str, Any]:
+    """The pod template of revision ``to_revision`` (default: the second newest), without our hash label."""
+    ordered = sorted(replica_sets, key=_revision_number, reverse=True)
+    numbers = [_revision_number(rs) for rs in ordered]
+    if to_revision is None:
+        if len(ordered) < 2:
+            raise OperationError(f"rollout {name} has no earlier revision to go back to")
+        chosen = ordered[1]
+    else:
+        matching = [rs for rs in ordered if _revision_number(rs) == to_revision]
+        if not matching:
+            known = ", ".join(str(n) for n in numbers) or "none"
+            raise OperationError(f"rollout {name} has no revision {to_revision} (revisions: {known})")
+        chosen = matching[0]
+    template: dict[str, Any] = dict((chosen.get("spec") or {}).get("template") or {})
+    meta = dict(template.get("metadata") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
+    template["metadata"] = {**meta, "labels": labels}
+    return template
+
+
+def _image(template: Any) -> str | None:
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return str(containers[0].get("image")) if containers and containers[0].get("image") else None
+
+
+def build_view(body: Body, replica_sets: list[Body], runs: list[Body]) -> RolloutView:
+    """A Rollout with its ReplicaSets and AnalysisRuns (wire dicts) as one `RolloutView`. Pure."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    strategy = "blueGreen" if "blueGreen" in (spec.get("strategy") or {}) else "canary"
+    revisions = []
+    images: dict[str, str | None] = {}
+    for rs in sorted(replica_sets, key=_revision_number, reverse=True):
+        pod_hash = ((rs.get("metadata") or {}).get("labels") or {}).get(HASH_LABEL)
+        if not pod_hash:
+            continue
+        rs_status = rs.get("status") or {}
+        images[pod_hash] = _image((rs.get("spec") or {}).get("template"))
+        revisions.append(
+            RevisionView(
+                hash=pod_hash,
+                number=_revision_number(rs),
+                replicas=int((rs.get("spec") or {}).get("replicas") or 0),
+                ready=int(rs_status.get("readyReplicas") or 0),
+                available=int(rs_status.get("availableReplicas") or 0),
+                image=images[pod_hash],
+            )
+        )
+    run_views = [
+        AnalysisRunView(
+            name=str((run.get("metadata") or {}).get("name", "")),
+            phase=str((run.get("status") or {}).get("phase") or "Pending"),
+            message=str((run.get("status") or {}).get("message") or ""),
+        )
+        for run in runs
+    ]
+    weights = ((status.get("canary") or {}).get("weights") or {}).get("canary") or {}
+    steps = steps_of(spec)
+    stable, current = status.get("stableRS"), status.get("currentPodHash")
+    view = RolloutView(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace") or "default"),
+        strategy=strategy,
+        phase=status.get("phase"),
+        message=str(status.get("message") or ""),
+        paused=bool(spec.get("paused") or status.get("pauseConditions")),
+        aborted=bool(status.get("abort")),
+        step=status.get("currentStepIndex"),
+        steps=len(steps) if strategy == "canary" else None,
+        canary_weight=int(weights.get("weight") or 0),
+        stable_hash=stable,
+        current_hash=current,
+        stable_image=images.get(stable) if stable else None,
+        current_image=_image(spec.get("template")),
+        replicas=int(spec.get("replicas", 1) or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        step_list=steps,
+        revisions=revisions,
+        analysis_runs=run_views,
+        spec=spec,
+        status=status,
+    )
+    return with_roles(view)
+
+
+def run(target: Target, operation: Callable[[Cluster], Awaitable[Any]]) -> Any:
+    """Connect, run ``operation``, close; API and network failures become `OperationError` naming the server."""
+    client, namespace, server = target.connect()
+
+    async def main() -> Any:
+        try:
+            return await operation(Cluster(client, namespace, group=target.group, server=server))
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except AdapterError as error:
+        text = str(error)
+        if "ConnectError" in text or "Timeout" in text or "OSError" in text:
+            raise OperationError(f"cannot reach the cluster at {server}: check --context and --kubeconfig") from None
+        raise OperationError(text) from None

@@ -1,0 +1,239 @@
+"""The rollout commands against a cluster: the fidelity emulator over real HTTP, reached through a kubeconfig.
+
+No controller runs here: each test checks that the CLI's patch lands on the Rollout (spec or /status) exactly as
+``kubectl argo rollouts`` would write it, and that the views and errors read right.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from headway.cli import kube
+from headway.cli.main import main
+from headway.runtimes.kubernetes.client import REPLICA_SETS, analysis_runs, rollouts
+from headway.runtimes.kubernetes.operate import Target
+from tests.e2e.kubernetes.emulator import ApiServer
+from tests.e2e.kubernetes.harness import GROUP, rollout_body, serve
+
+NS = "default"
+HASHES = {1: "aaa111", 2: "bbb222"}
+
+
+@pytest.fixture
+def api() -> Iterator[ApiServer]:
+    server = serve()
+    try:
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+        "users": [{"name": "tester", "user": {}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester", "namespace": NS}}],
+        "current-context": "kmock",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _replica_set(owner: dict[str, Any], number: int, image: str) -> dict[str, Any]:
+    pod_hash = HASHES[number]
+    labels = {"app": "web", "rollouts-pod-template-hash": pod_hash}
+    return {
+        "metadata": {
+            "name": f"web-{pod_hash}",
+            "namespace": NS,
+            "labels": labels,
+            "annotations": {"rollout.argoproj.io/revision": str(number)},
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Rollout", "name": "web", "uid": owner["metadata"]["uid"]}
+            ],
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "web", "image": image}]}},
+        },
+    }
+
+
+@pytest.fixture
+def paused_canary(api: ApiServer) -> dict[str, Any]:
+    """Rollout web updating from example/web:1 (revision 1) to :2 (revision 2), paused at step 1."""
+    body = api.kube.create(rollouts(GROUP), rollout_body(image="example/web:2"))
+    for number, image in ((1, "example/web:1"), (2, "example/web:2")):
+        api.kube.create(REPLICA_SETS, _replica_set(body, number, image))
+    status = {
+        "phase": "Paused",
+        "message": "CanaryPauseStep",
+        "stableRS": HASHES[1],
+        "currentPodHash": HASHES[2],
+        "currentStepIndex": 1,
+        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}],
+        "canary": {"weights": {"canary": {"weight": 20}, "stable": {"weight": 80}}},
+    }
+    api.kube.patch(rollouts(GROUP), "web", NS, {"status": status}, status=True)
+    run = {
+        "metadata": {
+            "name": f"web-{HASHES[2]}-1",
+            "namespace": NS,
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Rollout", "name": "web", "uid": body["metadata"]["uid"]}
+            ],
+        },
+        "spec": {"metrics": []},
+    }
+    api.kube.create(analysis_runs(GROUP), run)
+    return body
+
+
+def _cli(kubeconfig: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, [*args, "--kubeconfig", str(kubeconfig)], catch_exceptions=False)
+
+
+def _rollout(api: ApiServer) -> dict[str, Any]:
+    body = api.kube.get(rollouts(GROUP), "web", NS)
+    assert body is not None
+    return body
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_get_rollout_json_and_text_show_revisions_runs_and_weights(api: ApiServer, kubeconfig: Path) -> None:
+    result = _cli(kubeconfig, "get", "rollout", "web", "-o", "json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.output)
+    assert (view["phase"], view["canaryWeight"], view["step"], view["paused"]) == ("Paused", 20, 1, True)
+    assert view["currentImage"] == "example/web:2" and view["stableImage"] == "example/web:1"
+    roles = {r["number"]: (r["role"], r["image"]) for r in view["revisions"]}
+    assert roles == {2: ("canary", "example/web:2"), 1: ("stable", "example/web:1")}
+    assert [run["name"] for run in view["analysisRuns"]] == [f"web-{HASHES[2]}-1"]
+
+    text = _cli(kubeconfig, "get", "rollout", "web")
+    assert text.exit_code == 0, text.output
+    assert "web" in text.output and "Paused" in text.output and "example/web:2" in text.output
+
+    as_yaml = yaml.safe_load(_cli(kubeconfig, "get", "rollout", "web", "-o", "yaml").output)
+    assert as_yaml["name"] == "web"
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_list_rollouts_in_namespace_and_all(api: ApiServer, kubeconfig: Path) -> None:
+    other = rollout_body("api")
+    other["metadata"]["namespace"] = "shop"
+    api.kube.create(rollouts(GROUP), other)
+    here = json.loads(_cli(kubeconfig, "list", "rollouts", "-o", "json").output)
+    assert [v["name"] for v in here] == ["web"]
+    everywhere = json.loads(_cli(kubeconfig, "list", "rollouts", "-A", "-o", "json").output)
+    assert sorted(v["key"] if "key" in v else f"{v['namespace']}/{v['name']}" for v in everywhere) == [
+        "default/web",
+        "shop/api",
+    ]
+    shop = _cli(kubeconfig, "list", "rollouts", "-n", "shop")
+    assert shop.exit_code == 0, shop.output
+    assert [line.split()[0] for line in shop.output.splitlines()[1:]] == ["api"]
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_promote_clears_pause_conditions_and_full_sets_promote_full(api: ApiServer, kubeconfig: Path) -> None:
+    before = _rollout(api)["metadata"]["resourceVersion"]
+    result = _cli(kubeconfig, "promote", "web")
+    assert result.exit_code == 0, result.output
+    assert "promote requested" in result.output
+    after = _rollout(api)
+    assert after["status"].get("pauseConditions", []) == []
+    assert after["status"]["currentStepIndex"] == 1  # a pause is resumed, not skipped
+    assert after["metadata"]["resourceVersion"] != before
+
+    assert _cli(kubeconfig, "promote", "web", "--full").exit_code == 0
+    assert _rollout(api)["status"]["promoteFull"] is True
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_abort_then_retry_write_status(api: ApiServer, kubeconfig: Path) -> None:
+    assert _cli(kubeconfig, "abort", "web").exit_code == 0
+    assert _rollout(api)["status"]["abort"] is True
+    refused = _cli(kubeconfig, "promote", "web")
+    assert refused.exit_code == 1 and "aborted: use retry" in refused.output
+    assert _cli(kubeconfig, "retry", "web").exit_code == 0
+    status = _rollout(api)["status"]
+    assert status["abort"] is False and status["currentStepIndex"] == 0
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_pause_resume_restart_write_spec(api: ApiServer, kubeconfig: Path) -> None:
+    assert _cli(kubeconfig, "pause", "web").exit_code == 0
+    assert _rollout(api)["spec"]["paused"] is True
+    assert _cli(kubeconfig, "resume", "web").exit_code == 0
+    assert _rollout(api)["spec"].get("paused") in (False, None)
+    assert _cli(kubeconfig, "restart", "web").exit_code == 0
+    assert _rollout(api)["spec"]["restartAt"]
+    assert _rollout(api)["status"]["pauseConditions"]  # spec controls leave the status alone
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_undo_writes_the_old_template_and_set_image_patches_the_container(api: ApiServer, kubeconfig: Path) -> None:
+    result = _cli(kubeconfig, "undo", "web")
+    assert result.exit_code == 0, result.output
+    template = _rollout(api)["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "example/web:1"
+    assert "rollouts-pod-template-hash" not in template["metadata"]["labels"]
+
+    assert _cli(kubeconfig, "undo", "web", "--to-revision", "2").exit_code == 0
+    assert _rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:2"
+    missing = _cli(kubeconfig, "undo", "web", "--to-revision", "7")
+    assert missing.exit_code == 1 and "no revision 7 (revisions: 2, 1)" in missing.output
+
+    assert _cli(kubeconfig, "set", "image", "web", "web=example/web:3").exit_code == 0
+    assert _rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:3"
+    wrong = _cli(kubeconfig, "set", "image", "web", "sidecar=x:1")
+    assert wrong.exit_code == 1 and "no container sidecar (containers: web)" in wrong.output
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_status_returns_when_settled_and_times_out_otherwise(api: ApiServer, kubeconfig: Path) -> None:
+    settled = _cli(kubeconfig, "status", "web", "--timeout", "5")
+    assert settled.exit_code == 0 and "Paused" in settled.output
+    api.kube.patch(rollouts(GROUP), "web", NS, {"status": {"phase": "Progressing"}}, status=True)
+    waiting = _cli(kubeconfig, "status", "web", "--timeout", "0.5")
+    assert waiting.exit_code == 1 and "still Progressing after the timeout" in waiting.output
+
+
+def test_errors_say_what_to_do(api: ApiServer, kubeconfig: Path, tmp_path: Path) -> None:
+    missing = _cli(kubeconfig, "promote", "nope")
+    assert missing.exit_code == 1
+    assert "no rollout named nope in namespace default (known: none)" in missing.output
+    wrong_context = _cli(kubeconfig, "abort", "web", "--context", "prod")
+    assert wrong_context.exit_code == 1 and "--context" in wrong_context.output
+    dead = tmp_path / "dead"
+    dead.write_text(kubeconfig.read_text().replace(api.url, "http://127.0.0.1:9"))
+    unreachable = _cli(dead, "get", "rollout", "web")
+    assert unreachable.exit_code == 1
+    assert "cannot reach the cluster at http://127.0.0.1:9: check --context" in unreachable.output
+
+
+def test_mode_switch(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> None:
+    monkeypatch.delenv("HEADWAY_MODE", raising=False)
+    monkeypatch.setattr("sys.argv", ["headway"])
+    assert kube.target_of(None, None, None) is None
+    assert kube.target_of(None, "shop", None) == Target(namespace="shop")
+    monkeypatch.setattr("sys.argv", ["/usr/bin/kubectl-headway"])
+    assert kube.target_of(None, None, None) == Target()
+    monkeypatch.setenv("HEADWAY_MODE", "embedded")
+    assert kube.target_of(None, None, None) is None
+    monkeypatch.setattr("sys.argv", ["headway"])
+    monkeypatch.setenv("HEADWAY_MODE", "kubernetes")
+    assert kube.target_of(None, None, kubeconfig) == Target(kubeconfig=kubeconfig)
