@@ -6,7 +6,11 @@ No controller runs here: each test checks that the CLI's patch lands on the Roll
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,9 @@ from click.testing import CliRunner, Result
 
 from headway.cli import kube
 from headway.cli.main import main
-from headway.runtimes.kubernetes.client import REPLICA_SETS, analysis_runs, rollouts
-from headway.runtimes.kubernetes.operate import Target
+from headway.dashboard.model import RolloutView
+from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, rollouts
+from headway.runtimes.kubernetes.operate import Cluster, Target
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body, serve
 
@@ -237,3 +242,52 @@ def test_mode_switch(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> None:
     monkeypatch.setattr("sys.argv", ["headway"])
     monkeypatch.setenv("HEADWAY_MODE", "kubernetes")
     assert kube.target_of(None, None, kubeconfig) == Target(kubeconfig=kubeconfig)
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_the_kubectl_plugin_binary_targets_the_cluster_by_default(kubeconfig: Path, tmp_path: Path) -> None:
+    plugin = Path(sys.executable).parent / "kubectl-headway"
+    assert plugin.exists(), f"{plugin} is not installed: pip install -e . installs it"
+    environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "HEADWAY_STATE_DIR": str(tmp_path / "none")}
+    environment.pop("HEADWAY_MODE", None)
+    done = subprocess.run(
+        [str(plugin), "get", "rollout", "web", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["currentImage"] == "example/web:2"
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_a_control_written_after_a_controller_pass_is_recomputed_not_overwritten(
+    api: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first read goes stale (the "controller" writes status in between): 409, re-read, and both changes stay."""
+    original = Cluster.rollout
+    interfered: list[bool] = []
+
+    async def stale_once(self: Cluster, name: str) -> dict[str, Any]:
+        body = await original(self, name)
+        if not interfered:
+            interfered.append(True)
+            await self.client.patch(rollouts(GROUP), name, NS, {"status": {"message": "controller wrote"}}, status=True)
+        return body
+
+    monkeypatch.setattr(Cluster, "rollout", stale_once)
+    client = KubeClient.for_server(api.url)
+    view = asyncio.run(_abort(Cluster(client, NS, group=GROUP)))
+    assert view.aborted and interfered
+    assert client.requests["write"] == 3  # the interfering write, the refused (409) one, the recomputed one
+    status = _rollout(api)["status"]
+    assert status["abort"] is True and status["message"] == "controller wrote"
+
+
+async def _abort(cluster: Cluster) -> RolloutView:
+    try:
+        return await cluster.abort("web")
+    finally:
+        await cluster.client.close()
