@@ -8,6 +8,10 @@ Every command but ``up`` (which starts it) and ``down`` (which may clean up afte
 running daemon's local API: the daemon's address is in ``<state-dir>/daemon.json`` and its token in
 ``<state-dir>/token``, read here and sent automatically. The state directory is ``--state-dir``, else
 ``$HEADWAY_STATE_DIR``, else ``./.headway``. Failures are one line on stderr and exit status 1, never a traceback.
+
+The rollout commands (get, list, promote, abort, retry, pause, resume, restart, undo, set image, status) also work
+against a Kubernetes cluster: ``--context``/``-n``/``--kubeconfig``, ``HEADWAY_MODE=kubernetes`` or running as
+``kubectl-headway`` switch to `headway.cli.kube` (see its docstring); ``--watch`` is embedded-only for now.
 """
 
 from __future__ import annotations

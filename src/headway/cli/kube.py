@@ -28,7 +28,12 @@ SETTLED = ("Healthy", "Degraded", "Paused")
 
 def cluster_options(function: F) -> F:
     """kubectl's targeting flags; giving any of them means "against the cluster"."""
-    function = click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None)(function)
+    function = click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Kubeconfig file (cluster mode).",
+    )(function)
     function = click.option("-n", "--namespace", default=None, help="Namespace (cluster mode).")(function)
     context = click.option("--context", "kube_context", default=None, help="Kubeconfig context: target a cluster.")
     return context(function)
