@@ -13,6 +13,7 @@ actions are idempotent, redoing the ones that succeeded is harmless.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,6 +39,8 @@ OBSERVE_FAILED = "ObserveFailed"
 ACTION_FAILED = "ActionFailed"
 STATUS_CONFLICT = "StatusConflict"
 ROUTER_UNREADABLE = "RouterUnreadable"
+MAX_ROUNDS = 4
+"""Decide-act rounds in one pass while each round makes progress the next observation can see."""
 
 
 @dataclass(frozen=True)
@@ -125,36 +128,63 @@ def run_pass(
         raise ValueError(f"now must be timezone-aware (UTC), got {now.isoformat()}")
     key = key or rollout_key(rollout)
     status, version = store.load(key)
-    try:
-        observation, warnings = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
-    except AdapterError as error:
-        failure = Failure(action=None, error=error)
-        event = Event(EventType.WARNING, OBSERVE_FAILED, failure.describe())
-        return PassResult(decision=Decision(status=status), version=version, failure=failure, warnings=(event,))
-
-    decision = decide(rollout, status, observation)
-    applied = apply_actions(
-        rollout, decision.actions, platform=platform, router=router, runs=runs, gates=gates, now=now
-    )
-    if applied.failure is not None:
-        event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
-        return PassResult(
-            decision=decision,
-            version=version,
-            applied=applied.done,
-            failure=applied.failure,
-            warnings=(*warnings, event),
+    current = status
+    applied_all: list[Action] = []
+    events: list[Event] = []
+    warnings: tuple[Event, ...] = ()
+    decision = Decision(status=status)
+    for round_ in range(MAX_ROUNDS):
+        try:
+            observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+        except AdapterError as error:
+            if round_ == 0:
+                failure = Failure(action=None, error=error)
+                event = Event(EventType.WARNING, OBSERVE_FAILED, failure.describe())
+                return PassResult(decision=decision, version=version, failure=failure, warnings=(event,))
+            break  # keep what the earlier rounds decided and did; the next pass observes again
+        warnings = (*warnings, *seen)
+        decision = decide(rollout, current, observation)
+        applied = apply_actions(
+            rollout, decision.actions, platform=platform, router=router, runs=runs, gates=gates, now=now
         )
-    if decision.status == status:
-        return PassResult(decision=decision, version=version, applied=applied.done, warnings=warnings)
+        applied_all.extend(applied.done)
+        events.extend(decision.events)
+        if applied.failure is not None:
+            event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
+            merged = replace(decision, status=current, actions=tuple(applied_all), events=tuple(events))
+            if current != status:
+                _save_quietly(store, key, current, version)
+            return PassResult(
+                decision=merged,
+                version=version,
+                applied=tuple(applied_all),
+                failure=applied.failure,
+                warnings=(*warnings, event),
+            )
+        current = decision.status
+        # Progress that the next observation can confirm at once (a weight set, a step passed): decide again
+        # before writing, so one pass writes status once instead of once per small move.
+        if decision.requeue_after != 0.0 or not decision.actions:
+            break
+    decision = replace(decision, status=current, actions=tuple(applied_all), events=tuple(events))
+    if current == status:
+        return PassResult(decision=decision, version=version, applied=tuple(applied_all), warnings=warnings)
     try:
-        saved = store.save(key, decision.status, version)
+        saved = store.save(key, current, version)
     except ConflictError as error:
         event = Event(EventType.NORMAL, STATUS_CONFLICT, f"{error}; deciding again from the new status")
         return PassResult(
-            decision=decision, version=version, applied=applied.done, conflict=True, warnings=(*warnings, event)
+            decision=decision, version=version, applied=tuple(applied_all), conflict=True, warnings=(*warnings, event)
         )
-    return PassResult(decision=decision, version=version, saved_version=saved, applied=applied.done, warnings=warnings)
+    return PassResult(
+        decision=decision, version=version, saved_version=saved, applied=tuple(applied_all), warnings=warnings
+    )
+
+
+def _save_quietly(store: StatusStore, key: str, status: RolloutStatus, version: str) -> None:
+    """Keep what earlier rounds of a failed pass decided; a conflict means someone else wrote: theirs stands."""
+    with contextlib.suppress(ConflictError):
+        store.save(key, status, version)
 
 
 def reconcile(
