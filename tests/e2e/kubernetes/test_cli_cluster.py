@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,10 @@ from headway.dashboard.model import RolloutView
 from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, rollouts
 from headway.runtimes.kubernetes.operate import Cluster, Target
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.kubernetes.harness import GROUP, rollout_body, serve
+from tests.e2e.kubernetes.harness import GROUP, rollout_body
 
 NS = "default"
 HASHES = {1: "aaa111", 2: "bbb222"}
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = serve()
-    try:
-        yield server
-    finally:
-        server.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,29 +33,10 @@ from tests.e2e.kubernetes.harness import (
     install,
     rollout_body,
     running,
-    serve,
     status,
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = serve()
-    try:
-        yield server
-    finally:
-        server.__exit__(None, None, None)
-
-
-@pytest_asyncio.fixture
-async def client(api: ApiServer) -> AsyncIterator[KubeClient]:
-    client = KubeClient.for_server(api.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest_asyncio.fixture

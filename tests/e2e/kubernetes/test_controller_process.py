@@ -8,23 +8,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from headway.runtimes.kubernetes.client import REPLICA_SETS, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.kubernetes.harness import GROUP, rollout_body, serve
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = serve()
-    try:
-        yield server
-    finally:
-        server.__exit__(None, None, None)
+from tests.e2e.kubernetes.harness import GROUP, rollout_body
 
 
 def _free_port() -> int:

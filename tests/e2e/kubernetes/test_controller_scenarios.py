@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from headway.runtimes.kubernetes.client import (
     EVENTS,
@@ -28,29 +26,10 @@ from tests.e2e.kubernetes.harness import (
     promote,
     rollout_body,
     running,
-    serve,
     status,
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = serve()
-    try:
-        yield server
-    finally:
-        server.__exit__(None, None, None)
-
-
-@pytest_asyncio.fixture
-async def client(api: ApiServer) -> AsyncIterator[KubeClient]:
-    client = KubeClient.for_server(api.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _healthy_on(client: KubeClient, image: str) -> bool:
