@@ -285,8 +285,11 @@ def measure(
         resume = now + timedelta(seconds=poll if poll is not None else PENDING_POLL_INTERVAL)
         return Measurement(phase=AnalysisPhase.RUNNING, started_at=started, metadata=metadata, resume_at=iso(resume))
     if result.error is not None:
+        # A provider that ran its check and saw it fail (a Job that failed) reports a verdict, not a broken query:
+        # Argo counts it against failureLimit, not consecutiveErrorLimit.
+        phase = AnalysisPhase.FAILED if metadata.get("phase") == AnalysisPhase.FAILED.value else AnalysisPhase.ERROR
         return Measurement(
-            phase=AnalysisPhase.ERROR, message=result.error, started_at=started, finished_at=iso(now), metadata=metadata
+            phase=phase, message=result.error, started_at=started, finished_at=iso(now), metadata=metadata
         )
     phase, message = condition_phase(metric, result.value)
     return Measurement(

@@ -3,8 +3,8 @@
 The measurement starts by creating a Job from the metric's ``job`` block (its spec passed through as written,
 its labels and annotations added to ours) and is pending (handle ``namespace/name``) until the Job finishes.
 Complete (or a succeeded pod) is a successful measurement (value 1). Failed is an error carrying the Job's
-reason, marked ``phase: Failed`` as the local job provider marks a failed command; so, unlike Argo, it counts
-against ``consecutiveErrorLimit``, not ``failureLimit`` (the core has one rule for every provider's errors).
+reason, marked ``phase: Failed`` as the local job provider marks a failed command; the core makes that a Failed
+measurement, which counts against ``failureLimit`` as in Argo (a Job that could not run at all is an Error).
 
 The API calls go through the `JobApi` seam, which the Kubernetes runtime implements with its client module (it
 also makes the run own the Job, so the Job is garbage-collected with the run). Job names derive from the run,

@@ -213,8 +213,8 @@ async def test_a_job_metric_runs_a_job_owned_by_the_run_and_its_outcome_decides(
         await eventually(decided, what=f"the rollout to act on a {outcome} Job")
 
     (run,) = await client.list(analysis_runs(GROUP), "default")
-    # A failed Job is an errored measurement (see headway.providers.k8s_job), so the run ends in Error.
-    assert run["status"]["phase"] == ("Successful" if outcome == "Complete" else "Error")
+    # As in Argo, a failed Job is a Failed measurement (a verdict), so the run ends Failed, not Error.
+    assert run["status"]["phase"] == ("Successful" if outcome == "Complete" else "Failed")
 
 
 async def test_completed_runs_beyond_the_history_limits_are_deleted_oldest_first(client: KubeClient) -> None:

@@ -613,3 +613,20 @@ def test_replay_consecutive_errors_error_the_run_after_the_limit() -> None:
     phases = replay(spec, [Value(error="timeout")] * 3, step=10)
 
     assert phases[-1] is P.ERROR and len(phases) == 3
+
+
+def test_a_failed_job_is_a_failed_measurement_not_an_error() -> None:
+    from datetime import UTC, datetime
+
+    from headway.core.analysis import measure
+    from headway.providers.base import ProviderResult
+    from headway.spec.analysis import AnalysisPhase, Metric
+
+    metric = Metric.model_validate(
+        {"name": "smoke", "provider": {"job": {"spec": {"template": {"spec": {"containers": []}}}}}}
+    )
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    failed = measure(metric, ProviderResult(error="exit 1", metadata={"phase": "Failed"}), now)
+    broken = measure(metric, ProviderResult(error="could not start"), now)
+    assert failed.phase is AnalysisPhase.FAILED
+    assert broken.phase is AnalysisPhase.ERROR
