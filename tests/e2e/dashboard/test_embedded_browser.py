@@ -17,29 +17,14 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.e2e.dashboard.test_browser import ARGS, chromium, confirm, open_page
-from tests.e2e.embedded.harness import DaemonProcess, alive, manifest, pids_of
+from tests.e2e.embedded.harness import DaemonProcess, manifest, running_daemon
 
 
 @pytest_asyncio.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
     """A real embedded daemon (``python -m headway.bootstrap``), shut down with everything it started."""
-    process = DaemonProcess(tmp_path / "state")
-    await process.start()
-    started: list[int] = []
-    try:
+    async for process in running_daemon(tmp_path):
         yield process
-    finally:
-        started = pids_of(process.state_dir)
-        if process.process is not None and process.process.poll() is None:
-            try:
-                await process.down()
-            except Exception:  # the test failed mid-way; still leave no process behind
-                process.process.kill()
-        await process.close()
-        from headway.bootstrap import teardown
-
-        teardown(process.state_dir)
-    assert not [pid for pid in started if alive(pid)], "processes left behind"
 
 
 @pytest_asyncio.fixture

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -228,3 +228,23 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+async def running_daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    """A real embedded daemon for one test, shut down afterwards with everything it started (the fixture body)."""
+    process = DaemonProcess(tmp_path / "state")
+    await process.start()
+    try:
+        yield process
+    finally:
+        started = pids_of(process.state_dir)
+        if process.process is not None and process.process.poll() is None:
+            try:
+                await process.down()
+            except Exception:  # the test failed mid-way; still leave no process behind
+                process.process.kill()
+        await process.close()
+        from headway.bootstrap import teardown
+
+        teardown(process.state_dir)  # a no-op after a clean down; cleans up after a failed test
+        assert not [pid for pid in started if alive(pid)], "processes left behind"
