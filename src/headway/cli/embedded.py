@@ -391,14 +391,7 @@ def get_rollout(
         return
     api = Api(state_dir)
     if name is None:
-        _show(
-            api,
-            output=output,
-            watch=watch,
-            watch_timeout=watch_timeout,
-            renderable=_list_of(api),
-            data=lambda: _views(api),
-        )
+        _show_list(api, output=output, watch=watch, watch_timeout=watch_timeout)
     else:
         _show(
             api,
@@ -441,7 +434,11 @@ def list_rollouts(
         _no_cluster_watch(watch)
         kube.list_rollouts(target, output, all_namespaces)
         return
-    api = Api(state_dir)
+    _show_list(Api(state_dir), output=output, watch=watch, watch_timeout=watch_timeout)
+
+
+def _show_list(api: Api, *, output: str, watch: bool, watch_timeout: float) -> None:
+    """Every rollout of the instance, as a table or a dump, live with ``watch``."""
     _show(
         api, output=output, watch=watch, watch_timeout=watch_timeout, renderable=_list_of(api), data=lambda: _views(api)
     )
