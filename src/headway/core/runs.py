@@ -75,7 +75,27 @@ def track_analysis(
         p.act(StartAnalysisRun(name=name, kind=kind, analysis=analysis, hash=p.new_hash, stable_hash=stable))
         p.event(EventType.NORMAL, "AnalysisRunRunning", f"Started {kind.value} analysis run {name}")
         return Tracked(RunStatus(name=name, status=RunPhase.PENDING), Verdict.WAITING)
-    return _observe(record, p.obs.analysis_runs.get(record.name))
+    tracked = _observe(record, p.obs.analysis_runs.get(record.name))
+    _announce_end(p, record, tracked.record)
+    return tracked
+
+
+def _announce_end(p: Pass, before: RunStatus, after: RunStatus) -> None:
+    """One event when a run reaches its final phase (``AnalysisRunFailed`` etc., as Argo names them).
+
+    Emitted on the transition only, read from the rollout's own record of the run, so a run that stays Failed
+    for many passes is announced once; notifications subscribe to these reasons (analysis failed is one of the
+    moments a person wants to hear about, separately from the abort it causes).
+    """
+    if before.status.completed or not after.status.completed:
+        return
+    kind = EventType.NORMAL if after.status == RunPhase.SUCCESSFUL else EventType.WARNING
+    detail = f": {after.message}" if after.message else ""
+    p.event(
+        kind,
+        f"AnalysisRun{after.status.value}",
+        f"Analysis run {after.name} {after.status.value} (was {before.status.value}){detail}",
+    )
 
 
 def track_experiment(p: Pass, record: RunStatus | None, *, label: str, experiment: RolloutExperimentStep) -> Tracked:

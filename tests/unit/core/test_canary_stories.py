@@ -178,6 +178,26 @@ def test_failed_step_analysis_aborts() -> None:
     assert 60 not in weights_set(w)  # never went past the failed analysis
 
 
+def test_a_run_ending_is_announced_once_before_the_abort_it_causes() -> None:
+    w = started(rollout({"canary": {"steps": ANALYSIS_STEPS, **ROUTING}}), script=step_analysis_script(RunPhase.FAILED))
+    w.deploy("app:2").run(until=lambda w: w.status.abort)
+    w.step()
+    w.step()  # the run stays Failed for more passes: still one announcement
+    reasons = [e.reason for d in w.decisions for e in d.events]
+    assert reasons.count("AnalysisRunFailed") == 1
+    assert reasons.index("AnalysisRunFailed") < reasons.index("RolloutAborted")
+    failed = next(e for d in w.decisions for e in d.events if e.reason == "AnalysisRunFailed")
+    assert failed.type.value == "Warning" and "(was " in failed.message
+
+
+def test_a_successful_run_is_announced_as_successful() -> None:
+    w = started(rollout({"canary": {"steps": ANALYSIS_STEPS}}), script=step_analysis_script(RunPhase.SUCCESSFUL))
+    w.deploy("app:2").run(until=settled)
+    reasons = [e.reason for d in w.decisions for e in d.events]
+    assert reasons.count("AnalysisRunSuccessful") == 1
+    assert "AnalysisRunFailed" not in reasons
+
+
 def test_inconclusive_analysis_pauses_and_promote_continues() -> None:
     w = started(rollout({"canary": {"steps": ANALYSIS_STEPS}}), script=step_analysis_script(RunPhase.INCONCLUSIVE))
     w.deploy("app:2").run(until=lambda w: w.status.phase == Phase.PAUSED)
