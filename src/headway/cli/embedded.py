@@ -11,7 +11,7 @@ running daemon's local API: the daemon's address is in ``<state-dir>/daemon.json
 
 The rollout commands (get, list, promote, abort, retry, pause, resume, restart, undo, set image, status) also work
 against a Kubernetes cluster: ``--context``/``-n``/``--kubeconfig``, ``HEADWAY_MODE=kubernetes`` or running as
-``kubectl-headway`` switch to `headway.cli.kube` (see its docstring); ``--watch`` is embedded-only for now.
+``kubectl-headway`` switch to `headway.cli.kube` (see its docstring), where ``--watch`` polls the cluster.
 """
 
 from __future__ import annotations
@@ -386,8 +386,7 @@ def get_rollout(
     """Show rollout NAME as a tree: status, step, weights, revisions, analysis runs (every rollout without NAME)."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
     if target is not None:
-        _no_cluster_watch(watch)
-        kube.get_rollout(target, name, output)
+        kube.get_rollout(target, name, output, watch=watch, watch_timeout=watch_timeout)
         return
     api = Api(state_dir)
     if name is None:
@@ -431,8 +430,7 @@ def list_rollouts(
     """One line per rollout: strategy, status, step, weights, replicas, image."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
     if target is not None:
-        _no_cluster_watch(watch)
-        kube.list_rollouts(target, output, all_namespaces)
+        kube.list_rollouts(target, output, all_namespaces, watch=watch, watch_timeout=watch_timeout)
         return
     _show_list(Api(state_dir), output=output, watch=watch, watch_timeout=watch_timeout)
 
@@ -442,11 +440,6 @@ def _show_list(api: Api, *, output: str, watch: bool, watch_timeout: float) -> N
     _show(
         api, output=output, watch=watch, watch_timeout=watch_timeout, renderable=_list_of(api), data=lambda: _views(api)
     )
-
-
-def _no_cluster_watch(watch: bool) -> None:
-    if watch:
-        raise click.UsageError("--watch works against the embedded instance only; use `headway status NAME` here")
 
 
 def _view(api: Api, name: str) -> RolloutView:

@@ -9,19 +9,24 @@ plugin talk to the local instance. The work is done by `headway.runtimes.kuberne
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console, RenderableType
+from rich.live import Live
 
 from headway.cli import views
-from headway.runtimes.kubernetes.operate import Cluster, OperationError, Target, run
+from headway.dashboard.model import RolloutView
+from headway.runtimes.kubernetes.operate import WATCH_INTERVAL, Cluster, OperationError, Target, connected, follow, run
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V", RolloutView, list[RolloutView])
 PLUGIN_NAME = "kubectl-headway"
 SETTLED = ("Healthy", "Degraded", "Paused")
 
@@ -66,9 +71,20 @@ def call(target: Target, operation: Callable[[Cluster], Any]) -> Any:
         raise click.ClickException(str(error)) from None
 
 
-def get_rollout(target: Target, name: str | None, output: str, all_namespaces: bool = False) -> None:
+def get_rollout(
+    target: Target,
+    name: str | None,
+    output: str,
+    all_namespaces: bool = False,
+    *,
+    watch: bool = False,
+    watch_timeout: float = 0.0,
+) -> None:
     if name is None:
-        list_rollouts(target, output, all_namespaces)
+        list_rollouts(target, output, all_namespaces, watch=watch, watch_timeout=watch_timeout)
+        return
+    if watch:
+        _watch(target, lambda cluster: cluster.view(name), views.rollout_renderable, output, watch_timeout)
         return
     view = call(target, lambda cluster: cluster.view(name))
     if output != "text":
@@ -77,12 +93,60 @@ def get_rollout(target: Target, name: str | None, output: str, all_namespaces: b
     views.plain_console(width=120).print(views.rollout_renderable(view))
 
 
-def list_rollouts(target: Target, output: str, all_namespaces: bool) -> None:
+def list_rollouts(
+    target: Target, output: str, all_namespaces: bool, *, watch: bool = False, watch_timeout: float = 0.0
+) -> None:
+    if watch:
+
+        def table(found: list[RolloutView]) -> RenderableType:
+            return views.list_renderable(found, all_namespaces=all_namespaces)
+
+        _watch(target, lambda cluster: cluster.views(all_namespaces=all_namespaces), table, output, watch_timeout)
+        return
     found = call(target, lambda cluster: cluster.views(all_namespaces=all_namespaces))
     if output != "text":
         click.echo(views.dump(found, output), nl=False)
         return
     views.plain_console(width=120).print(views.list_renderable(found, all_namespaces=all_namespaces))
+
+
+def _watch(
+    target: Target,
+    read: Callable[[Cluster], Awaitable[V]],
+    render: Callable[[V], RenderableType],
+    output: str,
+    timeout: float,
+) -> None:
+    """Redraw the view each time it changes until Ctrl-C (or ``timeout`` seconds): in place on a terminal (rich
+    Live), else one full frame per change (a pipe or a log keeps the history; ``-o json|yaml``: one document)."""
+    console = Console() if sys.stdout.isatty() else views.plain_console(width=120)
+
+    def frames(cluster: Cluster) -> AsyncIterator[V]:
+        return follow(lambda: read(cluster), interval=WATCH_INTERVAL)
+
+    async def main() -> None:
+        async with connected(target) as cluster, asyncio.timeout(timeout or None):
+            if output != "text":
+                async for data in frames(cluster):
+                    click.echo(views.dump(data, output), nl=False)
+            elif console.is_terminal:
+                with Live(console=console, auto_refresh=False, redirect_stdout=False) as live:
+                    async for data in frames(cluster):
+                        live.update(render(data), refresh=True)
+            else:
+                first = True
+                async for data in frames(cluster):
+                    if not first:
+                        console.print("")
+                    console.print(render(data))
+                    first = False
+
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, TimeoutError):
+        return  # Ctrl-C or --watch-timeout: the last frame stays on screen
+    except OperationError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def control(target: Target, verb: str, name: str, **options: Any) -> None:

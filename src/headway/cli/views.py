@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from headway.dashboard.model import AnalysisRunView, RevisionView, RolloutView, with_roles
+from headway.dashboard.model import AnalysisRunView, MeasurementView, RevisionView, RolloutView, with_roles
 
 
 class Output(StrEnum):
@@ -139,6 +139,41 @@ def _judge_label(run: AnalysisRunView) -> Text | None:
     return Text(text, style="dim")
 
 
+MEASUREMENTS_SHOWN = 5
+"""The newest measurements printed per metric (the dashboard charts them all)."""
+
+
+def _metric_lines(run: AnalysisRunView) -> list[Text]:
+    """One line per metric: its newest measurements, each with its verdict icon, and the last error's message."""
+    by_metric: dict[str, list[MeasurementView]] = {}
+    for measurement in run.measurements:
+        by_metric.setdefault(measurement.metric, []).append(measurement)
+    lines = []
+    for metric, measured in by_metric.items():
+        line = Text(f"{metric}:", style="dim")
+        if len(measured) > MEASUREMENTS_SHOWN:
+            line.append(" …", style="dim")
+        for measurement in measured[-MEASUREMENTS_SHOWN:]:
+            value = "-" if measurement.value is None else f"{measurement.value:.4g}"
+            icon = ICONS.get(measurement.phase, "?")
+            line.append(f" {value} ")
+            line.append(icon, style=STYLES.get(icon, ""))
+        last = measured[-1]
+        if last.phase in ("Error", "Failed") and last.message:
+            line.append(f"  {last.message}", style="dim")
+        lines.append(line)
+    return lines
+
+
+def _add_run(parent: Tree, run: AnalysisRunView, kind: str) -> None:
+    node = parent.add(_run_label(run, kind))
+    for line in _metric_lines(run):
+        node.add(line)
+    judge = _judge_label(run)
+    if judge is not None:
+        node.add(judge)
+
+
 def _tree(view: RolloutView) -> Tree:
     kind = view.revision_kind
     tree = Tree(Text.assemble(f"⟳ {view.name}  Rollout  ", status_text(view.phase)), guide_style="dim")
@@ -159,16 +194,10 @@ def _tree(view: RolloutView) -> Tree:
         branch.add(label)
         for run in _runs_of(view, revision):
             attached.add(run.name)
-            node = branch.add(_run_label(run, "Experiment" if run in view.experiments else "AnalysisRun"))
-            judge = _judge_label(run)
-            if judge is not None:
-                node.add(judge)
+            _add_run(branch, run, "Experiment" if run in view.experiments else "AnalysisRun")
     for run in [*view.analysis_runs, *view.experiments]:
         if run.name not in attached:
-            node = tree.add(_run_label(run, "Experiment" if run in view.experiments else "AnalysisRun"))
-            judge = _judge_label(run)
-            if judge is not None:
-                node.add(judge)
+            _add_run(tree, run, "Experiment" if run in view.experiments else "AnalysisRun")
     return tree
 
 

@@ -30,19 +30,23 @@ NS = "default"
 HASHES = {1: "aaa111", 2: "bbb222"}
 
 
-@pytest.fixture
-def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
+def write_kubeconfig(url: str, path: Path) -> Path:
+    """A kubeconfig whose current context ``kmock`` points at ``url`` (namespace default, no credentials)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
         "users": [{"name": "tester", "user": {}}],
         "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester", "namespace": NS}}],
         "current-context": "kmock",
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture
+def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
+    return write_kubeconfig(api.url, tmp_path / "kubeconfig")
 
 
 def _replica_set(owner: dict[str, Any], number: int, image: str) -> dict[str, Any]:
@@ -66,9 +70,83 @@ def _replica_set(owner: dict[str, Any], number: int, image: str) -> dict[str, An
     }
 
 
-@pytest.fixture
-def paused_canary(api: ApiServer) -> dict[str, Any]:
-    """Rollout web updating from example/web:1 (revision 1) to :2 (revision 2), paused at step 1."""
+RUN_STATUS = {
+    "phase": "Running",
+    "startedAt": "2026-01-01T00:00:00Z",
+    "metricResults": [
+        {
+            "name": "success-rate",
+            "phase": "Running",
+            "count": 3,
+            "successful": 2,
+            "failed": 1,
+            "measurements": [
+                {
+                    "phase": "Successful",
+                    "value": "0.991",
+                    "startedAt": "2026-01-01T00:01:00Z",
+                    "finishedAt": "2026-01-01T00:01:00Z",
+                },
+                {
+                    "phase": "Successful",
+                    "value": "[0.985]",
+                    "startedAt": "2026-01-01T00:02:00Z",
+                    "finishedAt": "2026-01-01T00:02:00Z",
+                },
+                {
+                    "phase": "Failed",
+                    "value": "0.62",
+                    "message": "result[0] >= 0.95 is false",
+                    "startedAt": "2026-01-01T00:03:00Z",
+                    "finishedAt": "2026-01-01T00:03:00Z",
+                },
+            ],
+        },
+        {
+            "name": "judge",
+            "phase": "Running",
+            "count": 2,
+            "successful": 2,
+            "metadata": {
+                "pValue": "0.31",
+                "ratio": "1.2",
+                "lower": "0.7",
+                "upper": "2.4",
+                "explanation": "Hold: not enough evidence either way",
+            },
+            "measurements": [
+                {
+                    "phase": "Successful",
+                    "startedAt": "2026-01-01T00:01:00Z",
+                    "finishedAt": "2026-01-01T00:01:00Z",
+                    "value": '{"canaryRequests": 400, "canaryBad": 2, "stableRequests": 1600, "stableBad": 6}',
+                    "metadata": {"ratio": "1.3", "lower": "0.5"},
+                },
+                {
+                    "phase": "Successful",
+                    "startedAt": "2026-01-01T00:02:00Z",
+                    "finishedAt": "2026-01-01T00:02:00Z",
+                    "value": '{"canaryRequests": 500, "canaryBad": 2, "stableRequests": 2000, "stableBad": 7}',
+                    "metadata": {"ratio": "1.2", "lower": "0.7", "upper": "2.4"},
+                },
+            ],
+        },
+    ],
+}
+"""An AnalysisRun's status as the controller's executor writes it: a threshold metric and a judge metric."""
+
+RUN_SPEC = {
+    "revision": HASHES[2],
+    "metrics": [
+        {"name": "success-rate", "successCondition": "result[0] >= 0.95", "provider": {"prometheus": {"query": "x"}}},
+        {"name": "judge", "provider": {"plugin": {"headway.dev/judge": {"source": "proxy", "toleratedRatio": 1.5}}}},
+    ],
+}
+
+
+def seed_paused_canary(api: ApiServer) -> dict[str, Any]:
+    """Rollout web updating from example/web:1 (revision 1) to :2 (revision 2), paused at step 1 with 20% canary,
+    and its step's AnalysisRun (two metrics measured, one failed measurement, the judge's evidence)."""
     body = api.kube.create(rollouts(GROUP), rollout_body(image="example/web:2"))
     for number, image in ((1, "example/web:1"), (2, "example/web:2")):
         api.kube.create(REPLICA_SETS, _replica_set(body, number, image))
@@ -82,18 +160,25 @@ def paused_canary(api: ApiServer) -> dict[str, Any]:
         "canary": {"weights": {"canary": {"weight": 20}, "stable": {"weight": 80}}},
     }
     api.kube.patch(rollouts(GROUP), "web", NS, {"status": status}, status=True)
-    run = {
+    run: dict[str, Any] = {
         "metadata": {
             "name": f"web-{HASHES[2]}-1",
             "namespace": NS,
+            "labels": {"headway.dev/rollout": "web", "headway.dev/run-kind": "step"},
             "ownerReferences": [
                 {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Rollout", "name": "web", "uid": body["metadata"]["uid"]}
             ],
         },
-        "spec": {"metrics": []},
+        "spec": RUN_SPEC,
     }
     api.kube.create(analysis_runs(GROUP), run)
+    api.kube.patch(analysis_runs(GROUP), f"web-{HASHES[2]}-1", NS, {"status": RUN_STATUS}, status=True)
     return body
+
+
+@pytest.fixture
+def paused_canary(api: ApiServer) -> dict[str, Any]:
+    return seed_paused_canary(api)
 
 
 def _cli(kubeconfig: Path, *args: str) -> Result:
@@ -123,6 +208,45 @@ def test_get_rollout_json_and_text_show_revisions_runs_and_weights(api: ApiServe
 
     as_yaml = yaml.safe_load(_cli(kubeconfig, "get", "rollout", "web", "-o", "yaml").output)
     assert as_yaml["name"] == "web"
+
+
+TREE = """\
+⟳ web  Rollout  ॥ Paused
+├── # revision:2
+│   ├── ⧉ web-bbb222  ReplicaSet  ◌ Progressing  canary  0/2 ready  example/web:2
+│   └── α web-bbb222-1  AnalysisRun  ◌ Running  ✔ 4 ✖ 1
+│       ├── success-rate: 0.991 ✔ 0.985 ✔ 0.62 ✖  result[0] >= 0.95 is false
+│       ├── judge: 1.3 ✔ 1.2 ✔
+│       └── judge: ratio 1.2 [0.7, 2.4], tolerated 1.5, p=0.31
+│           Hold: not enough evidence either way
+└── # revision:1
+    └── ⧉ web-aaa111  ReplicaSet  ◌ Progressing  stable  0/2 ready  example/web:1
+"""  # noqa: RUF001 (the tree's run marker is a Greek alpha, as in Argo's plugin)
+
+
+@pytest.mark.usefixtures("paused_canary")
+def test_views_show_the_analysis_run_measurements_verdicts_and_judge_evidence(api: ApiServer, kubeconfig: Path) -> None:
+    """The AnalysisRun's ``status.metricResults[].measurements`` under its revision, images tagged by role."""
+    text = _cli(kubeconfig, "get", "rollout", "web")
+    assert text.exit_code == 0, text.output
+    lines = [line.rstrip() for line in text.output.splitlines()]
+    assert "\n".join(lines[lines.index("⟳ web  Rollout  ॥ Paused") :]) + "\n" == TREE
+    assert lines[lines.index("Images:          example/web:2 (canary)") + 1].strip() == "example/web:1 (stable)"
+
+    run = json.loads(_cli(kubeconfig, "get", "rollout", "web", "-o", "json").output)["analysisRuns"][0]
+    assert (run["kind"], run["revision"], run["phase"]) == ("step", HASHES[2], "Running")
+    success = [(m["value"], m["phase"]) for m in run["measurements"] if m["metric"] == "success-rate"]
+    assert success == [(0.991, "Successful"), (0.985, "Successful"), (0.62, "Failed")]
+    judge = run["judge"]
+    assert (judge["ratio"], judge["lower"], judge["upper"], judge["pValue"]) == (1.2, 0.7, 2.4, 0.31)
+    assert (judge["toleratedRatio"], judge["canaryRequests"], judge["stableRequests"]) == (1.5, 900, 3600)
+    assert [(p["ratio"], p["lower"], p["upper"]) for p in judge["history"]] == [(1.3, 0.5, None), (1.2, 0.7, 2.4)]
+
+    broken = {"metricResults": [{"name": "x", "phase": "Running", "measurements": [{"phase": "Sideways"}]}]}
+    api.kube.patch(analysis_runs(GROUP), f"web-{HASHES[2]}-1", NS, {"status": broken}, status=True)
+    odd = _cli(kubeconfig, "get", "rollout", "web")
+    assert odd.exit_code == 0, odd.output  # one odd run never breaks the view; its problem is shown instead
+    assert "status.metricResults.0.measurements.0.phase: Input should be" in odd.output
 
 
 @pytest.mark.usefixtures("paused_canary")

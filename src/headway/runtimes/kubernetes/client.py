@@ -17,6 +17,7 @@ import collections
 import functools
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
@@ -83,6 +84,10 @@ class InvalidObjectError(PermanentError):
     """The server refused the object or patch as invalid (422, or a failed JSON-patch test)."""
 
 
+class KubeconfigError(PermanentError):
+    """The kubeconfig cannot be read, or has no such context; the message names the flag to fix."""
+
+
 @functools.cache
 def _resource(kind: Kind) -> Any:
     """The lightkube class for ``kind``: a typed model when one is already registered, else a generic one."""
@@ -131,15 +136,43 @@ def selector(labels: Mapping[str, str]) -> str:
 class KubeClient:
     """Async access to the API server in plain dicts; counts reads, writes and Events posted (benchmark, tests)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, namespace: str = "default", server: str = "") -> None:
         self._client = client
         self.requests: collections.Counter[str] = collections.Counter()
+        self.namespace = namespace
+        """The namespace of the kubeconfig context (``default`` when it names none)."""
+        self.server = server
+        """The API server's URL, for messages ("cannot reach the cluster at …")."""
 
     @classmethod
     def for_server(cls, url: str, *, namespace: str = "default") -> KubeClient:
         """A client for an unauthenticated server (tests, kmock); lightkube's ``from_server`` needs a user."""
         config = KubeConfig.from_one(cluster=Cluster(server=url), user=User(), namespace=namespace)
-        return cls(AsyncClient(config=config, field_manager="headway"))
+        return cls(AsyncClient(config=config, field_manager="headway"), namespace=namespace, server=url)
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: Path | None = None, *, context: str | None = None, field_manager: str = "headway"
+    ) -> KubeClient:
+        """A client for a kubeconfig context, as kubectl's ``--kubeconfig``/``--context`` choose it.
+
+        ``path`` None: the in-cluster service account, else ``$KUBECONFIG``/``~/.kube/config``; ``context`` None:
+        the current context. The context's namespace and server are kept on the client. A missing or unreadable
+        file, or an unknown context, is a `KubeconfigError` saying which flag to check (never a lightkube trace).
+        """
+        try:
+            config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
+            single = config.get(context_name=context)
+        except Exception as error:  # lightkube raises several types for missing/invalid files and contexts
+            if context is not None and "context" in str(error).lower():
+                raise KubeconfigError(f"no context {context!r} in the kubeconfig: check --context") from None
+            where = f"kubeconfig {path}" if path is not None else "the default kubeconfig"
+            raise KubeconfigError(f"cannot load {where}: {error}: check --kubeconfig and --context") from None
+        if single is None:
+            raise KubeconfigError(f"no context {context!r} in the kubeconfig: check --context")
+        namespace = single.namespace or "default"
+        client = AsyncClient(config=single, field_manager=field_manager)
+        return cls(client, namespace=namespace, server=str(single.cluster.server))
 
     @classmethod
     def from_environment(cls) -> KubeClient:
@@ -162,14 +195,24 @@ class KubeClient:
         return _plain(obj)
 
     async def list(
-        self, kind: Kind, namespace: str | None = None, labels: Mapping[str, str] | None = None
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
     ) -> builtins.list[Body]:
+        """Every object of ``kind`` (``namespace`` None or lightkube's ``ALL_NS``: all namespaces), filtered by
+        equality label and field selectors; callers that need exactness filter again (some servers ignore them)."""
         self.requests["read"] += 1
         try:
             items = [
                 _plain(obj)
                 async for obj in self._client.list(
-                    _resource(kind), namespace=namespace, labels=dict(labels) if labels else None
+                    _resource(kind),
+                    namespace=namespace,
+                    labels=dict(labels) if labels else None,
+                    fields=dict(fields) if fields else None,
                 )
             ]
         except Exception as error:

@@ -10,34 +10,44 @@ apply the control again (never overwrite what the controller just decided). All 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from lightkube import ALL_NS, AsyncClient
-from lightkube.config.kubeconfig import KubeConfig
+from lightkube import ALL_NS
 from pydantic import ValidationError
 
 from headway.core import commands
-from headway.core.errors import AdapterError
-from headway.dashboard.model import AnalysisRunView, RevisionView, RolloutView, steps_of, with_roles
+from headway.core.errors import AdapterError, PermanentError
+from headway.dashboard.model import EventView, RevisionView, RolloutView, steps_of, with_roles
+from headway.dashboard.runs import run_view_of
 from headway.platforms.kubernetes import HASH_LABEL, REVISION_ANNOTATION
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
+    EVENTS,
     REPLICA_SETS,
     ApiConflictError,
     Body,
     KubeClient,
+    KubeconfigError,
     analysis_runs,
     rollouts,
 )
+from headway.runtimes.kubernetes.runs import RUN_KIND_LABEL
 from headway.spec.rollout import Rollout
 from headway.stores.k8s_status import status_of
 
+Shown = TypeVar("Shown", RolloutView, list[RolloutView])
+
 CONFLICT_RETRIES = 5
 """Re-reads after a 409 before giving up (each one means the controller wrote in between)."""
+EVENT_LIMIT = 50
+"""Events shown per rollout (the newest)."""
+WATCH_INTERVAL = 1.0
+"""Seconds between two reads of a watched view."""
 
 
 class OperationError(Exception):
@@ -56,16 +66,10 @@ class Target:
     def connect(self) -> tuple[KubeClient, str, str]:
         """A client, the namespace to use (flag, else the context's, else ``default``) and the server URL."""
         try:
-            config = KubeConfig.from_file(self.kubeconfig) if self.kubeconfig else KubeConfig.from_env()
-            single = config.get(context_name=self.context)
-        except Exception as error:  # lightkube raises several types for missing/invalid files and contexts
-            where = f"kubeconfig {self.kubeconfig}" if self.kubeconfig else "the default kubeconfig"
-            raise OperationError(f"cannot load {where}: {error}: check --kubeconfig and --context") from None
-        if single is None:
-            raise OperationError(f"no context {self.context!r} in the kubeconfig: check --context")
-        namespace = self.namespace or single.namespace or "default"
-        client = KubeClient(AsyncClient(config=single, field_manager="headway-cli"))
-        return client, namespace, str(single.cluster.server)
+            client = KubeClient.from_kubeconfig(self.kubeconfig, context=self.context, field_manager="headway-cli")
+        except KubeconfigError as error:
+            raise OperationError(str(error)) from None
+        return client, self.namespace or client.namespace, client.server
 
 
 class Cluster:
@@ -88,12 +92,36 @@ class Cluster:
             raise OperationError(f"no rollout named {name} in namespace {self.namespace} (known: {known})")
         return body
 
-    async def view(self, name: str) -> RolloutView:
-        """The rollout as the dashboard and `headway.cli.views` show it, with its ReplicaSets and AnalysisRuns."""
+    async def view(self, name: str, *, events: bool = False) -> RolloutView:
+        """The rollout as the dashboard and `headway.cli.views` show it: its ReplicaSets (revisions, readiness,
+        images), its AnalysisRuns with their measurements and the judge's evidence, and with ``events`` the
+        Kubernetes Events posted on it (newest first)."""
         body = await self.rollout(name)
         replica_sets = await self.client.list(REPLICA_SETS, self.namespace)
         runs = await self.client.list(self.runs, self.namespace)
-        return build_view(body, _owned(replica_sets, body), _owned(runs, body))
+        view = build_view(body, _owned(replica_sets, body), _owned(runs, body))
+        if events:
+            view = view.model_copy(update={"events": await self.events(name)})
+        return view
+
+    async def events(self, name: str, *, limit: int = EVENT_LIMIT) -> list[EventView]:
+        """The Events on rollout ``name``, newest first; none when the user may not list Events (RBAC)."""
+        fields = {"involvedObject.name": name, "involvedObject.kind": "Rollout"}
+        try:
+            items = await self.client.list(EVENTS, self.namespace, fields=fields)
+        except PermanentError:  # forbidden, or a server without core/v1 events: the view goes without them
+            return []
+        mine = [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
+        mine.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+        return [
+            EventView(
+                at=e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"),
+                type=str(e.get("type") or "Normal"),
+                reason=str(e.get("reason") or ""),
+                message=str(e.get("message") or ""),
+            )
+            for e in mine[:limit]
+        ]
 
     async def views(self, *, all_namespaces: bool = False) -> list[RolloutView]:
         """Summaries of every rollout in the namespace (or all namespaces)."""
@@ -252,6 +280,10 @@ def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -
     return template
 
 
+def _name(body: Body) -> str:
+    return str((body.get("metadata") or {}).get("name", ""))
+
+
 def _image(template: Any) -> str | None:
     containers = ((template or {}).get("spec") or {}).get("containers") or []
     return str(containers[0].get("image")) if containers and containers[0].get("image") else None
@@ -279,14 +311,10 @@ def build_view(body: Body, replica_sets: list[Body], runs: list[Body]) -> Rollou
                 image=images[pod_hash],
             )
         )
-    run_views = [
-        AnalysisRunView(
-            name=str((run.get("metadata") or {}).get("name", "")),
-            phase=str((run.get("status") or {}).get("phase") or "Pending"),
-            message=str((run.get("status") or {}).get("message") or ""),
-        )
-        for run in runs
-    ]
+    ordered = sorted(
+        runs, key=lambda run: (str((run.get("metadata") or {}).get("creationTimestamp") or ""), _name(run))
+    )
+    run_views = [run_view_of(run, kind_label=RUN_KIND_LABEL) for run in ordered]
     weights = ((status.get("canary") or {}).get("weights") or {}).get("canary") or {}
     steps = steps_of(spec)
     stable, current = status.get("stableRS"), status.get("currentPodHash")
@@ -316,20 +344,47 @@ def build_view(body: Body, replica_sets: list[Body], runs: list[Body]) -> Rollou
     return with_roles(view)
 
 
+def failure(error: AdapterError, server: str) -> OperationError:
+    """An API or network failure as what to do next: an unreachable server names itself and the flags to check."""
+    text = str(error)
+    if any(marker in text for marker in ("ConnectError", "Timeout", "OSError", "ConnectionRefused")):
+        return OperationError(f"cannot reach the cluster at {server}: check --context and --kubeconfig")
+    return OperationError(text)
+
+
+@contextlib.asynccontextmanager
+async def connected(target: Target) -> AsyncIterator[Cluster]:
+    """A `Cluster` for ``target`` inside a running event loop, closed afterwards; failures become `OperationError`."""
+    client, namespace, server = target.connect()
+    try:
+        yield Cluster(client, namespace, group=target.group, server=server)
+    except AdapterError as error:
+        raise failure(error, server) from None
+    finally:
+        await client.close()
+
+
 def run(target: Target, operation: Callable[[Cluster], Awaitable[Any]]) -> Any:
     """Connect, run ``operation``, close; API and network failures become `OperationError` naming the server."""
-    client, namespace, server = target.connect()
 
     async def main() -> Any:
-        try:
-            return await operation(Cluster(client, namespace, group=target.group, server=server))
-        finally:
-            await client.close()
+        async with connected(target) as cluster:
+            return await operation(cluster)
 
-    try:
-        return asyncio.run(main())
-    except AdapterError as error:
-        text = str(error)
-        if "ConnectError" in text or "Timeout" in text or "OSError" in text:
-            raise OperationError(f"cannot reach the cluster at {server}: check --context and --kubeconfig") from None
-        raise OperationError(text) from None
+    return asyncio.run(main())
+
+
+async def follow(read: Callable[[], Awaitable[Shown]], *, interval: float = WATCH_INTERVAL) -> AsyncIterator[Shown]:
+    """``read()`` now and then every time its answer changes, polling every ``interval`` seconds; never ends.
+
+    Polling (not a watch stream) because a view joins three kinds of object (Rollout, ReplicaSets, AnalysisRuns):
+    one GET and two LISTs per round cost the server little at a second's interval, survive reconnects for free,
+    and see exactly what `get` would print."""
+    last: Any = None
+    while True:
+        data = await read()
+        shown = [v.wire() for v in data] if isinstance(data, list) else data.wire()
+        if shown != last:
+            last = shown
+            yield data
+        await asyncio.sleep(interval)
