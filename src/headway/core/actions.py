@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from headway.spec.rollout import HeaderRoutingMatch, RolloutAnalysis, RolloutExperimentStep, RouteMatch, Webhook
+from headway.spec.rollout import (
+    HeaderRoutingMatch,
+    PodMetadata,
+    RolloutAnalysis,
+    RolloutExperimentStep,
+    RouteMatch,
+    Webhook,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,32 @@ class RestartRevision:
     """Restart the pods/processes of a revision one at a time (``restartAt``)."""
 
     hash: str
+
+
+@dataclass(frozen=True)
+class SetPodMetadata:
+    """Give the pods of revision ``hash`` the ephemeral labels/annotations of the role it has now.
+
+    Argo's canaryMetadata/stableMetadata (blue/green: previewMetadata/activeMetadata): applied to the revision's
+    template and, in place, to its running pods, never part of the pod-template hash, so a role change (the
+    canary promoted to stable) relabels pods instead of replacing them. ``metadata=None`` removes what an earlier
+    role added.
+    """
+
+    hash: str
+    metadata: PodMetadata | None
+
+
+@dataclass(frozen=True)
+class ScaleWorkloadRef:
+    """Scale the workload named by ``spec.workloadRef`` (a Deployment) down to at most ``replicas``.
+
+    ``scaleDown: onsuccess`` asks for 0 once the Rollout is Healthy; ``progressively`` asks for what the Rollout's
+    available pods do not yet cover, so the two together never drop below ``spec.replicas``. Never a scale-up:
+    the user's Deployment is only ever made smaller.
+    """
+
+    replicas: int
 
 
 @dataclass(frozen=True)
@@ -138,6 +171,8 @@ Action = (
     | ScaleRevision
     | DeleteRevision
     | RestartRevision
+    | SetPodMetadata
+    | ScaleWorkloadRef
     | SetWeight
     | SetHeaderRoute
     | SetMirrorRoute

@@ -12,12 +12,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from headway.core import bluegreen, canary, runs
-from headway.core.actions import CreateRevision, DeleteRevision, RestartRevision, ScaleRevision
+from headway.core.actions import (
+    CreateRevision,
+    DeleteRevision,
+    RestartRevision,
+    ScaleRevision,
+    ScaleWorkloadRef,
+    SetPodMetadata,
+)
 from headway.core.decision import Decision, EventType
 from headway.core.hashing import pod_template_hash
 from headway.core.observation import Observation
 from headway.core.passes import Pass
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import PodMetadata, Rollout
 from headway.spec.status import BlueGreenStatus, CanaryStatus, Phase, RolloutStatus
 
 
@@ -43,7 +50,9 @@ def decide(rollout: Rollout, status: RolloutStatus, observation: Observation) ->
         p.keep.add(p.status.stable_rs)
     _progress_deadline(p)
     _retire_old_revisions(p)
+    _ephemeral_metadata(p)
     _summarise(p)
+    _scale_down_workload_ref(p)
     return p.decision()
 
 
@@ -175,6 +184,59 @@ def _old_revision_delay(p: Pass) -> int:
     if strategy is not None and strategy.traffic_routing is not None:
         return strategy.scale_down_delay()
     return 0
+
+
+def _ephemeral_metadata(p: Pass) -> None:
+    """canaryMetadata/stableMetadata (blue/green: previewMetadata/activeMetadata) follow the roles as they are now.
+
+    While an update is in progress the new revision is the canary (preview) and the stable one the stable
+    (active); once they are the same revision it carries the stable metadata alone. Any other revision still
+    running loses what an earlier role gave it. Asked every pass (the platform writes only differences), so a
+    pass that stopped halfway is finished by the next; nothing is asked when no such metadata is declared.
+    """
+    roles = _metadata_roles(p)
+    if roles is None:
+        return
+    canary_metadata, stable_metadata = roles
+    stable, new = p.status.stable_rs, p.new_hash
+    wanted: dict[str, PodMetadata | None] = {}
+    if stable is not None and stable != new:
+        wanted[new] = canary_metadata
+    if stable is not None:
+        wanted[stable] = stable_metadata
+    for revision in sorted(p.obs.revisions.values(), key=lambda r: r.number):
+        if revision.hash not in wanted and revision.replicas > 0:
+            wanted[revision.hash] = None
+    for pod_hash, metadata in wanted.items():
+        p.act(SetPodMetadata(hash=pod_hash, metadata=metadata))
+
+
+def _metadata_roles(p: Pass) -> tuple[PodMetadata | None, PodMetadata | None] | None:
+    """(new revision's, stable revision's) ephemeral metadata, or None when the strategy declares neither."""
+    canary, blue_green = p.spec.strategy.canary, p.spec.strategy.blue_green
+    if canary is not None and (canary.canary_metadata is not None or canary.stable_metadata is not None):
+        return canary.canary_metadata, canary.stable_metadata
+    if blue_green is not None and (blue_green.preview_metadata is not None or blue_green.active_metadata is not None):
+        return blue_green.preview_metadata, blue_green.active_metadata
+    return None
+
+
+def _scale_down_workload_ref(p: Pass) -> None:
+    """``spec.workloadRef.scaleDown``: retire the user's Deployment as the Rollout takes over (Argo's migration).
+
+    ``never`` (the default) leaves it alone. ``onsuccess`` scales it to 0 once the Rollout is Healthy.
+    ``progressively`` keeps (Deployment replicas + the Rollout's available pods) at ``spec.replicas`` or more by
+    scaling the Deployment down only as far as the Rollout's available pods cover, and to 0 once Healthy. The
+    platform only ever scales down, so a dip in the Rollout's pods never grows the Deployment back.
+    """
+    ref = p.spec.workload_ref
+    if ref is None or ref.scale_down in (None, "never"):
+        return
+    if p.status.phase == Phase.HEALTHY:
+        p.act(ScaleWorkloadRef(replicas=0))
+    elif ref.scale_down == "progressively":
+        available = sum(r.available for r in p.obs.revisions.values())
+        p.act(ScaleWorkloadRef(replicas=max(0, p.spec.replicas_or_default() - available)))
 
 
 def _progress_deadline(p: Pass) -> None:

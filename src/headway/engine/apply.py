@@ -21,8 +21,10 @@ from headway.core.actions import (
     RemoveManagedRoutes,
     RestartRevision,
     ScaleRevision,
+    ScaleWorkloadRef,
     SetHeaderRoute,
     SetMirrorRoute,
+    SetPodMetadata,
     SetWeight,
     StartAnalysisRun,
     StartExperiment,
@@ -113,6 +115,10 @@ def apply_action(
             platform.delete_revision(rollout, pod_hash)
         case RestartRevision(hash=pod_hash):
             platform.restart_revision(rollout, pod_hash)
+        case SetPodMetadata(hash=pod_hash, metadata=metadata):
+            platform.set_pod_metadata(rollout, pod_hash, metadata)
+        case ScaleWorkloadRef(replicas=replicas):
+            platform.scale_workload_ref(rollout, replicas)
         case SwitchService(role=role, service=service, hash=pod_hash):
             platform.switch_service(rollout, role, service, pod_hash)
         case SetWeight(canary_weight=weight, canary_hash=canary_hash, stable_hash=stable_hash):

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from headway.core.actions import ServiceRole
 from headway.core.observation import RevisionState
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import PodMetadata, Rollout
 
 
 def rollout_key(rollout: Rollout) -> str:
@@ -48,4 +48,15 @@ class Platform(Protocol):
 
     def switch_service(self, rollout: Rollout, role: ServiceRole, service: str, hash: str) -> None:
         """Point ``service`` at the pods of revision ``hash`` only; idempotent."""
+        ...
+
+    def set_pod_metadata(self, rollout: Rollout, hash: str, metadata: PodMetadata | None) -> None:
+        """Give revision ``hash`` (its template and its running pods, in place) exactly these ephemeral labels and
+        annotations, removing ones an earlier call added; idempotent; a missing revision or a platform without pod
+        metadata: nothing to do."""
+        ...
+
+    def scale_workload_ref(self, rollout: Rollout, replicas: int) -> None:
+        """Scale the workload ``spec.workloadRef`` names down to at most ``replicas`` (never up); idempotent; a
+        platform without referenced workloads (embedded mode) accepts and ignores it."""
         ...

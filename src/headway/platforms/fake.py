@@ -20,7 +20,7 @@ from typing import Any
 from headway.core.actions import ServiceRole
 from headway.core.observation import RevisionState
 from headway.platforms.base import rollout_key
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import PodMetadata, Rollout
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Where virtual time starts unless told otherwise: fixed, so that runs are reproducible."""
@@ -70,6 +70,8 @@ class FakeRevision:
     template: Template
     pods: list[_Pod] = field(default_factory=list)
     restarts: int = 0
+    metadata: PodMetadata | None = None
+    """The ephemeral pod metadata of the revision's current role (`set_pod_metadata`)."""
 
     @property
     def replicas(self) -> int:
@@ -81,6 +83,8 @@ class _Rollout:
     min_ready_seconds: float = 0.0
     revisions: dict[str, FakeRevision] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
+    workload_ref_replicas: int | None = None
+    """The referenced Deployment's replicas; None until a test sets it (`set_workload_ref_replicas`)."""
 
 
 class FakePlatform:
@@ -136,6 +140,14 @@ class FakePlatform:
         revision = self.revision(rollout, pod_hash)
         return revision.template if revision else None
 
+    def set_workload_ref_replicas(self, rollout: Rollout | str, replicas: int) -> None:
+        """Stand in for the user's Deployment that ``spec.workloadRef`` names, at ``replicas``."""
+        self._rollouts.setdefault(_key(rollout), _Rollout()).workload_ref_replicas = replicas
+
+    def workload_ref_replicas(self, rollout: Rollout | str) -> int | None:
+        state = self._rollouts.get(_key(rollout))
+        return state.workload_ref_replicas if state else None
+
     def methods_called(self) -> list[str]:
         return [call.method for call in self.calls]
 
@@ -179,6 +191,18 @@ class FakePlatform:
     def switch_service(self, rollout: Rollout, role: ServiceRole, service: str, hash: str) -> None:
         self._log("switch_service", rollout, role, service, hash)
         self._state(rollout).services[service] = hash
+
+    def set_pod_metadata(self, rollout: Rollout, hash: str, metadata: PodMetadata | None) -> None:
+        self._log("set_pod_metadata", rollout, hash, metadata)
+        revision = self._state(rollout).revisions.get(hash)
+        if revision is not None:
+            revision.metadata = metadata
+
+    def scale_workload_ref(self, rollout: Rollout, replicas: int) -> None:
+        self._log("scale_workload_ref", rollout, replicas)
+        state = self._state(rollout)
+        if state.workload_ref_replicas is not None:
+            state.workload_ref_replicas = min(state.workload_ref_replicas, max(replicas, 0))
 
     # --- internals -----------------------------------------------------------------------------------------
 

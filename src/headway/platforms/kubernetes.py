@@ -12,6 +12,7 @@ ReplicaSet's status. Every method is idempotent: a pass may stop between two of 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from headway.core.actions import ServiceRole
@@ -26,13 +27,16 @@ from headway.runtimes.kubernetes.client import (
     Kind,
     NotFoundError,
 )
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import POD_TEMPLATE_HASH_LABEL, PodMetadata, Rollout
 
-HASH_LABEL = "rollouts-pod-template-hash"
+HASH_LABEL = POD_TEMPLATE_HASH_LABEL
 ROLLOUT_LABEL = "headway.dev/rollout"
 REVISION_ANNOTATION = "rollout.argoproj.io/revision"
 MANAGED_BY_ANNOTATION = "argo-rollouts.argoproj.io/managed-by-rollouts"
 RESTARTED_AT_ANNOTATION = "headway.dev/restartedAt"
+EPHEMERAL_ANNOTATION = "rollout.argoproj.io/ephemeral-metadata"
+"""On a ReplicaSet: the ephemeral metadata (JSON) its pods were last given in full, so the next role change knows
+which keys to take away again (Argo's annotation, so a cluster moving between the two keeps working)."""
 PODS = Kind("", "v1", "Pod", "pods")
 
 
@@ -77,6 +81,48 @@ def replica_set(
             "template": {**template, "metadata": {**template_meta, "labels": pod_labels}},
         },
     }
+
+
+Metadata = tuple[dict[str, str], dict[str, str]]
+"""(labels, annotations)."""
+
+
+def ephemeral_of(replica_set: dict[str, Any]) -> Metadata:
+    """What `EPHEMERAL_ANNOTATION` says the ReplicaSet's pods were last given; nothing for a missing or bad value."""
+    raw = ((replica_set.get("metadata") or {}).get("annotations") or {}).get(EPHEMERAL_ANNOTATION)
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        return {}, {}
+    labels, annotations = data.get("labels"), data.get("annotations")
+    return (
+        {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {},
+    )
+
+
+def wanted_metadata(metadata: PodMetadata | None) -> Metadata:
+    if metadata is None:
+        return {}, {}
+    return dict(metadata.labels), dict(metadata.annotations)
+
+
+def metadata_patch(
+    current: dict[str, str], previous: dict[str, str], wanted: dict[str, str], base: dict[str, str]
+) -> dict[str, str | None]:
+    """The merge patch that turns ``current`` into ``wanted`` ephemeral keys: keys ``previous`` added and
+    ``wanted`` drops fall back to the template's own value (``base``) or go; empty when nothing changes."""
+    patch: dict[str, str | None] = {}
+    for key in previous.keys() - wanted.keys():
+        fallback = base.get(key)
+        if current.get(key) != fallback:
+            patch[key] = fallback
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            patch[key] = value
+    return patch
 
 
 def revision_state(obj: dict[str, Any]) -> RevisionState | None:
@@ -139,6 +185,48 @@ class KubernetesPlatform:
         for pod in pods:
             self._kube.delete(PODS, pod["metadata"]["name"], rollout.metadata.namespace)
 
+    def set_pod_metadata(self, rollout: Rollout, hash: str, metadata: PodMetadata | None) -> None:
+        """Template first (pods the ReplicaSet creates meanwhile are born right), then each pod in place, then the
+        record of what was given; a pass that stops before the record is redone by the next."""
+        namespace, name = rollout.metadata.namespace, replica_set_name(rollout, hash)
+        obj = self._kube.get(REPLICA_SETS, name, namespace)
+        if obj is None:
+            return
+        previous, wanted = ephemeral_of(obj), wanted_metadata(metadata)
+        protected = {HASH_LABEL, *(rollout.spec.selector.match_labels if rollout.spec.selector else {})}
+        wanted = ({k: v for k, v in wanted[0].items() if k not in protected}, wanted[1])  # validation says so too
+        template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        base = self._base_metadata(rollout)
+        template_patch = self._meta_patch(template_meta, previous, wanted, base)
+        if previous == wanted and not template_patch:
+            return
+        if template_patch:
+            self._patch(REPLICA_SETS, name, namespace, {"spec": {"template": {"metadata": template_patch}}})
+        if int((obj.get("spec") or {}).get("replicas") or 0) > 0 or previous != ({}, {}):
+            for pod in self._pods(rollout, hash):
+                pod_patch = self._meta_patch(pod.get("metadata") or {}, previous, wanted, base)
+                if pod_patch:
+                    self._patch(PODS, pod["metadata"]["name"], namespace, {"metadata": pod_patch})
+        record = json.dumps({"labels": wanted[0], "annotations": wanted[1]}, sort_keys=True)
+        value = None if wanted == ({}, {}) else record
+        self._patch(REPLICA_SETS, name, namespace, {"metadata": {"annotations": {EPHEMERAL_ANNOTATION: value}}})
+
+    def scale_workload_ref(self, rollout: Rollout, replicas: int) -> None:
+        """Scale the referenced Deployment down (never up); a Deployment already gone has nothing to scale."""
+        ref = rollout.spec.workload_ref
+        if ref is None:
+            return
+        if ref.kind != "Deployment":
+            raise PermanentError(f"spec.workloadRef.kind: only Deployment can be scaled down, not {ref.kind!r}")
+        deployment = self._kube.get(DEPLOYMENTS, ref.name, rollout.metadata.namespace)
+        if deployment is None:
+            return
+        raw = (deployment.get("spec") or {}).get("replicas")
+        current = 1 if raw is None else int(raw)  # the API server's default for an unset Deployment replicas
+        target = max(0, replicas)
+        if current > target:
+            self._patch(DEPLOYMENTS, ref.name, rollout.metadata.namespace, {"spec": {"replicas": target}})
+
     def switch_service(self, rollout: Rollout, role: ServiceRole, service: str, hash: str) -> None:
         patch = {
             "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout.name}},
@@ -148,6 +236,40 @@ class KubernetesPlatform:
             self._kube.patch(SERVICES, service, rollout.metadata.namespace, patch)
         except NotFoundError as error:
             raise PermanentError(f"the {role} Service {service!r} of {rollout.name} does not exist") from error
+
+    def _pods(self, rollout: Rollout, pod_hash: str) -> list[dict[str, Any]]:
+        """The live (not terminating) pods of one revision, selected as its ReplicaSet selects them."""
+        selector = dict(rollout.spec.selector.match_labels) if rollout.spec.selector else {}
+        wanted = {**selector, HASH_LABEL: pod_hash}
+        pods = self._kube.list(PODS, rollout.metadata.namespace, wanted)
+        return [
+            pod
+            for pod in pods
+            if not (pod.get("metadata") or {}).get("deletionTimestamp")
+            and all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+
+    def _patch(self, kind: Kind, name: str, namespace: str | None, patch: dict[str, Any]) -> None:
+        """A patch whose object may have gone meanwhile (a pod replaced, a revision deleted): nothing left to do."""
+        try:
+            self._kube.patch(kind, name, namespace, patch)
+        except NotFoundError:
+            return
+
+    @staticmethod
+    def _meta_patch(current: dict[str, Any], previous: Metadata, wanted: Metadata, base: Metadata) -> dict[str, Any]:
+        patch: dict[str, Any] = {}
+        for field, index in (("labels", 0), ("annotations", 1)):
+            change = metadata_patch(current.get(field) or {}, previous[index], wanted[index], base[index])
+            if change:
+                patch[field] = change
+        return patch
+
+    @staticmethod
+    def _base_metadata(rollout: Rollout) -> Metadata:
+        """The pod template's own labels and annotations (what a removed ephemeral key falls back to)."""
+        meta = (rollout.spec.template or {}).get("metadata") or {}
+        return dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
 
     def _template(self, rollout: Rollout) -> dict[str, Any]:
         if rollout.spec.template is not None:

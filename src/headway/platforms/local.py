@@ -49,7 +49,7 @@ from headway.platforms.local_state import (
     ready_backends,
     write_state,
 )
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import PodMetadata, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,12 @@ class LocalPlatform:
         with self._lock:
             self._services.setdefault(rollout_key(rollout), {})[service] = hash
             self._dirty = True
+
+    def set_pod_metadata(self, rollout: Rollout, hash: str, metadata: PodMetadata | None) -> None:
+        """Local processes carry no labels or annotations: ephemeral pod metadata has nothing to apply to."""
+
+    def scale_workload_ref(self, rollout: Rollout, replicas: int) -> None:
+        """No Deployments on one machine (a workloadRef rollout is refused at create_revision): nothing to scale."""
 
     # --- what the runtime reads --------------------------------------------------------------------------------
 

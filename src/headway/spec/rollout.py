@@ -259,6 +259,12 @@ class TrafficRouting(Model):
         return self.max_traffic_weight or DEFAULT_MAX_TRAFFIC_WEIGHT
 
 
+POD_TEMPLATE_HASH_LABEL = "rollouts-pod-template-hash"
+"""The label that ties a pod to its revision (Argo's name, so existing Services and dashboards keep matching)."""
+
+
+# Ephemeral labels and annotations: the pods of a revision carry them only while it has that role. (A comment,
+# not a docstring: docstrings become CRD descriptions.)
 class PodMetadata(Model):
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}

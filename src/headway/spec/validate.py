@@ -35,9 +35,11 @@ from headway.spec.base import parse_duration
 from headway.spec.experiment import Experiment
 from headway.spec.load import Document, Problem, Severity
 from headway.spec.rollout import (
+    POD_TEMPLATE_HASH_LABEL,
     AntiAffinity,
     BlueGreenStrategy,
     CanaryStrategy,
+    PodMetadata,
     Rollout,
     RolloutAnalysis,
 )
@@ -184,6 +186,8 @@ def _rollout_spec(rollout: Rollout) -> Iterator[Finding]:
             yield from _pod_template(spec.template, spec.selector.match_labels if spec.selector else {}, "spec")
     elif spec.template:
         yield Finding("spec.template", "must be empty when workloadRef is set")
+    if spec.workload_ref is not None and spec.workload_ref.kind != "Deployment":
+        yield Finding("spec.workloadRef.kind", f"{spec.workload_ref.kind!r} is not supported (use Deployment)")
     deadline = spec.progress_deadline()
     if deadline <= spec.min_ready_seconds:
         yield Finding(
@@ -243,6 +247,8 @@ def _canary(rollout: Rollout, canary: CanaryStrategy) -> Iterator[Finding]:
         )
     yield from _revision_limit(rollout, canary.scale_down_delay_revision_limit, path)
     yield from _anti_affinity(canary.anti_affinity, f"{path}.antiAffinity")
+    yield from _ephemeral_labels(rollout, canary.canary_metadata, f"{path}.canaryMetadata")
+    yield from _ephemeral_labels(rollout, canary.stable_metadata, f"{path}.stableMetadata")
 
 
 def _managed_routes(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
@@ -309,6 +315,19 @@ def _blue_green(rollout: Rollout, blue_green: BlueGreenStrategy) -> Iterator[Fin
         )
     yield from _revision_limit(rollout, blue_green.scale_down_delay_revision_limit, path)
     yield from _anti_affinity(blue_green.anti_affinity, f"{path}.antiAffinity")
+    yield from _ephemeral_labels(rollout, blue_green.active_metadata, f"{path}.activeMetadata")
+    yield from _ephemeral_labels(rollout, blue_green.preview_metadata, f"{path}.previewMetadata")
+
+
+def _ephemeral_labels(rollout: Rollout, metadata: PodMetadata | None, path: str) -> Iterator[Finding]:
+    """Ephemeral labels come and go with a role: one that is also a selector label (or the pod-template-hash
+    label) would take the pods out of their ReplicaSet and Services the moment it changed."""
+    if metadata is None:
+        return
+    selector = rollout.spec.selector.match_labels if rollout.spec.selector else {}
+    for key in metadata.labels:
+        if key == POD_TEMPLATE_HASH_LABEL or key in selector:
+            yield Finding(f"{path}.labels.{key}", "must not set a selector label or rollouts-pod-template-hash")
 
 
 def _revision_limit(rollout: Rollout, limit: int | None, path: str) -> Iterator[Finding]:
