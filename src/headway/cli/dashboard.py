@@ -2,6 +2,9 @@
 
 Without ``--demo`` it prints (``--open``: opens) the link to the running embedded instance's dashboard
 (``headway up`` mounts it at ``/dashboard/`` on its API port, with the instance's token for actions).
+Against a cluster (``--context``/``-n``/``--kubeconfig``, ``HEADWAY_MODE=kubernetes``, or as ``kubectl headway
+dashboard``) it serves the dashboard itself, over `headway.runtimes.kubernetes.dashboard_source.ClusterSource`:
+every namespace, or only ``-n``'s; actions are the CLI's patches, made with the kubeconfig's credentials.
 ``--demo`` serves simulated rollouts (the real engine on fakes, virtual time ``--speed`` times faster than real):
 the quickest way to see what the dashboard shows, and what the browser test drives. A runtime with real rollouts
 serves the same app over its own `RolloutSource` (the embedded daemon mounts it; see `serve`).
@@ -24,10 +27,14 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from headway.cli import kube
 from headway.cli.embedded import Api, state_dir_option
 from headway.dashboard.app import create_app, token_of
+from headway.dashboard.model import SourceUnavailableError
 from headway.dashboard.sim_source import SimSource, demo_rollouts
 from headway.dashboard.source import RolloutSource
+from headway.runtimes.kubernetes.dashboard_source import ClusterSource
+from headway.runtimes.kubernetes.operate import OperationError, Target
 
 
 async def serve(
@@ -76,6 +83,26 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+async def _cluster(target: Target, host: str, port: int, token: str | None, read_only: bool) -> None:
+    """Serve the cluster's rollouts; an unreachable cluster or a bad kubeconfig fails before listening."""
+    try:
+        client, _, server = target.connect()
+    except OperationError as error:
+        raise click.ClickException(str(error)) from None
+    source = ClusterSource(client, namespace=target.namespace, group=target.group)
+    try:
+        try:
+            found = await source.list_rollouts()
+        except SourceUnavailableError as error:
+            raise click.ClickException(str(error)) from None
+        scope = f"namespace {target.namespace}" if target.namespace else "all namespaces"
+        click.echo(f"Cluster {server}: {len(found)} rollout(s) in {scope}")
+        await serve(source, host=host, port=port, token=token, read_only=read_only)
+    finally:
+        await source.close()
+        await client.close()
+
+
 async def _demo(host: str, port: int, token: str | None, read_only: bool, speed: float) -> None:
     source = SimSource(demo_rollouts(), speed=speed)
     await source.start()
@@ -100,6 +127,7 @@ async def _demo(host: str, port: int, token: str | None, read_only: bool, speed:
 )
 @click.option("--open", "open_browser", is_flag=True, help="Also open the page in the default browser.")
 @state_dir_option
+@kube.cluster_options
 def dashboard(
     *,
     demo: bool,
@@ -110,13 +138,22 @@ def dashboard(
     speed: float,
     open_browser: bool,
     state_dir: Path,
+    kube_context: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
 ) -> None:
     """Show the web dashboard: rollouts, steps, weights over time, analysis and the judge's evidence, actions.
 
-    Without ``--demo``: the dashboard the running embedded instance serves (``headway up``), with its token.
+    Without ``--demo``: the dashboard the running embedded instance serves (``headway up``), with its token;
+    with ``--context``/``-n``/``--kubeconfig``: a dashboard for the cluster's rollouts, served from here.
     """
     if token is not None and len(token) < 16:
         raise click.BadParameter("use at least 16 characters (or omit it to get a generated one)", param_hint="--token")
+    target = None if demo else kube.target_of(kube_context, namespace, kubeconfig)
+    if target is not None:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_cluster(target, host, port, token, read_only))
+        return
     if not demo:
         try:
             api = Api(state_dir)

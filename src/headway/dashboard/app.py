@@ -9,7 +9,8 @@ server-sent events on ``/api/events``. Argo Rollouts' dashboard has no authentic
 - Reads are open to loopback peers only; any other peer must present the token for reads too.
 
 Errors are JSON ``{"error": …}`` with a status that says what to do: 401 (send the token), 403 (read-only, or not
-loopback), 404 (no such rollout), 409 (the action does not apply now), 400 (bad request).
+loopback), 404 (no such rollout), 409 (the action does not apply now), 400 (bad request), 503 (the source, e.g. the
+cluster, cannot be reached: the message says what to check).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from typing import Any
 
 from aiohttp import web
 
-from headway.dashboard.model import Action, ActionRefusedError, ChangeEvent, RolloutNotFoundError
+from headway.dashboard.model import (
+    Action,
+    ActionRefusedError,
+    ChangeEvent,
+    RolloutNotFoundError,
+    SourceUnavailableError,
+)
 from headway.dashboard.source import RolloutSource
 
 SOURCE: web.AppKey[RolloutSource] = web.AppKey("headway_dashboard_source", RolloutSource)
@@ -85,6 +92,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(404, str(missing))
     except ActionRefusedError as refused:
         return _error(409, str(refused))
+    except SourceUnavailableError as unavailable:
+        return _error(503, str(unavailable))
 
 
 def _presented_token(request: web.Request) -> str | None:

@@ -187,6 +187,11 @@ class RolloutNotFoundError(Exception):
     """No such rollout; the dashboard answers 404."""
 
 
+class SourceUnavailableError(Exception):
+    """The source cannot answer now (the cluster is unreachable…); the dashboard answers 503 with the message,
+    which says what to check."""
+
+
 def describe_step(step: dict[str, Any]) -> str:
     """One canary step as a short label: ``setWeight 20``, ``pause 30s``, ``pause (until promoted)``…"""
     if "setWeight" in step:

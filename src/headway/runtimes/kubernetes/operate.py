@@ -54,6 +54,10 @@ class OperationError(Exception):
     """A control or read failed; the message says what to do next (the CLI prints it as is)."""
 
 
+class RolloutMissingError(OperationError):
+    """There is no rollout of that name in the namespace (the message lists the ones there are)."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Which cluster and namespace: a kubeconfig context, like kubectl's flags."""
@@ -89,7 +93,7 @@ class Cluster:
         if body is None:
             names = [item["metadata"]["name"] for item in await self.client.list(self.kind, self.namespace)]
             known = ", ".join(sorted(names)) or "none"
-            raise OperationError(f"no rollout named {name} in namespace {self.namespace} (known: {known})")
+            raise RolloutMissingError(f"no rollout named {name} in namespace {self.namespace} (known: {known})")
         return body
 
     async def view(self, name: str, *, events: bool = False) -> RolloutView:
