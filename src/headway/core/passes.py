@@ -149,8 +149,14 @@ class Pass:
             requeue = 0.0
         elif self.wakeups:
             requeue = max(0.0, (min(self.wakeups) - self.now).total_seconds())
+        status = self.status
+        generation = self.rollout.metadata.generation
+        if generation is not None and status.observed_generation != str(generation):
+            # Argo's signal that this spec has been seen and acted on (a string, as Argo writes it): tools such as
+            # `status --timeout` must not call a rollout Healthy from a status computed for an older spec.
+            status = status.model_copy(update={"observed_generation": str(generation)})
         return Decision(
-            status=self.status,
+            status=status,
             actions=tuple(self.actions),
             events=tuple(self.events),
             requeue_after=requeue,

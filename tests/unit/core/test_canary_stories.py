@@ -360,3 +360,12 @@ def test_dynamic_stable_scale_keeps_total_pods_close_to_replicas(replicas: int) 
     peak = max(totals)
     assert peak <= 2 * replicas
     assert peak < 2 * replicas or replicas == 1
+
+
+def test_observed_generation_follows_the_spec_the_pass_acted_on() -> None:
+    w = started(rollout(canary()))
+    assert w.status.observed_generation is None  # no generation (a manifest not from an API server): none claimed
+    meta = w.rollout.metadata.model_copy(update={"generation": 7})
+    w.rollout = w.rollout.model_copy(update={"metadata": meta})
+    w.step()
+    assert w.status.observed_generation == "7"
