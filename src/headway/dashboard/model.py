@@ -78,6 +78,8 @@ class JudgeEvidence(View):
     canary_requests: int = 0
     stable_requests: int = 0
     history: list[JudgePoint] = []
+    metric: str = ""
+    """The judge metric's name (its measurements are the windows charted in ``history``); empty when unknown."""
 
 
 class AnalysisRunView(View):

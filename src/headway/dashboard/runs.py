@@ -130,6 +130,7 @@ def evidence_of(result: MetricResult, tolerated: float = 1.0) -> JudgeEvidence |
         canary_requests=canary,
         stable_requests=stable,
         history=history[-MEASUREMENTS:],
+        metric=result.name,
     )
 
 

@@ -85,10 +85,19 @@
     for (const button of main.querySelectorAll("button[data-action]")) button.addEventListener("click", () => confirmAction(r, button.dataset.action));
   }
 
+  const METRIC_COLORS = ["#7c3aed", "#0891b2", "#16a34a", "#ea580c", "#4b5563"];
+
   function runCard(run) {
-    const values = run.measurements.map((m) => ({ t: m.at, y: m.value }));
-    const measured = Charts.line([{ name: run.measurements[0] ? run.measurements[0].metric : "value", color: "#7c3aed", points: values }],
-      { min: 0, label: `${run.name} measurements`, empty: "no measurements yet" });
+    // One series per metric; the judge's own windows are charted with their bounds on the right instead.
+    const byMetric = new Map();
+    for (const m of run.measurements) {
+      if (run.judge && run.judge.metric && m.metric === run.judge.metric) continue;
+      if (!byMetric.has(m.metric)) byMetric.set(m.metric, []);
+      byMetric.get(m.metric).push({ t: m.at, y: m.value, bad: m.phase === "Failed" || m.phase === "Error" });
+    }
+    const series = [...byMetric].map(([name, points], i) => ({ name, color: METRIC_COLORS[i % METRIC_COLORS.length], points }));
+    const measured = series.length || !run.judge
+      ? Charts.line(series, { min: 0, label: `${run.name} measurements`, empty: "no measurements yet" }) : "";
     let judge = "";
     if (run.judge) {
       const j = run.judge;

@@ -1,5 +1,5 @@
 // Small inline SVG line charts: no library, no build. A chart is a list of series over time.
-// series: {name, color, points: [{t: Date|string, y: number|null, lo?: number, hi?: number}], step?: bool, band?: bool}
+// series: {name, color, points: [{t: Date|string, y: number|null, lo?: number, hi?: number, bad?: bool}], step?: bool, band?: bool}
 "use strict";
 const Charts = (() => {
   const W = 560, H = 180, L = 44, R = 10, T = 10, B = 24;
@@ -50,6 +50,8 @@ const Charts = (() => {
       });
       if (s.step && opts.until) d += `H${x(opts.until)}`;
       parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ' stroke-dasharray="5 3"' : ""}/>`);
+      // A point with a verdict against it (a failed or errored measurement) is marked, so the chart says which.
+      for (const p of pts.filter((q) => q.bad)) parts.push(`<circle class="bad" cx="${x(p.t)}" cy="${y(p.y)}" r="3.5" fill="#dc2626"/>`);
     }
     let lx = L + 4;
     for (const s of series) {
