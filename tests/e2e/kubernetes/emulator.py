@@ -5,7 +5,17 @@ Plain kmock stores objects as given (DEPENDENCIES.md §2). This subclass adds, o
 - on patch (merge or JSON patch): a 409 when ``metadata.resourceVersion`` in the body (or a ``test`` op) is stale,
   422 for a failed ``test`` op, spec/status separation (the main resource ignores ``status``, ``/status``
   changes only ``status``), generation bumped on changes outside metadata/status only, resourceVersion bumped;
-- on list: equality label selectors and a real list resourceVersion.
+- on list: equality label selectors and a real list resourceVersion;
+- the ``/scale`` subresource: GET answers an ``autoscaling/v1`` Scale made from ``spec.replicas``,
+  ``status.replicas`` and ``status.selector``; PATCH/PUT of a Scale sets ``spec.replicas`` (as an HPA or
+  ``kubectl scale`` writes it), bumping generation and resourceVersion.
+
+kmock keeps every request it served and every version of every object, and matches each new request by
+scanning that request history (DEPENDENCIES.md §2): time per request grows with the requests before it, so a
+run's total time grows quadratically. No test here asserts on that history, so by default
+(``keep_history=False``) the emulator keeps only the requests in flight and each object's current version,
+and looks named objects up by key instead of scanning them all: a 1,000-Rollout benchmark then takes minutes.
+Pass ``keep_history=True`` to use kmock's request assertions (``emulator["patch"]``, ``objects[..., 0]``).
 ``ApiServer`` runs it on an event loop in a background thread, so synchronous adapters and contract tests can
 call a real server through `BlockingKube`.
 """
@@ -23,9 +33,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import aiohttp.web
+import attrs
 import jsonpatch
 from kmock import KubernetesEmulator, ResourceInfo, Server, resource
-from kmock._internal import enums, rendering
+from kmock._internal import enums, k8s_dicts, rendering
 from kmock._internal.k8s import KubernetesError, KubernetesObjectNotFoundError
 
 from headway.runtimes.kubernetes.client import BlockingKube, KubeClient
@@ -66,12 +77,41 @@ def _matches(labels: Mapping[str, str], selector: str) -> bool:
     return True
 
 
+def _check_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """409 when the body carries a resourceVersion other than the stored one (an optimistic write gone stale)."""
+    current = (old.get("metadata") or {}).get("resourceVersion")
+    sent = (new.get("metadata") or {}).get("resourceVersion")
+    if sent not in (None, current):
+        raise _refused(409, "Conflict", f"the object has been modified (resourceVersion {sent} is stale)")
+
+
+def _scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale of an object whose CRD maps replicas and selector as the Rollout's does."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {field: meta[field] for field in _SCALE_META if field in meta},
+        "spec": {"replicas": int((obj.get("spec") or {}).get("replicas") or 0)},
+        "status": {"replicas": int(status.get("replicas") or 0), "selector": str(status.get("selector") or "")},
+    }
+
+
+_SCALE_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+
+
+@attrs.define(kw_only=True, slots=False)
 class FidelityEmulator(KubernetesEmulator):
-    """The emulator with resourceVersions, conflicts, generations, /status separation and label selectors."""
+    """The emulator with resourceVersions, conflicts, generations, /status separation, /scale and label selectors."""
+
+    keep_history: bool = False
+    """Keep kmock's request history and every object version (for kmock's own assertions); off: O(1) per request."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
+        self._in_flight: dict[int, rendering.Request] = {}
         self.writes: collections.Counter[str] = collections.Counter()
         self.resources.load_bundled()
 
@@ -94,12 +134,32 @@ class FidelityEmulator(KubernetesEmulator):
         return str(next(self._versions))
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.keep_history:
+            return await self._dispatch(request)
+        # kmock matches a request by iterating its history until it finds that very request: keep only the
+        # requests in flight there (a request must stay until kmock has matched it, even while others arrive).
+        self._in_flight[id(request)] = request
+        self._requests[:] = self._in_flight.values()
+        try:
+            return await self._dispatch(request)
+        finally:
+            del self._in_flight[id(request)]
+            for payload in self._payloads:
+                payload._requests.clear()  # each reaction's log of the requests it served
+
+    async def _dispatch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.subresource == "scale" and request.name is not None:
+            try:
+                return aiohttp.web.json_response(await self._scale(request))
+            except KubernetesError as error:
+                return await self._render_error(error)
         if request.resource is not None and request.action == enums.action.CREATE:
             self._stamp_create(request)
             self.writes[request.resource.plural or ""] += 1
             response = await super()._handle(request)
             if response.status == 200:
                 response.set_status(201)
+            self._trim(self._named(request))
             return response
         if request.resource is not None and request.action == enums.action.UPDATE and request.name is not None:
             self.writes[request.resource.plural or ""] += 1
@@ -108,6 +168,34 @@ class FidelityEmulator(KubernetesEmulator):
             except KubernetesError as error:
                 return await self._render_error(error)
         return await super()._handle(request)
+
+    def _named(self, request: rendering.Request) -> k8s_dicts.Object | None:
+        """The stored object a request names (in its URL, or for a create in its body), found by key."""
+        assert request.resource is not None
+        name = request.name
+        namespace = request.namespace
+        if name is None and isinstance(request.data, Mapping):
+            meta = request.data.get("metadata") or {}
+            name, namespace = meta.get("name"), namespace or meta.get("namespace")
+        return self._objects._objects.get((request.resource, namespace, name or ""))
+
+    def _trim(self, stored: k8s_dicts.Object | None) -> None:
+        """Drop the object's past versions unless kmock's history is wanted (deleted ones keep their last)."""
+        if not self.keep_history and stored is not None and not stored.deleted and len(stored.history) > 1:
+            del stored.history[:-1]
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            stored = self._named(request)
+        if stored is None or stored.deleted:
+            raise KubernetesObjectNotFoundError()
+        return stored.raw
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        async with self._lock:
+            stored = self._named(request)
+        assert stored is not None  # created in KubernetesEmulator._handle
+        return stored.last.raw
 
     def _stamp_create(self, request: rendering.Request) -> None:
         body = request.data
@@ -125,19 +213,19 @@ class FidelityEmulator(KubernetesEmulator):
             creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
 
+    def _current(self, request: rendering.Request) -> tuple[k8s_dicts.Object, dict[str, Any]]:
+        """The stored object the request names and a private copy of its current version (404 when absent)."""
+        stored = self._named(request)
+        if stored is None or stored.deleted:
+            raise KubernetesObjectNotFoundError()
+        old: dict[str, Any] = copy.deepcopy(stored.raw)
+        return stored, old
+
     async def _update(self, request: rendering.Request) -> dict[str, Any]:
-        assert request.resource is not None
-        key = (request.resource, request.namespace, request.name or "")
         async with self._lock:
-            if key not in self._objects or self._objects[key].deleted:
-                raise KubernetesObjectNotFoundError()
-            stored = self._objects[key]
-            old: dict[str, Any] = copy.deepcopy(stored.raw)
+            stored, old = self._current(request)
             new = self._patched(old, request.data)
-            current_rv = old.get("metadata", {}).get("resourceVersion")
-            sent_rv = new.get("metadata", {}).get("resourceVersion")
-            if sent_rv not in (None, current_rv):
-                raise _refused(409, "Conflict", f"the object has been modified (resourceVersion {sent_rv} is stale)")
+            _check_version(old, new)
             if request.subresource == "status":
                 status = new.get("status")
                 new = {k: v for k, v in old.items() if k != "status"}
@@ -148,20 +236,52 @@ class FidelityEmulator(KubernetesEmulator):
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
-            meta = new.setdefault("metadata", {})
-            for field in ("uid", "creationTimestamp", "namespace", "name"):
-                if field in old.get("metadata", {}):
-                    meta[field] = old["metadata"][field]
-            if {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
-                k: v for k, v in old.items() if k not in ("metadata", "status")
-            }:
-                meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
+            return await self._commit(request, stored, old, new)
+
+    async def _scale(self, request: rendering.Request) -> dict[str, Any]:
+        """The /scale subresource as the API server serves it for a CRD declaring specReplicasPath
+        ``.spec.replicas``, statusReplicasPath ``.status.replicas`` and labelSelectorPath ``.status.selector``."""
+        async with self._lock:
+            stored, old = self._current(request)
+            if request.method == enums.method.GET:
+                return _scale_of(old)
+            if request.method == enums.method.PUT:
+                if not isinstance(request.data, Mapping):
+                    raise _refused(400, "BadRequest", "the body must be an autoscaling/v1 Scale")
+                wanted: dict[str, Any] = dict(request.data)
+            elif request.method == enums.method.PATCH:
+                wanted = self._patched(_scale_of(old), request.data)
             else:
-                meta["generation"] = old.get("metadata", {}).get("generation", 1)
-            meta["resourceVersion"] = self._next_version()
-            stored.create(new)
-            await self._buses[request.resource].put({"type": "MODIFIED", "object": copy.deepcopy(new)})
-            return new
+                raise _refused(405, "MethodNotAllowed", f"{request.method} is not allowed on /scale")
+            _check_version(old, wanted)
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise _refused(422, "Invalid", f"spec.replicas: Invalid value: {replicas!r}: must be an integer >= 0")
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = replicas
+            return _scale_of(await self._commit(request, stored, old, new))
+
+    async def _commit(
+        self, request: rendering.Request, stored: k8s_dicts.Object, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store ``new`` as the object's next version: identity kept, generation bumped when anything outside
+        metadata and status changed, a new resourceVersion, and a MODIFIED event for watchers."""
+        assert request.resource is not None
+        meta = new.setdefault("metadata", {})
+        for field in ("uid", "creationTimestamp", "namespace", "name"):
+            if field in old.get("metadata", {}):
+                meta[field] = old["metadata"][field]
+        if {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
+            k: v for k, v in old.items() if k not in ("metadata", "status")
+        }:
+            meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
+        else:
+            meta["generation"] = old.get("metadata", {}).get("generation", 1)
+        meta["resourceVersion"] = self._next_version()
+        stored.create(new)
+        self._trim(stored)
+        await self._buses[request.resource].put({"type": "MODIFIED", "object": copy.deepcopy(new)})
+        return new
 
     @staticmethod
     def _patched(old: dict[str, Any], patch: Any) -> dict[str, Any]:
