@@ -5,6 +5,10 @@ The same `headway get/list/promote/...` commands serve both modes; `cluster_opti
 ``HEADWAY_MODE=kubernetes``, or being run as the kubectl plugin ``kubectl-headway`` (so ``kubectl headway promote
 web`` works with no flag) targets the cluster; otherwise the embedded instance. ``HEADWAY_MODE=embedded`` makes the
 plugin talk to the local instance. The work is done by `headway.runtimes.kubernetes.operate`; this module prints.
+
+``get rollout --watch`` / ``list rollouts --watch`` (and ``status``) keep one connection and re-read the view
+every `WATCH_INTERVAL` seconds (`operate.follow`), drawing it again only when it changed: in place on a terminal,
+as one full frame per change in a pipe, so a log of the watch is the rollout's history.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -162,20 +165,30 @@ def control(target: Target, verb: str, name: str, **options: Any) -> None:
 
 
 def status(target: Target, name: str, timeout: float | None) -> None:
-    """Poll the rollout until it settles (the controller's new status); exit 1 if Degraded or on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last = ""
-    while True:
-        view = call(target, lambda cluster: cluster.view(name))
-        settled = view.phase in SETTLED and view.current_hash is not None
-        line = f"{view.phase or 'Pending'}" + (f" - {view.message}" if view.message else "")
-        if line != last:
-            click.echo(line)
-            last = line
-        if settled:
-            if view.phase == "Degraded":
-                sys.exit(1)
-            return
-        if deadline is not None and time.monotonic() >= deadline:
-            raise click.ClickException(f"rollout {name} is still {view.phase or 'Pending'} after the timeout")
-        time.sleep(1.0 if deadline is None else max(0.05, min(1.0, deadline - time.monotonic())))
+    """Follow the rollout until it settles (the controller's new status), printing each new phase, over one
+    connection; exit 1 if Degraded or on timeout."""
+    last: list[RolloutView] = []
+
+    async def main() -> RolloutView:
+        async with connected(target) as cluster, asyncio.timeout(timeout):
+            async for view in follow(lambda: cluster.view(name), interval=WATCH_INTERVAL):
+                if not last or _line(view) != _line(last[-1]):
+                    click.echo(_line(view))
+                last[:] = [view]
+                if view.phase in SETTLED and view.current_hash is not None:
+                    return view
+        raise AssertionError("follow never ends")
+
+    try:
+        view = asyncio.run(main())
+    except TimeoutError:
+        phase = (last[-1].phase if last else None) or "Pending"
+        raise click.ClickException(f"rollout {name} is still {phase} after the timeout") from None
+    except OperationError as error:
+        raise click.ClickException(str(error)) from None
+    if view.phase == "Degraded":
+        sys.exit(1)
+
+
+def _line(view: RolloutView) -> str:
+    return f"{view.phase or 'Pending'}" + (f" - {view.message}" if view.message else "")
