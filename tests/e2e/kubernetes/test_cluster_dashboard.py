@@ -258,3 +258,33 @@ def test_headway_dashboard_against_an_unreachable_cluster_fails_before_listening
     assert "cannot reach the cluster at http://127.0.0.1:9: check --context and --kubeconfig" in result.output
     missing = CliRunner().invoke(main, ["dashboard", "--kubeconfig", str(dead), "--context", "prod"])
     assert missing.exit_code == 1 and "no context 'prod' in the kubeconfig: check --context" in missing.output
+
+
+@pytest.mark.asyncio
+async def test_a_user_who_may_not_list_every_namespace_is_told_to_pick_one(serve: Serve) -> None:
+    """A real API server answers 403 (a Status) to a cluster-wide LIST without RBAC for it."""
+
+    async def forbidden(request: web.Request) -> web.Response:
+        status = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": 'rollouts.headway.dev is forbidden: User "dev" cannot list resource "rollouts" cluster-wide',
+            "reason": "Forbidden",
+            "code": 403,
+        }
+        return web.json_response(status, status=403)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forbidden)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        base = await serve(ClusterSource(KubeClient.for_server(f"http://127.0.0.1:{runner.addresses[0][1]}")))
+        status, body = await call("GET", base + "api/rollouts")
+    finally:
+        await runner.cleanup()
+    assert status == 503
+    assert "403" in body["error"] and "cannot list resource" in body["error"]
+    assert body["error"].endswith("(listing every namespace needs cluster-wide read access: try -n NAMESPACE)")

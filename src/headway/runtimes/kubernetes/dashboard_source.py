@@ -224,7 +224,10 @@ class ClusterSource:
         try:
             return await call
         except AdapterError as error:
-            raise SourceUnavailableError(str(failure(error, self.client.server))) from None
+            message = str(failure(error, self.client.server))
+            if ": 403" in message and self.namespace is None:
+                message += " (listing every namespace needs cluster-wide read access: try -n NAMESPACE)"
+            raise SourceUnavailableError(message) from None
 
     def _remember(self, key: str, weight: int) -> None:
         points = self._weights.setdefault(key, collections.deque(maxlen=WEIGHT_POINTS))

@@ -1,10 +1,14 @@
-"""Cluster operations for the CLI (`headway ... --context`, `kubectl headway ...`): read views, apply controls.
+"""Cluster operations for the CLI (`headway ... --context`, `kubectl headway ...`) and the cluster dashboard.
 
 The controls are the pure functions of `headway.core.commands`; this module only reads the Rollout, applies the
 function, and writes back what changed, exactly as ``kubectl argo rollouts`` does: spec fields (paused, restartAt,
 template) on the main resource, requests (pause conditions, abort) on ``/status``. Every write is a JSON patch that
 carries the resourceVersion it was computed from, so a controller pass in between makes it 409; we then re-read and
 apply the control again (never overwrite what the controller just decided). All API calls go through `KubeClient`.
+
+Reads build one `RolloutView` from a Rollout, the ReplicaSets and AnalysisRuns it owns (measurements and the judge's
+evidence via `headway.dashboard.runs`) and, for the dashboard, its Events; `follow` re-reads a view until it
+changes (``--watch``). The same `Cluster` serves the CLI and the cluster dashboard (`dashboard_source`).
 """
 
 from __future__ import annotations
