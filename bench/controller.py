@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, install, rollout_body  # noqa: E402
 
-from headway.runtimes.kubernetes.client import KubeClient, rollouts  # noqa: E402
+from headway.runtimes.kubernetes.client import Body, Kind, KubeClient, rollouts  # noqa: E402
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig  # noqa: E402
 
 SERVE = "; ".join(
@@ -48,6 +50,42 @@ def rss_kib() -> int:
     return 0
 
 
+class CountingClient(KubeClient):
+    """The controller's client, counting each request by verb and resource (``patch replicasets``,
+    ``patch rollouts/status``): the seam where the controller's API load is decided."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(KubeClient.for_server(url)._client)
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Body | None:
+        self.calls[f"get {kind.plural}"] += 1
+        return await super().get(kind, name, namespace)
+
+    async def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
+    ) -> list[Body]:
+        self.calls[f"list {kind.plural}"] += 1
+        return await super().list(kind, namespace, labels, fields=fields)
+
+    async def create(self, kind: Kind, body: Body) -> Body:
+        self.calls[f"create {kind.plural}"] += 1
+        return await super().create(kind, body)
+
+    async def patch(self, kind: Kind, name: str, namespace: str | None, patch: Any, *, status: bool = False) -> Body:
+        self.calls[f"patch {kind.plural}{'/status' if status else ''}"] += 1
+        return await super().patch(kind, name, namespace, patch, status=status)
+
+    async def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
+        self.calls[f"delete {kind.plural}"] += 1
+        await super().delete(kind, name, namespace)
+
+
 async def _until(check: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
@@ -63,7 +101,8 @@ async def _healthy_count(client: KubeClient) -> int:
 
 async def measure(url: str, count: int) -> dict[str, Any]:
     client = KubeClient.for_server(url)
-    controller = Controller(ControllerConfig(server=url, leader_election=False))
+    counting = CountingClient(url)
+    controller = Controller(ControllerConfig(server=url, leader_election=False), client=counting)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     await ready.wait()
@@ -94,12 +133,14 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     async with Kubelet(client):
         await _until(lambda: _phase_is(client, "web", "Healthy"), timeout=120)
         before = dict(controller.client.requests)
+        calls_before = collections.Counter(counting.calls)
         passes_before = len(controller.latencies)
         old_hash = ((await client.get(rollouts(GROUP), "web", "default")) or {}).get("status", {}).get("currentPodHash")
         template = rollout_body("web", image="example/web:2")["spec"]["template"]
         await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
         await _until(lambda: _promoted(client, old_hash), timeout=120)
     after = dict(controller.client.requests)
+    calls = counting.calls - calls_before
     stop.set()
     await task
     await controller.client.close()
@@ -118,6 +159,7 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         "reconcile_latency_ms_p50": round(1000 * statistics.median(latencies), 1),
         "reconcile_latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
         "canary_update": {"steps": 4, "reads": reads, "writes": writes, "events_posted": events},
+        "canary_update_requests": dict(sorted(calls.items())),
         "api_reads_per_canary_step": round(reads / 4, 1),
         "api_writes_per_canary_step": round(writes / 4, 1),
         "events_per_canary_step": round(events / 4, 1),

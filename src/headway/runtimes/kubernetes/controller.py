@@ -47,7 +47,8 @@ from headway.runtimes.kubernetes.metrics import ControllerMetrics
 from headway.runtimes.kubernetes.wiring import admit, engine_for
 from headway.spec.rollout import Rollout
 from headway.spec.status import Condition, Phase, RolloutStatus
-from headway.stores.k8s_status import KubernetesStatusStore
+from headway.stores.base import ConflictError
+from headway.stores.k8s_status import KubernetesStatusStore, label_selector
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,10 @@ class Controller:
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
             self._own_writes[key_of(body)] = result.saved_version
+        elif result.failure is None and not result.conflict and _stale_selector(body, rollout):
+            # A status written before status.selector existed (or by an older release): /scale needs it now.
+            with contextlib.suppress(ConflictError):  # someone wrote meanwhile: the next save carries it
+                await asyncio.to_thread(engine.update_status, key_of(body), _unchanged)
         self.latencies.append(elapsed)
         self.metrics.reconcile_seconds.observe(elapsed)
         outcome = result.outcome()
@@ -383,6 +388,16 @@ class Controller:
             if runner is not None:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _stale_selector(body: Mapping[str, Any], rollout: Rollout) -> bool:
+    """A status exists but its ``selector`` (what /scale reports to an HPA) is not the Rollout's."""
+    status = body.get("status")
+    return isinstance(status, Mapping) and status.get("selector") != label_selector(rollout.spec.selector)
+
+
+def _unchanged(status: RolloutStatus) -> RolloutStatus:
+    return status
 
 
 def _has_condition(body: Mapping[str, Any], kind: str) -> bool:

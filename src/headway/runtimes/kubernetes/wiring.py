@@ -24,7 +24,7 @@ from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.spec.load import load_document
 from headway.spec.rollout import Rollout
 from headway.spec.validate import check_rollout
-from headway.stores.k8s_status import KubernetesStatusStore
+from headway.stores.k8s_status import KubernetesStatusStore, label_selector
 
 RouterFactory = Callable[[BlockingKube], TrafficRouter]
 
@@ -79,5 +79,5 @@ def engine_for(rollout: Rollout, kube: BlockingKube, group: str) -> Engine:
         platform=KubernetesPlatform(kube),
         router=router,
         runs=KubernetesRunBackend(kube, group),
-        store=KubernetesStatusStore(kube, rollouts(group)),
+        store=KubernetesStatusStore(kube, rollouts(group), selector=label_selector(rollout.spec.selector)),
     )
