@@ -288,3 +288,18 @@ async def test_a_user_who_may_not_list_every_namespace_is_told_to_pick_one(serve
     assert status == 503
     assert "403" in body["error"] and "cannot list resource" in body["error"]
     assert body["error"].endswith("(listing every namespace needs cluster-wide read access: try -n NAMESPACE)")
+
+
+@pytest.mark.asyncio
+async def test_a_dashboard_for_one_namespace_shows_only_it(api: ApiServer, dashboard: Dashboard, serve: Serve) -> None:
+    base = await serve(ClusterSource(KubeClient.for_server(api.url), namespace="shop"))
+    status, body = await call("GET", base + "api/rollouts")
+    assert (status, [r["name"] for r in body["rollouts"]]) == (200, ["api"])
+    status, body = await call("GET", base + "api/rollouts/default/web")
+    assert (status, body["error"]) == (
+        404,
+        "no rollout named web in namespace default: this dashboard shows namespace shop",
+    )
+    status, body = await call("POST", base + "api/rollouts/default/web/abort", headers=AUTH)
+    assert status == 404
+    assert "abort" not in json.dumps(stored(api)["status"])  # nothing was written outside its namespace
