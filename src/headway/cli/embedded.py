@@ -492,11 +492,28 @@ def _show(
             for _ in _changes(api, deadline):
                 click.echo(views.dump(data(), output), nl=False)
             return
-        with Live(renderable(), console=console, refresh_per_second=4, auto_refresh=console.is_terminal) as live:
+        if not console.is_terminal:
+            _frames(api, deadline, renderable, console)
+            return
+        with Live(renderable(), console=console, auto_refresh=False) as live:
             for _ in _changes(api, deadline):
                 live.update(renderable(), refresh=True)
-        if not console.is_terminal:
-            console.print(renderable())  # a pipe or a test gets the final state in full
+
+
+def _frames(api: Api, deadline: float | None, renderable: Callable[[], RenderableType], console: Console) -> None:
+    """``--watch`` into a pipe or a log: the view in full, then again each time it looks different (as in cluster
+    mode), so the output is the rollout's history; a change elsewhere in the instance prints nothing."""
+    with console.capture() as captured:
+        console.print(renderable())
+    last = captured.get()
+    console.out(last, end="", highlight=False)
+    for _ in _changes(api, deadline):
+        with console.capture() as captured:
+            console.print(renderable())
+        frame = captured.get()
+        if frame != last:
+            console.out("\n" + frame, end="", highlight=False)
+            last = frame
 
 
 def _changes(api: Api, deadline: float | None) -> Iterator[int]:
