@@ -45,6 +45,7 @@ async def serve(
     token: str | None,
     read_only: bool,
     announce: bool = True,
+    open_browser: bool = False,
 ) -> None:
     """Serve the dashboard over ``source`` until cancelled; prints where (with the token) once listening."""
     app = create_app(source, token=token, read_only=read_only)
@@ -71,6 +72,9 @@ async def serve(
                 click.echo("Listening beyond loopback: other machines must send the token to read anything.")
             click.echo("Press Ctrl-C to stop.")
             sys.stdout.flush()
+        if open_browser:
+            secret = token_of(app)
+            webbrowser.open(f"{url}#token={secret}" if secret else url)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -83,7 +87,9 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _cluster(target: Target, host: str, port: int, token: str | None, read_only: bool) -> None:
+async def _cluster(
+    target: Target, *, host: str, port: int, token: str | None, read_only: bool, open_browser: bool = False
+) -> None:
     """Serve the cluster's rollouts; an unreachable cluster or a bad kubeconfig fails before listening."""
     try:
         client, _, server = target.connect()
@@ -97,17 +103,19 @@ async def _cluster(target: Target, host: str, port: int, token: str | None, read
             raise click.ClickException(str(error)) from None
         scope = f"namespace {target.namespace}" if target.namespace else "all namespaces"
         click.echo(f"Cluster {server}: {len(found)} rollout(s) in {scope}")
-        await serve(source, host=host, port=port, token=token, read_only=read_only)
+        await serve(source, host=host, port=port, token=token, read_only=read_only, open_browser=open_browser)
     finally:
         await source.close()
         await client.close()
 
 
-async def _demo(host: str, port: int, token: str | None, read_only: bool, speed: float) -> None:
+async def _demo(
+    *, host: str, port: int, token: str | None, read_only: bool, speed: float, open_browser: bool = False
+) -> None:
     source = SimSource(demo_rollouts(), speed=speed)
     await source.start()
     try:
-        await serve(source, host=host, port=port, token=token, read_only=read_only)
+        await serve(source, host=host, port=port, token=token, read_only=read_only, open_browser=open_browser)
     finally:
         await source.close()
 
@@ -152,7 +160,9 @@ def dashboard(
     target = None if demo else kube.target_of(kube_context, namespace, kubeconfig)
     if target is not None:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_cluster(target, host, port, token, read_only))
+            asyncio.run(
+                _cluster(target, host=host, port=port, token=token, read_only=read_only, open_browser=open_browser)
+            )
         return
     if not demo:
         try:
@@ -167,7 +177,7 @@ def dashboard(
         if open_browser:
             webbrowser.open(url)
         return
-    if open_browser:
-        click.echo("--open is for the embedded instance's dashboard; open the printed link instead.")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(host, port, token, read_only, speed))
+        asyncio.run(
+            _demo(host=host, port=port, token=token, read_only=read_only, speed=speed, open_browser=open_browser)
+        )
