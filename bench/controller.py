@@ -3,12 +3,15 @@
 Run on demand: ``.venv/bin/python bench/controller.py [--rollouts N]``. Prints one JSON document.
 
 The emulator runs in a child process, so the RSS measured is the controller's alone: baseline after it started
-and settled with no Rollouts, then again once N Rollouts have each been reconciled to Healthy, divided by N.
-kmock scans its request history on every request (DEPENDENCIES.md §2), so creating N objects grows quadratically
-in time; N defaults to 100 for that reason (100 took ~4 min here; 1,000 is out of reach of kmock), not because
-the controller needs it. Pass latencies include waiting for the emulator, which dominates them.
-Requests per canary step are counted at the controller's client seam for one Gateway API canary update
-(setWeight 20 → pause → setWeight 60 → pause → promotion), and divided by its four steps.
+and settled with no Rollouts, then again once N Rollouts have each been reconciled to Healthy and the controller
+has been idle for a few seconds (kopf's per-object workers, which hold each object's last event, have exited),
+above the baseline, divided by N. Both readings follow a ``gc.collect()``. N defaults to 1,000 (about 1.5 min
+here; the fidelity emulator keeps no request history, so it stays O(1) per request). Pass latencies include
+waiting for the emulator, which shares the 2 cores and dominates them.
+Requests per canary step are counted at the controller's client seam, by verb and resource, for one Gateway API
+canary update (setWeight 20 → pause → setWeight 60 → pause → promotion) from the template change until the
+controller has been quiet for 2 s after promotion (so writes reporting the last pods' readiness are counted
+too), and divided by its four steps. Events posted are counted apart.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import json
 import statistics
 import subprocess
@@ -31,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, install, rollout_body  # noqa: E402
 
 from headway.runtimes.kubernetes.client import Body, Kind, KubeClient, rollouts  # noqa: E402
-from headway.runtimes.kubernetes.controller import Controller, ControllerConfig  # noqa: E402
+from headway.runtimes.kubernetes.controller import KOPF_IDLE_SECONDS, Controller, ControllerConfig  # noqa: E402
 
 SERVE = "; ".join(
     [
@@ -57,6 +61,9 @@ class CountingClient(KubeClient):
     def __init__(self, url: str) -> None:
         super().__init__(KubeClient.for_server(url)._client)
         self.calls: collections.Counter[str] = collections.Counter()
+
+    def writes(self) -> int:
+        return sum(n for call, n in self.calls.items() if not call.startswith(("get ", "list ")))
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Body | None:
         self.calls[f"get {kind.plural}"] += 1
@@ -107,6 +114,7 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     await ready.wait()
     await asyncio.sleep(2)
+    gc.collect()
     baseline = rss_kib()
 
     started = time.monotonic()
@@ -118,6 +126,8 @@ async def measure(url: str, count: int) -> dict[str, Any]:
             await client.create(rollouts(GROUP), body)
         await _until(lambda: _healthy_count_is(client, count), timeout=60 + 2.0 * count)
     settle_seconds = time.monotonic() - started
+    await asyncio.sleep(KOPF_IDLE_SECONDS + 2)
+    gc.collect()
     loaded = rss_kib()
     latencies = sorted(controller.latencies)
 
@@ -139,6 +149,7 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         template = rollout_body("web", image="example/web:2")["spec"]["template"]
         await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
         await _until(lambda: _promoted(client, old_hash), timeout=120)
+        await _quiet(counting, seconds=2.0)
     after = dict(controller.client.requests)
     calls = counting.calls - calls_before
     stop.set()
@@ -148,7 +159,7 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     reads = after.get("read", 0) - before.get("read", 0)
     writes = after.get("write", 0) - before.get("write", 0)
     events = after.get("event", 0) - before.get("event", 0)
-    update_latencies = sorted(controller.latencies[passes_before:])
+    update_latencies = sorted(list(controller.latencies)[passes_before:])
     return {
         "rollouts": count,
         "rss_baseline_mib": round(baseline / 1024, 1),
@@ -166,6 +177,15 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         "canary_update_latency_ms_p50": round(1000 * statistics.median(update_latencies), 1),
         "canary_update_latency_ms_max": round(1000 * update_latencies[-1], 1),
     }
+
+
+async def _quiet(counting: CountingClient, *, seconds: float) -> None:
+    """Until the controller has made no write for ``seconds`` (reads go on: passes that find nothing to do)."""
+    last, since = counting.writes(), time.monotonic()
+    while time.monotonic() - since < seconds:
+        await asyncio.sleep(0.2)
+        if counting.writes() != last:
+            last, since = counting.writes(), time.monotonic()
 
 
 async def _healthy_count_is(client: KubeClient, count: int) -> bool:
@@ -190,7 +210,7 @@ async def _promoted(client: KubeClient, old_hash: str | None) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=100)
+    parser.add_argument("--rollouts", type=int, default=1000)
     arguments = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-c", SERVE], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
