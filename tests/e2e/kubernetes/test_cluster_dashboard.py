@@ -221,12 +221,30 @@ async def test_an_unreachable_cluster_is_503_saying_what_to_check(serve: Serve) 
 
 
 @pytest.mark.slow
-def test_headway_dashboard_with_a_kubeconfig_serves_the_cluster(api: ApiServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_plugin", [False, True], ids=["headway --kubeconfig", "kubectl-headway with KUBECONFIG"])
+def test_headway_dashboard_with_a_kubeconfig_serves_the_cluster(
+    api: ApiServer, tmp_path: Path, as_plugin: bool
+) -> None:
     seed_paused_canary(api)
     kubeconfig = write_kubeconfig(api.url, tmp_path / "kubeconfig")
-    command = [sys.executable, "-m", "headway.cli.main", "dashboard", "--kubeconfig", str(kubeconfig), "--port", "0"]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "HEADWAY_STATE_DIR": str(tmp_path / "none")}
     environment.pop("HEADWAY_MODE", None)
+    if as_plugin:  # `kubectl headway dashboard`: cluster mode with no flag, the kubeconfig from the environment
+        plugin = Path(sys.executable).parent / "kubectl-headway"
+        assert plugin.exists(), f"{plugin} is not installed: pip install -e . installs it"
+        command = [str(plugin), "dashboard", "--port", "0"]
+        environment["KUBECONFIG"] = str(kubeconfig)
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "headway.cli.main",
+            "dashboard",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--port",
+            "0",
+        ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True
     )
