@@ -7,6 +7,7 @@ controller would write) and reads the watcher's stdout, a pipe, so each change a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -15,12 +16,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from headway.core.errors import TemporaryError
+from headway.dashboard.model import RolloutView
 from headway.runtimes.kubernetes.client import rollouts
+from headway.runtimes.kubernetes.operate import follow
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body
 from tests.e2e.kubernetes.test_cli_cluster import NS, seed_paused_canary, write_kubeconfig
@@ -160,3 +164,36 @@ def test_watch_of_a_missing_rollout_says_what_to_do(api: ApiServer, kubeconfig: 
     result = CliRunner().invoke(main, ["get", "rollout", "nope", "--watch", "--kubeconfig", str(kubeconfig)])
     assert result.exit_code == 1
     assert "no rollout named nope in namespace default (known: none)" in result.output
+
+
+def _reader(script: list[RolloutView | Exception]) -> Callable[[], Awaitable[RolloutView]]:
+    async def read() -> RolloutView:
+        step = script.pop(0) if len(script) > 1 else script[0]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    return read
+
+
+async def _take(stream: AsyncIterator[RolloutView], count: int) -> list[RolloutView]:
+    return [await anext(stream) for _ in range(count)]
+
+
+def test_follow_yields_only_changes_and_rides_out_a_blip_but_not_a_first_failure() -> None:
+    first, second = RolloutView(name="web", canary_weight=20), RolloutView(name="web", canary_weight=50)
+    blip = TemporaryError("get Rollout default/web: ConnectError: refused", delay=5.0)
+    script: list[RolloutView | Exception] = [first, first, blip, blip, second]
+    seen = asyncio.run(_take(follow(_reader(script), interval=0.01), 2))
+    assert [v.canary_weight for v in seen] == [20, 50]  # the repeat printed nothing, the blip was retried
+
+    with pytest.raises(TemporaryError):  # a watch that never read anything fails at once (bad server, bad config)
+        asyncio.run(_take(follow(_reader([blip]), interval=0.01), 1))
+
+    async def outlasted() -> None:
+        stream = follow(_reader([first, blip]), interval=0.01, patience=0.1)
+        await anext(stream)
+        await anext(stream)
+
+    with pytest.raises(TemporaryError):  # down for longer than the patience: give up, with the reason
+        asyncio.run(asyncio.wait_for(outlasted(), 5))

@@ -25,7 +25,7 @@ from lightkube import ALL_NS
 from pydantic import ValidationError
 
 from headway.core import commands
-from headway.core.errors import AdapterError, PermanentError
+from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.dashboard.model import EventView, RevisionView, RolloutView, steps_of, with_roles
 from headway.dashboard.runs import run_view_of
 from headway.platforms.kubernetes import HASH_LABEL, REVISION_ANNOTATION
@@ -52,6 +52,8 @@ EVENT_LIMIT = 50
 """Events shown per rollout (the newest)."""
 WATCH_INTERVAL = 1.0
 """Seconds between two reads of a watched view."""
+WATCH_PATIENCE = 30.0
+"""Seconds a watch keeps retrying an unreachable server before it gives up."""
 
 
 class OperationError(Exception):
@@ -382,17 +384,31 @@ def run(target: Target, operation: Callable[[Cluster], Awaitable[Any]]) -> Any:
     return asyncio.run(main())
 
 
-async def follow(read: Callable[[], Awaitable[Shown]], *, interval: float = WATCH_INTERVAL) -> AsyncIterator[Shown]:
+async def follow(
+    read: Callable[[], Awaitable[Shown]], *, interval: float = WATCH_INTERVAL, patience: float = WATCH_PATIENCE
+) -> AsyncIterator[Shown]:
     """``read()`` now and then every time its answer changes, polling every ``interval`` seconds; never ends.
 
     Polling (not a watch stream) because a view joins three kinds of object (Rollout, ReplicaSets, AnalysisRuns):
     one GET and two LISTs per round cost the server little at a second's interval, survive reconnects for free,
-    and see exactly what `get` would print."""
+    and see exactly what `get` would print. Once a first read succeeded, temporary failures (the server restarting,
+    a network blip) are retried for up to ``patience`` seconds, keeping the last view on screen; the first read,
+    and anything permanent (the rollout deleted, access revoked), fails at once."""
     last: Any = None
+    failing_since: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
-        data = await read()
-        shown = [v.wire() for v in data] if isinstance(data, list) else data.wire()
-        if shown != last:
-            last = shown
-            yield data
+        try:
+            data = await read()
+        except TemporaryError:
+            now = loop.time()
+            failing_since = now if failing_since is None else failing_since
+            if last is None or now - failing_since > patience:
+                raise
+        else:
+            failing_since = None
+            shown = [v.wire() for v in data] if isinstance(data, list) else data.wire()
+            if shown != last:
+                last = shown
+                yield data
         await asyncio.sleep(interval)
