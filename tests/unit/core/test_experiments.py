@@ -183,8 +183,9 @@ def test_the_duration_ends_exactly_when_due_not_a_poll_later() -> None:
         world.apply(decision)
         status = decision.status
     assert status is not None and status.phase == AnalysisPhase.RUNNING
-    assert decision.requeue_after == pytest.approx(90.0, abs=0.01)
-    world.now += timedelta(seconds=decision.requeue_after)
+    wait = decision.requeue_after
+    assert wait is not None and wait == pytest.approx(90.0, abs=0.01)
+    world.now += timedelta(seconds=wait)
     decision = decide_experiment("ex", experiment, status, world.observe())
     assert decision.status.phase == AnalysisPhase.SUCCESSFUL
 

@@ -7,20 +7,29 @@ ClusterAnalysisTemplates it references (read from the API when the run starts). 
 writes that; a run whose templates cannot be resolved is created in phase Error with the reason.
 Terminating sets ``spec.terminate``, as Argo does.
 Secret-backed args stay references (``valueFrom``); they are never resolved into the run.
+
+An experiment step becomes an Experiment as Argo's ``GetExperimentFromTemplate`` builds it: each template's pod
+template, selector and minReadySeconds are copied from the stable or canary ReplicaSet (``specRef``), the step's
+metadata merged into it, the analyses' arguments resolved against the Rollout (podTemplateHashValue, fieldRef).
+The Rollout's pod-template-hash label is taken out of the copies: the experiment's own ReplicaSets carry the hash of
+their template (`headway.runtimes.kubernetes.experiments`), so the Rollout's Services never select them. A step
+that cannot be built (no stable ReplicaSet yet, an argument without a value) is created in phase Error, saying why.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from headway.core import templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.core.templates import TemplateError
 from headway.engine.runs import RunStates
-from headway.platforms.kubernetes import ROLLOUT_LABEL, owner_reference
+from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
 from headway.runtimes.kubernetes.analysis import resolve_run_spec
-from headway.runtimes.kubernetes.client import BlockingKube, Kind, NotFoundError, analysis_runs
-from headway.spec.rollout import Rollout
+from headway.runtimes.kubernetes.client import REPLICA_SETS, BlockingKube, Kind, NotFoundError, analysis_runs
+from headway.spec.analysis import AnalysisRunSpec
+from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase
 
 RUN_KIND_LABEL = "headway.dev/run-kind"
@@ -63,35 +72,36 @@ class KubernetesRunBackend:
         if self._kube.get(self._runs, run.name, rollout.metadata.namespace) is not None:
             return
         resolved = resolve_run_spec(self._kube, self._group, rollout, run)
-        spec = {"metrics": []} if isinstance(resolved, TemplateError) else resolved.wire()
-        spec["revision"] = run.hash
-        if run.stable_hash:
-            spec["stableRevision"] = run.stable_hash
         metadata = self._metadata(rollout, run.name, str(run.kind))
         extra = run.analysis.analysis_run_metadata
         if extra is not None:
             metadata["labels"] = {**extra.labels, **metadata["labels"]}
             metadata["annotations"] = dict(extra.annotations)
-        created = self._kube.create(self._runs, {"metadata": metadata, "spec": spec})
-        if isinstance(resolved, TemplateError):
-            # A run that cannot be measured is created anyway, in phase Error, so the rollout sees why and
-            # acts on it (abort), as Argo does; the /status subresource is where the phase lives.
-            status = {"phase": "Error", "message": resolved.describe()}
-            version = (created.get("metadata") or {}).get("resourceVersion")
-            patch = {"metadata": {"resourceVersion": version}, "status": status}
-            self._kube.patch(self._runs, run.name, rollout.metadata.namespace, patch, status=True)
+        create_analysis_run(self._kube, self._group, metadata, resolved, revision=run.hash, stable=run.stable_hash)
 
     def terminate_analysis(self, rollout: Rollout, name: str) -> None:
         self._terminate(self._runs, rollout, name)
 
     def start_experiment(self, rollout: Rollout, experiment: StartExperiment) -> None:
-        if self._kube.get(self._experiments, experiment.name, rollout.metadata.namespace) is not None:
+        namespace = rollout.metadata.namespace
+        if self._kube.get(self._experiments, experiment.name, namespace) is not None:
             return
-        body = {
-            "metadata": self._metadata(rollout, experiment.name, "experiment"),
-            "spec": {**experiment.experiment.wire(), "canaryRevision": experiment.canary_hash},
-        }
-        self._kube.create(self._experiments, body)
+        stable = self._replica_set(rollout, experiment.stable_hash)
+        canary = self._replica_set(rollout, experiment.canary_hash)
+        spec, problem = experiment_spec(rollout, experiment, stable=stable, canary=canary)
+        metadata = self._metadata(rollout, experiment.name, "experiment")
+        metadata["labels"][HASH_LABEL] = experiment.canary_hash
+        created = self._kube.create(self._experiments, {"metadata": metadata, "spec": spec})
+        if problem is not None:
+            status = {"phase": "Error", "message": problem}
+            version = (created.get("metadata") or {}).get("resourceVersion")
+            patch = {"metadata": {"resourceVersion": version}, "status": status}
+            self._kube.patch(self._experiments, experiment.name, namespace, patch, status=True)
+
+    def _replica_set(self, rollout: Rollout, pod_hash: str | None) -> dict[str, Any] | None:
+        if not pod_hash:
+            return None
+        return self._kube.get(REPLICA_SETS, replica_set_name(rollout, pod_hash), rollout.metadata.namespace)
 
     def terminate_experiment(self, rollout: Rollout, name: str) -> None:
         self._terminate(self._experiments, rollout, name)
@@ -118,3 +128,121 @@ class KubernetesRunBackend:
     def _uses_experiments(rollout: Rollout) -> bool:
         canary = rollout.spec.strategy.canary
         return canary is not None and any(step.experiment is not None for step in canary.steps)
+
+
+def create_analysis_run(
+    kube: BlockingKube,
+    group: str,
+    metadata: dict[str, Any],
+    resolved: AnalysisRunSpec | TemplateError,
+    *,
+    revision: str,
+    stable: str | None,
+) -> None:
+    """Create an AnalysisRun from its resolved spec; one whose templates could not be resolved is created anyway,
+    in phase Error, so its owner sees why and acts on it (abort), as Argo does."""
+    runs = analysis_runs(group)
+    spec = {"metrics": []} if isinstance(resolved, TemplateError) else resolved.wire()
+    if revision:
+        spec["revision"] = revision
+    if stable:
+        spec["stableRevision"] = stable
+    created = kube.create(runs, {"metadata": metadata, "spec": spec})
+    if isinstance(resolved, TemplateError):
+        # the /status subresource is where the phase lives
+        status = {"phase": "Error", "message": resolved.describe()}
+        version = (created.get("metadata") or {}).get("resourceVersion")
+        patch = {"metadata": {"resourceVersion": version}, "status": status}
+        kube.patch(runs, metadata["name"], metadata.get("namespace"), patch, status=True)
+
+
+def _without_hash(labels: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (labels or {}).items() if key != HASH_LABEL}
+
+
+def experiment_template(step: RolloutExperimentTemplate, replica_set: dict[str, Any]) -> dict[str, Any]:
+    """One Experiment template from a step template and the ReplicaSet its ``specRef`` names (pure)."""
+    rs_spec = replica_set.get("spec") or {}
+    pod = dict(rs_spec.get("template") or {})
+    meta = dict(pod.get("metadata") or {})
+    labels = _without_hash(meta.get("labels"))
+    annotations = dict(meta.get("annotations") or {})
+    selector = dict(step.selector) if step.selector is not None else dict(rs_spec.get("selector") or {})
+    match_labels = _without_hash(selector.get("matchLabels"))
+    if step.metadata is not None:  # Argo adds the step's labels to the selector too
+        labels.update(step.metadata.labels)
+        match_labels.update(step.metadata.labels)
+        annotations.update(step.metadata.annotations)
+    meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    selector["matchLabels"] = match_labels
+    template: dict[str, Any] = {
+        "name": step.name,
+        "replicas": step.replicas if step.replicas is not None else 1,
+        "minReadySeconds": int(rs_spec.get("minReadySeconds") or 0),
+        "selector": selector,
+        "template": {**pod, "metadata": meta},
+    }
+    if step.service is not None:
+        template["service"] = step.service
+    if step.weight is not None:
+        template["weight"] = step.weight
+    return template
+
+
+def experiment_spec(
+    rollout: Rollout,
+    experiment: StartExperiment,
+    *,
+    stable: dict[str, Any] | None,
+    canary: dict[str, Any] | None,
+) -> tuple[dict[str, Any], str | None]:
+    """The Experiment's spec for a Rollout's experiment step, and the first problem building it (None: none).
+
+    ``stable``/``canary`` are the ReplicaSets of the stable and canary revisions as read from the API."""
+    step = experiment.experiment
+    at = "experiment"
+    problem: str | None = None
+    built: list[dict[str, Any]] = []
+    for index, template in enumerate(step.templates):
+        source = stable if template.spec_ref == "stable" else canary
+        if source is None:
+            wanted = experiment.stable_hash if template.spec_ref == "stable" else experiment.canary_hash
+            problem = problem or (
+                f"{at}.templates[{index}].specRef: no {template.spec_ref} ReplicaSet"
+                + (f" {replica_set_name(rollout, wanted)}" if wanted else " (the rollout has no stable revision)")
+            )
+            continue
+        built.append(experiment_template(template, source))
+    analyses: list[dict[str, Any]] = []
+    for index, analysis in enumerate(step.analyses):
+        values = templates.rollout_args(
+            analysis.args, rollout, stable_hash=experiment.stable_hash, latest_hash=experiment.canary_hash
+        )
+        if isinstance(values, TemplateError):
+            problem = problem or f"{at}.analyses[{index}].{values.describe()}"
+            values = {}
+        entry: dict[str, Any] = {
+            "name": analysis.name,
+            "templateName": analysis.template_name,
+            "args": [{"name": name, "value": value} for name, value in values.items()],
+        }
+        if analysis.cluster_scope:
+            entry["clusterScope"] = True
+        if analysis.required_for_completion:
+            entry["requiredForCompletion"] = True
+        analyses.append(entry)
+    spec: dict[str, Any] = {
+        "templates": built,
+        "progressDeadlineSeconds": rollout.spec.progress_deadline(),
+        "analyses": analyses,
+        "canaryRevision": experiment.canary_hash,
+    }
+    if step.duration is not None:
+        spec["duration"] = step.duration
+    if step.dry_run:
+        spec["dryRun"] = list(step.dry_run)
+    if experiment.stable_hash:
+        spec["stableRevision"] = experiment.stable_hash
+    return spec, problem

@@ -1,0 +1,270 @@
+"""A Rollout's experiment step runs in the cluster: template ReplicaSets, analyses, a verdict, scale-down.
+
+The controller (embedded, over real HTTP against the fidelity emulator) drives the Rollout and creates the
+Experiment; `ExperimentRunner.advance_all` and the `RunMeasurer` are called once per round by `Wiring`, which plays
+the lines the controller's worker will carry, and wakes the Rollout's worker as the returned requeue would. The
+runner's clock is the wall clock plus a skew the test moves forward, so a 30 s duration or scale-down delay passes
+when the test says so instead of in 30 real seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
+from headway.providers.registry import default_registry
+from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
+from headway.runtimes.kubernetes.client import (
+    REPLICA_SETS,
+    BlockingKube,
+    KubeClient,
+    analysis_runs,
+    analysis_templates,
+    rollouts,
+)
+from headway.runtimes.kubernetes.controller import Controller
+from headway.runtimes.kubernetes.experiments import (
+    EXPERIMENT_NAME_ANNOTATION,
+    SCALE_DOWN_DEADLINE_ANNOTATION,
+    ExperimentRunner,
+)
+from headway.runtimes.kubernetes.runs import experiments
+from headway.spec.rollout import Rollout
+from tests.e2e.kubernetes.emulator import ApiServer
+from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, install, rollout_body, running, status
+
+pytestmark = pytest.mark.asyncio
+EXPERIMENTS = experiments(GROUP)
+
+
+@pytest_asyncio.fixture
+async def endpoint() -> AsyncIterator[dict[str, float]]:
+    """A metrics endpoint on 127.0.0.1 answering ``{"rate": <value>}``; the test sets the value."""
+    value = {"rate": 1.0}
+
+    async def rate(request: web.Request) -> web.Response:
+        return web.json_response(value)
+
+    app = web.Application()
+    app.router.add_get("/rate", rate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    value["port"] = runner.addresses[0][1]
+    try:
+        yield value
+    finally:
+        await runner.cleanup()
+
+
+def success_rate(port: float) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate", "namespace": "default"},
+        "spec": {
+            "args": [{"name": "canary-hash"}],
+            "metrics": [
+                {
+                    "name": "success-rate",
+                    "successCondition": "result >= 0.99",
+                    "failureLimit": 0,
+                    "provider": {"web": {"url": f"http://127.0.0.1:{int(port)}/rate", "jsonPath": "{$.rate}"}},
+                }
+            ],
+        },
+    }
+
+
+EXPERIMENT_STEP: dict[str, Any] = {
+    "duration": "30s",
+    "templates": [
+        {"name": "baseline", "specRef": "stable"},
+        {"name": "candidate", "specRef": "canary", "replicas": 2, "metadata": {"labels": {"role": "candidate"}}},
+    ],
+    "analyses": [
+        {
+            "name": "rate",
+            "templateName": "success-rate",
+            "args": [{"name": "canary-hash", "value": "{{templates.candidate.podTemplateHash}}"}],
+        }
+    ],
+}
+
+
+class Wiring:
+    """What the controller's worker will do each pass for experiments, played from the test."""
+
+    def __init__(self, client: KubeClient, controller: Controller) -> None:
+        self.skew = 0.0
+        self._client = client
+        self._controller = controller
+        self._kube = BlockingKube(client, asyncio.get_running_loop())
+        self._runner = ExperimentRunner(self._kube, GROUP)
+        self._measurer = RunMeasurer(client, GROUP, ProviderTable(default_registry()))
+        self.requeues: list[float | None] = []
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.skew)
+
+    async def _loop(self) -> None:
+        while True:
+            body = await self._client.get(rollouts(GROUP), "web", "default")
+            if body is not None:
+                rollout = Rollout.model_validate(body)
+                now = self.now()
+                await self._measurer.measure("default", "web", now, (5, 5))
+                self.requeues.append(await asyncio.to_thread(self._runner.advance_all, rollout, now))
+                self._controller.wake("default/web")
+            await asyncio.sleep(0.2)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Wiring]:
+        task = asyncio.create_task(self._loop())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # an error the loop died of fails the test here
+
+
+async def _experiment(client: KubeClient) -> dict[str, Any]:
+    found = await client.list(EXPERIMENTS, "default", {ROLLOUT_LABEL: "web"})
+    assert len(found) == 1, [obj["metadata"]["name"] for obj in found]
+    return found[0]
+
+
+async def _phase(client: KubeClient) -> str:
+    found = await client.list(EXPERIMENTS, "default", {ROLLOUT_LABEL: "web"})
+    return str((found[0].get("status") or {}).get("phase") or "") if found else ""
+
+
+async def _template_sets(client: KubeClient, experiment: str) -> dict[str, dict[str, Any]]:
+    sets = await client.list(REPLICA_SETS, "default")
+    mine = [rs for rs in sets if (rs["metadata"].get("annotations") or {}).get(EXPERIMENT_NAME_ANNOTATION)]
+    return {rs["metadata"]["name"].removeprefix(f"{experiment}-"): rs for rs in mine}
+
+
+async def _start(client: KubeClient, endpoint: dict[str, float]) -> None:
+    """v1 rolled out, then v2 with the experiment step."""
+    await install(client)
+    await client.create(analysis_templates(GROUP), success_rate(endpoint["port"]))
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"experiment": EXPERIMENT_STEP}, {"setWeight": 60}]
+    await client.create(rollouts(GROUP), rollout_body(steps=steps))
+
+    async def healthy() -> bool:
+        return (await status(client)).get("phase") == "Healthy"
+
+    await eventually(healthy, what="v1 healthy")
+    template = rollout_body(image="example/web:2")["spec"]["template"]
+    await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
+
+
+async def test_an_experiment_step_runs_its_templates_for_the_duration_then_the_rollout_continues(
+    api: ApiServer, client: KubeClient, endpoint: dict[str, float]
+) -> None:
+    async with running(api) as controller, Kubelet(client), Wiring(client, controller).running() as wiring:
+        await _start(client, endpoint)
+
+        async def experiment_running() -> bool:
+            return await _phase(client) == "Running"
+
+        await eventually(experiment_running, what="experiment Running")
+        experiment = await _experiment(client)
+        name = experiment["metadata"]["name"]
+        sets = await _template_sets(client, name)
+        assert sorted(sets) == ["baseline", "candidate"]
+        baseline, candidate = sets["baseline"], sets["candidate"]
+        assert baseline["spec"]["replicas"] == 1 and candidate["spec"]["replicas"] == 2
+        assert baseline["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:1"
+        assert candidate["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:2"
+        assert candidate["spec"]["template"]["metadata"]["labels"]["role"] == "candidate"
+        rollout_hashes = {rs["metadata"]["labels"].get(HASH_LABEL) for rs in await _rollout_sets(client)}
+        for rs in (baseline, candidate):
+            pod_hash = rs["metadata"]["labels"][HASH_LABEL]
+            assert pod_hash not in rollout_hashes, "the Rollout's Services must not select experiment pods"
+            assert rs["spec"]["selector"]["matchLabels"][HASH_LABEL] == pod_hash
+            assert rs["spec"]["template"]["metadata"]["labels"][HASH_LABEL] == pod_hash
+            assert rs["metadata"]["ownerReferences"][0]["uid"] == experiment["metadata"]["uid"]
+        assert experiment["status"]["availableAt"]
+
+        async def analysis_passed() -> bool:
+            runs = ((await _experiment(client)).get("status") or {}).get("analysisRuns") or []
+            return [(r["name"], r["phase"]) for r in runs] == [("rate", "Successful")]
+
+        await eventually(analysis_passed, what="the experiment's analysis Successful")
+        run = await client.get(analysis_runs(GROUP), f"{name}-rate", "default")
+        assert run is not None
+        assert run["metadata"]["ownerReferences"][0]["uid"] == experiment["metadata"]["uid"]
+        assert {"name": "canary-hash", "value": candidate["metadata"]["labels"][HASH_LABEL]} in run["spec"]["args"]
+        assert await _phase(client) == "Running", "the analysis passed; the duration has not"
+
+        wiring.skew += 31  # the duration passes
+        await eventually(lambda: _is(client, "Successful"), what="experiment Successful")
+
+        async def rollout_went_on() -> bool:
+            return (await status(client)).get("phase") == "Healthy"
+
+        await eventually(rollout_went_on, what="the rollout past the experiment step, Healthy")
+        await eventually(lambda: _scale_down_due(client, name), what="scale-down deadlines on the ReplicaSets")
+        sets = await _template_sets(client, name)
+        assert {rs["spec"]["replicas"] for rs in sets.values()} == {1, 2}, "kept for scaleDownDelaySeconds"
+
+        wiring.skew += 31  # the scale-down delay passes
+        await eventually(lambda: _scaled_to_zero(client, name), what="template ReplicaSets scaled to 0")
+        await eventually(lambda: _done(wiring), what="the runner finished: no more requeues")
+
+
+async def test_a_failing_analysis_fails_the_experiment_and_aborts_the_rollout(
+    api: ApiServer, client: KubeClient, endpoint: dict[str, float]
+) -> None:
+    endpoint["rate"] = 0.5
+    async with running(api) as controller, Kubelet(client), Wiring(client, controller).running() as wiring:
+        await _start(client, endpoint)
+        await eventually(lambda: _is(client, "Failed"), what="experiment Failed")
+        experiment = await _experiment(client)
+        name = experiment["metadata"]["name"]
+        assert experiment["status"]["analysisRuns"][0]["phase"] == "Failed"
+        assert [t["status"] for t in experiment["status"]["templateStatuses"]] == ["Running", "Running"]
+
+        async def aborted() -> bool:
+            return bool((await status(client)).get("abort"))
+
+        await eventually(aborted, what="the rollout aborted on the failed experiment")
+        await eventually(lambda: _scale_down_due(client, name), what="scale-down deadlines on the ReplicaSets")
+        wiring.skew += 31
+        await eventually(lambda: _scaled_to_zero(client, name), what="template ReplicaSets scaled to 0")
+
+
+async def _is(client: KubeClient, phase: str) -> bool:
+    return await _phase(client) == phase
+
+
+async def _rollout_sets(client: KubeClient) -> list[dict[str, Any]]:
+    return await client.list(REPLICA_SETS, "default", {ROLLOUT_LABEL: "web"})
+
+
+async def _scaled_to_zero(client: KubeClient, experiment: str) -> bool:
+    sets = await _template_sets(client, experiment)
+    return len(sets) == 2 and all(rs["spec"]["replicas"] == 0 for rs in sets.values())
+
+
+async def _scale_down_due(client: KubeClient, experiment: str) -> bool:
+    sets = await _template_sets(client, experiment)
+    return len(sets) == 2 and all(
+        SCALE_DOWN_DEADLINE_ANNOTATION in rs["metadata"]["annotations"] for rs in sets.values()
+    )
+
+
+async def _done(wiring: Wiring) -> bool:
+    return len(wiring.requeues) > 2 and wiring.requeues[-1] is None and wiring.requeues[-2] is None
