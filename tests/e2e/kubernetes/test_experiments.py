@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from headway.core.actions import StartExperiment
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
 from headway.providers.registry import default_registry
 from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
@@ -36,8 +37,8 @@ from headway.runtimes.kubernetes.experiments import (
     SCALE_DOWN_DEADLINE_ANNOTATION,
     ExperimentRunner,
 )
-from headway.runtimes.kubernetes.runs import experiments
-from headway.spec.rollout import Rollout
+from headway.runtimes.kubernetes.runs import KubernetesRunBackend, experiments
+from headway.spec.rollout import Rollout, RolloutExperimentStep
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, install, rollout_body, running, status
 
@@ -268,3 +269,87 @@ async def _scale_down_due(client: KubeClient, experiment: str) -> bool:
 
 async def _done(wiring: Wiring) -> bool:
     return len(wiring.requeues) > 2 and wiring.requeues[-1] is None and wiring.requeues[-2] is None
+
+
+# --- a hand-written Experiment, advanced directly -------------------------------------------------------------
+
+
+def hand_written(name: str = "compare", **spec: Any) -> dict[str, Any]:
+    pod = {"metadata": {"labels": {"app": "cmp"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "templates": [{"name": "one", "replicas": 2, "selector": {"matchLabels": {"app": "cmp"}}, "template": pod}],
+            "scaleDownDelaySeconds": 0,
+            **spec,
+        },
+    }
+
+
+async def _advance(kube: BlockingKube, name: str = "compare") -> float | None:
+    return await asyncio.to_thread(ExperimentRunner(kube, GROUP).advance, "default", name, datetime.now(UTC))
+
+
+async def test_a_hand_written_experiment_runs_until_terminated_then_scales_down(client: KubeClient) -> None:
+    kube = BlockingKube(client, asyncio.get_running_loop())
+    await client.create(EXPERIMENTS, hand_written())
+    async with Kubelet(client):
+
+        async def running_() -> bool:
+            await _advance(kube)
+            obj = await client.get(EXPERIMENTS, "compare", "default")
+            return ((obj or {}).get("status") or {}).get("phase") == "Running"
+
+        await eventually(running_, what="hand-written experiment Running")
+        rs = await client.get(REPLICA_SETS, "compare-one", "default")
+        assert rs is not None and rs["spec"]["replicas"] == 2
+        assert rs["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1"
+
+        await client.patch(EXPERIMENTS, "compare", "default", {"spec": {"terminate": True}})
+        delays: list[float | None] = []
+
+        async def finished() -> bool:
+            delays.append(await _advance(kube))
+            return delays[-1] is None
+
+        await eventually(finished, what="the runner done with the terminated experiment")
+    obj = await client.get(EXPERIMENTS, "compare", "default")
+    assert obj is not None
+    assert obj["status"]["phase"] == "Successful"
+    assert obj["status"]["message"] == "Experiment terminated"
+    rs = await client.get(REPLICA_SETS, "compare-one", "default")
+    assert rs is not None and rs["spec"]["replicas"] == 0
+
+
+async def test_an_invalid_experiment_is_marked_error_naming_the_field(client: KubeClient) -> None:
+    kube = BlockingKube(client, asyncio.get_running_loop())
+    body = hand_written("broken")
+    del body["spec"]["templates"][0]["selector"]
+    await client.create(EXPERIMENTS, body)
+
+    assert await _advance(kube, "broken") is None
+
+    obj = await client.get(EXPERIMENTS, "broken", "default")
+    assert obj is not None
+    assert obj["status"]["phase"] == "Error"
+    assert obj["status"]["message"].startswith("spec.templates[0].selector: ")
+    assert await client.get(REPLICA_SETS, "broken-one", "default") is None
+
+
+async def test_an_experiment_step_without_a_stable_replica_set_is_created_in_error(
+    api: ApiServer, client: KubeClient
+) -> None:
+    body = rollout_body(steps=[{"experiment": EXPERIMENT_STEP}])
+    rollout = Rollout.model_validate(await client.create(rollouts(GROUP), body))
+    step = RolloutExperimentStep.model_validate(EXPERIMENT_STEP)
+    start = StartExperiment(name="web-exp", experiment=step, canary_hash="abc", stable_hash="def")
+
+    await asyncio.to_thread(KubernetesRunBackend(api.kube, GROUP).start_experiment, rollout, start)
+
+    obj = await client.get(EXPERIMENTS, "web-exp", "default")
+    assert obj is not None
+    assert obj["status"]["phase"] == "Error"
+    assert obj["status"]["message"] == "experiment.templates[0].specRef: no stable ReplicaSet web-def"
+    assert obj["metadata"]["ownerReferences"][0]["uid"] == rollout.metadata.uid

@@ -184,7 +184,7 @@ class ExperimentRunner:
             experiment = Experiment.model_validate({"apiVersion": self._experiments.api_version, **obj})
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
+            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
             if ((obj.get("status") or {}).get("phase") or "") != "Error":
                 self._write(obj, {"phase": "Error", "message": f"{where}: {first['msg']}"})
             return None
