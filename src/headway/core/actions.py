@@ -7,6 +7,7 @@ interrupted between actions and the next pass re-decides from what it then obser
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from headway.spec.rollout import (
@@ -43,9 +44,16 @@ class DeleteRevision:
 
 @dataclass(frozen=True)
 class RestartRevision:
-    """Restart the pods/processes of a revision one at a time (``restartAt``)."""
+    """Restart the pods/processes of a revision (``restartAt``).
+
+    With ``before``: replace one pod created before it, unless one is still being replaced; the core asks
+    again, pass after pass, once every pod is available, until none predates ``before`` (Argo's pace: one pod
+    at a time, never below full availability by more than that one). Without: restart them all, one at a
+    time at the platform's own pace (for platforms that cannot report pod ages).
+    """
 
     hash: str
+    before: datetime | None = None
 
 
 @dataclass(frozen=True)

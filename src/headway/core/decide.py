@@ -132,23 +132,49 @@ def _rollback_within_window(p: Pass) -> bool:
     return newer <= window
 
 
+RESTART_CHECK_SECONDS = 10.0
+"""How soon to look again while a restart waits on a replaced pod (its readiness usually wakes us first)."""
+
+
 def _restart(p: Pass) -> None:
-    """``spec.restartAt`` in the past and after the last restart: restart the pods of the live revisions."""
+    """``spec.restartAt`` in the past and after the last restart: replace every pod created before it.
+
+    Like Argo's pod restarter: revisions in priority order (stable, new, then older ones still running), one pod
+    at a time, and only while every revision is fully available, so a restart never takes more than one pod
+    away. ``status.restartedAt`` is written when no pod predates ``restartAt`` any more. A platform that cannot
+    report pod ages is asked once per revision and paces the restart itself.
+    """
     if p.spec.restart_at is None:
         return
     try:
         when = datetime.fromisoformat(p.spec.restart_at.replace("Z", "+00:00"))
     except ValueError:
         return
-    if when > p.now or (p.status.restarted_at is not None and p.status.restarted_at >= when):
-        if when > p.now:
-            p.wake_at(when)
+    if when > p.now:
+        p.wake_at(when)
         return
-    for pod_hash in dict.fromkeys(h for h in (p.status.stable_rs, p.new_hash) if h):
-        if p.revision(pod_hash) is not None:
-            p.act(RestartRevision(hash=pod_hash))
+    if p.status.restarted_at is not None and p.status.restarted_at >= when:
+        return
+    order = {p.status.stable_rs: 0, p.new_hash: 1}
+    live = sorted(
+        (r for r in p.obs.revisions.values() if r.replicas > 0),
+        key=lambda r: (order.get(r.hash, 2), r.number),
+    )
+    cutoff = when.replace(microsecond=0)  # Kubernetes stamps pods to the second: no endless re-restarts
+    stale = [r for r in live if r.oldest_pod_at is not None and r.oldest_pod_at < cutoff]
+    if stale:
+        if all(r.available >= r.replicas for r in live):
+            p.act(RestartRevision(hash=stale[0].hash, before=cutoff))
+        p.wake_after(RESTART_CHECK_SECONDS)
+        return
+    if any(r.available < r.replicas for r in live) and any(r.oldest_pod_at is not None for r in live):
+        p.wake_after(RESTART_CHECK_SECONDS)  # the last replacement is still coming up
+        return
+    for revision in live:
+        if revision.oldest_pod_at is None:
+            p.act(RestartRevision(hash=revision.hash))
     p.update(restarted_at=when)
-    p.event(EventType.NORMAL, "RolloutRestarted", "Restarting pods of the live revisions")
+    p.event(EventType.NORMAL, "RolloutRestarted", f"Restarted the pods of {p.rollout.name} (restartAt {when})")
 
 
 def _retire_old_revisions(p: Pass) -> None:

@@ -23,6 +23,9 @@ class RevisionState:
     replicas: int = 0
     ready: int = 0
     available: int = 0
+    oldest_pod_at: datetime | None = None
+    """When its oldest running (not terminating) pod was created, for ``restartAt``; None when it has no pods or
+    the platform cannot tell (a restart is then asked for once, and the platform paces it itself)."""
 
 
 @dataclass(frozen=True)

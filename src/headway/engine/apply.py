@@ -113,8 +113,8 @@ def apply_action(
             platform.scale_revision(rollout, pod_hash, replicas)
         case DeleteRevision(hash=pod_hash):
             platform.delete_revision(rollout, pod_hash)
-        case RestartRevision(hash=pod_hash):
-            platform.restart_revision(rollout, pod_hash)
+        case RestartRevision(hash=pod_hash, before=before):
+            platform.restart_revision(rollout, pod_hash, before)
         case SetPodMetadata(hash=pod_hash, metadata=metadata):
             platform.set_pod_metadata(rollout, pod_hash, metadata)
         case ScaleWorkloadRef(replicas=replicas):

@@ -11,6 +11,7 @@ boundary; nothing else may escape.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from headway.core.actions import ServiceRole
@@ -42,8 +43,10 @@ class Platform(Protocol):
         """Remove a revision and its pods; idempotent (a missing revision is already deleted)."""
         ...
 
-    def restart_revision(self, rollout: Rollout, hash: str) -> None:
-        """Replace the pods of a revision one at a time; repeating it restarts them again (the core dedups)."""
+    def restart_revision(self, rollout: Rollout, hash: str, before: datetime | None = None) -> None:
+        """With ``before``: replace one pod created before it, only while none is being replaced and all are
+        available (idempotent: asking again mid-replacement does nothing). Without: replace every pod, one at a
+        time at the platform's pace; repeating it restarts them again (the core asks once)."""
         ...
 
     def switch_service(self, rollout: Rollout, role: ServiceRole, service: str, hash: str) -> None:

@@ -175,7 +175,8 @@ class FakePlatform:
         state = self._state(rollout)
         state.revisions.pop(hash, None)
 
-    def restart_revision(self, rollout: Rollout, hash: str) -> None:
+    def restart_revision(self, rollout: Rollout, hash: str, before: datetime | None = None) -> None:
+        """Every pod, one at a time (the fake reports no pod ages, so the core never passes ``before``)."""
         self._log("restart_revision", rollout, hash)
         revision = self._existing(rollout, hash)
         revision.restarts += 1

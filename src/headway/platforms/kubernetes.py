@@ -13,6 +13,8 @@ ReplicaSet's status. Every method is idempotent: a pass may stop between two of 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headway.core.actions import ServiceRole
@@ -145,6 +147,60 @@ def revision_state(obj: dict[str, Any]) -> RevisionState | None:
     )
 
 
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp as the API server writes it (``2026-01-01T00:00:00Z``); None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def created_at(pod: dict[str, Any]) -> datetime | None:
+    return parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+
+
+def terminating(pod: dict[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def pod_available(pod: dict[str, Any], now: datetime, min_ready_seconds: int) -> bool:
+    """Ready (condition ``Ready=True``) for at least ``minReadySeconds``, and not terminating: Kubernetes' own
+    definition of an available pod."""
+    if terminating(pod):
+        return False
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            if condition.get("status") != "True":
+                return False
+            since = parse_time(condition.get("lastTransitionTime"))
+            return min_ready_seconds == 0 or (since is not None and since + timedelta(seconds=min_ready_seconds) <= now)
+    return False
+
+
+def oldest_pods(pods: list[dict[str, Any]], hashes: set[str]) -> dict[str, datetime]:
+    """Per revision hash, when its oldest running pod was created."""
+    oldest: dict[str, datetime] = {}
+    for pod in pods:
+        pod_hash = ((pod.get("metadata") or {}).get("labels") or {}).get(HASH_LABEL)
+        created = created_at(pod)
+        if pod_hash in hashes and created is not None and (pod_hash not in oldest or created < oldest[pod_hash]):
+            oldest[pod_hash] = created
+    return oldest
+
+
+def restart_pending(rollout: Rollout, now: datetime) -> bool:
+    """``restartAt`` is due and the Rollout's status does not say it was done: only then are pod ages worth a LIST
+    (the core checks the status again; this only saves the call)."""
+    restart_at = parse_time(rollout.spec.restart_at)
+    if restart_at is None or restart_at > now:
+        return False
+    done = parse_time((rollout.status or {}).get("restartedAt"))
+    return done is None or done < restart_at
+
+
 class KubernetesPlatform:
     """Implements `headway.platforms.base.Platform` with ReplicaSets, Pods and Services through `BlockingKube`."""
 
@@ -152,6 +208,7 @@ class KubernetesPlatform:
         self._kube = kube
 
     def revisions(self, rollout: Rollout) -> dict[str, RevisionState]:
+        """The ReplicaSets; while a ``restartAt`` is pending, also each one's oldest pod (one more LIST)."""
         found: dict[str, RevisionState] = {}
         for obj in self._kube.list(REPLICA_SETS, rollout.metadata.namespace, {ROLLOUT_LABEL: rollout.name}):
             if not self._owned(rollout, obj):
@@ -159,6 +216,9 @@ class KubernetesPlatform:
             state = revision_state(obj)
             if state is not None:
                 found[state.hash] = state
+        if found and restart_pending(rollout, datetime.now(UTC)):
+            oldest = oldest_pods(self._live_pods(rollout, None), set(found))
+            found = {h: replace(state, oldest_pod_at=oldest.get(h)) for h, state in found.items()}
         return found
 
     def create_revision(self, rollout: Rollout, hash: str, number: int, replicas: int) -> None:
@@ -178,16 +238,30 @@ class KubernetesPlatform:
     def delete_revision(self, rollout: Rollout, hash: str) -> None:
         self._kube.delete(REPLICA_SETS, replica_set_name(rollout, hash), rollout.metadata.namespace)
 
-    def restart_revision(self, rollout: Rollout, hash: str) -> None:
-        """Delete the revision's pods; the ReplicaSet replaces them. PodDisruptionBudgets are the cluster's to
-        honour (a real eviction API call is a follow-up)."""
-        pods = self._kube.list(PODS, rollout.metadata.namespace, {HASH_LABEL: hash})
-        for pod in pods:
-            self._kube.delete(PODS, pod["metadata"]["name"], rollout.metadata.namespace)
+    def restart_revision(self, rollout: Rollout, hash: str, before: datetime | None = None) -> None:
+        """Delete the oldest pod created before ``before`` (default: now), the ReplicaSet replaces it; nothing
+        while a pod is terminating, missing or not yet available (the last replacement is still coming up).
+        Pods are deleted, not evicted, as Argo does; PodDisruptionBudgets apply only to the eviction API."""
+        namespace = rollout.metadata.namespace
+        obj = self._kube.get(REPLICA_SETS, replica_set_name(rollout, hash), namespace)
+        if obj is None:
+            return
+        pods = self._selected_pods(rollout, hash)
+        now = datetime.now(UTC)
+        wanted = int((obj.get("spec") or {}).get("replicas") or 0)
+        min_ready = int((obj.get("spec") or {}).get("minReadySeconds") or 0)
+        if len(pods) < wanted or not all(pod_available(pod, now, min_ready) for pod in pods):
+            return  # also covers a terminating pod: it is never available
+        cutoff = before or now
+        stale = sorted((p for p in pods if (created_at(p) or cutoff) < cutoff), key=lambda p: created_at(p) or now)
+        if stale:
+            self._kube.delete(PODS, stale[0]["metadata"]["name"], namespace)
 
     def set_pod_metadata(self, rollout: Rollout, hash: str, metadata: PodMetadata | None) -> None:
-        """Template first (pods the ReplicaSet creates meanwhile are born right), then each pod in place, then the
-        record of what was given; a pass that stops before the record is redone by the next."""
+        """Template first, then each pod in place, then the record of what was given (a pass that stops before
+        the record is redone by the next). Pods are checked on every call while there is metadata to carry or
+        take away, as Argo does: the ReplicaSet controller may have created a pod from the template it had just
+        before the patch, after this call listed the pods."""
         namespace, name = rollout.metadata.namespace, replica_set_name(rollout, hash)
         obj = self._kube.get(REPLICA_SETS, name, namespace)
         if obj is None:
@@ -198,18 +272,17 @@ class KubernetesPlatform:
         template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
         base = self._base_metadata(rollout)
         template_patch = self._meta_patch(template_meta, previous, wanted, base)
-        if previous == wanted and not template_patch:
-            return
         if template_patch:
             self._patch(REPLICA_SETS, name, namespace, {"spec": {"template": {"metadata": template_patch}}})
-        if int((obj.get("spec") or {}).get("replicas") or 0) > 0 or previous != ({}, {}):
+        nothing: Metadata = ({}, {})
+        if int((obj.get("spec") or {}).get("replicas") or 0) > 0 and (wanted != nothing or previous != nothing):
             for pod in self._pods(rollout, hash):
                 pod_patch = self._meta_patch(pod.get("metadata") or {}, previous, wanted, base)
                 if pod_patch:
                     self._patch(PODS, pod["metadata"]["name"], namespace, {"metadata": pod_patch})
-        record = json.dumps({"labels": wanted[0], "annotations": wanted[1]}, sort_keys=True)
-        value = None if wanted == ({}, {}) else record
-        self._patch(REPLICA_SETS, name, namespace, {"metadata": {"annotations": {EPHEMERAL_ANNOTATION: value}}})
+        if previous != wanted:
+            record = None if wanted == nothing else json.dumps({"labels": wanted[0], "annotations": wanted[1]})
+            self._patch(REPLICA_SETS, name, namespace, {"metadata": {"annotations": {EPHEMERAL_ANNOTATION: record}}})
 
     def scale_workload_ref(self, rollout: Rollout, replicas: int) -> None:
         """Scale the referenced Deployment down (never up); a Deployment already gone has nothing to scale."""
@@ -237,17 +310,25 @@ class KubernetesPlatform:
         except NotFoundError as error:
             raise PermanentError(f"the {role} Service {service!r} of {rollout.name} does not exist") from error
 
-    def _pods(self, rollout: Rollout, pod_hash: str) -> list[dict[str, Any]]:
-        """The live (not terminating) pods of one revision, selected as its ReplicaSet selects them."""
-        selector = dict(rollout.spec.selector.match_labels) if rollout.spec.selector else {}
-        wanted = {**selector, HASH_LABEL: pod_hash}
+    def _selected_pods(self, rollout: Rollout, pod_hash: str | None) -> list[dict[str, Any]]:
+        """The pods of one revision (``None``: of every revision), terminating ones included, selected as the
+        ReplicaSets select them (and checked again: not every server filters)."""
+        wanted = dict(rollout.spec.selector.match_labels) if rollout.spec.selector else {}
+        if pod_hash is not None:
+            wanted[HASH_LABEL] = pod_hash
         pods = self._kube.list(PODS, rollout.metadata.namespace, wanted)
         return [
             pod
             for pod in pods
-            if not (pod.get("metadata") or {}).get("deletionTimestamp")
-            and all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
+            if HASH_LABEL in (labels := (pod.get("metadata") or {}).get("labels") or {})
+            and all(labels.get(k) == v for k, v in wanted.items())
         ]
+
+    def _live_pods(self, rollout: Rollout, pod_hash: str | None) -> list[dict[str, Any]]:
+        return [pod for pod in self._selected_pods(rollout, pod_hash) if not terminating(pod)]
+
+    def _pods(self, rollout: Rollout, pod_hash: str) -> list[dict[str, Any]]:
+        return self._live_pods(rollout, pod_hash)
 
     def _patch(self, kind: Kind, name: str, namespace: str | None, patch: dict[str, Any]) -> None:
         """A patch whose object may have gone meanwhile (a pod replaced, a revision deleted): nothing left to do."""

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from headway.core.actions import ServiceRole
@@ -131,7 +132,9 @@ class LocalPlatform:
                     self._leave(revision, replica)
                 self._dirty = True
 
-    def restart_revision(self, rollout: Rollout, hash: str) -> None:
+    def restart_revision(self, rollout: Rollout, hash: str, before: datetime | None = None) -> None:
+        """Queue every replica; the supervisor replaces them one at a time, each after its successor is ready
+        (no pod ages are reported here, so the core asks once and never passes ``before``)."""
         with self._lock:
             revision = self._existing(rollout, hash)
             revision.restart_queue.extend(replica.index for replica in revision.members())

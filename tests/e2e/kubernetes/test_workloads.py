@@ -13,6 +13,7 @@ import contextlib
 import functools
 import itertools
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -78,6 +79,10 @@ class PodKubelet:
             self._seen.setdefault(uid, now)
             cap_left = self.ready_cap is None or len(self._ready) < self.ready_cap
             if uid not in self._ready and now - self._seen[uid] >= self.startup and cap_left:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                condition = {"type": "Ready", "status": "True", "lastTransitionTime": stamp}
+                patch = {"status": {"conditions": [condition]}}
+                await self._client.patch(PODS, pod["metadata"]["name"], NAMESPACE, patch, status=True)
                 self._ready.add(uid)
         ready = sum(1 for p in mine if p["metadata"]["uid"] in self._ready)
         counts = {"replicas": len(mine), "readyReplicas": ready, "availableReplicas": ready}
@@ -299,3 +304,36 @@ async def test_replica_sets_carry_revision_numbers_and_history_is_trimmed(api: A
     stable = (await status(client))["stableRS"]
     current = await client.get(REPLICA_SETS, f"web-{stable}", NAMESPACE)
     assert current is not None and current["metadata"]["annotations"][REVISION_ANNOTATION] == "4"
+
+
+# --- restartAt ----------------------------------------------------------------------------------------------------
+
+
+async def test_restart_replaces_pods_one_at_a_time_and_records_restarted_at_when_done(
+    api: ApiServer, client: KubeClient
+) -> None:
+    replicas = 3
+    await client.create(rollouts(GROUP), rollout_body(replicas=replicas))
+    async with PodKubelet(client, startup=0.5) as kubelet, running(api):
+        await eventually(lambda: healthy_on(client, "example/web:1"), what="the first revision")
+        await eventually(lambda: _ready_replicas(client, replicas), what="every pod available")
+        before = {p["metadata"]["uid"] for p in await kubelet.pods()}
+        await asyncio.sleep(1.1)  # creation stamps have whole seconds: restartAt falls after every pod's
+        restart_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as `kubectl argo rollouts restart`
+        await client.patch(rollouts(GROUP), "web", NAMESPACE, {"spec": {"restartAt": restart_at}})
+        fewest: list[int] = []
+
+        async def done() -> bool:
+            pods = await kubelet.pods()
+            fewest.append(sum(1 for p in pods if (p.get("status") or {}).get("conditions")))
+            return (await status(client)).get("restartedAt") is not None
+
+        await eventually(done, timeout=40, what="status.restartedAt after the restart")
+        await eventually(lambda: _pods_exist(kubelet, replicas), what="the last replacement pod")
+        after = await kubelet.pods()
+        stable = (await status(client))["stableRS"]
+
+    assert not before & {p["metadata"]["uid"] for p in after}  # every pod replaced
+    assert min(fewest) >= replicas - 1  # never more than one pod away
+    assert all(p["metadata"]["creationTimestamp"] >= restart_at for p in after)
+    assert (await status(client))["stableRS"] == stable  # no new revision: same template, same hash

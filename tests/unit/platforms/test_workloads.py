@@ -3,6 +3,7 @@ and the engine's dispatch of the two workload actions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,10 @@ from headway.platforms.kubernetes import (
     REVISION_ANNOTATION,
     ephemeral_of,
     metadata_patch,
+    oldest_pods,
+    pod_available,
     replica_set,
+    restart_pending,
     revision_state,
 )
 from headway.sim.runs import ScriptedRuns
@@ -110,3 +114,54 @@ def test_the_workload_actions_reach_the_platform_and_the_fake_only_scales_down()
     assert platform.workload_ref_replicas(rollout) == 2
     revision = platform.revision(rollout, "abc")
     assert revision is not None and revision.metadata == metadata
+
+
+NOW = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
+
+
+def pod(pod_hash: str, created: str, *, ready_since: str | None = None, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"labels": {HASH_LABEL: pod_hash}, "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T12:00:09Z"
+    conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": ready_since}] if ready_since else []
+    return {"metadata": meta, "status": {"conditions": conditions}}
+
+
+@pytest.mark.parametrize(
+    ("body", "min_ready", "available"),
+    [
+        pytest.param(pod("a", "2026-01-01T12:00:00Z", ready_since="2026-01-01T12:00:05Z"), 0, True, id="ready"),
+        pytest.param(pod("a", "2026-01-01T12:00:00Z"), 0, False, id="not-ready"),
+        pytest.param(pod("a", "2026-01-01T12:00:00Z", ready_since="2026-01-01T12:00:05Z"), 10, False, id="min-ready"),
+        pytest.param(
+            pod("a", "2026-01-01T12:00:00Z", ready_since="2026-01-01T12:00:00Z", deleting=True), 0, False, id="deleting"
+        ),
+    ],
+)
+def test_a_pod_is_available_as_kubernetes_counts_it(body: dict[str, Any], min_ready: int, available: bool) -> None:
+    assert pod_available(body, NOW, min_ready) is available
+
+
+def test_oldest_pods_per_revision() -> None:
+    pods = [pod("a", "2026-01-01T12:00:05Z"), pod("a", "2026-01-01T12:00:01Z"), pod("b", "2026-01-01T12:00:03Z")]
+    assert oldest_pods(pods, {"a"}) == {"a": datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC)}
+
+
+@pytest.mark.parametrize(
+    ("restart_at", "restarted_at", "pending"),
+    [
+        pytest.param(None, None, False, id="none"),
+        pytest.param("2026-01-01T12:00:20Z", None, False, id="future"),
+        pytest.param("2026-01-01T12:00:00Z", None, True, id="due"),
+        pytest.param("2026-01-01T12:00:00Z", "2026-01-01T12:00:00Z", False, id="done"),
+        pytest.param("2026-01-01T12:00:00Z", "2026-01-01T11:00:00Z", True, id="done-before"),
+        pytest.param("not a time", None, False, id="unreadable"),
+    ],
+)
+def test_pod_ages_are_read_only_while_a_restart_is_pending(
+    restart_at: str | None, restarted_at: str | None, pending: bool
+) -> None:
+    rollout = web(restartAt=restart_at)
+    if restarted_at is not None:
+        rollout = rollout.model_copy(update={"status": {"restartedAt": restarted_at}})
+    assert restart_pending(rollout, NOW) is pending
