@@ -208,6 +208,10 @@ async def test_an_experiment_step_runs_its_templates_for_the_duration_then_the_r
         assert run is not None
         assert run["metadata"]["ownerReferences"][0]["uid"] == experiment["metadata"]["uid"]
         assert {"name": "canary-hash", "value": candidate["metadata"]["labels"][HASH_LABEL]} in run["spec"]["args"]
+        revisions = {rs["metadata"]["labels"][HASH_LABEL]: rs for rs in await _rollout_sets(client)}
+        images = {h: rs["spec"]["template"]["spec"]["containers"][0]["image"] for h, rs in revisions.items()}
+        assert images[run["spec"]["revision"]] == "example/web:2"
+        assert images[run["spec"]["stableRevision"]] == "example/web:1"
         assert await _phase(client) == "Running", "the analysis passed; the duration has not"
 
         wiring.skew += 31  # the duration passes

@@ -55,7 +55,13 @@ from headway.runtimes.kubernetes.client import (
     analysis_runs,
     rollouts,
 )
-from headway.runtimes.kubernetes.runs import RUN_KIND_LABEL, create_analysis_run, experiments, phase_of
+from headway.runtimes.kubernetes.runs import (
+    RUN_KIND_LABEL,
+    STABLE_REVISION_ANNOTATION,
+    create_analysis_run,
+    experiments,
+    phase_of,
+)
 from headway.spec.experiment import Experiment, ExperimentSpec, ExperimentTemplate
 from headway.spec.rollout import Rollout, RolloutAnalysis
 
@@ -303,8 +309,8 @@ class ExperimentRunner:
             }
         )
         raw_spec = obj.get("spec") or {}
-        revision = str(raw_spec.get("canaryRevision") or (meta.get("labels") or {}).get(HASH_LABEL) or "")
-        stable = raw_spec.get("stableRevision")
+        revision = str((meta.get("labels") or {}).get(HASH_LABEL) or raw_spec.get("canaryRevision") or "")
+        stable = (meta.get("annotations") or {}).get(STABLE_REVISION_ANNOTATION) or raw_spec.get("stableRevision")
         start = StartAnalysisRun(
             name=action.run,
             kind=RunKind.STEP,

@@ -33,6 +33,9 @@ from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase
 
 RUN_KIND_LABEL = "headway.dev/run-kind"
+STABLE_REVISION_ANNOTATION = "headway.dev/stable-revision"
+"""On an Experiment of a Rollout's step: the stable revision's hash when it started (the canary's is its
+``rollouts-pod-template-hash`` label, as in Argo)."""
 
 
 def experiments(group: str) -> Kind:
@@ -90,7 +93,10 @@ class KubernetesRunBackend:
         canary = self._replica_set(rollout, experiment.canary_hash)
         spec, problem = experiment_spec(rollout, experiment, stable=stable, canary=canary)
         metadata = self._metadata(rollout, experiment.name, "experiment")
-        metadata["labels"][HASH_LABEL] = experiment.canary_hash
+        metadata["labels"][HASH_LABEL] = experiment.canary_hash  # Argo's label: the canary revision
+        if experiment.stable_hash:
+            # spec.stableRevision is not in the CRD's schema (a cluster prunes it): the runner reads this
+            metadata["annotations"] = {STABLE_REVISION_ANNOTATION: experiment.stable_hash}
         created = self._kube.create(self._experiments, {"metadata": metadata, "spec": spec})
         if problem is not None:
             status = {"phase": "Error", "message": problem}
