@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from headway.core.actions import RunKind, StartAnalysisRun
 from headway.core.analysis import iso, parse_time
+from headway.core.errors import AdapterError, TemporaryError
 from headway.core.experiments import (
     CreateTemplateReplicaSet,
     ExperimentAction,
@@ -71,6 +72,8 @@ EXPERIMENT_NAME_ANNOTATION = "experiment.argoproj.io/name"
 TEMPLATE_NAME_ANNOTATION = "experiment.argoproj.io/template-name"
 SCALE_DOWN_DEADLINE_ANNOTATION = "scale-down-deadline"
 EXPERIMENT_RUN_KIND = "experiment-analysis"
+RETRY_AFTER_ERROR = 30.0
+"""Seconds before an experiment whose advance failed permanently (forbidden, invalid) is tried again."""
 
 
 def has_experiments(rollout: Rollout) -> bool:
@@ -170,8 +173,16 @@ class ExperimentRunner:
             return None
         namespace = rollout.metadata.namespace
         found = self._kube.list(self._experiments, namespace, {ROLLOUT_LABEL: rollout.name})
-        delays = [self._advance(obj, rollout, now) for obj in found]
-        return min((d for d in delays if d is not None), default=None)
+        delays: list[float] = []
+        for obj in found:
+            try:
+                delay = self._advance(obj, rollout, now)
+            except AdapterError as error:  # one experiment's trouble must not stop the others or the Rollout's pass
+                log.warning("advancing experiment %s: %s", (obj.get("metadata") or {}).get("name"), error)
+                delay = error.delay if isinstance(error, TemporaryError) else RETRY_AFTER_ERROR
+            if delay is not None:
+                delays.append(delay)
+        return min(delays, default=None)
 
     def advance(self, namespace: str, name: str, now: datetime, *, rollout: Rollout | None = None) -> float | None:
         """Advance one Experiment; seconds until it wants another look, None when it is finished (or gone).
