@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from headway.dashboard.model import AnalysisRunView, MeasurementView, RevisionView, RolloutView, with_roles
+from headway.dashboard.model import AnalysisRunView, MeasurementView, PodView, RevisionView, RolloutView, with_roles
 
 
 class Output(StrEnum):
@@ -174,6 +174,19 @@ def _add_run(parent: Tree, run: AnalysisRunView, kind: str) -> None:
         node.add(judge)
 
 
+def _pod_label(pod: PodView) -> Text:
+    """``□ web-6f5c-x2k  Pod  ✔ Running  ready:1/1``, with restarts when there were any."""
+    ready, _, total = pod.ready.partition("/")
+    if pod.phase == "Running":
+        icon = "✔" if ready == total and total not in ("", "0") else "◌"
+    else:
+        icon = {"Pending": "◌", "Failed": "✖", "Terminating": "•", "Succeeded": "•"}.get(pod.phase, "?")
+    label = Text(f"□ {pod.name}  Pod  ")
+    label.append(f"{icon} {pod.phase}", style=STYLES.get(icon, ""))
+    label.append(f"  ready:{pod.ready}" + (f"  restarts:{pod.restarts}" if pod.restarts else ""))
+    return label
+
+
 def _tree(view: RolloutView) -> Tree:
     kind = view.revision_kind
     tree = Tree(Text.assemble(f"⟳ {view.name}  Rollout  ", status_text(view.phase)), guide_style="dim")
@@ -191,7 +204,9 @@ def _tree(view: RolloutView) -> Tree:
         label.append(info)
         if revision.image:
             label.append(f"  {revision.image}")
-        branch.add(label)
+        replica_set = branch.add(label)
+        for pod in revision.pods:
+            replica_set.add(_pod_label(pod))
         for run in _runs_of(view, revision):
             attached.add(run.name)
             _add_run(branch, run, "Experiment" if run in view.experiments else "AnalysisRun")

@@ -33,6 +33,17 @@ class Action(StrEnum):
     UNDO = "undo"
 
 
+class PodView(View):
+    """One pod of a ReplicaSet (Kubernetes only), as ``kubectl argo rollouts get`` lists them."""
+
+    name: str
+    phase: str = "Pending"
+    """The pod's phase (Pending, Running, Succeeded, Failed), or Terminating once it is being deleted."""
+    ready: str = "0/0"
+    """Ready containers / containers."""
+    restarts: int = 0
+
+
 class RevisionView(View):
     """One revision: a ReplicaSet (Kubernetes) or a group of processes (embedded)."""
 
@@ -44,6 +55,8 @@ class RevisionView(View):
     image: str | None = None
     role: str = ""
     """stable, canary, active, preview, or empty for an old revision (filled by `with_roles` when absent)."""
+    pods: list[PodView] = []
+    """The ReplicaSet's pods (Kubernetes); empty where a revision has none to show."""
 
 
 class MeasurementView(View):

@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from headway.cli import kube
 from headway.cli.main import main
 from headway.dashboard.model import RolloutView
+from headway.platforms.kubernetes import PODS
 from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, rollouts
 from headway.runtimes.kubernetes.operate import Cluster, Target
 from tests.e2e.kubernetes.emulator import ApiServer
@@ -66,6 +67,25 @@ def _replica_set(owner: dict[str, Any], number: int, image: str) -> dict[str, An
             "replicas": 2,
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "web", "image": image}]}},
+        },
+    }
+
+
+def _pod(owner: dict[str, Any], suffix: str, phase: str, *, ready: bool, restarts: int) -> dict[str, Any]:
+    """A pod of the ReplicaSet ``owner``, as the ReplicaSet controller and the kubelet report it."""
+    meta = owner["metadata"]
+    reference = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": meta["name"], "uid": meta["uid"]}
+    return {
+        "metadata": {
+            "name": f"{meta['name']}-{suffix}",
+            "namespace": NS,
+            "labels": meta["labels"],
+            "ownerReferences": [reference],
+        },
+        "spec": owner["spec"]["template"]["spec"],
+        "status": {
+            "phase": phase,
+            "containerStatuses": [{"name": "web", "ready": ready, "restartCount": restarts}],
         },
     }
 
@@ -148,8 +168,16 @@ def seed_paused_canary(api: ApiServer) -> dict[str, Any]:
     """Rollout web updating from example/web:1 (revision 1) to :2 (revision 2), paused at step 1 with 20% canary,
     and its step's AnalysisRun (two metrics measured, one failed measurement, the judge's evidence)."""
     body = api.kube.create(rollouts(GROUP), rollout_body(image="example/web:2"))
-    for number, image in ((1, "example/web:1"), (2, "example/web:2")):
-        api.kube.create(REPLICA_SETS, _replica_set(body, number, image))
+    owners = {
+        number: api.kube.create(REPLICA_SETS, _replica_set(body, number, image))
+        for number, image in ((1, "example/web:1"), (2, "example/web:2"))
+    }
+    for number, suffix, phase, ready, restarts in (
+        (1, "q1", "Running", True, 2),
+        (2, "p1", "Running", True, 0),
+        (2, "p2", "Pending", False, 0),
+    ):
+        api.kube.create(PODS, _pod(owners[number], suffix, phase, ready=ready, restarts=restarts))
     status = {
         "phase": "Paused",
         "message": "CanaryPauseStep",
@@ -214,6 +242,8 @@ TREE = """\
 ⟳ web  Rollout  ॥ Paused
 ├── # revision:2
 │   ├── ⧉ web-bbb222  ReplicaSet  ◌ Progressing  canary  0/2 ready  example/web:2
+│   │   ├── □ web-bbb222-p1  Pod  ✔ Running  ready:1/1
+│   │   └── □ web-bbb222-p2  Pod  ◌ Pending  ready:0/1
 │   └── α web-bbb222-1  AnalysisRun  ◌ Running  ✔ 4 ✖ 1
 │       ├── success-rate: 0.991 ✔ 0.985 ✔ 0.62 ✖  result[0] >= 0.95 is false
 │       ├── judge: 1.3 ✔ 1.2 ✔
@@ -221,6 +251,7 @@ TREE = """\
 │           Hold: not enough evidence either way
 └── # revision:1
     └── ⧉ web-aaa111  ReplicaSet  ◌ Progressing  stable  0/2 ready  example/web:1
+        └── □ web-aaa111-q1  Pod  ✔ Running  ready:1/1  restarts:2
 """  # noqa: RUF001 (the tree's run marker is a Greek alpha, as in Argo's plugin)
 
 
@@ -233,7 +264,15 @@ def test_views_show_the_analysis_run_measurements_verdicts_and_judge_evidence(ap
     assert "\n".join(lines[lines.index("⟳ web  Rollout  ॥ Paused") :]) + "\n" == TREE
     assert lines[lines.index("Images:          example/web:2 (canary)") + 1].strip() == "example/web:1 (stable)"
 
-    run = json.loads(_cli(kubeconfig, "get", "rollout", "web", "-o", "json").output)["analysisRuns"][0]
+    view = json.loads(_cli(kubeconfig, "get", "rollout", "web", "-o", "json").output)
+    pods = {
+        r["number"]: [(p["name"], p["phase"], p["ready"], p["restarts"]) for p in r["pods"]] for r in view["revisions"]
+    }
+    assert pods == {
+        2: [("web-bbb222-p1", "Running", "1/1", 0), ("web-bbb222-p2", "Pending", "0/1", 0)],
+        1: [("web-aaa111-q1", "Running", "1/1", 2)],
+    }
+    run = view["analysisRuns"][0]
     assert (run["kind"], run["revision"], run["phase"]) == ("step", HASHES[2], "Running")
     success = [(m["value"], m["phase"]) for m in run["measurements"] if m["metric"] == "success-rate"]
     assert success == [(0.991, "Successful"), (0.985, "Successful"), (0.62, "Failed")]

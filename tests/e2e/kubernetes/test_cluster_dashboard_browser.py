@@ -59,6 +59,8 @@ async def test_cluster_dashboard_shows_the_run_follows_the_weight_and_promotes_w
     await expect(page.locator("h1")).to_contain_text("default/web")
     await expect(page.locator("#phase")).to_have_text("Paused")
     await expect(page.locator("#weight")).to_have_text("20%")
+    await expect(page.locator(".pods .pod")).to_have_count(3)
+    await expect(page.locator(".pods .pod.Pending")).to_have_text("web-bbb222-p2")
     await expect(page.locator(".run h3").first).to_contain_text(f"web-{HASHES[2]}-1")
     await expect(page.locator(".judge").first).to_contain_text("ratio")
     measurements = page.locator("svg[aria-label='web-bbb222-1 measurements']")

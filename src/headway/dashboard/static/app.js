@@ -62,8 +62,9 @@
       { name: "set weight", color: "#2563eb", step: true, points: r.weightHistory.map((p) => ({ t: p.at, y: p.set })) },
       { name: "actual", color: "#f59e0b", step: true, dash: true, points: r.weightHistory.map((p) => ({ t: p.at, y: p.actual })) },
     ], { min: 0, max: 100, unit: "%", label: "canary weight over time", until: last });
+    const pods = (v) => (v.pods || []).map((p) => `<span class="pod ${esc(p.phase)}" title="${esc(p.phase)}, ready ${esc(p.ready)}${p.restarts ? `, ${p.restarts} restarts` : ""}">${esc(p.name)}</span>`).join(" ");
     const revisions = r.revisions.map((v) => `<tr><td>#${v.number}</td><td><code>${esc(v.hash)}</code>${v.role ? `<span class="tag ${esc(v.role)}">${esc(v.role)}</span>` : ""}</td>
-        <td>${esc(v.image || "")}</td><td>${v.ready}/${v.replicas}</td></tr>`).join("");
+        <td>${esc(v.image || "")}</td><td>${v.ready}/${v.replicas}</td><td class="pods">${pods(v)}</td></tr>`).join("");
     const runs = r.analysisRuns.map(runCard).join("") || '<p class="muted">no analysis runs</p>';
     const events = r.events.map((e) => `<div class="${esc(e.type)}"><span class="muted">${e.at ? new Date(e.at).toLocaleTimeString() : ""}</span> <b>${esc(e.reason)}</b> ${esc(e.message)}</div>`).join("");
     const buttons = readOnly ? '<p class="muted">read-only dashboard: actions are disabled</p>'
@@ -79,7 +80,7 @@
         <div class="card"><h2>Steps <span class="muted" id="step">${stepText(r)}</span></h2><ol class="steps">${steps || "<li>blue/green: no steps</li>"}</ol>
           <p class="muted">strategy ${esc(r.strategy)} · stable ${esc(r.stableImage || "-")} · rolling out ${esc(r.currentImage || "-")}</p></div>
       </div>
-      <div class="card"><h2>Revisions</h2><table><thead><tr><th>Revision</th><th>Hash</th><th>Image</th><th>Ready</th></tr></thead><tbody>${revisions}</tbody></table></div>
+      <div class="card"><h2>Revisions</h2><table><thead><tr><th>Revision</th><th>Hash</th><th>Image</th><th>Ready</th><th>Pods</th></tr></thead><tbody>${revisions}</tbody></table></div>
       <div class="card"><h2>Analysis</h2>${runs}</div>
       <div class="card"><h2>Events</h2><div class="events">${events || '<span class="muted">none</span>'}</div></div>`;
     for (const button of main.querySelectorAll("button[data-action]")) button.addEventListener("click", () => confirmAction(r, button.dataset.action));

@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from headway.core import commands
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
-from headway.dashboard.model import EventView, RevisionView, RolloutView, steps_of, with_roles
+from headway.dashboard.model import EventView, PodView, RevisionView, RolloutView, steps_of, with_roles
 from headway.dashboard.runs import run_view_of
-from headway.platforms.kubernetes import HASH_LABEL, REVISION_ANNOTATION
+from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -107,9 +107,11 @@ class Cluster:
         images), its AnalysisRuns with their measurements and the judge's evidence, and with ``events`` the
         Kubernetes Events posted on it (newest first)."""
         body = await self.rollout(name)
-        replica_sets = await self.client.list(REPLICA_SETS, self.namespace)
+        replica_sets = _owned(await self.client.list(REPLICA_SETS, self.namespace), body)
         runs = await self.client.list(self.runs, self.namespace)
-        view = build_view(body, _owned(replica_sets, body), _owned(runs, body))
+        selector = ((body.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
+        pods = await self.client.list(PODS, self.namespace, selector) if replica_sets else []
+        view = build_view(body, replica_sets, _owned(runs, body), pods)
         if events:
             view = view.model_copy(update={"events": await self.events(name)})
         return view
@@ -299,12 +301,36 @@ def _image(template: Any) -> str | None:
     return str(containers[0].get("image")) if containers and containers[0].get("image") else None
 
 
-def build_view(body: Body, replica_sets: list[Body], runs: list[Body]) -> RolloutView:
-    """A Rollout with its ReplicaSets and AnalysisRuns (wire dicts) as one `RolloutView`. Pure."""
+def _pod_view(pod: Body) -> PodView:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    total = len(containers) or len(((pod.get("spec") or {}).get("containers")) or [])
+    ready = sum(1 for c in containers if c.get("ready"))
+    return PodView(
+        name=str(meta.get("name", "")),
+        phase="Terminating" if meta.get("deletionTimestamp") else str(status.get("phase") or "Pending"),
+        ready=f"{ready}/{total}",
+        restarts=sum(int(c.get("restartCount") or 0) for c in containers),
+    )
+
+
+def _pods_by_owner(pods: list[Body]) -> dict[str, list[PodView]]:
+    """Pods by the name of the ReplicaSet that owns them, sorted by name."""
+    found: dict[str, list[PodView]] = {}
+    for pod in sorted(pods, key=_name):
+        for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+            if ref.get("kind") == "ReplicaSet":
+                found.setdefault(str(ref.get("name")), []).append(_pod_view(pod))
+    return found
+
+
+def build_view(body: Body, replica_sets: list[Body], runs: list[Body], pods: list[Body] | None = None) -> RolloutView:
+    """A Rollout with its ReplicaSets, AnalysisRuns and pods (wire dicts) as one `RolloutView`. Pure."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     strategy = "blueGreen" if "blueGreen" in (spec.get("strategy") or {}) else "canary"
     revisions = []
     images: dict[str, str | None] = {}
+    pods_of = _pods_by_owner(pods or [])
     for rs in sorted(replica_sets, key=_revision_number, reverse=True):
         pod_hash = ((rs.get("metadata") or {}).get("labels") or {}).get(HASH_LABEL)
         if not pod_hash:
@@ -319,6 +345,7 @@ def build_view(body: Body, replica_sets: list[Body], runs: list[Body]) -> Rollou
                 ready=int(rs_status.get("readyReplicas") or 0),
                 available=int(rs_status.get("availableReplicas") or 0),
                 image=images[pod_hash],
+                pods=pods_of.get(_name(rs), []),
             )
         )
     ordered = sorted(
