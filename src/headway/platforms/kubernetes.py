@@ -29,7 +29,7 @@ from headway.runtimes.kubernetes.client import (
     Kind,
     NotFoundError,
 )
-from headway.spec.rollout import POD_TEMPLATE_HASH_LABEL, PodMetadata, Rollout
+from headway.spec.rollout import POD_TEMPLATE_HASH_LABEL, LabelSelector, PodMetadata, Rollout
 
 HASH_LABEL = POD_TEMPLATE_HASH_LABEL
 ROLLOUT_LABEL = "headway.dev/rollout"
@@ -351,6 +351,24 @@ class KubernetesPlatform:
         """The pod template's own labels and annotations (what a removed ephemeral key falls back to)."""
         meta = (rollout.spec.template or {}).get("metadata") or {}
         return dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
+
+    def resolve_workload_ref(self, rollout: Rollout) -> Rollout:
+        """The Rollout with the referenced Deployment's pod template (and its selector, when the Rollout names
+        none) filled in, to be decided on: the core hashes ``spec.template``, so without this a change to the
+        Deployment's template would never become a new revision. Unchanged without ``workloadRef``."""
+        ref = rollout.spec.workload_ref
+        if ref is None:
+            return rollout
+        if ref.kind != "Deployment":
+            raise PermanentError(f"spec.workloadRef.kind: only Deployment is supported, not {ref.kind!r}")
+        deployment = self._kube.get(DEPLOYMENTS, ref.name, rollout.metadata.namespace)
+        if deployment is None:
+            raise PermanentError(f"spec.workloadRef: Deployment {ref.name!r} not found")
+        spec = deployment.get("spec") or {}
+        update: dict[str, Any] = {"template": spec.get("template") or {}}
+        if rollout.spec.selector is None and spec.get("selector"):
+            update["selector"] = LabelSelector.model_validate(spec["selector"])
+        return rollout.model_copy(update={"spec": rollout.spec.model_copy(update=update)})
 
     def _template(self, rollout: Rollout) -> dict[str, Any]:
         if rollout.spec.template is not None:
