@@ -7,7 +7,11 @@ garbage collector remove its ReplicaSets and pods). Services are switched by add
 selector, never by replacing the user's selector.
 
 The pods themselves are the ReplicaSet controller's and the kubelet's job; readiness is read back from the
-ReplicaSet's status. Every method is idempotent: a pass may stop between two of them.
+ReplicaSet's status. Pods are touched directly for three things only, as in Argo: ephemeral role metadata
+(patched in place, recorded on the ReplicaSet in ``rollout.argoproj.io/ephemeral-metadata``), ``restartAt``
+(one pod deleted at a time, only when all are available) and reading pod ages while a restart is pending. A
+``workloadRef`` Deployment is read for its template and only ever scaled down. Every method is idempotent: a
+pass may stop between two of them.
 """
 
 from __future__ import annotations
