@@ -22,6 +22,8 @@ MEASUREMENTS = 120
 """Measurements per run sent to the page (the newest); enough for a chart, small enough to refetch often."""
 JUDGE_KEYS = ("pValue", "ratio", "lower", "upper", "explanation")
 JUDGE_PLUGIN = "headway.dev/judge"
+HASH_LABEL = "rollouts-pod-template-hash"
+"""Argo's label naming a revision: on a ReplicaSet, its pods, and an Experiment or run of that revision."""
 
 
 def run_view(
@@ -68,7 +70,7 @@ def run_view_of(body: dict[str, Any], *, kind_label: str = "", revision: str | N
         message,
         status,
         kind=str(labels.get(kind_label, "")) if kind_label else "",
-        revision=revision or spec.get("revision") or None,
+        revision=revision or spec.get("revision") or labels.get(HASH_LABEL) or None,
         tolerated=tolerated_ratios(spec),
     )
 

@@ -76,3 +76,10 @@ def test_a_status_that_does_not_parse_keeps_the_phase_and_says_what_is_wrong() -
 def test_a_run_without_status_is_pending() -> None:
     view = run_view_of({"metadata": {"name": "new"}, "spec": {}})
     assert (view.phase, view.message, view.revision, view.judge) == ("Pending", "", None, None)
+
+
+def test_the_revision_is_the_spec_s_else_argo_s_hash_label() -> None:
+    labelled = {"metadata": {"name": "x", "labels": {"rollouts-pod-template-hash": "def"}}, "spec": {}}
+    assert run_view_of(labelled).revision == "def"
+    both = {**labelled, "spec": {"revision": "abc"}}
+    assert run_view_of(both).revision == "abc"
