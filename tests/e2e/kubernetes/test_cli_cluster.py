@@ -24,6 +24,7 @@ from headway.dashboard.model import RolloutView
 from headway.platforms.kubernetes import PODS
 from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, rollouts
 from headway.runtimes.kubernetes.operate import Cluster, Target
+from headway.runtimes.kubernetes.runs import experiments
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body
 
@@ -444,3 +445,34 @@ async def _abort(cluster: Cluster) -> RolloutView:
         return await cluster.abort("web")
     finally:
         await cluster.client.close()
+
+
+def test_views_show_the_experiments_of_a_rollout_with_experiment_steps(api: ApiServer, kubeconfig: Path) -> None:
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 20},
+        {"experiment": {"templates": [{"name": "baseline", "specRef": "stable"}]}},
+    ]
+    body = api.kube.create(rollouts(GROUP), rollout_body("exp", image="example/exp:2", steps=steps))
+    name = f"exp-{HASHES[2]}-2-1"
+    experiment: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"headway.dev/rollout": "exp", "rollouts-pod-template-hash": HASHES[2]},
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Rollout", "name": "exp", "uid": body["metadata"]["uid"]}
+            ],
+        },
+        "spec": {"templates": [{"name": "baseline", "replicas": 1}]},
+    }
+    api.kube.create(experiments(GROUP), experiment)
+    api.kube.patch(
+        experiments(GROUP), experiment["metadata"]["name"], NS, {"status": {"phase": "Running"}}, status=True
+    )
+    view = json.loads(_cli(kubeconfig, "get", "rollout", "exp", "-o", "json").output)
+    assert [(e["name"], e["phase"], e["revision"]) for e in view["experiments"]] == [
+        (f"exp-{HASHES[2]}-2-1", "Running", HASHES[2])
+    ]
+    assert view["analysisRuns"] == []
+    text = _cli(kubeconfig, "get", "rollout", "exp")
+    assert f"exp-{HASHES[2]}-2-1  Experiment  ◌ Running" in text.output

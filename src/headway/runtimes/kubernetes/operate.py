@@ -40,7 +40,7 @@ from headway.runtimes.kubernetes.client import (
     analysis_runs,
     rollouts,
 )
-from headway.runtimes.kubernetes.runs import RUN_KIND_LABEL
+from headway.runtimes.kubernetes.runs import RUN_KIND_LABEL, experiments
 from headway.spec.rollout import Rollout
 from headway.stores.k8s_status import status_of
 
@@ -90,6 +90,7 @@ class Cluster:
         self.namespace = namespace
         self.kind = rollouts(group)
         self.runs = analysis_runs(group)
+        self.experiments = experiments(group)
         self.server = server
 
     # --- reads ------------------------------------------------------------------------------------------------
@@ -111,10 +112,21 @@ class Cluster:
         runs = await self.client.list(self.runs, self.namespace)
         selector = ((body.get("spec") or {}).get("selector") or {}).get("matchLabels") or None
         pods = await self.client.list(PODS, self.namespace, selector) if replica_sets else []
-        view = build_view(body, replica_sets, _owned(runs, body), pods)
+        view = build_view(body, replica_sets, _owned(runs, body), pods, await self._experiments(body))
         if events:
             view = view.model_copy(update={"events": await self.events(name)})
         return view
+
+    async def _experiments(self, body: Body) -> list[Body]:
+        """The Experiments of a rollout with experiment steps (none asked for otherwise, nor when the cluster has
+        no Experiment resource or the user may not list it)."""
+        steps = (((body.get("spec") or {}).get("strategy") or {}).get("canary") or {}).get("steps") or []
+        if not any("experiment" in step for step in steps):
+            return []
+        try:
+            return _owned(await self.client.list(self.experiments, self.namespace), body)
+        except PermanentError:
+            return []
 
     async def events(self, name: str, *, limit: int = EVENT_LIMIT) -> list[EventView]:
         """The Events on rollout ``name``, newest first; none when the user may not list Events (RBAC)."""
@@ -296,6 +308,10 @@ def _name(body: Body) -> str:
     return str((body.get("metadata") or {}).get("name", ""))
 
 
+def _created(body: Body) -> tuple[str, str]:
+    return str((body.get("metadata") or {}).get("creationTimestamp") or ""), _name(body)
+
+
 def _image(template: Any) -> str | None:
     containers = ((template or {}).get("spec") or {}).get("containers") or []
     return str(containers[0].get("image")) if containers and containers[0].get("image") else None
@@ -324,8 +340,14 @@ def _pods_by_owner(pods: list[Body]) -> dict[str, list[PodView]]:
     return found
 
 
-def build_view(body: Body, replica_sets: list[Body], runs: list[Body], pods: list[Body] | None = None) -> RolloutView:
-    """A Rollout with its ReplicaSets, AnalysisRuns and pods (wire dicts) as one `RolloutView`. Pure."""
+def build_view(
+    body: Body,
+    replica_sets: list[Body],
+    runs: list[Body],
+    pods: list[Body] | None = None,
+    experiment_bodies: list[Body] | None = None,
+) -> RolloutView:
+    """A Rollout with its ReplicaSets, AnalysisRuns, pods and Experiments (wire dicts) as one `RolloutView`. Pure."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     strategy = "blueGreen" if "blueGreen" in (spec.get("strategy") or {}) else "canary"
     revisions = []
@@ -348,10 +370,11 @@ def build_view(body: Body, replica_sets: list[Body], runs: list[Body], pods: lis
                 pods=pods_of.get(_name(rs), []),
             )
         )
-    ordered = sorted(
-        runs, key=lambda run: (str((run.get("metadata") or {}).get("creationTimestamp") or ""), _name(run))
-    )
-    run_views = [run_view_of(run, kind_label=RUN_KIND_LABEL) for run in ordered]
+    run_views = [run_view_of(run, kind_label=RUN_KIND_LABEL) for run in sorted(runs, key=_created)]
+    experiment_views = [
+        run_view_of(experiment, kind_label=RUN_KIND_LABEL)
+        for experiment in sorted(experiment_bodies or [], key=_created)
+    ]
     weights = ((status.get("canary") or {}).get("weights") or {}).get("canary") or {}
     steps = steps_of(spec)
     stable, current = status.get("stableRS"), status.get("currentPodHash")
@@ -375,6 +398,7 @@ def build_view(body: Body, replica_sets: list[Body], runs: list[Body], pods: lis
         step_list=steps,
         revisions=revisions,
         analysis_runs=run_views,
+        experiments=experiment_views,
         spec=spec,
         status=status,
     )
