@@ -65,7 +65,8 @@
     const pods = (v) => (v.pods || []).map((p) => `<span class="pod ${esc(p.phase)}" title="${esc(p.phase)}, ready ${esc(p.ready)}${p.restarts ? `, ${p.restarts} restarts` : ""}">${esc(p.name)}</span>`).join(" ");
     const revisions = r.revisions.map((v) => `<tr><td>#${v.number}</td><td><code>${esc(v.hash)}</code>${v.role ? `<span class="tag ${esc(v.role)}">${esc(v.role)}</span>` : ""}</td>
         <td>${esc(v.image || "")}</td><td>${v.ready}/${v.replicas}</td><td class="pods">${pods(v)}</td></tr>`).join("");
-    const runs = r.analysisRuns.map(runCard).join("") || '<p class="muted">no analysis runs</p>';
+    const runs = [...r.analysisRuns, ...(r.experiments || []).map((e) => ({ ...e, kind: e.kind || "experiment" }))]
+      .map(runCard).join("") || '<p class="muted">no analysis runs</p>';
     const events = r.events.map((e) => `<div class="${esc(e.type)}"><span class="muted">${e.at ? new Date(e.at).toLocaleTimeString() : ""}</span> <b>${esc(e.reason)}</b> ${esc(e.message)}</div>`).join("");
     const buttons = readOnly ? '<p class="muted">read-only dashboard: actions are disabled</p>'
       : ACTIONS.map(([a, label, cls]) => `<button data-action="${a}" class="${cls}">${label}</button>`).join("");
