@@ -4,11 +4,13 @@ Every runtime calls this: the Kubernetes controller from its work queue, the emb
 timer, the simulator in virtual time. It owns no timers and no threads; it returns when to look again
 (``requeue_after``) and the caller keeps the clock. Time is an argument, never read here.
 
-Status is saved once, at the end, with the version read at the start. On a conflict the decision is dropped and
-the next pass re-reads (a user's ``promote`` written meanwhile must win over a decision made without it). When an
-action fails, the status is not saved either: it would describe a world the actions did not produce (a step
-recorded as reached whose weight was never set); the next pass re-decides from what it then observes, and since
-actions are idempotent, redoing the ones that succeeded is harmless.
+Status is saved once, at the end, with the version read at the start. When the last round acted, the world is
+observed once more and decided on without acting (`_settle`), so the status saved counts what the actions left
+(replicas, weights), not what they found: otherwise their echo would make the next pass write again. On a
+conflict the decision is dropped and the next pass re-reads (a user's ``promote`` written meanwhile must win over
+a decision made without it). When an action fails, the status is not saved either: it would describe a world the
+actions did not produce (a step recorded as reached whose weight was never set); the next pass re-decides from
+what it then observes, and since actions are idempotent, redoing the ones that succeeded is harmless.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def run_pass(
     events: list[Event] = []
     warnings: tuple[Event, ...] = ()
     decision = Decision(status=status)
+    acted = False  # whether the last round applied actions: its status was decided from the world before them
     for round_ in range(MAX_ROUNDS):
         try:
             observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
@@ -141,6 +144,7 @@ def run_pass(
                 failure = Failure(action=None, error=error)
                 event = Event(EventType.WARNING, OBSERVE_FAILED, failure.describe())
                 return PassResult(decision=decision, version=version, failure=failure, warnings=(event,))
+            acted = False
             break  # keep what the earlier rounds decided and did; the next pass observes again
         warnings = (*warnings, *seen)
         decision = decide(rollout, current, observation)
@@ -162,10 +166,20 @@ def run_pass(
                 warnings=(*warnings, event),
             )
         current = decision.status
+        acted = bool(applied.done)
         # Progress that the next observation can confirm at once (a weight set, a step passed): decide again
         # before writing, so one pass writes status once instead of once per small move.
         if decision.requeue_after != 0.0 or not decision.actions:
             break
+    if acted:
+        settled = _settle(
+            rollout, current, now=now, platform=platform, router=router, runs=runs, gates=gates, decide=decide
+        )
+        if settled is not None:
+            decision, seen = settled
+            current = decision.status
+            warnings = (*warnings, *seen)
+            events.extend(decision.events)
     decision = replace(decision, status=current, actions=tuple(applied_all), events=tuple(events))
     if current == status:
         return PassResult(decision=decision, version=version, applied=tuple(applied_all), warnings=warnings)
@@ -179,6 +193,31 @@ def run_pass(
     return PassResult(
         decision=decision, version=version, saved_version=saved, applied=tuple(applied_all), warnings=warnings
     )
+
+
+def _settle(
+    rollout: Rollout,
+    status: RolloutStatus,
+    *,
+    now: datetime,
+    platform: Platform,
+    router: TrafficRouter | None,
+    runs: RunBackend,
+    gates: GateBackend | None,
+    decide: Decide = core_decide,
+) -> tuple[Decision, tuple[Event, ...]] | None:
+    """The decision on the world as the last round's actions left it, when it asks for nothing more.
+
+    A round's status counts the replicas and weights it observed before acting (a ReplicaSet just scaled to 0
+    still counted): saved as is, the echo of those actions would bring a second write in the next pass. This
+    is exactly the decision that next pass would make, without its load, so its status is as sound; one that
+    still wants actions is left to that pass (None), as is a world that cannot be read now."""
+    try:
+        observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+    except AdapterError:
+        return None
+    after = decide(rollout, status, observation)
+    return None if after.actions else (after, seen)
 
 
 def _save_quietly(store: StatusStore, key: str, status: RolloutStatus, version: str) -> None:

@@ -30,11 +30,11 @@ import os
 import socket
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from aiohttp import web
@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 INVALID_SPEC = "InvalidSpec"
 RETRY_AFTER_ERROR = 30.0
 LATENCIES_KEPT = 100_000
+SHUTDOWN_SECONDS = 10.0
+"""How long a stopping controller waits for passes still running in their threads."""
+T = TypeVar("T")
 KOPF_IDLE_SECONDS = 1.0
 """How long kopf keeps an object's idle worker, and with it the object's last event (kopf's default: 5 s)."""
 
@@ -165,6 +168,7 @@ class Controller:
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pass")
         """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
         behind other blocking work, and bounds how many Rollouts are reconciled at once."""
+        self._in_flight: set[asyncio.Future[Any]] = set()
         self.measurer = RunMeasurer(
             self.client,
             config.api_group,
@@ -277,20 +281,18 @@ class Controller:
         rollout = admission.rollout
         engine = engine_for(rollout, kube, self.config.api_group)
         if _has_condition(body, INVALID_SPEC):
-            await asyncio.to_thread(engine.update_status, key_of(body), _without_invalid_spec)
+            await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
         now = datetime.now(UTC)
         measure_after = await self._measure(rollout, now)
-        loop = asyncio.get_running_loop()
-        pass_ = functools.partial(engine.run_pass, rollout, now=now)
-        result: PassResult = await loop.run_in_executor(self._executor, pass_)
+        result: PassResult = await self._blocking(functools.partial(engine.run_pass, rollout, now=now))
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
             self._own_writes[key_of(body)] = result.saved_version
         elif result.failure is None and not result.conflict and _stale_selector(body, rollout):
             # A status written before status.selector existed (or by an older release): /scale needs it now.
             with contextlib.suppress(ConflictError):  # someone wrote meanwhile: the next save carries it
-                await asyncio.to_thread(engine.update_status, key_of(body), _unchanged)
+                await self._blocking(engine.update_status, key_of(body), _unchanged)
         self.latencies.append(elapsed)
         self.metrics.reconcile_seconds.observe(elapsed)
         outcome = result.outcome()
@@ -303,6 +305,14 @@ class Controller:
         log.debug("pass %s took %.3fs; requeue after %s", key_of(body), elapsed, outcome.requeue_after)
         delays = [d for d in (outcome.requeue_after, measure_after) if d is not None]
         return min(delays, default=None)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the pass pool, tracked until it returns: its API calls need this loop to run, so a
+        shutdown waits for it (see `run`) instead of leaving the thread to time out on a stopped loop."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
+        return await future
 
     async def _measure(self, rollout: Rollout, now: datetime) -> float | None:
         """Measure the Rollout's running AnalysisRuns before its pass, so the pass sees their newest phases."""
@@ -318,7 +328,7 @@ class Controller:
         message = "; ".join(problems)[:2000]
         store = KubernetesStatusStore(self.kube, rollouts(self.config.api_group))
         key = key_of(body)
-        current, version = await asyncio.to_thread(store.load, key)
+        current, version = await self._blocking(store.load, key)
         existing = current.condition(INVALID_SPEC)
         if existing is not None and existing.message == message and current.phase == Phase.DEGRADED:
             return
@@ -336,7 +346,7 @@ class Controller:
             update={"conditions": [*others, condition], "phase": Phase.DEGRADED, "message": f"InvalidSpec: {message}"}
         )
         try:
-            await asyncio.to_thread(store.save, key, status, version)
+            await self._blocking(store.save, key, status, version)
         except AdapterError as error:
             log.warning("could not mark %s invalid: %s", key, error)
         except Exception as error:  # ConflictError: the next event carries the newer object
@@ -413,9 +423,16 @@ class Controller:
                 stop_flag=stop,
                 ready_flag=ready,
             )
+        except AdapterError as error:
+            # kopf has stopped (on `stop`, or on SIGTERM/SIGINT through its own signal handlers), waited for every
+            # task still running and re-raised their errors: ours can only be an API call that a pass (in its
+            # thread) had in flight and has already handled. Not a reason to fail the exit.
+            log.info("an API call in flight at shutdown failed: %s", error)
         finally:
             for key in list(self.workers):
                 await self.forget(key)
+            if self._in_flight:  # passes cancelled above still run in their threads: let them finish
+                await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_SECONDS)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
