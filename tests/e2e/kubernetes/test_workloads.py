@@ -20,7 +20,7 @@ import pytest
 
 from headway.core.errors import AdapterError
 from headway.platforms.kubernetes import EPHEMERAL_ANNOTATION, HASH_LABEL, PODS, REVISION_ANNOTATION
-from headway.runtimes.kubernetes.client import DEPLOYMENTS, REPLICA_SETS, KubeClient, rollouts
+from headway.runtimes.kubernetes.client import DEPLOYMENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, eventually, promote, running, status
 
@@ -276,6 +276,44 @@ async def test_canary_pods_get_canary_metadata_and_keep_running_as_stable_after_
     assert rs["spec"]["template"]["metadata"]["labels"] == {"app": "web", HASH_LABEL: second, "role": "stable"}
     assert "stage" not in (rs["spec"]["template"]["metadata"].get("annotations") or {})
     assert '"role": "stable"' in rs["metadata"]["annotations"][EPHEMERAL_ANNOTATION]
+
+
+async def test_blue_green_preview_pods_become_active_pods_in_place(api: ApiServer, client: KubeClient) -> None:
+    for role in ("active", "preview"):
+        service = {"metadata": {"name": f"web-{role}", "namespace": NAMESPACE}, "spec": {"selector": {"app": "web"}}}
+        await client.create(SERVICES, service)
+    blue_green = {
+        "activeService": "web-active",
+        "previewService": "web-preview",
+        "autoPromotionEnabled": False,
+        "scaleDownDelaySeconds": 0,
+        "previewMetadata": {"labels": {"role": "preview"}},
+        "activeMetadata": {"labels": {"role": "active"}},
+    }
+    await client.create(rollouts(GROUP), rollout_body(strategy={"blueGreen": blue_green}))
+    async with PodKubelet(client) as kubelet, running(api):
+        await eventually(lambda: healthy_on(client, "example/web:1"), what="blue")
+        blue = (await status(client))["stableRS"]
+        await eventually(lambda: _all_labelled(kubelet, blue, "active"), what="active metadata on blue")
+        await new_image(client, "example/web:2")
+
+        async def green_previewed() -> bool:
+            current = await status(client)
+            green = str(current.get("currentPodHash") or "")
+            return (
+                current.get("phase") == "Paused"
+                and green not in ("", blue)
+                and await _all_labelled(kubelet, green, "preview")
+            )
+
+        await eventually(green_previewed, what="green paused with preview metadata")
+        green = (await status(client))["currentPodHash"]
+        previewed = {p["metadata"]["uid"] for p in await kubelet.pods(green)}
+        assert await _all_labelled(kubelet, blue, "active")
+        await asyncio.to_thread(promote, api)
+        await eventually(lambda: _all_labelled(kubelet, green, "active"), what="green active after promotion")
+        promoted = {p["metadata"]["uid"] for p in await kubelet.pods(green)}
+    assert previewed <= promoted  # relabelled, not replaced
 
 
 async def _all_labelled(kubelet: PodKubelet, pod_hash: str, role: str) -> bool:
