@@ -371,6 +371,19 @@ def test_status_returns_when_settled_and_times_out_otherwise(api: ApiServer, kub
     assert waiting.exit_code == 1 and "still Progressing after the timeout" in waiting.output
 
 
+@pytest.mark.usefixtures("paused_canary")
+def test_status_does_not_pass_a_spec_the_controller_has_not_observed(api: ApiServer, kubeconfig: Path) -> None:
+    generation = _rollout(api)["metadata"]["generation"]
+    api.kube.patch(
+        rollouts(GROUP), "web", NS, {"status": {"phase": "Healthy", "observedGeneration": str(generation)}}, status=True
+    )
+    assert _cli(kubeconfig, "status", "web", "--timeout", "5").exit_code == 0
+    api.kube.patch(rollouts(GROUP), "web", NS, {"spec": {"replicas": 7}})  # a new spec: generation + 1
+    stale = _cli(kubeconfig, "status", "web", "--timeout", "0.5")
+    assert stale.exit_code == 1 and "still Progressing after the timeout" in stale.output
+    assert f"waiting for the controller to observe generation {generation + 1}" in stale.output
+
+
 def test_errors_say_what_to_do(api: ApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     missing = _cli(kubeconfig, "promote", "nope")
     assert missing.exit_code == 1

@@ -378,12 +378,19 @@ def build_view(
     weights = ((status.get("canary") or {}).get("weights") or {}).get("canary") or {}
     steps = steps_of(spec)
     stable, current = status.get("stableRS"), status.get("currentPodHash")
+    phase, message = status.get("phase"), str(status.get("message") or "")
+    observed, generation = status.get("observedGeneration"), meta.get("generation")
+    if observed is not None and generation is not None and str(observed) != str(generation):
+        # The status is about an older spec (an edit the controller has not acted on yet): showing its Healthy
+        # would let `status` pass a CI pipeline before the new version even started, so it is Progressing.
+        phase = "Progressing"
+        message = f"waiting for the controller to observe generation {generation} (status is for {observed})"
     view = RolloutView(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or "default"),
         strategy=strategy,
-        phase=status.get("phase"),
-        message=str(status.get("message") or ""),
+        phase=phase,
+        message=message,
         paused=bool(spec.get("paused") or status.get("pauseConditions")),
         aborted=bool(status.get("abort")),
         step=status.get("currentStepIndex"),
