@@ -251,3 +251,17 @@ def with_roles(view: RolloutView) -> RolloutView:
                 role = "preview" if blue_green else "canary"
         revisions.append(revision.model_copy(update={"role": role}))
     return view.model_copy(update={"revisions": revisions})
+
+
+def observed_phase(
+    phase: str | None, message: str, generation: int | str | None, observed: int | str | None
+) -> tuple[str | None, str]:
+    """The phase to show: a status written for an older spec generation is Progressing, not its stale phase.
+
+    Right after an edit the status still describes the previous spec (often Healthy); a pipeline's
+    ``headway status`` must not pass the new version before the engine has even seen it. Without both numbers
+    (an older controller, a manifest never stored) the status is taken as it is.
+    """
+    if observed is None or generation is None or str(observed) == str(generation):
+        return phase, message
+    return "Progressing", f"waiting for the controller to observe generation {generation} (status is for {observed})"

@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from headway.core.hashing import pod_template_hash
+from headway.dashboard.model import observed_phase
 from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.runner import CommandError, Runner
 from headway.spec.load import SpecError
@@ -223,12 +224,18 @@ def summary(runner: Runner, rollout: Rollout) -> dict[str, Any]:
     weights = status.canary.weights
     templates = {pod_template_hash(t): t for t in runner.revision_templates(rollout).values()}
     templates[pod_template_hash(rollout.spec.template)] = rollout.spec.template or {}
+    phase, message = observed_phase(
+        status.phase.value if status.phase is not None else None,
+        status.message,
+        rollout.metadata.generation,
+        status.observed_generation,
+    )
     return {
         "name": rollout.name,
         "namespace": rollout.metadata.namespace,
         "strategy": "canary" if canary is not None else "blueGreen",
-        "phase": status.phase.value if status.phase is not None else None,
-        "message": status.message,
+        "phase": phase,
+        "message": message,
         "paused": rollout.spec.paused,
         "aborted": status.abort,
         "step": status.current_step_index,

@@ -93,9 +93,18 @@ class MemoryDocuments:
 
 
 def put(documents: Documents, kind: str, key: str, body: Mapping[str, Any]) -> None:
-    """Create or replace a document. Last writer wins: only this process writes specs, on one event loop."""
-    _, version = documents.get_document(kind, key)
-    documents.put_document(kind, key, body, version)
+    """Create or replace a document. Last writer wins: only this process writes specs, on one event loop.
+
+    ``metadata.generation`` is kept as an API server keeps it (1 on create, +1 when ``spec`` changes), so the
+    engine's ``observedGeneration`` tells the CLI whether a status already describes the newest spec.
+    """
+    old, version = documents.get_document(kind, key)
+    generation = 1
+    if old is not None:
+        previous = int((old.get("metadata") or {}).get("generation") or 1)
+        generation = previous if old.get("spec") == body.get("spec") else previous + 1
+    metadata = {**(body.get("metadata") or {}), "generation": generation}
+    documents.put_document(kind, key, {**body, "metadata": metadata}, version)
 
 
 class CommandError(ValueError):

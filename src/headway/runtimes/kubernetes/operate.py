@@ -26,7 +26,15 @@ from pydantic import ValidationError
 
 from headway.core import commands
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
-from headway.dashboard.model import EventView, PodView, RevisionView, RolloutView, steps_of, with_roles
+from headway.dashboard.model import (
+    EventView,
+    PodView,
+    RevisionView,
+    RolloutView,
+    observed_phase,
+    steps_of,
+    with_roles,
+)
 from headway.dashboard.runs import run_view_of
 from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION
 from headway.runtimes.kubernetes.client import (
@@ -378,13 +386,9 @@ def build_view(
     weights = ((status.get("canary") or {}).get("weights") or {}).get("canary") or {}
     steps = steps_of(spec)
     stable, current = status.get("stableRS"), status.get("currentPodHash")
-    phase, message = status.get("phase"), str(status.get("message") or "")
-    observed, generation = status.get("observedGeneration"), meta.get("generation")
-    if observed is not None and generation is not None and str(observed) != str(generation):
-        # The status is about an older spec (an edit the controller has not acted on yet): showing its Healthy
-        # would let `status` pass a CI pipeline before the new version even started, so it is Progressing.
-        phase = "Progressing"
-        message = f"waiting for the controller to observe generation {generation} (status is for {observed})"
+    phase, message = observed_phase(
+        status.get("phase"), str(status.get("message") or ""), meta.get("generation"), status.get("observedGeneration")
+    )
     view = RolloutView(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or "default"),

@@ -99,6 +99,27 @@ async def test_set_image_promote_and_abort_through_the_api(api: Api) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_new_spec_is_progressing_until_a_pass_has_seen_it(api: Api) -> None:
+    await applied(api)
+    _, before = await api.call("GET", "/api/v1/rollouts/web")
+    assert before["phase"] == "Healthy"
+    assert before["status"]["observedGeneration"] == "1"
+
+    status, body = await api.call(
+        "POST", "/api/v1/rollouts/web/set-image", json={"container": "app", "image": "web:v2"}
+    )
+    assert status == 200, body
+    # Answered before any pass ran: the stored status (Healthy, generation 1) must not be shown as current.
+    assert (body["phase"], body["message"]) == (
+        "Progressing",
+        "waiting for the controller to observe generation 2 (status is for 1)",
+    )
+    await api.world.turns(3)
+    _, after = await api.call("GET", "/api/v1/rollouts/web")
+    assert after["status"]["observedGeneration"] == "2" and after["phase"] != "Healthy"
+
+
+@pytest.mark.asyncio
 async def test_bad_requests_get_clear_errors(api: Api) -> None:
     await applied(api)
 
