@@ -29,6 +29,7 @@ from headway.runtimes.kubernetes.client import (
     KubeClient,
     analysis_runs,
     analysis_templates,
+    experiments,
     rollouts,
 )
 from headway.runtimes.kubernetes.controller import Controller
@@ -37,7 +38,7 @@ from headway.runtimes.kubernetes.experiments import (
     SCALE_DOWN_DEADLINE_ANNOTATION,
     ExperimentRunner,
 )
-from headway.runtimes.kubernetes.runs import KubernetesRunBackend, experiments
+from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.spec.rollout import Rollout, RolloutExperimentStep
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, install, rollout_body, running, status

@@ -69,6 +69,14 @@ def analysis_runs(group: str = DEFAULT_GROUP) -> Kind:
     return Kind(group, "v1alpha1", "AnalysisRun", "analysisruns")
 
 
+def experiments(group: str = DEFAULT_GROUP) -> Kind:
+    return Kind(group, "v1alpha1", "Experiment", "experiments")
+
+
+RUN_KIND_LABEL = "headway.dev/run-kind"
+"""On AnalysisRuns and Experiments: what the rollout started them for (step, background, experiment, ...)."""
+
+
 class NotFoundError(PermanentError):
     """The object does not exist (404)."""
 

@@ -50,19 +50,15 @@ from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
 from headway.runtimes.kubernetes.analysis import resolve_run_spec
 from headway.runtimes.kubernetes.client import (
     REPLICA_SETS,
+    RUN_KIND_LABEL,
     ApiConflictError,
     BlockingKube,
     NotFoundError,
     analysis_runs,
+    experiments,
     rollouts,
 )
-from headway.runtimes.kubernetes.runs import (
-    RUN_KIND_LABEL,
-    STABLE_REVISION_ANNOTATION,
-    create_analysis_run,
-    experiments,
-    phase_of,
-)
+from headway.runtimes.kubernetes.runs import STABLE_REVISION_ANNOTATION, create_analysis_run, phase_of
 from headway.spec.experiment import Experiment, ExperimentSpec, ExperimentTemplate
 from headway.spec.rollout import Rollout, RolloutAnalysis
 

@@ -41,14 +41,15 @@ from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
     REPLICA_SETS,
+    RUN_KIND_LABEL,
     ApiConflictError,
     Body,
     KubeClient,
     KubeconfigError,
     analysis_runs,
+    experiments,
     rollouts,
 )
-from headway.runtimes.kubernetes.runs import RUN_KIND_LABEL, experiments
 from headway.spec.rollout import Rollout
 from headway.stores.k8s_status import status_of
 

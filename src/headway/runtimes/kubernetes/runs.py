@@ -27,19 +27,22 @@ from headway.core.templates import TemplateError
 from headway.engine.runs import RunStates
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
 from headway.runtimes.kubernetes.analysis import resolve_run_spec
-from headway.runtimes.kubernetes.client import REPLICA_SETS, BlockingKube, Kind, NotFoundError, analysis_runs
+from headway.runtimes.kubernetes.client import (
+    REPLICA_SETS,
+    RUN_KIND_LABEL,
+    BlockingKube,
+    Kind,
+    NotFoundError,
+    analysis_runs,
+    experiments,
+)
 from headway.spec.analysis import AnalysisRunSpec
 from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase
 
-RUN_KIND_LABEL = "headway.dev/run-kind"
 STABLE_REVISION_ANNOTATION = "headway.dev/stable-revision"
 """On an Experiment of a Rollout's step: the stable revision's hash when it started (the canary's is its
 ``rollouts-pod-template-hash`` label, as in Argo)."""
-
-
-def experiments(group: str) -> Kind:
-    return Kind(group, "v1alpha1", "Experiment", "experiments")
 
 
 def phase_of(obj: dict[str, Any]) -> RunState:
