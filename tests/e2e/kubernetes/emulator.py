@@ -37,7 +37,12 @@ import attrs
 import jsonpatch
 from kmock import KubernetesEmulator, ResourceInfo, Server, resource
 from kmock._internal import enums, k8s_dicts, rendering
-from kmock._internal.k8s import KubernetesError, KubernetesObjectNotFoundError
+from kmock._internal.k8s import (
+    KubernetesError,
+    KubernetesObjectNotFoundError,
+    KubernetesResourceNotFoundError,
+    KubernetesScaffold,
+)
 
 from headway.runtimes.kubernetes.client import BlockingKube, KubeClient
 
@@ -112,6 +117,9 @@ class FidelityEmulator(KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
         self._in_flight: dict[int, rendering.Request] = {}
+        self._by_resource: dict[resource, list[tuple[str | None, str]]] = {}
+        self._indexed = 0
+        self._last_indexed: object = None
         self.writes: collections.Counter[str] = collections.Counter()
         self.resources.load_bundled()
 
@@ -299,15 +307,36 @@ class FidelityEmulator(KubernetesEmulator):
         return merged
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
-        payload = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        assert isinstance(payload, dict)
-        if selector:
-            payload["items"] = [
-                item for item in payload["items"] if _matches(item.get("metadata", {}).get("labels") or {}, selector)
+        assert request.resource is not None
+        async with self._lock:
+            objects = self._of_resource(request.resource)
+            if not objects and request.resource not in KubernetesScaffold._get_resources(self):
+                raise KubernetesResourceNotFoundError()
+            items = [
+                obj.raw for (namespace, _), obj in objects if not obj.deleted and request.namespace in (None, namespace)
             ]
-        payload["metadata"] = {"resourceVersion": str(next(self._versions))}
-        return payload
+        selector = request.params.get("labelSelector")
+        if selector:
+            items = [item for item in items if _matches(item.get("metadata", {}).get("labels") or {}, selector)]
+        return {"metadata": {"resourceVersion": str(next(self._versions))}, "items": items}
+
+    def _of_resource(self, kind: resource) -> list[tuple[tuple[str | None, str], k8s_dicts.Object]]:
+        """The stored objects of one resource, from an index kept up to date with kmock's store: kmock scans
+        every object of every resource per list, which made each pass cost O(all objects)."""
+        stored = self._objects._objects
+        last = next(reversed(stored), None)
+        if len(stored) < self._indexed or (len(stored) == self._indexed and last != self._last_indexed):
+            self._by_resource.clear()  # objects were removed from kmock's store (not soft-deleted): start over
+            self._indexed = 0
+        if len(stored) > self._indexed:
+            for key in itertools.islice(stored, self._indexed, None):
+                self._by_resource.setdefault(key[0], []).append((key[1], key[2]))
+            self._indexed, self._last_indexed = len(stored), last
+        return [
+            ((namespace, name), stored[(kind, namespace, name)])
+            for namespace, name in self._by_resource.get(kind, [])
+            if (kind, namespace, name) in stored
+        ]
 
     def object(self, group: str, version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The stored object, for assertions (None when absent or deleted)."""

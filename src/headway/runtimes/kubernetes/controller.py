@@ -169,6 +169,9 @@ class Controller:
         """Passes block on API calls (the ports are synchronous); a pool of their own keeps them from queueing
         behind other blocking work, and bounds how many Rollouts are reconciled at once."""
         self._in_flight: set[asyncio.Future[Any]] = set()
+        self._slots = asyncio.Semaphore(config.workers)
+        """Passes under way, at most one per pool thread: a Rollout waiting for its turn holds only its packed
+        body, not the unpacked dict, model and engine (1,000 Rollouts changed at once would hold them all)."""
         self.measurer = RunMeasurer(
             self.client,
             config.api_group,
@@ -252,7 +255,8 @@ class Controller:
             worker.wake.clear()
             delay: float | None
             try:
-                delay = await self._pass(worker.body)
+                async with self._slots:
+                    delay = await self._pass(worker.body)
             except asyncio.CancelledError:
                 raise
             except AdapterError as error:  # reading the status failed (timeout, 5xx, forbidden): try again later
