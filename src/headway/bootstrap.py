@@ -49,9 +49,10 @@ from headway.providers.base import MeasureContext, MetricProvider, ProviderResul
 from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
-from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE, Daemon, new_token
+from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.runner import Hook, Runner, put
+from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout
 from headway.stores.sqlite import SqliteStore, StateError

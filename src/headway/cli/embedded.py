@@ -34,8 +34,7 @@ from rich.live import Live
 
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
-from headway.engine.notify import NotifyConfig, NotifyConfigError
-from headway.runtimes.embedded.daemon import ENDPOINT_FILE, TOKEN_FILE
+from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.load import load_text
 
 DEFAULT_STATE_DIR = ".headway"
@@ -167,6 +166,8 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Pa
     elif not (state_dir / "headway.db").exists():
         raise click.UsageError("the first `headway up` needs -f FILE")
     if notify is not None:
+        from headway.engine.notify import NotifyConfig, NotifyConfigError
+
         try:
             NotifyConfig.load(notify)  # a bad config fails here, with the field named, not in the daemon's log
         except NotifyConfigError as error:

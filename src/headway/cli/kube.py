@@ -18,7 +18,8 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console, RenderableType
@@ -26,12 +27,22 @@ from rich.live import Live
 
 from headway.cli import views
 from headway.dashboard.model import RolloutView
-from headway.runtimes.kubernetes.operate import WATCH_INTERVAL, Cluster, OperationError, Target, connected, follow, run
+
+if TYPE_CHECKING:
+    from headway.runtimes.kubernetes.operate import Cluster, Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 V = TypeVar("V", RolloutView, list[RolloutView])
 PLUGIN_NAME = "kubectl-headway"
 SETTLED = ("Healthy", "Degraded", "Paused")
+
+
+def _operate() -> ModuleType:
+    """`headway.runtimes.kubernetes.operate`, imported when a command targets a cluster: the Kubernetes client
+    is not loaded for an embedded-mode command."""
+    from headway.runtimes.kubernetes import operate
+
+    return operate
 
 
 def cluster_options(function: F) -> F:
@@ -57,7 +68,8 @@ def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path 
     if mode == "embedded":
         return None
     if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
-        return Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
+        target: Target = _operate().Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
+        return target
     return None
 
 
@@ -68,9 +80,10 @@ def _as_plugin() -> bool:
 
 
 def call(target: Target, operation: Callable[[Cluster], Any]) -> Any:
+    operate = _operate()
     try:
-        return run(target, operation)
-    except OperationError as error:
+        return operate.run(target, operation)
+    except operate.OperationError as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -123,12 +136,14 @@ def _watch(
     """Redraw the view each time it changes until Ctrl-C (or ``timeout`` seconds): in place on a terminal (rich
     Live), else one full frame per change (a pipe or a log keeps the history; ``-o json|yaml``: one document)."""
     console = Console() if sys.stdout.isatty() else views.plain_console(width=120)
+    operate = _operate()
 
     def frames(cluster: Cluster) -> AsyncIterator[V]:
-        return follow(lambda: read(cluster), interval=WATCH_INTERVAL)
+        found: AsyncIterator[V] = operate.follow(lambda: read(cluster), interval=operate.WATCH_INTERVAL)
+        return found
 
     async def main() -> None:
-        async with connected(target) as cluster, asyncio.timeout(timeout or None):
+        async with operate.connected(target) as cluster, asyncio.timeout(timeout or None):
             if output != "text":
                 async for data in frames(cluster):
                     click.echo(views.dump(data, output), nl=False)
@@ -148,7 +163,7 @@ def _watch(
         asyncio.run(main())
     except (KeyboardInterrupt, TimeoutError):
         return  # Ctrl-C or --watch-timeout: the last frame stays on screen
-    except OperationError as error:
+    except operate.OperationError as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -168,15 +183,17 @@ def status(target: Target, name: str, timeout: float | None) -> None:
     """Follow the rollout until it settles (the controller's new status), printing each new phase, over one
     connection; exit 1 if Degraded or on timeout."""
     last: list[RolloutView] = []
+    operate = _operate()
 
     async def main() -> RolloutView:
-        async with connected(target) as cluster, asyncio.timeout(timeout):
-            async for view in follow(lambda: cluster.view(name), interval=WATCH_INTERVAL):
+        async with operate.connected(target) as cluster, asyncio.timeout(timeout):
+            async for view in operate.follow(lambda: cluster.view(name), interval=operate.WATCH_INTERVAL):
                 if not last or _line(view) != _line(last[-1]):
                     click.echo(_line(view))
                 last[:] = [view]
                 if view.phase in SETTLED and view.current_hash is not None:
-                    return view
+                    settled: RolloutView = view
+                    return settled
         raise AssertionError("follow never ends")
 
     try:
@@ -184,7 +201,7 @@ def status(target: Target, name: str, timeout: float | None) -> None:
     except TimeoutError:
         phase = (last[-1].phase if last else None) or "Pending"
         raise click.ClickException(f"rollout {name} is still {phase} after the timeout") from None
-    except OperationError as error:
+    except operate.OperationError as error:
         raise click.ClickException(str(error)) from None
     if view.phase == "Degraded":
         sys.exit(1)

@@ -42,15 +42,13 @@ from headway.core.hashing import pod_template_hash
 from headway.dashboard.model import observed_phase
 from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.runner import CommandError, Runner
+from headway.runtimes.embedded.state_files import TOKEN_FILE
 from headway.spec.load import SpecError
 from headway.spec.rollout import Rollout
 from headway.stores.base import ConflictError
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "token"
-ENDPOINT_FILE = "daemon.json"
-"""Where a running daemon says where it listens: ``{"url", "pid"}``; the CLI finds it through this file."""
 VERBS = ("promote", "abort", "retry", "pause", "resume", "restart", "undo", "set-image")
 MAX_WATCH_SECONDS = 60.0
 RECENT_EVENTS = 50

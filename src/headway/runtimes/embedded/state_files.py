@@ -1,0 +1,11 @@
+"""The names of the files through which the CLI finds a running embedded daemon in its state directory.
+
+Kept apart from the daemon (which imports aiohttp and the whole engine) so that a CLI command reads them without
+paying for those imports on every invocation.
+"""
+
+TOKEN_FILE = "token"
+"""The API token, readable by the owner only."""
+
+ENDPOINT_FILE = "daemon.json"
+"""Where a running daemon says where it listens: ``{"url", "pid"}``; the CLI finds it through this file."""
