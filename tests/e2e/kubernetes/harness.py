@@ -47,10 +47,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 2
 
 
 @contextlib.asynccontextmanager
-async def running(api: ApiServer, **config: Any) -> AsyncIterator[Controller]:
-    """A controller embedded in this event loop against ``api``, stopped gracefully afterwards."""
+async def running(api: ApiServer, client: KubeClient | None = None, **config: Any) -> AsyncIterator[Controller]:
+    """A controller embedded in this event loop against ``api`` (through ``client``, e.g. one that records its
+    requests), stopped gracefully afterwards."""
     settings = {"server": api.url, "lease_seconds": 3.0, **config}
-    controller = Controller(ControllerConfig(**settings))
+    controller = Controller(ControllerConfig(**settings), client=client)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     try:
