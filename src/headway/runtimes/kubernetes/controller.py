@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 INVALID_SPEC = "InvalidSpec"
 RETRY_AFTER_ERROR = 30.0
 LATENCIES_KEPT = 100_000
+OWNED_SETTLE_SECONDS = 0.25
+"""How long a pass woken only by owned objects (ReplicaSets, AnalysisRuns) waits for the rest of their burst."""
 SHUTDOWN_SECONDS = 10.0
 """How long a stopping controller waits for passes still running in their threads."""
 T = TypeVar("T")
@@ -136,6 +138,10 @@ class _Worker:
     body: bytes | None = None
     """The newest body, `pack`ed."""
     task: asyncio.Task[None] | None = None
+    urgent: bool = True
+    """The next pass is for the Rollout itself (first sight, an edit, its own requeue time): no settling."""
+    held: list[str] | None = None
+    """While a pass runs: the resourceVersions of the Rollout events that arrived meanwhile (not yet woken)."""
 
 
 def key_of(body: Mapping[str, Any]) -> str:
@@ -205,8 +211,14 @@ class Controller:
         async def rollout_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
             key = key_of(body)
             meta = body.get("metadata") or {}
+            worker = self.workers.get(key)
             if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
                 await self.forget(key)
+            elif worker is not None and worker.held is not None:
+                # A pass is running: this may be the echo of the status it is writing, which can arrive before
+                # the pass knows its version. Decided when the pass ends (`_release`).
+                worker.body = pack(body)
+                worker.held.append(str(meta.get("resourceVersion")))
             elif meta.get("resourceVersion") == self._own_writes.get(key):
                 self.remember(key, pack(body))  # the echo of our own status write: nothing new to decide on
             else:
@@ -230,6 +242,7 @@ class Controller:
             worker.task = asyncio.create_task(self._work(key, worker), name=f"rollout {key}")
         if body is not None:
             worker.body = body
+            worker.urgent = True
         worker.wake.set()
 
     def remember(self, key: str, body: bytes) -> None:
@@ -252,8 +265,14 @@ class Controller:
         while True:
             if self.config.leader_election:
                 await self.leader.leading.wait()
+            if not worker.urgent:
+                # Only owned objects changed: the echo of our own write, the ReplicaSet controller's status
+                # update and pods becoming ready come in a burst. Let it arrive, then look once.
+                await asyncio.sleep(OWNED_SETTLE_SECONDS)
+            worker.urgent = False
             worker.wake.clear()
             delay: float | None
+            worker.held = []
             try:
                 async with self._slots:
                     delay = await self._pass(worker.body)
@@ -268,8 +287,19 @@ class Controller:
                 log.exception("reconciling %s failed", key)
                 self.metrics.errors.labels("exception").inc()
                 delay = RETRY_AFTER_ERROR
-            with contextlib.suppress(TimeoutError):
+            self._release(key, worker)
+            try:
                 await asyncio.wait_for(worker.wake.wait(), timeout=delay)
+            except TimeoutError:
+                worker.urgent = True  # the time the pass asked for has come
+
+    def _release(self, key: str, worker: _Worker) -> None:
+        """After a pass: wake again at once if a Rollout event held during it was not the echo of its write."""
+        held, worker.held = worker.held or [], None
+        own = self._own_writes.get(key)
+        if any(version != own for version in held):
+            worker.urgent = True
+            worker.wake.set()
 
     async def _pass(self, packed: bytes | None) -> float | None:
         """A pass on the unpacked body; its dict, model and engine are gone when this returns."""
