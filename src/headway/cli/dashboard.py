@@ -152,8 +152,8 @@ def dashboard(
 ) -> None:
     """Show the web dashboard: rollouts, steps, weights over time, analysis and the judge's evidence, actions.
 
-    Without ``--demo``: the dashboard the running embedded instance serves (``headway up``), with its token;
-    with ``--context``/``-n``/``--kubeconfig``: a dashboard for the cluster's rollouts, served from here.
+    Without --demo: the dashboard the running embedded instance serves (headway up), with its token;
+    with --context, -n or --kubeconfig: a dashboard for the cluster's rollouts, served from here.
     """
     if token is not None and len(token) < 16:
         raise click.BadParameter("use at least 16 characters (or omit it to get a generated one)", param_hint="--token")
