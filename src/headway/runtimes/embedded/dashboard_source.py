@@ -10,9 +10,7 @@ runner's change stream, so the page moves as soon as a pass records something.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from headway.dashboard.model import (
@@ -22,24 +20,19 @@ from headway.dashboard.model import (
     AnalysisRunView,
     ChangeEvent,
     EventView,
-    JudgeEvidence,
-    JudgePoint,
-    MeasurementView,
     RevisionView,
     RolloutNotFoundError,
     RolloutView,
     WeightPoint,
     with_roles,
 )
+from headway.dashboard.runs import HASH_LABEL, tolerated_ratios
+from headway.dashboard.runs import run_view as shared_run_view
 from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.daemon import detail
 from headway.runtimes.embedded.runner import CommandError, Runner
-from headway.spec.analysis import AnalysisRun, Measurement, MetricResult
+from headway.spec.analysis import AnalysisRun
 from headway.spec.rollout import Rollout
-
-MEASUREMENTS = 120
-"""Measurements per run sent to the page (the newest); enough for a chart, small enough to refetch often."""
-JUDGE_KEYS = ("pValue", "ratio", "lower", "upper", "explanation")
 
 RunLookup = Callable[[str], AnalysisRun | None]
 
@@ -136,24 +129,19 @@ class RunnerSource:
 
 
 def run_view(name: str, phase: str, message: str, run: AnalysisRun | None) -> AnalysisRunView:
-    """An analysis run for the page: its measurements to chart and, for a judge metric, the judge's evidence."""
-    view = AnalysisRunView(name=name, phase=phase, message=message)
-    if run is None or run.status is None:
-        return view
-    measurements: list[MeasurementView] = []
-    judge: JudgeEvidence | None = None
-    for result in run.status.metric_results:
-        measurements.extend(_measurements(result))
-        judge = judge or _evidence(result)
-    measurements.sort(key=lambda m: m.at)
+    """An analysis run for the page, as `headway.dashboard.runs` builds it in every mode (measurements to chart
+    and, for a judge metric, the judge's evidence against its tolerated ratio)."""
+    if run is None:
+        return shared_run_view(name, phase, message, None)
     labels = run.metadata.labels or {}
-    return view.model_copy(
-        update={
-            "measurements": measurements[-MEASUREMENTS:],
-            "judge": judge,
-            "kind": labels.get("headway.dev/kind", ""),
-            "revision": labels.get("rollouts-pod-template-hash") or None,
-        }
+    return shared_run_view(
+        name,
+        phase,
+        message,
+        run.status,
+        kind=labels.get("headway.dev/kind", ""),
+        revision=labels.get(HASH_LABEL) or None,
+        tolerated=tolerated_ratios(run.spec.model_dump(by_alias=True, mode="json", exclude_none=True)),
     )
 
 
@@ -171,99 +159,3 @@ def _command(action: Action, args: Mapping[str, Any]) -> tuple[str, dict[str, An
             raise ActionRefusedError("toRevision: expected a revision number")
         return "undo", {"to_revision": to_revision} if to_revision is not None else {}
     return action.value, {}
-
-
-def _when(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _measurements(result: MetricResult) -> list[MeasurementView]:
-    views = []
-    for measurement in result.measurements:
-        at = _when(measurement.finished_at) or _when(measurement.started_at)
-        if at is None:
-            continue
-        views.append(
-            MeasurementView(
-                metric=result.name,
-                at=at,
-                value=_value(measurement),
-                phase=str(measurement.phase.value),
-                message=measurement.message or "",
-            )
-        )
-    return views
-
-
-def _value(measurement: Measurement) -> float | None:
-    """A number to chart: the value itself, or for a judge window the judge's ratio estimate."""
-    ratio = _float(measurement.metadata.get("ratio"))
-    if ratio is not None:
-        return ratio
-    raw = measurement.value
-    if raw is None:
-        return None
-    number = _float(raw)
-    if number is not None:
-        return number
-    try:
-        decoded = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(decoded, list) and len(decoded) == 1:
-        return _float(str(decoded[0]))
-    return None
-
-
-def _float(raw: str | None) -> float | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
-def _evidence(result: MetricResult) -> JudgeEvidence | None:
-    """The judge's latest figures on a metric result, with the history of its ratio estimate for the chart."""
-    if not all(key in result.metadata for key in JUDGE_KEYS):
-        return None
-    ratio, p_value = _float(result.metadata["ratio"]), _float(result.metadata["pValue"])
-    if ratio is None or p_value is None:
-        return None
-    history = []
-    canary = stable = 0
-    for measurement in result.measurements:
-        at, point = _when(measurement.finished_at), _float(measurement.metadata.get("ratio"))
-        if at is not None and point is not None:
-            lower, upper = _float(measurement.metadata.get("lower")), _float(measurement.metadata.get("upper"))
-            history.append(JudgePoint(at=at, ratio=point, lower=lower, upper=upper))
-        counts = _counts(measurement.value)
-        canary += counts.get("canaryRequests", counts.get("canary_requests", 0))
-        stable += counts.get("stableRequests", counts.get("stable_requests", 0))
-    return JudgeEvidence(
-        ratio=ratio,
-        lower=_float(result.metadata["lower"]),
-        upper=_float(result.metadata["upper"]),
-        p_value=p_value,
-        verdict=result.metadata["explanation"],
-        canary_requests=canary,
-        stable_requests=stable,
-        history=history[-MEASUREMENTS:],
-    )
-
-
-def _counts(raw: str | None) -> dict[str, int]:
-    try:
-        decoded = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(decoded, dict):
-        return {}
-    return {str(k): int(v) for k, v in decoded.items() if isinstance(v, int | float) and not isinstance(v, bool)}
