@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import copy
 import functools
 import json
 import logging
@@ -102,29 +101,21 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A private copy of a Rollout body without what no pass reads but a real API server sends: managedFields
-    and kubectl's last-applied copy of the whole object (each often larger than the spec itself), since the
-    newest body of every Rollout is kept between passes."""
-    raw = copy.deepcopy(dict(body))
-    meta = raw.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
-    return raw
-
-
-def pack(body: Mapping[str, Any]) -> bytes:
-    """A Rollout body as kept between passes: `slim`, as compact JSON, deflated (a body of ~2 KB JSON decodes
-    to a dict tree of ~10 KiB; packed it is well under 1 KiB). The watch's object is left alone."""
+    """A Rollout body without what no pass reads but a real API server sends: managedFields and kubectl's
+    last-applied copy of the whole object (each often larger than the spec itself). A new top level and
+    metadata; everything else is shared with ``body``, which is left alone (serialise or copy before changing)."""
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     annotations = meta.get("annotations")
     if isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
         meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    text = json.dumps({**body, "metadata": meta}, separators=(",", ":"), default=str)
-    return zlib.compress(text.encode(), 1)
+    return {**body, "metadata": meta}
+
+
+def pack(body: Mapping[str, Any]) -> bytes:
+    """A Rollout body as kept between passes: `slim`, as compact JSON, deflated (a body of ~2 KB JSON decodes
+    to a dict tree of ~10 KiB; packed it is well under 1 KiB)."""
+    return zlib.compress(json.dumps(slim(body), separators=(",", ":"), default=str).encode(), 1)
 
 
 def unpack(packed: bytes) -> dict[str, Any]:
