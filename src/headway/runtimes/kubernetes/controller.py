@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -230,7 +231,11 @@ class Controller:
             if body is None:
                 return  # an owned object of a Rollout we have not seen (yet): its own event will come
             worker = self.workers[key] = _Worker()
-            worker.task = asyncio.create_task(self._work(key, worker), name=f"rollout {key}")
+            # A context of its own: created inside a kopf handler, the task would otherwise copy kopf's context
+            # variables, which hold that event's cause and whole body for as long as the worker lives.
+            worker.task = asyncio.create_task(
+                self._work(key, worker), name=f"rollout {key}", context=contextvars.Context()
+            )
         if body is not None:
             worker.body = body
             worker.urgent = True
