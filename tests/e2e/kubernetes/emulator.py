@@ -192,6 +192,13 @@ class FidelityEmulator(KubernetesEmulator):
         if not self.keep_history and stored is not None and not stored.deleted and len(stored.history) > 1:
             del stored.history[:-1]
 
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        # kmock names the core group "/v1"; the real server (and kubectl's REST mapping) says "v1".
+        payload = await super()._serve_version(request)
+        if isinstance(payload, dict) and payload.get("groupVersion") == "/v1":
+            payload["groupVersion"] = "v1"
+        return payload
+
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
         async with self._lock:
             stored = self._named(request)
