@@ -99,6 +99,7 @@ async def test_an_argo_manifest_rolls_out_unchanged_in_drop_in_mode(
         ("rollouts", "Rollout"),
         ("analysisruns", "AnalysisRun"),
         ("analysistemplates", "AnalysisTemplate"),
+        ("experiments", "Experiment"),
     ):
         api.emulator.declare(ARGO, "v1alpha1", plural, kind)
     api.emulator.declare(ARGO, "v1alpha1", "clusteranalysistemplates", "ClusterAnalysisTemplate", namespaced=False)

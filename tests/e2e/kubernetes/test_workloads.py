@@ -214,6 +214,22 @@ async def test_never_leaves_the_deployment_alone(api: ApiServer, client: KubeCli
     assert await deployment_replicas(client) == 2
 
 
+async def test_an_edit_of_the_referenced_deployments_template_is_a_new_revision(
+    api: ApiServer, client: KubeClient
+) -> None:
+    await referencing(client, "never", 2)
+    async with PodKubelet(client), running(api):
+        await eventually(lambda: healthy_on(client, "example/web:1"), what="the Rollout to be Healthy")
+        first = (await status(client))["stableRS"]
+        # The Rollout has no template of its own: the Deployment's is the one deployed; editing it (not the
+        # Rollout) must wake the controller and roll the new template out.
+        await client.patch(DEPLOYMENTS, "web", NAMESPACE, {"spec": {"template": pod_template("example/web:2")}})
+        await eventually(lambda: healthy_on(client, "example/web:2"), what="the Deployment's new template stable")
+    assert (await status(client))["stableRS"] != first
+    rollout = await client.get(rollouts(GROUP), "web", NAMESPACE)
+    assert rollout is not None and "template" not in rollout["spec"], "the Rollout itself is left as written"
+
+
 async def _ready_replicas(client: KubeClient, count: int) -> bool:
     return sum(int((rs.get("status") or {}).get("availableReplicas") or 0) for rs in await _rs(client)) == count
 

@@ -40,9 +40,9 @@ import kopf
 from aiohttp import web
 
 from headway.core.decision import Event, EventType
-from headway.core.errors import AdapterError, TemporaryError
+from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.reconcile import PassResult
-from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
 from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
@@ -51,6 +51,7 @@ from headway.runtimes.kubernetes.client import (
     KubeClient,
     rollouts,
 )
+from headway.runtimes.kubernetes.experiments import ExperimentRunner, has_experiments
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics
 from headway.runtimes.kubernetes.wiring import admit, engine_for
@@ -96,6 +97,8 @@ class ControllerConfig:
     metrics_host: str = "0.0.0.0"
     workers: int = 16
     """Rollouts reconciled at the same time."""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """What "now" is for passes, analysis and experiments (time is an input: tests move it forward)."""
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -179,6 +182,8 @@ class Controller:
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
+        self._referencing: dict[str, set[str]] = {}
+        """Deployment ``namespace/name`` → the keys of the workloadRef Rollouts that take their template from it."""
         self._register()
 
     # --- kopf wiring ---------------------------------------------------------------------------------------------
@@ -223,6 +228,14 @@ class Controller:
         present = {ROLLOUT_LABEL: kopf.PRESENT}
         kopf.on.event("apps", "v1", "replicasets", labels=present, registry=registry)(owned_changed)
         kopf.on.event(group, "v1alpha1", "analysisruns", labels=present, registry=registry)(owned_changed)
+        kopf.on.event(group, "v1alpha1", "experiments", labels=present, registry=registry)(owned_changed)
+
+        @kopf.on.event("apps", "v1", "deployments", registry=registry)
+        async def deployment_changed(body: kopf.Body, **_: Any) -> None:
+            # A workloadRef Rollout's pod template lives in the Deployment: an edit there is a new revision.
+            meta = body.get("metadata") or {}
+            for key in self._referencing.get(f"{meta.get('namespace')}/{meta.get('name')}", ()):
+                self.wake(key)
 
     def wake(self, key: str, body: bytes | None = None) -> None:
         """Record the newest (`pack`ed) body, if given, and wake the key's worker, starting it on first sight."""
@@ -309,11 +322,20 @@ class Controller:
             await self._mark_invalid(body, admission.problems)
             return None
         rollout = admission.rollout
+        if rollout.spec.workload_ref is not None:
+            deployment = f"{rollout.metadata.namespace}/{rollout.spec.workload_ref.name}"
+            self._referencing.setdefault(deployment, set()).add(key_of(body))
+            try:
+                rollout = await self._blocking(KubernetesPlatform(kube).resolve_workload_ref, rollout)
+            except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
+                await self._mark_invalid(body, (str(error),))
+                return RETRY_AFTER_ERROR
         engine = engine_for(rollout, kube, self.config.api_group)
         if _has_condition(body, INVALID_SPEC):
             await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
-        now = datetime.now(UTC)
+        now = self.config.clock()
+        experiments_after = await self._experiments(rollout, now)
         measure_after = await self._measure(rollout, now)
         result: PassResult = await self._blocking(functools.partial(engine.run_pass, rollout, now=now))
         elapsed = time.perf_counter() - started
@@ -333,7 +355,7 @@ class Controller:
         for event in outcome.events:
             await self.post_event(body, event)
         log.debug("pass %s took %.3fs; requeue after %s", key_of(body), elapsed, outcome.requeue_after)
-        delays = [d for d in (outcome.requeue_after, measure_after) if d is not None]
+        delays = [d for d in (outcome.requeue_after, measure_after, experiments_after) if d is not None]
         return min(delays, default=None)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -344,9 +366,18 @@ class Controller:
         future.add_done_callback(self._in_flight.discard)
         return await future
 
+    async def _experiments(self, rollout: Rollout, now: datetime) -> float | None:
+        """Advance the Rollout's Experiments before its pass (their ReplicaSets, runs and phase), so the pass sees
+        their newest phases; nothing is read for a Rollout without experiment steps."""
+        if not has_experiments(rollout):
+            return None
+        runner = ExperimentRunner(self.kube, self.config.api_group)
+        return await self._blocking(runner.advance_all, rollout, now)
+
     async def _measure(self, rollout: Rollout, now: datetime) -> float | None:
-        """Measure the Rollout's running AnalysisRuns before its pass, so the pass sees their newest phases."""
-        if not uses_analysis(rollout):
+        """Measure the Rollout's running AnalysisRuns before its pass, so the pass sees their newest phases
+        (an Experiment's analyses included: they are labelled with the Rollout too)."""
+        if not uses_analysis(rollout) and not has_experiments(rollout):
             return None
         try:
             return await self.measurer.measure(rollout.metadata.namespace, rollout.name, now, history_limits(rollout))
@@ -362,7 +393,7 @@ class Controller:
         existing = current.condition(INVALID_SPEC)
         if existing is not None and existing.message == message and current.phase == Phase.DEGRADED:
             return
-        now = datetime.now(UTC)
+        now = self.config.clock()
         condition = Condition(
             type=INVALID_SPEC,
             status="True",
