@@ -11,7 +11,11 @@ waiting for the emulator, which shares the 2 cores and dominates them.
 Requests per canary step are counted at the controller's client seam, by verb and resource, for one Gateway API
 canary update (setWeight 20 → pause → setWeight 60 → pause → promotion) from the template change until the
 controller has been quiet for 2 s after promotion (so writes reporting the last pods' readiness are counted
-too), and divided by its four steps. Events posted are counted apart.
+too), and divided by its four steps. Events posted are counted apart. A second, eight-step update (four
+setWeights, four pauses) on a fresh Rollout separates what each further step costs
+(``api_writes_per_additional_step``) from what every update pays once, at its start and promotion
+(``api_writes_per_update_fixed``: the new ReplicaSet, the Service switches, the 100%-then-0 route at promotion,
+the final readiness status).
 """
 
 from __future__ import annotations
@@ -131,35 +135,18 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     loaded = rss_kib()
     latencies = sorted(controller.latencies)
 
-    # One Gateway API canary update, counted at the controller's client.
-    await install(client, "web")
-    steps: list[dict[str, Any]] = [
-        {"setWeight": 20},
-        {"pause": {"duration": "1s"}},
-        {"setWeight": 60},
-        {"pause": {"duration": "1s"}},
-    ]
-    await client.create(rollouts(GROUP), rollout_body("web", steps=steps))
-    async with Kubelet(client):
-        await _until(lambda: _phase_is(client, "web", "Healthy"), timeout=120)
-        before = dict(controller.client.requests)
-        calls_before = collections.Counter(counting.calls)
-        passes_before = len(controller.latencies)
-        old_hash = ((await client.get(rollouts(GROUP), "web", "default")) or {}).get("status", {}).get("currentPodHash")
-        template = rollout_body("web", image="example/web:2")["spec"]["template"]
-        await client.patch(rollouts(GROUP), "web", "default", {"spec": {"template": template}})
-        await _until(lambda: _promoted(client, old_hash), timeout=120)
-        await _quiet(counting, seconds=2.0)
-    after = dict(controller.client.requests)
-    calls = counting.calls - calls_before
+    # Gateway API canary updates, counted at the controller's client: the issue's four steps, and a longer
+    # canary of eight, whose difference is what each further step costs (the start and the promotion are paid
+    # once per update, whatever the number of steps).
+    short = await _canary_update(client, counting, controller, "web", SHORT_STEPS)
+    long = await _canary_update(client, counting, controller, "web-long", LONG_STEPS)
     stop.set()
     await task
     await controller.client.close()
     await client.close()
-    reads = after.get("read", 0) - before.get("read", 0)
-    writes = after.get("write", 0) - before.get("write", 0)
-    events = after.get("event", 0) - before.get("event", 0)
-    update_latencies = sorted(list(controller.latencies)[passes_before:])
+    reads, writes, events, calls, update_latencies = short
+    extra_steps = len(LONG_STEPS) - len(SHORT_STEPS)
+    marginal = (long[1] - writes) / extra_steps
     return {
         "rollouts": count,
         "rss_baseline_mib": round(baseline / 1024, 1),
@@ -174,9 +161,54 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         "api_reads_per_canary_step": round(reads / 4, 1),
         "api_writes_per_canary_step": round(writes / 4, 1),
         "events_per_canary_step": round(events / 4, 1),
+        "long_canary_update": {"steps": len(LONG_STEPS), "reads": long[0], "writes": long[1], "events_posted": long[2]},
+        "long_canary_update_requests": dict(sorted(long[3].items())),
+        "api_writes_per_canary_step_long": round(long[1] / len(LONG_STEPS), 2),
+        "api_writes_per_additional_step": round(marginal, 2),
+        "api_writes_per_update_fixed": round(writes - marginal * len(SHORT_STEPS), 1),
         "canary_update_latency_ms_p50": round(1000 * statistics.median(update_latencies), 1),
         "canary_update_latency_ms_max": round(1000 * update_latencies[-1], 1),
     }
+
+
+SHORT_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"duration": "1s"}},
+    {"setWeight": 60},
+    {"pause": {"duration": "1s"}},
+]
+LONG_STEPS: list[dict[str, Any]] = [
+    step for weight in (10, 25, 50, 75) for step in ({"setWeight": weight}, {"pause": {"duration": "1s"}})
+]
+
+Counts = tuple[int, int, int, "collections.Counter[str]", list[float]]
+
+
+async def _canary_update(
+    client: KubeClient, counting: CountingClient, controller: Controller, name: str, steps: list[dict[str, Any]]
+) -> Counts:
+    """One update of a new Rollout ``name`` through ``steps``: (reads, writes, events, calls, pass latencies)."""
+    await install(client, name)
+    await client.create(rollouts(GROUP), rollout_body(name, steps=steps))
+    async with Kubelet(client):
+        await _until(lambda: _phase_is(client, name, "Healthy"), timeout=120)
+        await _quiet(counting, seconds=2.0)
+        before = dict(controller.client.requests)
+        calls_before = collections.Counter(counting.calls)
+        passes_before = len(controller.latencies)
+        old_hash = ((await client.get(rollouts(GROUP), name, "default")) or {}).get("status", {}).get("currentPodHash")
+        template = rollout_body(name, image="example/web:2")["spec"]["template"]
+        await client.patch(rollouts(GROUP), name, "default", {"spec": {"template": template}})
+        await _until(lambda: _promoted(client, name, old_hash), timeout=120)
+        await _quiet(counting, seconds=2.0)
+    after = dict(controller.client.requests)
+    return (
+        after.get("read", 0) - before.get("read", 0),
+        after.get("write", 0) - before.get("write", 0),
+        after.get("event", 0) - before.get("event", 0),
+        counting.calls - calls_before,
+        sorted(list(controller.latencies)[passes_before:]),
+    )
 
 
 async def _quiet(counting: CountingClient, *, seconds: float) -> None:
@@ -197,14 +229,14 @@ async def _phase_is(client: KubeClient, name: str, phase: str) -> bool:
     return ((obj or {}).get("status") or {}).get("phase") == phase
 
 
-async def _promoted(client: KubeClient, old_hash: str | None) -> bool:
-    obj = await client.get(rollouts(GROUP), "web", "default")
+async def _promoted(client: KubeClient, name: str, old_hash: str | None) -> bool:
+    obj = await client.get(rollouts(GROUP), name, "default")
     status = (obj or {}).get("status") or {}
     return (
         status.get("phase") == "Healthy"
         and status.get("currentPodHash") != old_hash
         and status.get("stableRS") == status.get("currentPodHash")
-        and await canary_weight(client) == 0
+        and await canary_weight(client, name) == 0
     )
 
 
