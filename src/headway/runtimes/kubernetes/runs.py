@@ -26,7 +26,7 @@ from headway.core.observation import RunState
 from headway.core.templates import TemplateError
 from headway.engine.runs import RunStates
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
-from headway.runtimes.kubernetes.analysis import resolve_run_spec
+from headway.runtimes.kubernetes.analysis import resolve_run_spec, uses_analysis
 from headway.runtimes.kubernetes.client import (
     REPLICA_SETS,
     RUN_KIND_LABEL,
@@ -118,6 +118,9 @@ class KubernetesRunBackend:
     def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
         labels = {ROLLOUT_LABEL: rollout.name}
         namespace = rollout.metadata.namespace
+        if not uses_analysis(rollout) and not self._uses_experiments(rollout):
+            return {}, {}  # nothing in the spec starts a run: no list on every look (a run left from an older
+            # spec the status still names reads as its last recorded phase, and is terminated by name)
         runs = {state.name: state for state in map(phase_of, self._kube.list(self._runs, namespace, labels))}
         if not self._uses_experiments(rollout):
             return runs, {}
