@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from aiohttp import web
+
 from headway.core import commands
 from headway.core.errors import AdapterError
 from headway.engine.reconcile import update_status
@@ -35,6 +37,25 @@ def serve() -> ApiServer:
         server.emulator.declare(GROUP, "v1alpha1", plural, kind)
     server.emulator.declare(GROUP, "v1alpha1", "clusteranalysistemplates", "ClusterAnalysisTemplate", namespaced=False)
     return server
+
+
+@contextlib.asynccontextmanager
+async def rate_endpoint(answer: dict[str, float]) -> AsyncIterator[str]:
+    """A metrics endpoint on 127.0.0.1 answering ``answer`` as JSON at ``/rate`` (as it is at each request, so a
+    test may change it); yields the URL."""
+
+    async def rate(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/rate", rate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate"
+    finally:
+        await runner.cleanup()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "") -> None:

@@ -23,7 +23,16 @@ from headway.dashboard.app import create_app
 from headway.runtimes.kubernetes.client import KubeClient, analysis_templates, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, install, rollout_body, running, status
+from tests.e2e.kubernetes.harness import (
+    GROUP,
+    Kubelet,
+    eventually,
+    install,
+    rate_endpoint,
+    rollout_body,
+    running,
+    status,
+)
 from tests.e2e.kubernetes.test_cli_cluster import write_kubeconfig
 
 TOKEN = "cluster-live-token"
@@ -34,19 +43,8 @@ pytestmark = pytest.mark.asyncio
 @pytest_asyncio.fixture
 async def endpoint() -> AsyncIterator[str]:
     """A metrics endpoint on 127.0.0.1 answering a success rate of 0.995 (good)."""
-
-    async def rate(request: web.Request) -> web.Response:
-        return web.json_response({"rate": 0.995})
-
-    app = web.Application()
-    app.router.add_get("/rate", rate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate"
-    finally:
-        await runner.cleanup()
+    async with rate_endpoint({"rate": 0.995}) as url:
+        yield url
 
 
 def template(url: str) -> dict[str, Any]:

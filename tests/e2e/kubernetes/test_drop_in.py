@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, analysis_templates, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, running
+from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, rate_endpoint, running
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,19 +26,8 @@ ARGO = "argoproj.io"
 @pytest_asyncio.fixture
 async def healthy_endpoint() -> AsyncIterator[str]:
     """A metrics endpoint on 127.0.0.1 answering a success rate of 1.0."""
-
-    async def rate(request: web.Request) -> web.Response:
-        return web.json_response({"rate": 1.0})
-
-    app = web.Application()
-    app.router.add_get("/rate", rate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate"
-    finally:
-        await runner.cleanup()
+    async with rate_endpoint({"rate": 1.0}) as url:
+        yield url
 
 
 def argo_rollout(image: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from headway.core.actions import StartExperiment
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
@@ -38,7 +37,16 @@ from headway.runtimes.kubernetes.experiments import (
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.spec.rollout import Rollout, RolloutExperimentStep
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, install, rollout_body, running, status
+from tests.e2e.kubernetes.harness import (
+    GROUP,
+    Kubelet,
+    eventually,
+    install,
+    rate_endpoint,
+    rollout_body,
+    running,
+    status,
+)
 
 pytestmark = pytest.mark.asyncio
 EXPERIMENTS = experiments(GROUP)
@@ -48,21 +56,9 @@ EXPERIMENTS = experiments(GROUP)
 async def endpoint() -> AsyncIterator[dict[str, float]]:
     """A metrics endpoint on 127.0.0.1 answering ``{"rate": <value>}``; the test sets the value."""
     value = {"rate": 1.0}
-
-    async def rate(request: web.Request) -> web.Response:
-        return web.json_response(value)
-
-    app = web.Application()
-    app.router.add_get("/rate", rate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    value["port"] = runner.addresses[0][1]
-    try:
+    async with rate_endpoint(value) as url:
+        value["port"] = float(url.rsplit(":", 1)[1].split("/")[0])
         yield value
-    finally:
-        await runner.cleanup()
 
 
 def success_rate(port: float) -> dict[str, Any]:
