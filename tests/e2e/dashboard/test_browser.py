@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,32 +17,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from headway.dashboard.app import create_app
 from headway.dashboard.sim_source import SimSource, demo_rollouts
+from tests.e2e.browser import confirm, open_page
 
 TOKEN = "e2e-secret-token"
 SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "dashboard.png"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium() -> str:
-    """Debian's chromium; required in CI (fail loudly), skipped locally when absent. Never downloads a browser."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI but is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
-    return path
 
 
 @dataclass
@@ -64,28 +45,6 @@ async def dashboard() -> AsyncIterator[Dashboard]:
     yield Dashboard(f"http://127.0.0.1:{port}/", source)
     await source.close()
     await runner.cleanup()
-
-
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        yield launched
-        await launched.close()
-
-
-async def open_page(browser: Browser, url: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(20_000)
-    await page.goto(url)
-    return page
-
-
-async def confirm(page: Page, action: str, token: str) -> None:
-    await page.click(f"button[data-action='{action}']")
-    await page.fill("#token", token)
-    await page.click("#confirm-ok")
 
 
 @pytest.mark.asyncio

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from tests.e2e.dashboard.test_browser import ARGS, chromium, confirm, open_page
+from tests.e2e.browser import confirm, open_page
 from tests.e2e.embedded.harness import DaemonProcess, manifest, running_daemon
 
 
@@ -25,15 +25,6 @@ async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
     """A real embedded daemon (``python -m headway.bootstrap``), shut down with everything it started."""
     async for process in running_daemon(tmp_path):
         yield process
-
-
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.mark.asyncio

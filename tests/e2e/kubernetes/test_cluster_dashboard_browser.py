@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from headway.dashboard.app import create_app
 from headway.runtimes.kubernetes.client import KubeClient, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
-from tests.e2e.dashboard.test_browser import ARGS, chromium, confirm, open_page
+from tests.e2e.browser import confirm, open_page
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP
 from tests.e2e.kubernetes.test_cli_cluster import HASHES, NS, seed_paused_canary
@@ -36,15 +36,6 @@ async def dashboard(api: ApiServer) -> AsyncIterator[str]:
     await runner.cleanup()
     await source.close()
     await source.client.close()
-
-
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.mark.asyncio
