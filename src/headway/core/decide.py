@@ -217,7 +217,8 @@ def _ephemeral_metadata(p: Pass) -> None:
 
     While an update is in progress the new revision is the canary (preview) and the stable one the stable
     (active); once they are the same revision it carries the stable metadata alone. Any other revision still
-    running loses what an earlier role gave it. Asked every pass (the platform writes only differences), so a
+    running (an old stable during its scale-down delay) carries the stable metadata too, as in Argo, so
+    whatever selects on it keeps those pods until they go. Asked every pass (the platform writes only differences), so a
     pass that stopped halfway is finished by the next; nothing is asked when no such metadata is declared.
     """
     roles = _metadata_roles(p)
@@ -232,7 +233,7 @@ def _ephemeral_metadata(p: Pass) -> None:
         wanted[stable] = stable_metadata
     for revision in sorted(p.obs.revisions.values(), key=lambda r: r.number):
         if revision.hash not in wanted and revision.replicas > 0:
-            wanted[revision.hash] = None
+            wanted[revision.hash] = stable_metadata  # as Argo: a revision still running is not the canary
     for pod_hash, metadata in wanted.items():
         p.act(SetPodMetadata(hash=pod_hash, metadata=metadata))
 

@@ -422,8 +422,10 @@ def decide_experiment(
         new = _phase(spec, new, obs.now)
     if not new.phase.completed:
         remaining = _remaining(spec, new, obs.now)
-        if remaining is not None:
-            p.timers.append(max(remaining, 0.0) + 0.001)
+        if remaining is not None and remaining > 0:
+            # Wake when the duration ends; once it has, what it waits on (a required analysis, a template)
+            # brings its own wake-up: a tiny timer here would spin the pass loop until then.
+            p.timers.append(remaining + 0.001)
     if new.phase.completed and not old.phase.completed:
         p.timers.append(0.0)  # finished: look again at once to scale down and stop the runs
     elif new.phase.completed and not is_done(new):

@@ -195,11 +195,11 @@ def oldest_pods(pods: list[dict[str, Any]], hashes: set[str]) -> dict[str, datet
     return oldest
 
 
-def restart_pending(rollout: Rollout, now: datetime) -> bool:
-    """``restartAt`` is due and the Rollout's status does not say it was done: only then are pod ages worth a LIST
-    (the core checks the status again; this only saves the call)."""
+def restart_pending(rollout: Rollout) -> bool:
+    """``restartAt`` is set and the Rollout's status does not say it was done: only then are pod ages worth a
+    LIST. Whether it is due is the core's call, on the pass's clock (not this process's: time is an input)."""
     restart_at = parse_time(rollout.spec.restart_at)
-    if restart_at is None or restart_at > now:
+    if restart_at is None:
         return False
     done = parse_time((rollout.status or {}).get("restartedAt"))
     return done is None or done < restart_at
@@ -220,7 +220,7 @@ class KubernetesPlatform:
             state = revision_state(obj)
             if state is not None:
                 found[state.hash] = state
-        if found and restart_pending(rollout, datetime.now(UTC)):
+        if found and restart_pending(rollout):
             oldest = oldest_pods(self._live_pods(rollout, None), set(found))
             found = {h: replace(state, oldest_pod_at=oldest.get(h)) for h, state in found.items()}
         return found
@@ -326,7 +326,17 @@ class KubernetesPlatform:
             for pod in pods
             if HASH_LABEL in (labels := (pod.get("metadata") or {}).get("labels") or {})
             and all(labels.get(k) == v for k, v in wanted.items())
+            and self._owned_by_ours(rollout, pod, labels[HASH_LABEL])
         ]
+
+    @staticmethod
+    def _owned_by_ours(rollout: Rollout, pod: dict[str, Any], pod_hash: str) -> bool:
+        """The pod belongs to this Rollout's ReplicaSet of that hash: labels alone may also match another
+        Rollout's pods (same template and selector in one namespace), which a restart must never delete."""
+        owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+        return any(
+            o.get("kind") == "ReplicaSet" and o.get("name") == replica_set_name(rollout, pod_hash) for o in owners
+        )
 
     def _live_pods(self, rollout: Rollout, pod_hash: str | None) -> list[dict[str, Any]]:
         return [pod for pod in self._selected_pods(rollout, pod_hash) if not terminating(pod)]

@@ -174,6 +174,9 @@ async def test_an_invalid_rollout_gets_a_condition_and_an_event_not_a_crash_loop
         await eventually(marked, what="the InvalidSpec condition")
         message = next(c for c in (await status(client))["conditions"] if c["type"] == "InvalidSpec")["message"]
         assert "example.com/unknown" in message
+        current = await client.get(rollouts(GROUP), "web", "default")
+        assert current is not None  # seen and refused: `headway status` fails at once instead of waiting
+        assert current["status"]["observedGeneration"] == str(current["metadata"]["generation"])
         events = [e for e in await client.list(EVENTS, "default") if e["reason"] == "InvalidSpec"]
         assert len(events) == 1
         passes = len(controller.latencies)

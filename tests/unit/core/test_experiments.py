@@ -325,3 +325,23 @@ def test_an_argument_naming_an_unknown_template_is_an_errored_analysis() -> None
     assert seen[-1].phase == AnalysisPhase.ERROR
     assert seen[-1].message is not None and "args[0] (h): no template 'nope'" in seen[-1].message
     assert not world.runs
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_past_its_duration_while_an_analysis_still_runs_it_does_not_spin(required: bool) -> None:
+    analysis = {"name": "smoke", "templateName": "smoke", "requiredForCompletion": required}
+    experiment = spec(duration="30s", analyses=[analysis])
+    world = World(ready_after=1.0, scripts={"smoke": [(300.0, AnalysisPhase.SUCCESSFUL)]})
+    status: ExperimentStatus | None = None
+    late_waits = []
+    for _ in range(100):
+        decision = decide_experiment("ex", experiment, status, world.observe())
+        world.apply(decision)
+        status = decision.status
+        if decision.done:
+            break
+        if world.now > T0 + timedelta(seconds=40) and not status.phase.completed:
+            late_waits.append(decision.requeue_after)
+        wait = decision.requeue_after if decision.requeue_after is not None else PROGRESS_POLL
+        world.now += timedelta(seconds=min(max(wait, 0.0), world.next_event()) or 0.0)
+    assert all(w is None or w >= 1.0 for w in late_waits), late_waits[:5]

@@ -107,8 +107,24 @@ def resolve_run_spec(
 ANALYSIS_KEYS = frozenset({"analysis", "prePromotionAnalysis", "postPromotionAnalysis"})
 
 
+RUN_RECORDS = {
+    "canary": ("currentStepAnalysisRunStatus", "currentBackgroundAnalysisRunStatus", "currentExperiment"),
+    "blueGreen": ("prePromotionAnalysisRunStatus", "postPromotionAnalysisRunStatus"),
+}
+
+
+def status_follows_runs(rollout: Rollout) -> bool:
+    """Whether the Rollout's status still names a run or experiment: one started before an edit took the analysis
+    (or experiment step) out of the spec must still be measured, advanced and terminated to its end."""
+    status = rollout.status or {}
+    return any((status.get(part) or {}).get(key) for part, keys in RUN_RECORDS.items() for key in keys)
+
+
 def uses_analysis(rollout: Rollout) -> bool:
-    """Whether the strategy references analysis anywhere (else there is nothing to measure: no API read)."""
+    """Whether the strategy references analysis anywhere, or the status still follows a run (else there is
+    nothing to measure: no API read)."""
+    if status_follows_runs(rollout):
+        return True
 
     def walk(value: object) -> bool:
         if isinstance(value, Mapping):

@@ -51,9 +51,10 @@ from headway.runtimes.kubernetes.client import (
     KubeClient,
     rollouts,
 )
-from headway.runtimes.kubernetes.experiments import ExperimentRunner, has_experiments
+from headway.runtimes.kubernetes.experiments import ExperimentRunner
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics
+from headway.runtimes.kubernetes.runs import has_experiments
 from headway.runtimes.kubernetes.wiring import admit, engine_for
 from headway.spec.rollout import Rollout
 from headway.spec.status import Condition, Phase, RolloutStatus
@@ -182,8 +183,8 @@ class Controller:
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
-        self._referencing: dict[str, set[str]] = {}
-        """Deployment ``namespace/name`` → the keys of the workloadRef Rollouts that take their template from it."""
+        self._workload_refs: dict[str, str] = {}
+        """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
         self._register()
 
     # --- kopf wiring ---------------------------------------------------------------------------------------------
@@ -234,7 +235,8 @@ class Controller:
         async def deployment_changed(body: kopf.Body, **_: Any) -> None:
             # A workloadRef Rollout's pod template lives in the Deployment: an edit there is a new revision.
             meta = body.get("metadata") or {}
-            for key in self._referencing.get(f"{meta.get('namespace')}/{meta.get('name')}", ()):
+            deployment = f"{meta.get('namespace')}/{meta.get('name')}"
+            for key in [key for key, referenced in self._workload_refs.items() if referenced == deployment]:
                 self.wake(key)
 
     def wake(self, key: str, body: bytes | None = None) -> None:
@@ -263,6 +265,7 @@ class Controller:
     async def forget(self, key: str) -> None:
         worker = self.workers.pop(key, None)
         self._own_writes.pop(key, None)
+        self._workload_refs.pop(key, None)
         if worker is not None and worker.task is not None:
             worker.task.cancel()
         namespace, _, name = key.partition("/")
@@ -322,9 +325,10 @@ class Controller:
             await self._mark_invalid(body, admission.problems)
             return None
         rollout = admission.rollout
-        if rollout.spec.workload_ref is not None:
-            deployment = f"{rollout.metadata.namespace}/{rollout.spec.workload_ref.name}"
-            self._referencing.setdefault(deployment, set()).add(key_of(body))
+        if rollout.spec.workload_ref is None:
+            self._workload_refs.pop(key_of(body), None)
+        else:
+            self._workload_refs[key_of(body)] = f"{rollout.metadata.namespace}/{rollout.spec.workload_ref.name}"
             try:
                 rollout = await self._blocking(KubernetesPlatform(kube).resolve_workload_ref, rollout)
             except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
@@ -364,7 +368,10 @@ class Controller:
         future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
-        return await future
+        future.add_done_callback(_consume)  # a pass whose worker was cancelled: nobody else reads its outcome
+        # Shielded: cancelling the worker (a deleted Rollout, shutdown) must not cancel this future, which would
+        # drop it from `_in_flight` while its thread still runs (shutdown would not wait for it).
+        return await asyncio.shield(future)
 
     async def _experiments(self, rollout: Rollout, now: datetime) -> float | None:
         """Advance the Rollout's Experiments before its pass (their ReplicaSets, runs and phase), so the pass sees
@@ -391,7 +398,10 @@ class Controller:
         key = key_of(body)
         current, version = await self._blocking(store.load, key)
         existing = current.condition(INVALID_SPEC)
-        if existing is not None and existing.message == message and current.phase == Phase.DEGRADED:
+        generation = (body.get("metadata") or {}).get("generation")
+        observed = str(generation) if generation is not None else current.observed_generation
+        unchanged = existing is not None and existing.message == message and current.phase == Phase.DEGRADED
+        if unchanged and current.observed_generation == observed:
             return
         now = self.config.clock()
         condition = Condition(
@@ -404,7 +414,12 @@ class Controller:
         )
         others = [c for c in current.conditions if c.type != INVALID_SPEC]
         status = current.model_copy(
-            update={"conditions": [*others, condition], "phase": Phase.DEGRADED, "message": f"InvalidSpec: {message}"}
+            update={
+                "conditions": [*others, condition],
+                "phase": Phase.DEGRADED,
+                "message": f"InvalidSpec: {message}",
+                "observed_generation": observed,  # seen (and refused): `status` must fail now, not time out
+            }
         )
         try:
             await self._blocking(store.save, key, status, version)
@@ -500,6 +515,11 @@ class Controller:
             if runner is not None:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("a pass finished after its worker stopped: %s", future.exception())
 
 
 def _stale_selector(body: Mapping[str, Any], rollout: Rollout) -> bool:

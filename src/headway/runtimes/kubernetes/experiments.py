@@ -58,7 +58,7 @@ from headway.runtimes.kubernetes.client import (
     experiments,
     rollouts,
 )
-from headway.runtimes.kubernetes.runs import STABLE_REVISION_ANNOTATION, create_analysis_run, phase_of
+from headway.runtimes.kubernetes.runs import STABLE_REVISION_ANNOTATION, create_analysis_run, has_experiments, phase_of
 from headway.spec.experiment import Experiment, ExperimentSpec, ExperimentTemplate
 from headway.spec.rollout import Rollout, RolloutAnalysis
 
@@ -70,12 +70,6 @@ SCALE_DOWN_DEADLINE_ANNOTATION = "scale-down-deadline"
 EXPERIMENT_RUN_KIND = "experiment-analysis"
 RETRY_AFTER_ERROR = 30.0
 """Seconds before an experiment whose advance failed permanently (forbidden, invalid) is tried again."""
-
-
-def has_experiments(rollout: Rollout) -> bool:
-    """Whether any canary step is an experiment (else there is nothing to advance: no API read)."""
-    canary = rollout.spec.strategy.canary
-    return canary is not None and any(step.experiment is not None for step in canary.steps)
 
 
 def owner_of(experiment: Mapping[str, Any], api_version: str) -> dict[str, Any]:
@@ -176,6 +170,9 @@ class ExperimentRunner:
             except AdapterError as error:  # one experiment's trouble must not stop the others or the Rollout's pass
                 log.warning("advancing experiment %s: %s", (obj.get("metadata") or {}).get("name"), error)
                 delay = error.delay if isinstance(error, TemporaryError) else RETRY_AFTER_ERROR
+            except Exception:  # a hand-edited field (a timestamp) the models did not catch: same isolation
+                log.exception("advancing experiment %s", (obj.get("metadata") or {}).get("name"))
+                delay = RETRY_AFTER_ERROR
             if delay is not None:
                 delays.append(delay)
         return min(delays, default=None)

@@ -55,6 +55,15 @@ def phase_of(obj: dict[str, Any]) -> RunState:
     return RunState(name=obj["metadata"]["name"], phase=phase, message=str(status.get("message") or ""))
 
 
+def has_experiments(rollout: Rollout) -> bool:
+    """Whether any canary step is an experiment, or the status still follows one (else there is nothing to
+    advance: no API read)."""
+    canary = rollout.spec.strategy.canary
+    if canary is not None and any(step.experiment is not None for step in canary.steps):
+        return True
+    return bool(((rollout.status or {}).get("canary") or {}).get("currentExperiment"))
+
+
 class KubernetesRunBackend:
     """Implements `headway.engine.runs.RunBackend` with AnalysisRun and Experiment objects."""
 
@@ -118,11 +127,10 @@ class KubernetesRunBackend:
     def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
         labels = {ROLLOUT_LABEL: rollout.name}
         namespace = rollout.metadata.namespace
-        if not uses_analysis(rollout) and not self._uses_experiments(rollout):
-            return {}, {}  # nothing in the spec starts a run: no list on every look (a run left from an older
-            # spec the status still names reads as its last recorded phase, and is terminated by name)
+        if not uses_analysis(rollout) and not has_experiments(rollout):
+            return {}, {}  # neither the spec nor the status has a run to follow: no list on every look
         runs = {state.name: state for state in map(phase_of, self._kube.list(self._runs, namespace, labels))}
-        if not self._uses_experiments(rollout):
+        if not has_experiments(rollout):
             return runs, {}
         found = self._kube.list(self._experiments, namespace, labels)
         return runs, {state.name: state for state in map(phase_of, found)}
@@ -135,11 +143,6 @@ class KubernetesRunBackend:
             self._kube.patch(kind, name, rollout.metadata.namespace, {"spec": {"terminate": True}})
         except NotFoundError:
             return
-
-    @staticmethod
-    def _uses_experiments(rollout: Rollout) -> bool:
-        canary = rollout.spec.strategy.canary
-        return canary is not None and any(step.experiment is not None for step in canary.steps)
 
 
 def create_analysis_run(
