@@ -36,7 +36,7 @@ from headway.dashboard.model import (
     with_roles,
 )
 from headway.dashboard.runs import run_view_of
-from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION
+from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -308,8 +308,14 @@ def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -
         chosen = matching[0]
     template: dict[str, Any] = dict((chosen.get("spec") or {}).get("template") or {})
     meta = dict(template.get("metadata") or {})
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
-    template["metadata"] = {**meta, "labels": labels}
+    # Our hash label and the ephemeral metadata of its last role (canaryMetadata etc.) are not the user's
+    # template: left in, the template would hash differently and undo would start a new revision.
+    ephemeral_labels, ephemeral_annotations = ephemeral_of(chosen)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL and k not in ephemeral_labels}
+    meta["labels"] = labels
+    if "annotations" in meta:
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in ephemeral_annotations}
+    template["metadata"] = meta
     return template
 
 
