@@ -294,6 +294,18 @@ def _experiment_step(templates: Sequence[Any], routed: bool, path: str) -> Itera
     for j, template in enumerate(templates):
         if template.weight is not None and not routed:
             yield Finding(f"{path}.templates[{j}].weight", "requires trafficRouting (without it no traffic is split)")
+        elif template.weight is not None:
+            yield Finding(
+                f"{path}.templates[{j}].weight",
+                "is not supported yet: the experiment's pods run and are analysed, but get no share of the traffic",
+                Severity.WARNING,
+            )
+        if template.service is not None:
+            yield Finding(
+                f"{path}.templates[{j}].service",
+                "is not supported yet: no Service is created for the experiment's pods",
+                Severity.WARNING,
+            )
     for j, name in _repeats(template.name for template in templates):
         yield Finding(f"{path}.templates[{j}].name", f"{name!r} is listed twice")
 

@@ -216,6 +216,16 @@ def test_experiment_step_weight_needs_traffic_routing_and_unique_names() -> None
     ]
 
 
+def test_experiment_template_weight_and_service_are_warned_as_not_supported_yet() -> None:
+    templates = [{"name": "a", "specRef": "canary", "weight": 10, "service": {"name": "exp-a"}}]
+    assert lint(routed(steps=[{"experiment": {"templates": templates}}])) == [
+        f"{C}.steps[0].experiment.templates[0].weight: is not supported yet: the experiment's pods run and are "
+        "analysed, but get no share of the traffic",
+        f"{C}.steps[0].experiment.templates[0].service: is not supported yet: no Service is created for the "
+        "experiment's pods",
+    ]
+
+
 def test_background_analysis_starting_step_beyond_the_steps() -> None:
     manifest = canary(analysis={"templates": [{"templateName": "rate"}], "startingStep": 3}, steps=[{"setWeight": 5}])
     assert lint(manifest) == [f"{C}.analysis.startingStep: 3 is out of range 0..1 (there are 1 steps)"]
