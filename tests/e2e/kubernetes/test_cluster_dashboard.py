@@ -30,6 +30,7 @@ from headway.cli.main import main
 from headway.dashboard.app import create_app
 from headway.runtimes.kubernetes.client import EVENTS, KubeClient, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
+from tests.e2e.dashboard.test_api import call
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body
 from tests.e2e.kubernetes.test_cli_cluster import HASHES, NS, seed_paused_canary, write_kubeconfig
@@ -77,15 +78,6 @@ async def dashboard(api: ApiServer, serve: Serve) -> Dashboard:
     api.kube.create(rollouts(GROUP), other)
     source = ClusterSource(KubeClient.for_server(api.url), poll_seconds=0.2)
     return Dashboard(await serve(source), source)
-
-
-async def call(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text)
-        except json.JSONDecodeError:
-            return response.status, text
 
 
 def post_event(api: ApiServer, reason: str, message: str) -> None:
