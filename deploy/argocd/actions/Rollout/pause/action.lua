@@ -1,0 +1,3 @@
+-- `headway pause`: hold the rollout where it is.
+obj.spec.paused = true
+return obj
