@@ -204,7 +204,10 @@ class Runner:
         ``only_new`` stores only objects not stored yet: ``headway up`` after a crash must resume the rollout in
         progress, not re-apply the original file over a ``set image`` (which would roll it back).
         """
-        documents = load_text(text, file)
+        return self.apply_documents(load_text(text, file), file, only_new=only_new)
+
+    def apply_documents(self, documents: Sequence[Document], file: str, *, only_new: bool = False) -> list[str]:
+        """`apply_text` for documents already loaded (several files checked together, as a Git commit is)."""
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
         errors = [problem for problem in problems if problem.is_error]
         if errors:
