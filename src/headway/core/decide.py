@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from headway.core import bluegreen, canary, runs
+from headway.core import bluegreen, canary, readiness, runs
 from headway.core.actions import (
     CreateRevision,
     DeleteRevision,
@@ -324,3 +324,4 @@ def _summarise(p: Pass) -> None:
     elif phase != Phase.HEALTHY:
         p.set_condition("Healthy", False, "RolloutHealthyFalse", message)
     p.update(phase=phase, message=message)
+    p.status = readiness.with_readiness(p.status, generation=p.rollout.metadata.generation, now=p.now)

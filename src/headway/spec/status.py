@@ -51,6 +51,8 @@ class Condition(Model):
     message: str = ""
     last_update_time: datetime
     last_transition_time: datetime
+    observed_generation: int | None = None
+    """The spec generation the condition was computed for (kstatus' Ready/Reconciling/Stalled carry it)."""
 
 
 class RunStatus(Model):
