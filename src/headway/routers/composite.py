@@ -4,7 +4,8 @@ Argo reconciles every router a Rollout configures (an NGINX Ingress for traffic 
 TrafficSplit inside the mesh, say) and verifies each. Driving only the first would report a weight the others
 never got. Here each setter is called on every router in order (the first failure stops the rest and is raised:
 the pass fails and the next one sets them all again, setters being idempotent), and `read_weight` reports a
-weight only when every router reads the same one back.
+weight only when every router that can read back reads the same one (a router that cannot, like a single
+one, is trusted with its write, and makes the whole "cannot tell").
 
 When they disagree no single weight is in force, yet the core compares the weight read with the weight it
 wants and trusts its own last write when nothing is read (None). So a disagreement is reported as
@@ -53,7 +54,7 @@ class CompositeRouter:
 
     def read_weight(self, rollout: Rollout) -> RouterState:
         states = [router.read_weight(rollout) for _, router in self.routers]
-        weights = {state.canary_weight for state in states}
+        weights = {state.canary_weight for state in states if state.canary_weight is not None}
         verifications = {Verification.of(state.verified) for state in states}
         if len(weights) > 1:
             return RouterState(canary_weight=DISAGREE, verified=False)
