@@ -244,7 +244,9 @@ async def test_a_confirm_promotion_gate_holds_the_rollout_until_it_says_yes(
         stable = (await status(client)).get("stableRS")
 
         async def asked_again() -> bool:
-            return gate["calls"] >= 3  # past the 1 s pause, the gate was asked (and said no) interval after interval
+            return (
+                int(gate["calls"]) >= 3
+            )  # past the 1 s pause, the gate was asked (and said no) interval after interval
 
         await eventually(asked_again, timeout=30, what="the gate to be asked again after a no")
         held = await status(client)

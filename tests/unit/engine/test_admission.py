@@ -13,7 +13,7 @@ from headway.spec.analysis import AnalysisRunSpec, Metric
 from headway.spec.load import Severity, load_document, load_text
 from tests.unit.spec.manifests import canary, dump, rollout, template
 
-PROXY = {"plugins": {"headway.dev/proxy": {}}}
+PROXY: dict[str, Any] = {"plugins": {"headway.dev/proxy": {}}}
 ISTIO = {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}
 NGINX = {"nginx": {"stableIngress": "web"}}
 SMI = {"smi": {"rootService": "web"}}
