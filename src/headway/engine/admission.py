@@ -27,7 +27,6 @@ from enum import StrEnum
 
 from headway.core.analysis import JUDGE_PLUGIN
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate, Metric
-from headway.spec.experiment import Experiment
 from headway.spec.load import Document, Manifest, Problem, Severity
 from headway.spec.rollout import CanaryStrategy, Rollout
 
@@ -151,13 +150,9 @@ def check(model: Manifest, mode: Mode) -> list[Finding]:
         return [Finding("kind", f"the {mode} mode does not run {model.kind}s")]
     if isinstance(model, Rollout):
         return list(_rollout(model, caps))
-    if isinstance(model, AnalysisTemplate | ClusterAnalysisTemplate):
+    if isinstance(model, AnalysisTemplate | ClusterAnalysisTemplate | AnalysisRun):
         return list(_metrics(model.spec.metrics, "spec.metrics", caps))
-    if isinstance(model, AnalysisRun):
-        return list(_metrics(model.spec.metrics, "spec.metrics", caps))
-    if isinstance(model, Experiment):
-        return []
-    return []
+    return []  # an Experiment's analyses are templates, checked where they are applied
 
 
 def run_problem(spec: AnalysisRunSpec, mode: Mode) -> str | None:
