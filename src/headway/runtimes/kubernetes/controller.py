@@ -480,6 +480,7 @@ class Controller:
     async def run(self, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
         """Watch and reconcile until ``stop`` is set; then finish gracefully (workers, lease, server)."""
         self._kube = BlockingKube(self.client, asyncio.get_running_loop())
+        self.gates = HttpGates()  # a fresh pool per run: the last run closed its own
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         runner: web.AppRunner | None = None
