@@ -37,8 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from headway.core.actions import StartAnalysisRun
 from headway.core.errors import PermanentError, TemporaryError
 from headway.dashboard.app import create_app
+from headway.engine import admission
 from headway.engine.analysis import AnalysisExecutor, EnvironmentSecrets
 from headway.engine.gates import HttpGates
 from headway.engine.notify import Notifier, NotifyConfig
@@ -53,7 +55,14 @@ from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.runner import Hook, Runner, put
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
-from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
+from headway.spec.analysis import (
+    AnalysisPhase,
+    AnalysisRun,
+    AnalysisRunStatus,
+    AnalysisTemplate,
+    ClusterAnalysisTemplate,
+    Metric,
+)
 from headway.spec.rollout import Rollout
 from headway.stores.sqlite import SqliteStore, StateError
 
@@ -365,6 +374,21 @@ class RolloutProxyProvider:
         """The proxy provider finishes in start: nothing to cancel."""
 
 
+class EmbeddedExecutor(AnalysisExecutor):
+    """The executor, refusing at start a run this mode cannot measure: its templates were applied before the
+    mode checked them at apply (`headway.engine.admission`), so the run is Error at once with the reason,
+    instead of erring measurement after measurement until the error limit."""
+
+    def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
+        new = run.name not in self.runs
+        super().start_analysis(rollout, run)
+        held = self.runs[run.name]
+        problem = admission.run_problem(held.run.spec, admission.Mode.EMBEDDED) if new else None
+        if problem is not None:
+            status = AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=problem)
+            held.run = held.run.model_copy(update={"status": status})
+
+
 ANALYSIS_RUN = "AnalysisRun"
 
 
@@ -376,7 +400,7 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
     """
     registry = default_registry()
     providers: dict[str, MetricProvider] = {kind: registry.get(kind) for kind in registry.known()}
-    executor = AnalysisExecutor(
+    executor = EmbeddedExecutor(
         templates=StoredTemplates(store, "AnalysisTemplate", AnalysisTemplate),
         cluster_templates=StoredTemplates(store, "ClusterAnalysisTemplate", ClusterAnalysisTemplate),
         providers=providers,

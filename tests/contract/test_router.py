@@ -12,11 +12,18 @@ from datetime import timedelta
 import pytest
 
 from headway.routers.base import TrafficRouter, Verification
+from headway.routers.composite import CompositeRouter
 from headway.routers.fake import EPOCH, FakeRouter
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 from tests.scenarios.harness import canary
 
-ROUTERS: list[Callable[[], TrafficRouter]] = [FakeRouter]
+
+def composite_of_two_fakes() -> TrafficRouter:
+    """Several routers of one Rollout, driven as one (nginx + smi in a cluster)."""
+    return CompositeRouter((("first", FakeRouter()), ("second", FakeRouter())))
+
+
+ROUTERS: list[Callable[[], TrafficRouter]] = [FakeRouter, composite_of_two_fakes]
 
 HEADER = (HeaderRoutingMatch(header_name="X-Canary", header_value=StringMatch(exact="yes")),)
 MIRROR = (RouteMatch(path=StringMatch(prefix="/api")),)

@@ -5,6 +5,10 @@ spec layer does no I/O. All documents of one run form a single lint set, so a Ro
 against the AnalysisTemplates of another. Every problem is printed, one per line; the exit status is 0 when
 there are no errors (warnings alone pass) and 1 otherwise. A missing or unreadable file is a problem like any
 other, never a traceback.
+
+Each mode runs only what it can (`headway.engine.admission`): ``--mode embedded`` or ``--mode kubernetes``
+reports what that mode would refuse as errors; the default (``all``) checks both and reports what one of them
+lacks as a warning naming the mode, so a manifest written for either still passes.
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from headway.core.conditions import lint_conditions
+from headway.engine.admission import Mode, admit_all
 from headway.spec.load import Document, Problem, Severity, load_text
 from headway.spec.validate import validate
 
 SUFFIXES = (".yaml", ".yml")
 STDIN = "-"
+ALL_MODES = "all"
 
 
-def lint_paths(paths: Iterable[str]) -> tuple[list[Problem], int]:
-    """Every problem of the manifests under `paths`, and how many objects were read."""
+def lint_paths(paths: Iterable[str], mode: str = ALL_MODES) -> tuple[list[Problem], int]:
+    """Every problem of the manifests under `paths` (for ``mode``, or both modes), and how many objects were
+    read."""
     documents: list[Document] = []
     problems: list[Problem] = []
     for name, text, problem in _read_all(paths):
@@ -37,8 +45,17 @@ def lint_paths(paths: Iterable[str]) -> tuple[list[Problem], int]:
         problems.extend(found for document in loaded for found in document.problems)
     problems.extend(validate(documents))
     problems.extend(lint_conditions(documents))
+    problems.extend(_mode_problems(documents, mode))
     objects = sum(1 for document in documents if document.kind and not document.skipped)
     return _ordered(problems), objects
+
+
+def _mode_problems(documents: Sequence[Document], mode: str) -> list[Problem]:
+    """What ``mode`` cannot do; for ``all``, what either mode cannot do, as warnings (the messages name it)."""
+    if mode != ALL_MODES:
+        return admit_all(documents, Mode(mode))
+    found = [problem for each in Mode for problem in admit_all(documents, each)]
+    return [replace(problem, severity=Severity.WARNING) for problem in found]
 
 
 def _read_all(paths: Iterable[str]) -> Iterable[tuple[str, str, Problem | None]]:
@@ -89,12 +106,19 @@ def _ordered(problems: Sequence[Problem]) -> list[Problem]:
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True, help="Print problems as one JSON document.")
-def lint(paths: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice([ALL_MODES, *(str(mode) for mode in Mode)]),
+    default=ALL_MODES,
+    show_default=True,
+    help="Where the manifests will run: what that mode cannot do is an error (all: a warning naming the mode).",
+)
+def lint(paths: tuple[str, ...], as_json: bool, mode: str) -> None:
     """Check Rollout, AnalysisTemplate, AnalysisRun and Experiment manifests.
 
     FILE may be a file, a directory (its *.yaml and *.yml files, recursively) or - for standard input.
     """
-    problems, objects = lint_paths(paths)
+    problems, objects = lint_paths(paths, mode)
     errors = sum(1 for problem in problems if problem.severity is Severity.ERROR)
     warnings = len(problems) - errors
     if as_json:

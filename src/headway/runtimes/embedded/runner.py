@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from headway.core import commands
 from headway.core.decision import Event
 from headway.core.hashing import pod_template_hash
+from headway.engine.admission import Mode, admit_all
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
 from headway.spec.load import Document, SpecError, load_text, parse
@@ -209,6 +210,7 @@ class Runner:
     def apply_documents(self, documents: Sequence[Document], file: str, *, only_new: bool = False) -> list[str]:
         """`apply_text` for documents already loaded (several files checked together, as a Git commit is)."""
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
+        problems += admit_all(documents, Mode.EMBEDDED)  # what this mode cannot do is refused, not half-done
         errors = [problem for problem in problems if problem.is_error]
         if errors:
             raise SpecError(errors)

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from headway.core import templates
 from headway.core.actions import StartAnalysisRun
+from headway.engine import admission
 from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.base import MetricProvider
@@ -94,7 +95,7 @@ def resolve_run_spec(
             return templates.TemplateError(
                 f"templates[{index}]", f"{kind.kind} {ref.template_name!r}: {where}: {first['msg']}"
             )
-    return templates.resolve_analysis(
+    resolved = templates.resolve_analysis(
         run.analysis,
         rollout,
         templates=found,
@@ -102,6 +103,12 @@ def resolve_run_spec(
         stable_hash=run.stable_hash,
         latest_hash=run.hash,
     )
+    # A template this mode cannot measure (the embedded proxy's counters) was not refused at its apply (nothing
+    # here sees that): the run is created in Error saying so, instead of erring measurement after measurement.
+    unrunnable = (
+        admission.run_problem(resolved, admission.Mode.KUBERNETES) if isinstance(resolved, AnalysisRunSpec) else None
+    )
+    return templates.TemplateError("templates", unrunnable) if unrunnable is not None else resolved
 
 
 ANALYSIS_KEYS = frozenset({"analysis", "prePromotionAnalysis", "postPromotionAnalysis"})

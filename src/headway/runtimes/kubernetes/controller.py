@@ -41,6 +41,7 @@ from aiohttp import web
 
 from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
+from headway.engine.gates import HttpGates
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
 from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
@@ -185,6 +186,8 @@ class Controller:
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
         self._workload_refs: dict[str, str] = {}
         """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
+        self.gates = HttpGates()
+        """Calls ``spec.webhooks`` gates off the pass (their answers are read by a later pass), as embedded does."""
         self._register()
 
     # --- kopf wiring ---------------------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ class Controller:
             except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
                 await self._mark_invalid(body, (str(error),))
                 return RETRY_AFTER_ERROR
-        engine = engine_for(rollout, kube, self.config.api_group)
+        engine = engine_for(rollout, kube, self.config.api_group, self.gates)
         if _has_condition(body, INVALID_SPEC):
             await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
@@ -477,6 +480,7 @@ class Controller:
     async def run(self, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
         """Watch and reconcile until ``stop`` is set; then finish gracefully (workers, lease, server)."""
         self._kube = BlockingKube(self.client, asyncio.get_running_loop())
+        self.gates = HttpGates()  # a fresh pool per run: the last run closed its own
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         runner: web.AppRunner | None = None
@@ -515,6 +519,7 @@ class Controller:
             if runner is not None:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
+            self.gates.close()
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -1,8 +1,11 @@
-"""From a Rollout object to an engine: admission (load + validate) and the router chosen by trafficRouting.
+"""From a Rollout object to an engine: admission (load + validate + what this mode can do) and its adapters.
 
 Kept apart from the kopf handlers so the choices are plain functions: an invalid Rollout yields the problems to
-report (an ``InvalidSpec`` condition and an Event), never an exception that would crash-loop the worker; an
-unknown router is one of those problems. The router registry is explicit: a name not listed here is refused.
+report (an ``InvalidSpec`` condition and an Event), never an exception that would crash-loop the worker. What the
+mode cannot do (`headway.engine.admission`, mode ``kubernetes``: a router not listed here, an embedded-only
+metric provider, a plugin step) is one of those problems. The router registry is explicit: a name not listed
+here is refused. Every router a Rollout configures is driven (`CompositeRouter` when there are several, as Argo
+reconciles each), and gate webhooks (``spec.webhooks``) are called through the controller's `GateBackend`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headway.engine import admission
+from headway.engine.gates import GateBackend
 from headway.engine.reconcile import Engine
 from headway.platforms.kubernetes import KubernetesPlatform
 from headway.routers.base import TrafficRouter
+from headway.routers.composite import CompositeRouter
 from headway.routers.gatewayapi import PLUGIN as GATEWAY_API_PLUGIN
 from headway.routers.gatewayapi import GatewayApiRouter
 from headway.routers.istio import IstioRouter
@@ -54,13 +60,13 @@ def admit(body: Mapping[str, Any]) -> Admission:
         return Admission(None, tuple(errors) or ("not a Rollout",))
     rollout = document.model
     findings = [f"{f.path}: {f.message}" for f in check_rollout(rollout) if str(f.severity) == "error"]
-    unknown = [
-        f"spec.strategy.canary.trafficRouting: router {name!r} is not supported"
-        for name in _routers(rollout)
-        if name not in ROUTERS
+    lacking = [
+        f"{problem.path}: {problem.message}"
+        for problem in admission.admit(document, admission.Mode.KUBERNETES)
+        if problem.is_error
     ]
-    if findings or unknown:
-        return Admission(None, tuple(findings + unknown))
+    if findings or lacking:
+        return Admission(None, tuple(findings + lacking))
     return Admission(rollout)
 
 
@@ -71,13 +77,21 @@ def _routers(rollout: Rollout) -> list[str]:
     return canary.traffic_routing.routers()
 
 
-def engine_for(rollout: Rollout, kube: BlockingKube, group: str) -> Engine:
-    """The adapters for one rollout: its router (if any) and the shared platform, runs and status store."""
+def router_for(rollout: Rollout, kube: BlockingKube) -> TrafficRouter | None:
+    """The Rollout's router: None without trafficRouting, the one configured, or all of them as one."""
     names = _routers(rollout)
-    router = ROUTERS[names[0]](kube) if names else None
+    if len(names) == 1:
+        return ROUTERS[names[0]](kube)
+    return CompositeRouter(tuple((name, ROUTERS[name](kube)) for name in names)) if names else None
+
+
+def engine_for(rollout: Rollout, kube: BlockingKube, group: str, gates: GateBackend | None = None) -> Engine:
+    """The adapters for one (admitted) rollout: its router(s) and the shared platform, runs, status store and
+    gates (shared by the controller: the answers of gates asked in one pass are read in a later one)."""
     return Engine(
         platform=KubernetesPlatform(kube),
-        router=router,
+        router=router_for(rollout, kube),
         runs=KubernetesRunBackend(kube, group),
         store=KubernetesStatusStore(kube, rollouts(group), selector=label_selector(rollout.spec.selector)),
+        gates=gates,
     )

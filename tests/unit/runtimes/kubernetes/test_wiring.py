@@ -35,7 +35,7 @@ def test_a_valid_rollout_is_admitted() -> None:
         (_with(("spec", "strategy", "canary", "steps"), [{"setWeight": 150}]), "steps[0].setWeight"),
         (
             _with(("spec", "strategy", "canary", "trafficRouting"), {"plugins": {"example.com/mesh": {}}}),
-            "router 'example.com/mesh' is not supported",
+            "the kubernetes mode cannot drive example.com/mesh",
         ),
         (_with(("spec", "strategy"), {}), "spec.strategy"),
         (_with(("kind",), "Deployment"), "kind"),

@@ -1,0 +1,304 @@
+"""What each mode can do, and the one check that refuses a manifest asking for more: `admit(document, mode)`.
+
+A manifest can be valid (`headway.spec.validate`) and still ask for something the mode it is applied to cannot
+do: an Istio VirtualService on one machine, the embedded proxy's counters in a cluster, an experiment step
+where no experiment runs. Left unchecked, the rollout would report what never happened (a weight "verified"
+on a proxy with no backends, a router silently skipped), so each mode refuses such a manifest before acting:
+
+- ``headway lint`` reports what a mode lacks (a warning naming the mode by default, an error with ``--mode``);
+- the embedded runner refuses the document at apply (nothing stored, nothing started);
+- the controller marks the Rollout ``InvalidSpec`` and acts on nothing, like any invalid spec.
+
+The registry below is plain data, one `Capabilities` per mode, so the modes are compared in one table (and
+tests check it against the wiring: a router or provider listed here is one the mode's wiring really builds).
+Pure: no I/O, no clock; the problems carry field paths (``spec.strategy.canary.trafficRouting.istio``) and a
+message that names the mode and the way out.
+
+Severity follows what the gap does to a rollout. An error where the rollout would misbehave or report what it
+did not do (a router nobody drives, a step kind with no effect, a provider nobody runs). A warning where the
+field has no effect but nothing reported depends on it (pod labels on local processes, anti-affinity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from headway.core.analysis import JUDGE_PLUGIN
+from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate, Metric
+from headway.spec.load import Document, Manifest, Problem, Severity
+from headway.spec.rollout import CanaryStrategy, Rollout
+
+PROXY_PLUGIN = "headway.dev/proxy"
+GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
+ROUTING = "spec.strategy.canary.trafficRouting"
+
+
+class Mode(StrEnum):
+    """Where Headway runs a rollout."""
+
+    EMBEDDED = "embedded"
+    KUBERNETES = "kubernetes"
+
+
+@dataclass(frozen=True)
+class RouterAbility:
+    """What one traffic router of a mode can do besides weights."""
+
+    header_routes: bool
+    mirror_routes: bool
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Everything one mode can do with a manifest (what is not listed, it cannot)."""
+
+    mode: Mode
+    routers: Mapping[str, RouterAbility]
+    """``trafficRouting`` keys (``istio``, ``nginx``...; plugins by name) the mode drives."""
+    routing_hint: str
+    """How to route in this mode, for the message that refuses a router."""
+    several_routers: bool
+    """Whether several routers of one Rollout are all driven (and all verified)."""
+    providers: frozenset[str]
+    """Metric provider types the mode runs (a plugin provider by its plugin name)."""
+    step_kinds: frozenset[str]
+    gates: bool
+    """``spec.webhooks`` gates are called."""
+    workload_ref: bool
+    kinds: frozenset[str]
+    """Kinds of manifest the mode acts on."""
+    pod_metadata: bool
+    """canaryMetadata/stableMetadata/activeMetadata/previewMetadata are applied to running replicas."""
+    preview_endpoint: bool
+    """A blue/green ``previewService`` serves the preview revision."""
+    max_traffic_weight: int = 100
+    """The scale the mode's routers weigh traffic on (Argo's ``maxTrafficWeight``)."""
+
+
+COMMON_STEPS = frozenset({"setWeight", "pause", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute"})
+COMMON_PROVIDERS = frozenset({"prometheus", "web", "job", "static"})
+ALL_KINDS = frozenset({"Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun", "Experiment"})
+
+EMBEDDED = Capabilities(
+    mode=Mode.EMBEDDED,
+    routers={PROXY_PLUGIN: RouterAbility(header_routes=True, mirror_routes=True)},
+    routing_hint=f"it routes with its built-in proxy: use trafficRouting.plugins[{PROXY_PLUGIN}], or no trafficRouting",
+    several_routers=False,
+    providers=COMMON_PROVIDERS | {"proxy"},
+    step_kinds=COMMON_STEPS,
+    gates=True,
+    workload_ref=False,
+    kinds=ALL_KINDS - {"Experiment"},
+    pod_metadata=False,
+    preview_endpoint=False,
+)
+
+KUBERNETES = Capabilities(
+    mode=Mode.KUBERNETES,
+    routers={
+        "istio": RouterAbility(header_routes=True, mirror_routes=True),
+        "nginx": RouterAbility(header_routes=True, mirror_routes=False),
+        "smi": RouterAbility(header_routes=False, mirror_routes=False),
+        GATEWAY_API_PLUGIN: RouterAbility(header_routes=True, mirror_routes=True),
+        "gatewayAPI": RouterAbility(header_routes=True, mirror_routes=True),
+    },
+    routing_hint="use istio, nginx, smi or plugins[argoproj-labs/gatewayAPI]",
+    several_routers=True,
+    providers=COMMON_PROVIDERS,
+    step_kinds=COMMON_STEPS | {"experiment"},
+    gates=True,
+    workload_ref=True,
+    kinds=ALL_KINDS,
+    pod_metadata=True,
+    preview_endpoint=True,
+)
+
+CAPABILITIES: Mapping[Mode, Capabilities] = {Mode.EMBEDDED: EMBEDDED, Mode.KUBERNETES: KUBERNETES}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``mode`` cannot do: the wire path, the message (naming the mode) and how bad it is."""
+
+    path: str
+    message: str
+    severity: Severity = Severity.ERROR
+
+
+# --- the checks --------------------------------------------------------------------------------------------------
+
+
+def admit(document: Document, mode: Mode) -> list[Problem]:
+    """What ``mode`` cannot do of a loaded document, located like `headway.spec.validate` locates problems.
+
+    A document that did not load (``model`` None) has its own errors already and is not judged here."""
+    if document.model is None:
+        return []
+    return [_located(document, finding) for finding in check(document.model, mode)]
+
+
+def admit_all(documents: Sequence[Document], mode: Mode) -> list[Problem]:
+    return [problem for document in documents for problem in admit(document, mode)]
+
+
+def check(model: Manifest, mode: Mode) -> list[Finding]:
+    """Findings for one object of any kind in ``mode``."""
+    caps = CAPABILITIES[mode]
+    if model.kind not in caps.kinds:
+        return [Finding("kind", f"the {mode} mode does not run {model.kind}s")]
+    if isinstance(model, Rollout):
+        return list(_rollout(model, caps))
+    if isinstance(model, AnalysisTemplate | ClusterAnalysisTemplate | AnalysisRun):
+        return list(_metrics(model.spec.metrics, "spec.metrics", caps))
+    return []  # an Experiment's analyses are templates, checked where they are applied
+
+
+def run_problem(spec: AnalysisRunSpec, mode: Mode) -> str | None:
+    """Why ``mode`` cannot measure a resolved run (its first metric whose provider the mode lacks), or None.
+
+    For the run-time check: templates the mode could not refuse at apply (a cluster's, or stored before)."""
+    for finding in _metrics(spec.metrics, "metrics", CAPABILITIES[mode]):
+        if finding.severity is Severity.ERROR:
+            return f"{finding.path}: {finding.message}"
+    return None
+
+
+def metric_provider(metric: Metric) -> str:
+    """The provider type that measures ``metric``: its provider's wire name, a plugin's name, or for a judge
+    metric the counting provider it names as ``source`` (the judge itself measures nothing)."""
+    kind = metric.provider.kind
+    if kind != "plugin":
+        return kind
+    plugins = metric.provider.plugin or {}
+    if len(plugins) != 1:
+        return "plugin"
+    name, config = next(iter(plugins.items()))
+    if name == JUDGE_PLUGIN and isinstance(config, Mapping) and isinstance(config.get("source"), str):
+        return str(config["source"])
+    return str(name)
+
+
+def _metrics(metrics: Sequence[Metric], path: str, caps: Capabilities) -> Iterator[Finding]:
+    runs = ", ".join(sorted(caps.providers))
+    for i, metric in enumerate(metrics):
+        provider = metric_provider(metric)
+        if provider in caps.providers:
+            continue
+        at = f"{path}[{i}].provider"
+        if provider == JUDGE_PLUGIN:
+            yield Finding(
+                f"{at}.plugin[{JUDGE_PLUGIN}].source",
+                f"the {caps.mode} mode needs the judge's counting provider named as source (it runs: {runs})",
+            )
+        else:
+            yield Finding(at, f"the {caps.mode} mode cannot run the {provider!r} metric provider (it runs: {runs})")
+
+
+def _rollout(rollout: Rollout, caps: Capabilities) -> Iterator[Finding]:
+    mode = caps.mode
+    spec = rollout.spec
+    if spec.webhooks and not caps.gates:
+        yield Finding("spec.webhooks", f"the {mode} mode does not call gate webhooks")
+    if spec.workload_ref is not None and not caps.workload_ref:
+        yield Finding(
+            "spec.workloadRef",
+            f"the {mode} mode cannot take the pod template from a {spec.workload_ref.kind} (set spec.template)",
+        )
+    canary, blue_green = spec.strategy.canary, spec.strategy.blue_green
+    if canary is not None:
+        yield from _canary(canary, caps)
+    if blue_green is not None:
+        path = "spec.strategy.blueGreen"
+        if blue_green.preview_service and not caps.preview_endpoint:
+            yield Finding(
+                f"{path}.previewService",
+                f"the {mode} mode serves no preview endpoint (the preview revision runs, but only the active "
+                "revision gets traffic)",
+                Severity.WARNING,
+            )
+        yield from _pod_metadata(caps, path, ("activeMetadata", blue_green.active_metadata))
+        yield from _pod_metadata(caps, path, ("previewMetadata", blue_green.preview_metadata))
+        if blue_green.anti_affinity is not None:
+            yield _not_applied(caps, f"{path}.antiAffinity", "pods are placed without it")
+
+
+def _canary(canary: CanaryStrategy, caps: Capabilities) -> Iterator[Finding]:
+    mode, path = caps.mode, "spec.strategy.canary"
+    routing = canary.traffic_routing
+    names = routing.routers() if routing is not None else []
+    driven = [name for name in names if name in caps.routers]
+    for name in names:
+        if name not in caps.routers:
+            yield Finding(_router_path(name), f"the {mode} mode cannot drive {name} ({caps.routing_hint})")
+    if len(driven) > 1 and not caps.several_routers:
+        yield Finding(ROUTING, f"the {mode} mode drives one router per Rollout (got {', '.join(driven)})")
+    if routing is not None and routing.max_weight() != caps.max_traffic_weight:
+        yield Finding(
+            f"{ROUTING}.maxTrafficWeight",
+            f"the {mode} mode's routers weigh traffic out of {caps.max_traffic_weight}: set it to "
+            f"{caps.max_traffic_weight} or leave it out",
+        )
+    if canary.ping_pong is not None:
+        yield Finding(
+            f"{path}.pingPong",
+            f"the {mode} mode does not route by ping-pong services (use canaryService and stableService)",
+        )
+    for i, step in enumerate(canary.steps):
+        at = f"{path}.steps[{i}]"
+        if step.kind not in caps.step_kinds:
+            yield Finding(f"{at}.{step.kind}", f"the {mode} mode cannot run {step.kind} steps")
+        header, mirror = step.set_header_route, step.set_mirror_route
+        for name in driven:
+            ability = caps.routers[name]
+            if header is not None and header.match and not ability.header_routes:
+                yield Finding(f"{at}.setHeaderRoute", f"{name} cannot route by header in the {mode} mode")
+            if mirror is not None and mirror.match and not ability.mirror_routes:
+                yield Finding(f"{at}.setMirrorRoute", f"{name} cannot mirror traffic in the {mode} mode")
+    yield from _pod_metadata(caps, path, ("canaryMetadata", canary.canary_metadata))
+    yield from _pod_metadata(caps, path, ("stableMetadata", canary.stable_metadata))
+    if canary.anti_affinity is not None:
+        yield _not_applied(caps, f"{path}.antiAffinity", "pods are placed without it")
+    if canary.replica_progress_threshold is not None:
+        yield _not_applied(caps, f"{path}.replicaProgressThreshold", "a step waits for all of its replicas")
+
+
+def _router_path(name: str) -> str:
+    keys = {"istio", "nginx", "alb", "smi", "ambassador", "appMesh", "traefik", "apisix"}
+    return f"{ROUTING}.{name}" if name in keys else f"{ROUTING}.plugins[{name}]"
+
+
+def _pod_metadata(caps: Capabilities, path: str, field: tuple[str, object]) -> Iterator[Finding]:
+    wire, metadata = field
+    if metadata is not None and not caps.pod_metadata:
+        yield Finding(
+            f"{path}.{wire}",
+            f"has no effect in the {caps.mode} mode (its replicas are local processes, without labels or annotations)",
+            Severity.WARNING,
+        )
+
+
+def _not_applied(caps: Capabilities, path: str, consequence: str) -> Finding:
+    return Finding(path, f"is not applied by the {caps.mode} mode ({consequence})", Severity.WARNING)
+
+
+def _located(document: Document, finding: Finding) -> Problem:
+    """The finding with the document's file, object and the line of the nearest enclosing field."""
+    line, path = None, finding.path
+    while line is None:
+        line = document.lines.get(path)
+        if not path:
+            break
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return Problem(
+        document.file,
+        document.kind,
+        document.name,
+        finding.path,
+        finding.message,
+        finding.severity,
+        document.index,
+        line,
+    )
