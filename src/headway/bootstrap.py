@@ -440,6 +440,7 @@ class Embedded:
             on_shutdown=lambda: self.stop(teardown=True),
             describe=self.describe,
             dashboard=create_app(source, token=self.token),
+            read_only_dashboard=create_app(source, read_only=True),
         )
         self.url = await self.daemon.start("127.0.0.1", port)
         _write_atomically(self.state_dir / ENDPOINT_FILE, json.dumps({"url": self.url, "pid": os.getpid()}))
