@@ -34,6 +34,7 @@ from rich.live import Live
 
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
+from headway.private_files import append_private, private_dir
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec import names
 from headway.spec.load import load_text
@@ -101,7 +102,10 @@ def checked_name(value: str, *, cluster: bool, param: str = "NAME") -> str:
         else:
             names.check_key(value, param)
     except names.InvalidNameError as error:
-        raise click.BadParameter(f"{error.value!r} is not a valid name: {error.problem}", param_hint=param) from None
+        part = "" if error.value == value else f" (its part {error.value!r})"
+        raise click.BadParameter(
+            f"{value!r} is not a valid rollout name{part}: {error.problem}", param_hint=param
+        ) from None
     return value
 
 
@@ -194,7 +198,7 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Pa
             NotifyConfig.load(notify)  # a bad config fails here, with the field named, not in the daemon's log
         except NotifyConfigError as error:
             raise click.ClickException(str(error)) from None
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)  # 0700: the token, the database and the logs are the owner's only
     if _running(state_dir) is None:
         _start_daemon(state_dir, port, notify)
     elif notify is not None:
@@ -216,7 +220,7 @@ def _start_daemon(state_dir: Path, port: int, notify: Path | None = None) -> Non
     if notify is not None:
         command += ["--notify", str(notify.resolve())]
     log_path = state_dir / DAEMON_LOG
-    with log_path.open("ab") as log:
+    with append_private(log_path) as log:
         offset = log.tell()
         child = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True

@@ -50,7 +50,9 @@ async def daemon_url(world: World) -> AsyncIterator[str]:
     source = RunnerSource(world.runner)
     daemon = Daemon(world.runner, token=TOKEN, dashboard=create_app(source, token=TOKEN))
     url = await daemon.start("127.0.0.1", 0)
-    manifest = MANIFEST.replace("image: web:v1", f"image: web:v1\n          env: [{{name: PASSWORD, value: {SECRET_ENV}}}]")
+    manifest = MANIFEST.replace(
+        "image: web:v1", f"image: web:v1\n          env: [{{name: PASSWORD, value: {SECRET_ENV}}}]"
+    )
     status, body = await call("POST", url + "/api/v1/apply", data=manifest, headers=AUTH)
     assert status == 201, body
     await world.turns(3)
