@@ -22,8 +22,12 @@ FILE_MODE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """``mkdir -p path`` with the last directory created 0700; an existing one of ours is narrowed to 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    """``mkdir -p path`` with every directory it creates 0700; an existing ``path`` of ours is narrowed to 0700.
+
+    Existing parents are left as they are (they may be the user's home or a project directory)."""
+    missing = [directory for directory in (path, *path.parents) if not directory.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIR_MODE, exist_ok=True)
     _narrow(path, DIR_MODE)
     return path
 
