@@ -119,7 +119,12 @@ async def test_the_api_refuses_a_bad_name_in_its_path(instance: Instance) -> Non
             async with session.post(f"{instance.url}/dashboard/api/rollouts/{path}", headers=auth) as reply:
                 assert reply.status == 400, path
                 assert "is not a valid name" in (await reply.json())["error"]
+        async with session.post(instance.url + "/api/v1/apply", data=named("Web_2"), headers=auth) as reply:
+            answer = await reply.json()
+            assert reply.status == 400, answer
+            assert "metadata.name: 'Web_2' is not a valid name" in answer["problems"][0]
     assert not aborted(instance.world, "sur")
+    assert sorted(instance.world.runner.rollouts()) == ["default/other", "default/sur"]
 
 
 @pytest.mark.asyncio
