@@ -86,13 +86,22 @@ class StateLock:
             os.close(fd)
             raise StateLockedError(self.path, _holder(self.path)) from None
         try:
-            pid_fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            with os.fdopen(pid_fd, "w") as file:
-                file.write(f"{os.getpid()}\n")
+            # The file is locked too, as earlier versions locked only it: an older daemon still running is seen.
+            pid_fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         except BaseException:
             os.close(fd)
             raise
+        try:
+            fcntl.flock(pid_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(pid_fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(pid_fd)
+            os.close(fd)
+            raise StateLockedError(self.path, holder) from None
+        os.ftruncate(pid_fd, 0)
+        os.pwrite(pid_fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
+        self._pid_fd: int | None = pid_fd
 
     @property
     def held(self) -> bool:
@@ -100,6 +109,9 @@ class StateLock:
 
     def release(self) -> None:
         """Give the directory up; idempotent."""
+        if self._pid_fd is not None:
+            os.close(self._pid_fd)
+            self._pid_fd = None
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -87,3 +88,16 @@ def test_private_files_are_created_private_whatever_the_umask(tmp_path: Path) ->
     assert mode(directory) == 0o700
     assert mode(directory / "daemon.json") == 0o600 and mode(directory / "daemon.log") == 0o600
     assert not (directory / "daemon.json.partial").exists()
+
+
+def test_a_daemon_of_an_earlier_version_holding_only_the_lock_file_is_seen(tmp_path: Path) -> None:
+    """Earlier versions locked ``<state>/lock`` (the file), not the directory: an upgrade must not run beside one."""
+    fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"4242\n")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StateLockedError, match="PID 4242"):
+            SqliteStore(tmp_path)
+    finally:
+        os.close(fd)
+    SqliteStore(tmp_path).close()
