@@ -47,6 +47,7 @@ from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
 from headway.platforms.local import LocalPlatform
+from headway.private_files import append_private, private_dir, write_private_atomically
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry
@@ -108,8 +109,7 @@ class Proxies:
     """
 
     def __init__(self, state_dir: Path, *, python: str = sys.executable) -> None:
-        self.dir = state_dir / "proxies"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(state_dir / "proxies")
         self.python = python
         self._running: dict[str, ProxyProcess] = {}
         self._pushed: dict[str, dict[str, list[str]]] = {}
@@ -177,7 +177,7 @@ class Proxies:
             "--state-file",
             str(self._file(key, ".state.json")),
         ]
-        with log_path.open("ab") as log_file:
+        with append_private(log_path) as log_file:
             offset = log_file.tell()
             child = subprocess.Popen(
                 command,
@@ -270,10 +270,8 @@ def _configured_port(rollout: Rollout) -> int:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Readers (the CLI) see the old file or the new one, never a half-written one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+    """Readers (the CLI) see the old file or the new one, never a half-written one; only the owner reads it."""
+    write_private_atomically(path, text)
 
 
 def _first_json_line(path: Path, offset: int) -> dict[str, Any] | None:
@@ -464,6 +462,7 @@ class Embedded:
             on_shutdown=lambda: self.stop(teardown=True),
             describe=self.describe,
             dashboard=create_app(source, token=self.token),
+            read_only_dashboard=create_app(source, read_only=True),
         )
         self.url = await self.daemon.start("127.0.0.1", port)
         _write_atomically(self.state_dir / ENDPOINT_FILE, json.dumps({"url": self.url, "pid": os.getpid()}))

@@ -42,6 +42,11 @@ def controller(
     verbose: bool,
 ) -> None:
     """Reconcile Rollouts on a Kubernetes cluster."""
+    from headway.cli.kube import checked_namespace
+
+    if namespace is not None:
+        checked_namespace(namespace)
+    checked_namespace(lease_namespace, "--lease-namespace")
     try:
         from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
     except ImportError as error:  # the kubernetes extra is not installed

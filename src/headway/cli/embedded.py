@@ -34,7 +34,9 @@ from rich.live import Live
 
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
+from headway.private_files import append_private, private_dir
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
+from headway.spec import names
 from headway.spec.load import load_text
 
 DEFAULT_STATE_DIR = ".headway"
@@ -83,6 +85,30 @@ class Api:
             raise click.ClickException(unreachable(self.state_dir, self.url)) from None
 
 
+def rollout_path(name: str, *rest: str) -> str:
+    """``/api/v1/rollouts/{name}[/rest...]`` with every segment quoted: a name never adds a segment or a query."""
+    segments = [name, *rest]
+    return "/api/v1/rollouts/" + "/".join(urllib.parse.quote(segment, safe="") for segment in segments)
+
+
+def checked_name(value: str, *, cluster: bool, param: str = "NAME") -> str:
+    """A rollout name argument checked as Kubernetes checks names, before it reaches any URL.
+
+    Embedded mode also takes ``NAMESPACE/NAME``; a cluster command takes ``NAME`` (its namespace is ``-n``).
+    A bad name is a usage error naming the argument and the rule it breaks."""
+    try:
+        if cluster:
+            names.check_name(value, param)
+        else:
+            names.check_key(value, param)
+    except names.InvalidNameError as error:
+        part = "" if error.value == value else f" (its part {error.value!r})"
+        raise click.BadParameter(
+            f"{value!r} is not a valid rollout name{part}: {error.problem}", param_hint=param
+        ) from None
+    return value
+
+
 def unreachable(state_dir: Path, url: str | None = None) -> str:
     """What to say (and do) when no instance answers: where it was looked for, and the command that starts one."""
     if url is None:
@@ -128,7 +154,7 @@ def _read(file: Path) -> bytes:
 
 
 def _apply(api: Api, file: Path, *, only_new: bool = False) -> list[str]:
-    query = f"file={urllib.parse.quote(str(file))}" + ("&onlyNew=true" if only_new else "")
+    query = urllib.parse.urlencode({"file": str(file), **({"onlyNew": "true"} if only_new else {})})
     answer = api.call("POST", f"/api/v1/apply?{query}", _read(file))
     applied: list[str] = answer["applied"]
     for name in applied:
@@ -172,7 +198,7 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Pa
             NotifyConfig.load(notify)  # a bad config fails here, with the field named, not in the daemon's log
         except NotifyConfigError as error:
             raise click.ClickException(str(error)) from None
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)  # 0700: the token, the database and the logs are the owner's only
     if _running(state_dir) is None:
         _start_daemon(state_dir, port, notify)
     elif notify is not None:
@@ -194,7 +220,7 @@ def _start_daemon(state_dir: Path, port: int, notify: Path | None = None) -> Non
     if notify is not None:
         command += ["--notify", str(notify.resolve())]
     log_path = state_dir / DAEMON_LOG
-    with log_path.open("ab") as log:
+    with append_private(log_path) as log:
         offset = log.tell()
         child = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
@@ -283,10 +309,11 @@ def set_image(
     if not sep or not container or not image:
         raise click.BadParameter(f"expected CONTAINER=VERSION, got {assignment!r}", param_hint="CONTAINER=VERSION")
     target = kube.target_of(kube_context, namespace, kubeconfig)
+    checked_name(rollout, cluster=target is not None, param="ROLLOUT")
     if target is not None:
         kube.control(target, "set_image", rollout, container=container, image=image)
         return
-    Api(state_dir).call("POST", f"/api/v1/rollouts/{rollout}/set-image", {"container": container, "image": image})
+    Api(state_dir).call("POST", rollout_path(rollout, "set-image"), {"container": container, "image": image})
     click.echo(f"rollout {rollout}: {container} set to {image}")
 
 
@@ -299,10 +326,11 @@ def _control(verb: str, help_text: str) -> click.Command:
         name: str, state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
     ) -> None:
         target = kube.target_of(kube_context, namespace, kubeconfig)
+        checked_name(name, cluster=target is not None)
         if target is not None:
             kube.control(target, verb, name)
             return
-        view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/{verb}", {})
+        view = Api(state_dir).call("POST", rollout_path(name, verb), {})
         click.echo(f"rollout {name}: {verb} requested ({view['phase']})")
 
     return command
@@ -325,10 +353,11 @@ def promote(
 ) -> None:
     """Resume a paused rollout, or skip the current step."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
+    checked_name(name, cluster=target is not None)
     if target is not None:
         kube.control(target, "promote", name, full=full)
         return
-    view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/promote", {"full": full})
+    view = Api(state_dir).call("POST", rollout_path(name, "promote"), {"full": full})
     click.echo(f"rollout {name}: {'full ' if full else ''}promote requested ({view['phase']})")
 
 
@@ -348,11 +377,12 @@ def undo(
 ) -> None:
     """Roll back to an earlier revision's template."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
+    checked_name(name, cluster=target is not None)
     if target is not None:
         kube.control(target, "undo", name, to_revision=to_revision)
         return
     body = {} if to_revision is None else {"toRevision": to_revision}
-    view = Api(state_dir).call("POST", f"/api/v1/rollouts/{name}/undo", body)
+    view = Api(state_dir).call("POST", rollout_path(name, "undo"), body)
     click.echo(f"rollout {name}: undo requested, image now {view.get('currentImage')}")
 
 
@@ -386,6 +416,8 @@ def get_rollout(
 ) -> None:
     """Show rollout NAME as a tree: status, step, weights, revisions, analysis runs (every rollout without NAME)."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
+    if name is not None:
+        checked_name(name, cluster=target is not None)
     if target is not None:
         kube.get_rollout(target, name, output, watch=watch, watch_timeout=watch_timeout)
         return
@@ -448,7 +480,8 @@ def _view(api: Api, name: str) -> RolloutView:
     namespace, _, short = name.rpartition("/")
     namespace = namespace or "default"
     try:
-        data = api.get(f"/dashboard/api/rollouts/{urllib.parse.quote(namespace)}/{urllib.parse.quote(short)}")
+        quoted = "/".join(urllib.parse.quote(part, safe="") for part in (namespace, short))
+        data = api.get(f"/dashboard/api/rollouts/{quoted}")
     except click.ClickException:
         known = [v.name if v.namespace == namespace else v.key for v in _views(api)]
         if short in known:
@@ -547,6 +580,7 @@ def status(
 ) -> None:
     """Wait until rollout NAME is Healthy, Paused or Degraded; exit 1 if Degraded or on timeout."""
     target = kube.target_of(kube_context, namespace, kubeconfig)
+    checked_name(name, cluster=target is not None)
     if target is not None:
         kube.status(target, name, timeout or None)
         return
@@ -561,7 +595,7 @@ def _wait(api: Api, name: str, timeout: float | None, *, quiet: bool) -> dict[st
     last = ""
     while True:
         health = api.get("/healthz")
-        view: dict[str, Any] = api.get(f"/api/v1/rollouts/{name}")
+        view: dict[str, Any] = api.get(rollout_path(name))
         line = f"{view['phase'] or 'Pending'}" + (f" - {view['message']}" if view.get("message") else "")
         if line != last and not quiet:
             click.echo(line)

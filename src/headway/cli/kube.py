@@ -27,6 +27,7 @@ from rich.live import Live
 
 from headway.cli import views
 from headway.dashboard.model import RolloutView
+from headway.spec import names
 
 if TYPE_CHECKING:
     from headway.runtimes.kubernetes.operate import Cluster, Target
@@ -67,10 +68,22 @@ def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path 
         )
     if mode == "embedded":
         return None
+    if namespace is not None:
+        checked_namespace(namespace)
     if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
         target: Target = _operate().Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
         return target
     return None
+
+
+def checked_namespace(value: str, param_hint: str = "'-n' / '--namespace'") -> str:
+    """A namespace option checked as Kubernetes checks namespaces (a DNS-1123 label): a usage error otherwise."""
+    try:
+        return names.check_namespace(value, param_hint)
+    except names.InvalidNameError as error:
+        raise click.BadParameter(
+            f"{error.value!r} is not a valid namespace: {error.problem}", param_hint=param_hint
+        ) from None
 
 
 def _as_plugin() -> bool:

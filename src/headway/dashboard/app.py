@@ -7,6 +7,8 @@ server-sent events on ``/api/events``. Argo Rollouts' dashboard has no authentic
   is generated when none is given (read it from ``app[TOKEN]`` to show the user); ``read_only`` refuses every
   mutation whatever the token.
 - Reads are open to loopback peers only; any other peer must present the token for reads too.
+- Every request must name this server in ``Host`` (a loopback name, the address it arrived on, or one of
+  ``allowed_hosts``), so a web page cannot read it through DNS rebinding (`headway.http_guard`: 421).
 
 Errors are JSON ``{"error": …}`` with a status that says what to do: 401 (send the token), 403 (read-only, or not
 loopback), 404 (no such rollout), 409 (the action does not apply now), 400 (bad request), 503 (the source, e.g. the
@@ -21,7 +23,7 @@ import hmac
 import ipaddress
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from headway.dashboard.model import (
     SourceUnavailableError,
 )
 from headway.dashboard.source import RolloutSource
+from headway.http_guard import host_guard
+from headway.spec import names
 
 SOURCE: web.AppKey[RolloutSource] = web.AppKey("headway_dashboard_source", RolloutSource)
 TOKEN: web.AppKey[str | None] = web.AppKey("headway_dashboard_token", str)
@@ -54,9 +58,12 @@ def create_app(
     token: str | None = None,
     read_only: bool = False,
     heartbeat_seconds: float = 15.0,
+    allowed_hosts: Iterable[str] = (),
 ) -> web.Application:
-    """The dashboard over ``source``. Mount it with ``parent.add_subapp("/dashboard/", app)`` or serve it alone."""
-    app = web.Application(middlewares=[_errors, _guard])
+    """The dashboard over ``source``. Mount it with ``parent.add_subapp("/dashboard/", app)`` or serve it alone.
+
+    ``allowed_hosts``: names besides the loopback ones that a request's ``Host`` may carry (`headway.http_guard`)."""
+    app = web.Application(middlewares=[host_guard(allowed_hosts), _errors, _guard])
     app[SOURCE] = source
     app[TOKEN] = None if read_only else (token or secrets.token_urlsafe(24))
     app[READ_ONLY] = read_only
@@ -94,6 +101,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(409, str(refused))
     except SourceUnavailableError as unavailable:
         return _error(503, str(unavailable))
+    except names.InvalidNameError as invalid:
+        return _error(400, str(invalid))
 
 
 def _presented_token(request: web.Request) -> str | None:
@@ -150,13 +159,21 @@ async def _list(request: web.Request) -> web.Response:
     return web.json_response({"rollouts": [view.summary().wire() for view in views], "counts": counts})
 
 
+def _target(request: web.Request) -> tuple[str, str]:
+    """The route's (name, namespace), checked as Kubernetes checks them; `InvalidNameError` (400) otherwise."""
+    name, namespace = request.match_info["name"], request.match_info["namespace"]
+    names.check_namespace(namespace, "namespace")
+    names.check_name(name, "rollout name")
+    return name, namespace
+
+
 async def _get(request: web.Request) -> web.Response:
-    view = await request.app[SOURCE].get_rollout(request.match_info["name"], request.match_info["namespace"])
+    view = await request.app[SOURCE].get_rollout(*_target(request))
     return web.json_response(view.wire())
 
 
 async def _act(request: web.Request) -> web.Response:
-    name, namespace = request.match_info["name"], request.match_info["namespace"]
+    name, namespace = _target(request)
     try:
         action = Action(request.match_info["action"])
     except ValueError:

@@ -50,6 +50,7 @@ from headway.platforms.local_state import (
     ready_backends,
     write_state,
 )
+from headway.private_files import private_dir
 from headway.spec.rollout import PodMetadata, Rollout
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ class LocalPlatform:
         tick: float = 0.05,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_dir(Path(state_dir))
         self._on_backends_changed = on_backends_changed
         self._in_flight = in_flight
         self._drain_seconds = drain_seconds

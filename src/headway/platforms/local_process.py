@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from headway.platforms.local_spec import Probe
+from headway.private_files import append_private, private_dir
 
 HOST = "127.0.0.1"
 
@@ -39,8 +40,8 @@ class ReplicaProcess:
     @classmethod
     def spawn(cls, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log: Path) -> ReplicaProcess:
         """Start ``argv`` in its own session with output appended to ``log``; OSError if it cannot start."""
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
+        private_dir(log.parent)  # a replica's output may echo its env values: the owner's only
+        with append_private(log) as out:
             out.write(f"--- headway: starting {list(argv)} (PORT={env.get('PORT')})\n".encode())
             out.flush()
             popen = subprocess.Popen(

@@ -12,6 +12,7 @@ may still be running.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from headway.core.errors import PermanentError
 from headway.core.observation import RevisionState
 from headway.platforms.local_process import HOST, ReplicaProcess
 from headway.platforms.local_spec import ProcessSpec
+from headway.private_files import open_private
 
 Backend = tuple[str, int]
 
@@ -139,7 +141,8 @@ def write_state(path: Path, revisions: Revisions, leaving: list[Leaving], servic
         "services": services,
     }
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=1))
+    with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as file:  # env values
+        file.write(json.dumps(state, indent=1))
     temporary.replace(path)
 
 

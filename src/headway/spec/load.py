@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from headway.spec import names
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate
 from headway.spec.base import API_GROUPS, API_VERSIONS, ObjectMeta
 from headway.spec.experiment import Experiment
@@ -280,6 +281,9 @@ def _load(
     if isinstance(metadata, dict) and not name and not metadata.get("generateName"):
         errors.append(("metadata.name", "required field is missing"))
         model = None
+    if model is not None:
+        errors.extend(names.metadata_problems(model.metadata.name, model.metadata.namespace))
+        model = None if errors else model
     found_problems.extend(problem(path, message, kind=kind_text) for path, message in errors)
     found_problems.extend(
         problem(path, message, Severity.WARNING, kind=kind_text)

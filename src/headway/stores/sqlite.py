@@ -11,8 +11,13 @@ Besides statuses, the runtime keeps the applied Rollout specs and AnalysisRun da
 with the same versioning.
 
 Two instances on one state directory would both scale processes and fight over weights, so `StateLock` takes an
-exclusive ``flock`` on ``<state_dir>/lock`` for the life of the store; the loser is told which PID holds it. The
+exclusive ``flock`` on the state directory itself for the life of the store; the loser is told which PID holds it
+(written in ``<state_dir>/lock``). The lock is on the directory, not on a file in it: a lock on a file is a lock
+on that inode, so deleting the file let a second instance create a new one, lock it, and run beside the first. The
 kernel drops the lock when its holder dies, even by ``kill -9``, so a crash never leaves a stale lock behind.
+
+The directory is created 0700 and the database, its ``-wal``/``-shm`` files and the lock file 0600
+(`headway.private_files`): the specs it holds carry env values.
 
 A database this code cannot read (not SQLite, damaged, or from a newer schema) is reported with the file and what
 to do; it is never reset silently, because resetting would forget which revision is stable.
@@ -32,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from headway.private_files import narrow, open_private, private_dir
 from headway.spec.status import RolloutStatus
 from headway.stores.base import NO_VERSION, ConflictError
 
@@ -67,21 +73,35 @@ class StateLockedError(StateError):
 
 
 class StateLock:
-    """An exclusive ``flock`` on ``<state_dir>/lock`` holding this process's PID, released by `release` or death."""
+    """An exclusive ``flock`` on the state directory, released by `release` or death; ``<state_dir>/lock`` says
+    which PID holds it (only for the message: deleting that file does not release anything)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / LOCK_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        directory = private_dir(Path(state_dir))
+        self.path = directory / LOCK_NAME
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateLockedError(self.path, _holder(self.path)) from None
+        try:
+            # The file is locked too, as earlier versions locked only it: an older daemon still running is seen.
+            pid_fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            fcntl.flock(pid_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(pid_fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(pid_fd)
             os.close(fd)
             raise StateLockedError(self.path, holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.ftruncate(pid_fd, 0)
+        os.pwrite(pid_fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
+        self._pid_fd: int | None = pid_fd
 
     @property
     def held(self) -> bool:
@@ -89,9 +109,19 @@ class StateLock:
 
     def release(self) -> None:
         """Give the directory up; idempotent."""
+        if self._pid_fd is not None:
+            os.close(self._pid_fd)
+            self._pid_fd = None
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[:32] or "unknown"
+    except OSError:
+        return "unknown"
 
 
 class SqliteStore:
@@ -102,8 +132,7 @@ class SqliteStore:
     """
 
     def __init__(self, state_dir: Path | str, *, lock: bool = True) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_dir(Path(state_dir))
         self.path = self.state_dir / DB_NAME
         self._lock = StateLock(self.state_dir) if lock else None
         self._mutex = threading.Lock()
@@ -203,7 +232,13 @@ class SqliteStore:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """Connect, check the file is a healthy database of a schema we know, and migrate it forward."""
+    """Connect, check the file is a healthy database of a schema we know, and migrate it forward.
+
+    The file is created 0600 before SQLite opens it (an empty file is an empty database); SQLite gives the
+    ``-wal`` and ``-shm`` files it creates the database's mode."""
+    os.close(open_private(path, os.O_RDONLY | os.O_CREAT))
+    for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        narrow(companion)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
         db.execute("PRAGMA journal_mode = WAL")

@@ -133,7 +133,7 @@
   }
 
   async function send(r, action, tok) {
-    const url = `${base}api/rollouts/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}/${action}`;
+    const url = `${base}api/rollouts/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}/${encodeURIComponent(action)}`;
     const headers = { "Content-Type": "application/json" };
     if (tok) headers.Authorization = "Bearer " + tok;
     const response = await fetch(url, { method: "POST", headers, body: "{}" });

@@ -17,7 +17,11 @@ Routes (all under ``/api/v1``):
   Events, for browsers.
 - ``POST shutdown``: stop the runtime (``headway down``).
 
-The web dashboard, when given, is mounted under ``/dashboard/`` with the same token for its actions.
+The web dashboard, when given, is mounted under ``/dashboard/`` with the same token for its actions, and a
+read-only one (every action refused, whatever the token) under ``/dashboard-read-only/``.
+
+A request whose ``Host`` is not a loopback name (or the address it arrived on) is refused with 421 before any
+route runs (`headway.http_guard`): a web page cannot read the API through DNS rebinding.
 
 Every error is a JSON ``{"error": message}`` with a status that says whose fault it is (400 bad input, 401 no
 token, 404 unknown rollout, 409 not applicable now); a handler never answers with a traceback.
@@ -40,9 +44,11 @@ from aiohttp import web
 
 from headway.core.hashing import pod_template_hash
 from headway.dashboard.model import observed_phase
+from headway.http_guard import host_guard
 from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.runner import CommandError, Runner
-from headway.runtimes.embedded.state_files import TOKEN_FILE
+from headway.runtimes.embedded.state_files import DASHBOARD, READ_ONLY_DASHBOARD, TOKEN_FILE
+from headway.spec import names
 from headway.spec.load import SpecError
 from headway.spec.rollout import Rollout
 from headway.stores.base import ConflictError
@@ -80,6 +86,7 @@ class Daemon:
         on_shutdown: Callable[[], None] | None = None,
         describe: Callable[[Rollout], Mapping[str, Any]] | None = None,
         dashboard: web.Application | None = None,
+        read_only_dashboard: web.Application | None = None,
     ) -> None:
         self.runner = runner
         self.token = token
@@ -88,10 +95,13 @@ class Daemon:
         """Mode-specific fields added to every rollout view (embedded: where the app's traffic enters)."""
         self.dashboard = dashboard
         """The web dashboard (`headway.dashboard.app.create_app` over this runner), served under ``/dashboard/``."""
+        self.read_only_dashboard = read_only_dashboard
+        """The same dashboard with every action refused, under `READ_ONLY_DASHBOARD` (``headway dashboard
+        --read-only``): a link to it carries no token and its page can only watch."""
         self._site_runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors], client_max_size=4 * 1024 * 1024)
+        app = web.Application(middlewares=[host_guard(), self._errors], client_max_size=4 * 1024 * 1024)
         app.add_routes(
             [
                 web.get("/healthz", self._health),
@@ -105,7 +115,9 @@ class Daemon:
             ]
         )
         if self.dashboard is not None:
-            app.add_subapp("/dashboard/", self.dashboard)
+            app.add_subapp(DASHBOARD, self.dashboard)
+        if self.read_only_dashboard is not None:
+            app.add_subapp(READ_ONLY_DASHBOARD, self.read_only_dashboard)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -165,7 +177,7 @@ class Daemon:
         return web.json_response({"rollouts": rows})
 
     async def _get(self, request: web.Request) -> web.Response:
-        rollout = self.runner.rollout(request.match_info["name"])
+        rollout = self.runner.rollout(_name(request))
         return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
 
     def _extra(self, rollout: Rollout) -> Mapping[str, Any]:
@@ -182,9 +194,10 @@ class Daemon:
         verb = request.match_info["verb"]
         if verb not in VERBS:
             raise CommandError(f"unknown command {verb!r} (known: {', '.join(VERBS)})", status=404)
+        name = _name(request)
         options = await _json_body(request)
-        self.runner.command(request.match_info["name"], verb, **_options(verb, options))
-        rollout = self.runner.rollout(request.match_info["name"])
+        self.runner.command(name, verb, **_options(verb, options))
+        rollout = self.runner.rollout(name)
         return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
 
     async def _watch(self, request: web.Request) -> web.Response:
@@ -318,6 +331,16 @@ def _options(verb: str, body: Mapping[str, Any]) -> dict[str, Any]:
                 raise CommandError(f"{field}: expected a non-empty string", status=400)
             options[field] = body[field]
     return options
+
+
+def _name(request: web.Request) -> str:
+    """The route's rollout, ``NAME`` or ``NAMESPACE/NAME`` (its ``/`` sent as ``%2F``), checked as Kubernetes checks
+    names: a name that is not one is refused (400) before it can address anything."""
+    try:
+        names.check_key(request.match_info["name"], "rollout name")
+    except names.InvalidNameError as error:
+        raise CommandError(str(error), status=400) from None
+    return request.match_info["name"]
 
 
 def _int_query(request: web.Request, name: str, *, default: int) -> int:

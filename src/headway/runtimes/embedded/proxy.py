@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from yarl import URL
 
+from headway.http_guard import host_guard
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, RoutingTable
 from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
 from headway.runtimes.embedded.proxy_fast import FastDataPlane
@@ -324,7 +325,7 @@ class Proxy:
     # --- the admin API -------------------------------------------------------------------------------------
 
     def admin_app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(middlewares=[host_guard()], client_max_size=4 * 1024 * 1024)  # no DNS rebinding
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/state", self._get_state)
         app.router.add_put("/state", self._put_state)

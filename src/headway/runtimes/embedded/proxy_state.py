@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headway.private_files import open_private
+
 MAX_WEIGHT = 10_000
 MAX_PATTERN = 1024
 """Longest accepted exact/prefix/regex pattern, so a hostile route cannot make matching expensive."""
@@ -242,7 +244,8 @@ def parse_mirror_route(data: object, path: str) -> MirrorRoute:
 def save_state(path: Path, state: RoutingState) -> None:
     """Write atomically (temporary file, fsync, rename) so a crash leaves the old or the new state, never half."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(open_private(temporary, flags), "w", encoding="utf-8") as handle:  # the owner's only
         json.dump(state.wire(), handle, indent=1, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
