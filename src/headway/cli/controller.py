@@ -42,7 +42,7 @@ def controller(
     verbose: bool,
 ) -> None:
     """Reconcile Rollouts on a Kubernetes cluster."""
-    from headway.cli.kube import checked_namespace
+    from headway.cli.kube import KUBERNETES_EXTRA, checked_namespace
 
     if namespace is not None:
         checked_namespace(namespace)
@@ -51,7 +51,7 @@ def controller(
         from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
     except ImportError as error:  # the kubernetes extra is not installed
         raise click.ClickException(
-            f"the controller needs the kubernetes extra (pip install headway[kubernetes]): {error}"
+            f"the controller needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
         ) from error
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

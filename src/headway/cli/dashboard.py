@@ -29,6 +29,7 @@ import sys
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from aiohttp import web
@@ -41,8 +42,9 @@ from headway.dashboard.model import SourceUnavailableError
 from headway.dashboard.sim_source import SimSource, demo_rollouts
 from headway.dashboard.source import RolloutSource
 from headway.runtimes.embedded.state_files import DASHBOARD, READ_ONLY_DASHBOARD
-from headway.runtimes.kubernetes.dashboard_source import ClusterSource
-from headway.runtimes.kubernetes.operate import OperationError, Target
+
+if TYPE_CHECKING:  # the Kubernetes client (an extra) loads only when a command targets a cluster
+    from headway.runtimes.kubernetes.operate import Target
 
 
 async def serve(
@@ -109,9 +111,12 @@ async def _cluster(
     allowed_hosts: Sequence[str] = (),
 ) -> None:
     """Serve the cluster's rollouts; an unreachable cluster or a bad kubeconfig fails before listening."""
+    operate = kube.cluster_operations()
+    from headway.runtimes.kubernetes.dashboard_source import ClusterSource  # loads once operate has
+
     try:
         client, _, server = target.connect()
-    except OperationError as error:
+    except operate.OperationError as error:
         raise click.ClickException(str(error)) from None
     source = ClusterSource(client, namespace=target.namespace, group=target.group)
     try:

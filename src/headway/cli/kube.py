@@ -38,11 +38,18 @@ PLUGIN_NAME = "kubectl-headway"
 SETTLED = ("Healthy", "Degraded", "Paused")
 
 
-def _operate() -> ModuleType:
-    """`headway.runtimes.kubernetes.operate`, imported when a command targets a cluster: the Kubernetes client
-    is not loaded for an embedded-mode command."""
-    from headway.runtimes.kubernetes import operate
+KUBERNETES_EXTRA = "pip install 'headway[kubernetes]'"
 
+
+def cluster_operations() -> ModuleType:
+    """`headway.runtimes.kubernetes.operate`, imported when a command targets a cluster: the Kubernetes client
+    is not loaded for an embedded-mode command, and a base install (without the ``kubernetes`` extra) gets a
+    sentence saying what to install instead of a traceback."""
+    try:
+        from headway.runtimes.kubernetes import operate
+    except ImportError as error:
+        message = f"acting on a cluster needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
+        raise click.ClickException(message) from None
     return operate
 
 
@@ -71,7 +78,7 @@ def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path 
     if namespace is not None:
         checked_namespace(namespace)
     if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
-        target: Target = _operate().Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
+        target: Target = cluster_operations().Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
         return target
     return None
 
@@ -93,7 +100,7 @@ def _as_plugin() -> bool:
 
 
 def call(target: Target, operation: Callable[[Cluster], Any]) -> Any:
-    operate = _operate()
+    operate = cluster_operations()
     try:
         return operate.run(target, operation)
     except operate.OperationError as error:
@@ -149,7 +156,7 @@ def _watch(
     """Redraw the view each time it changes until Ctrl-C (or ``timeout`` seconds): in place on a terminal (rich
     Live), else one full frame per change (a pipe or a log keeps the history; ``-o json|yaml``: one document)."""
     console = Console() if sys.stdout.isatty() else views.plain_console(width=120)
-    operate = _operate()
+    operate = cluster_operations()
 
     def frames(cluster: Cluster) -> AsyncIterator[V]:
         found: AsyncIterator[V] = operate.follow(lambda: read(cluster), interval=operate.WATCH_INTERVAL)
@@ -196,7 +203,7 @@ def status(target: Target, name: str, timeout: float | None) -> None:
     """Follow the rollout until it settles (the controller's new status), printing each new phase, over one
     connection; exit 1 if Degraded or on timeout."""
     last: list[RolloutView] = []
-    operate = _operate()
+    operate = cluster_operations()
 
     async def main() -> RolloutView:
         async with operate.connected(target) as cluster, asyncio.timeout(timeout):
