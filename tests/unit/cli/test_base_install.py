@@ -1,4 +1,4 @@
-"""`pip install headway` without the ``kubernetes`` extra: every command loads, and cluster commands say what to install.
+"""`pip install headway` without the ``kubernetes`` extra: every command loads; cluster commands say what to install.
 
 The extra's packages are hidden by modules of the same name that refuse to import (placed first on the path of a
 real ``headway`` subprocess), which is what a base install looks like to Python.
