@@ -464,6 +464,7 @@ class Embedded:
         self.runner.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._loop, timeout=10)
+        await asyncio.to_thread(self.runner.close)
         await self.daemon.close()
         (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
         if self.notifier is not None:

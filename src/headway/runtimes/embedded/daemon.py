@@ -174,7 +174,7 @@ class Daemon:
     async def _apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         name = request.query.get("file", "<request>")
-        applied = self.runner.apply_text(text, name, only_new=request.query.get("onlyNew") == "true")
+        applied = await self.runner.apply(text, name, only_new=request.query.get("onlyNew") == "true")
         self.runner.wake()
         return web.json_response({"applied": applied}, status=201)
 
@@ -183,7 +183,7 @@ class Daemon:
         if verb not in VERBS:
             raise CommandError(f"unknown command {verb!r} (known: {', '.join(VERBS)})", status=404)
         options = await _json_body(request)
-        self.runner.command(request.match_info["name"], verb, **_options(verb, options))
+        await self.runner.act(request.match_info["name"], verb, **_options(verb, options))
         rollout = self.runner.rollout(request.match_info["name"])
         return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
 

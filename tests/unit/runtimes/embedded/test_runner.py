@@ -157,3 +157,38 @@ async def test_the_loop_reacts_to_a_wake_up_without_waiting_for_the_resync(world
     finally:
         world.runner.stop()
         await asyncio.wait_for(loop, timeout=5.0)
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_applied_over_a_serving_revision_with_no_saved_status_rolls_out_with_its_steps(
+    world: World,
+) -> None:
+    """Issue #10 case 4: the database is lost while v4 keeps serving; re-applying v1 must canary v1 against v4
+    through the steps, never replace v4 at full weight as a first deploy would."""
+    world.runner.apply_text(MANIFEST.replace("web:v1", "web:v4"))
+    await world.turns(3)
+    v4 = world.status().stable_rs
+    assert world.status().phase is Phase.HEALTHY and v4 is not None
+
+    lost = World(now=world.now, platform=world.platform, router=world.router, runs=world.runs)  # a fresh store
+    try:
+        lost.runner.apply_text(MANIFEST)
+        await lost.turns(3)
+        status = lost.status()
+        assert status.stable_rs == v4, "the serving revision was adopted as stable"
+        assert status.current_pod_hash == pod_template_hash(lost.rollout().spec.template) != v4
+        assert status.phase is Phase.PAUSED and status.current_step_index == 1
+        assert world.router.route("default/web").canary_weight == 20, "v1 got the first step's weight, not 100"
+        stable = world.platform.revision("default/web", v4)
+        assert stable is not None and stable.replicas == 2, "v4 keeps serving"
+        assert "RolloutAdopted" in [e.reason for e in lost.runner.events_after(0)]
+    finally:
+        lost.runner.close()
+
+
+@pytest.mark.asyncio
+async def test_a_first_deploy_with_nothing_serving_is_not_adopted(world: World) -> None:
+    world.runner.apply_text(MANIFEST)
+    await world.turns(3)
+    assert world.status().phase is Phase.HEALTHY
+    assert "RolloutAdopted" not in [e.reason for e in world.runner.events_after(0)]
