@@ -1,0 +1,135 @@
+"""What the fault tests share: a real embedded daemon with the sample app behind its proxy, a bounded load on it,
+and a local web metric endpoint whose answers a test can break.
+
+The daemon, the manifests and the load generator are the end-to-end harness's (`tests.e2e.embedded.harness`); the
+load is small (`RATE` requests per second for a few seconds) so the whole suite stays within about a minute and
+a half on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.e2e.embedded.harness import DaemonProcess, loadgen, manifest, running_daemon
+
+__all__ = ["RATE", "DaemonProcess", "Load", "MetricEndpoint", "deploy", "manifest", "running_daemon", "template"]
+
+RATE = 200.0
+
+
+async def deploy(daemon: DaemonProcess, *documents: str, name: str = "web") -> dict[str, Any]:
+    """Apply ``documents`` (a Rollout of `manifest` and any templates) and wait until v1 serves on 2 replicas."""
+    await daemon.call("POST", "/api/v1/apply", "\n---\n".join(documents), expect=201)
+    return await daemon.wait_rollout(
+        name, lambda v: v["phase"] == "Healthy" and v["readyReplicas"] >= 2 and "trafficUrl" in v, "v1 to serve"
+    )
+
+
+class Load:
+    """`loadgen.LoadGenerator` at `RATE` on ``url`` in the background, from `start` until `stop`."""
+
+    def __init__(self, url: str, rate: float = RATE) -> None:
+        self.generator = loadgen.LoadGenerator(url, rate=rate, timeout=5.0)
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self) -> Load:
+        self._task = asyncio.create_task(self.generator.run())
+        return self
+
+    async def stop(self) -> Any:
+        self.generator.stop()
+        assert self._task is not None
+        return await self._task
+
+    @property
+    def stats(self) -> Any:
+        return self.generator.stats
+
+    @property
+    def machinery(self) -> int:
+        failures: int = self.generator.stats.machinery_failures
+        return failures
+
+
+@contextlib.asynccontextmanager
+async def loaded(url: str, rate: float = RATE) -> AsyncIterator[Load]:
+    load = Load(url, rate).start()
+    try:
+        yield load
+    finally:
+        await load.stop()
+
+
+@dataclass
+class MetricEndpoint:
+    """A local web metric: answers ``{"ok": 1}``, or 500s (``mode = "500"``), or hangs (``mode = "hang"``)."""
+
+    mode: str = "ok"
+    url: str = ""
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        async def answer(_: web.Request) -> web.Response:
+            self.calls += 1
+            if self.mode == "500":
+                return web.json_response({"error": "injected"}, status=500)
+            if self.mode == "hang":
+                await asyncio.sleep(30)
+            return web.json_response({"ok": 1})
+
+        app = web.Application()
+        app.router.add_get("/metric", answer)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/metric"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def template(name: str, provider: dict[str, Any], *, interval: str = "500ms", count: int = 3) -> str:
+    """An AnalysisTemplate with one metric that passes on ``ok == 1`` and tolerates no error in a row."""
+    return json.dumps(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": name},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "ok",
+                        "interval": interval,
+                        "count": count,
+                        "successCondition": "result == 1",
+                        "consecutiveErrorLimit": 1,
+                        "provider": provider,
+                    }
+                ]
+            },
+        }
+    )
+
+
+def web_provider(url: str, timeout: int = 1) -> dict[str, Any]:
+    return {"web": {"url": url, "timeoutSeconds": timeout, "jsonPath": "{$.ok}"}}
+
+
+def proxy_endpoint(state_dir: Path, key: str = "default_web") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((state_dir / "proxies" / f"{key}.endpoint.json").read_text())
+    return data
