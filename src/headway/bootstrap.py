@@ -57,6 +57,7 @@ from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
 from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
+from headway.runtimes.embedded.proxy_state import load_state
 from headway.runtimes.embedded.runner import Hook, Runner, put
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
@@ -433,6 +434,21 @@ class Embedded:
     url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _teardown: bool = False
+
+    def __post_init__(self) -> None:
+        if self.runner.serving is None:
+            self.runner.serving = self.routed_stable
+
+    def routed_stable(self, rollout: Rollout) -> str | None:
+        """The revision the rollout's proxy routes as stable, from the state file it keeps (None: unknown)."""
+        path = self.proxies.dir / f"{rollout_key(rollout).replace('/', '_')}.state.json"
+        try:
+            state = load_state(path)
+        except (OSError, ValueError):
+            return None
+        if state.stable is not None:
+            return state.stable
+        return max(state.weights, key=lambda hash: state.weights[hash]) if state.weights else None
 
     async def start(self, port: int = 0) -> str:
         """Serve the API on 127.0.0.1:``port`` and publish the endpoint and token in the state directory."""

@@ -170,6 +170,9 @@ class Runner:
     """Called after each pass (the demo and tests watch decisions through it)."""
     notify: Callable[[Rollout, PassResult, datetime], object] | None = None
     """Called after each pass with the rollout it was about: `headway.engine.notify.Notifier.notify_pass`."""
+    serving: Callable[[Rollout], str | None] | None = None
+    """The revision the data plane routes as stable, when it keeps that itself (the embedded proxy's state
+    file): what `adopt_serving` takes as stable when it is among the serving revisions."""
 
     def __post_init__(self) -> None:
         self._schedule: dict[str, _Schedule] = {}
@@ -451,14 +454,17 @@ class Runner:
 
         That happens when the database was lost, emptied or replaced while the replicas kept running (`headway up
         --adopt`), or when a manifest is applied over processes a forgotten instance left behind. The serving
-        revision is the one with the most ready replicas (a canary never has more than stable once it is
-        serving), the older on a tie. If it is the template's own revision, the rollout is simply steady."""
+        revision is the one the data plane routes as stable (`serving`) when it says; else the one with the most
+        ready replicas, the newer on a tie (a promoted revision whose predecessor waits out its scale-down delay).
+        If it is the template's own revision, the rollout is simply steady."""
         if self.engine.store.load(key)[1] != NO_VERSION:
             return None
         serving = [r for r in self.engine.platform.revisions(rollout).values() if r.ready > 0]
         if not serving:
             return None
-        stable = max(serving, key=lambda r: (r.ready, -r.number))
+        routed = self.serving(rollout) if self.serving is not None else None
+        chosen = [r for r in serving if r.hash == routed]
+        stable = chosen[0] if chosen else max(serving, key=lambda r: (r.ready, r.number))
         canary = rollout.spec.strategy.canary
         steps = len(canary.steps) if canary is not None else None
         message = (
