@@ -103,8 +103,9 @@ class MetricEndpoint:
             await self._runner.cleanup()
 
 
-def template(name: str, provider: dict[str, Any], *, interval: str = "500ms", count: int = 3) -> str:
-    """An AnalysisTemplate with one metric that passes on ``ok == 1`` and tolerates no error in a row."""
+def template(name: str, provider: dict[str, Any], *, interval: str = "500ms", count: int = 3, errors: int = 1) -> str:
+    """An AnalysisTemplate with one metric that passes on ``result == 1`` and errors after ``errors`` + 1 errors
+    in a row (an errored measurement is retried after 10 s, as in Argo, so fault tests allow none: 0)."""
     return json.dumps(
         {
             "apiVersion": "argoproj.io/v1alpha1",
@@ -117,7 +118,7 @@ def template(name: str, provider: dict[str, Any], *, interval: str = "500ms", co
                         "interval": interval,
                         "count": count,
                         "successCondition": "result == 1",
-                        "consecutiveErrorLimit": 1,
+                        "consecutiveErrorLimit": errors,
                         "provider": provider,
                     }
                 ]
