@@ -23,12 +23,14 @@ Record = Callable[..., None]
 
 @pytest.fixture
 def record_fault(request: pytest.FixtureRequest) -> Iterator[Record]:
-    """``record_fault(fault, sent=N, failed=N, outcome=TEXT)``: one row of the table, under the test's name."""
+    """``record_fault(fault, sent=N, failed=N, outcome=TEXT, load=STATS)``: one row of the table, under the
+    test's name; ``load`` (the load generator's stats) adds the failures by kind to ``results.json``."""
 
-    def record(fault: str, *, sent: int, failed: int, outcome: str) -> None:
-        _rows.append(
-            {"test": request.node.name, "fault": fault, "sent": sent, "failedByMachinery": failed, "outcome": outcome}
-        )
+    def record(fault: str, *, sent: int, failed: int, outcome: str, load: Any = None) -> None:
+        row = {"test": request.node.name, "fault": fault, "sent": sent, "failedByMachinery": failed, "outcome": outcome}
+        if load is not None:
+            row["load"] = load.as_dict()
+        _rows.append(row)
 
     yield record
 

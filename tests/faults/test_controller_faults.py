@@ -68,7 +68,13 @@ async def test_controller_killed_during_a_set_weight_step(daemon: DaemonProcess,
         await daemon.call("POST", "/api/v1/rollouts/web/promote", {}, expect=200)
         final = await daemon.wait_rollout("web", promoted, "the promotion after the restart")
     outcome = f"resumed at step {paused['step']} (30%), promoted v2 after the pause: {final['phase']}"
-    record_fault("controller kill -9 during setWeight", sent=load.stats.sent, failed=load.machinery, outcome=outcome)
+    record_fault(
+        "controller kill -9 during setWeight",
+        sent=load.stats.sent,
+        failed=load.machinery,
+        outcome=outcome,
+        load=load.stats,
+    )
     assert load.machinery == 0, load.stats.as_dict()
 
 
@@ -88,7 +94,9 @@ async def test_controller_killed_during_a_pause_step(daemon: DaemonProcess, reco
         await daemon.call("POST", "/api/v1/rollouts/web/promote", {}, expect=200)
         final = await daemon.wait_rollout("web", promoted, "the promotion after the restart")
     outcome = f"pause held at step {after['step']} ({after['canaryWeight']}%), promoted on promote: {final['phase']}"
-    record_fault("controller kill -9 during pause", sent=load.stats.sent, failed=load.machinery, outcome=outcome)
+    record_fault(
+        "controller kill -9 during pause", sent=load.stats.sent, failed=load.machinery, outcome=outcome, load=load.stats
+    )
     assert held, (before, after)
     assert load.machinery == 0, load.stats.as_dict()
 
@@ -114,7 +122,13 @@ async def test_controller_killed_during_an_analysis_step(
         final = await daemon.wait_rollout("web", promoted, "the analysis to finish and v2 to be promoted")
     names = [r["name"] for r in final["analysisRuns"]]
     outcome = f"same run {run_name} resumed ({calls} then {metric.calls} measurements), v2 promoted when it passed"
-    record_fault("controller kill -9 during analysis", sent=load.stats.sent, failed=load.machinery, outcome=outcome)
+    record_fault(
+        "controller kill -9 during analysis",
+        sent=load.stats.sent,
+        failed=load.machinery,
+        outcome=outcome,
+        load=load.stats,
+    )
     assert names == [run_name], "the restarted controller carried on with the same run"
     assert metric.calls == 3, "three measurements in all: none repeated, none skipped"
     assert load.machinery == 0, load.stats.as_dict()

@@ -72,7 +72,7 @@ async def test_a_failing_metric_provider_aborts_and_never_promotes(
         )
     runs = [f"{r['phase'].rsplit('.', 1)[-1]}" for r in final["analysisRuns"]]
     outcome = f"analysis {'/'.join(runs)}, aborted, stable still {final['stableImage']}, canary at 0%"
-    record_fault(fault, sent=load.stats.sent, failed=load.machinery, outcome=outcome)
+    record_fault(fault, sent=load.stats.sent, failed=load.machinery, outcome=outcome, load=load.stats)
     assert final["stableImage"] == "v1" and final["phase"] == "Degraded", final["message"]
     assert runs and all(phase.lower() in ("error", "failed") for phase in runs), runs
     assert load.machinery == 0, load.stats.as_dict()

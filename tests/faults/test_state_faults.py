@@ -88,7 +88,13 @@ async def test_a_truncated_database_is_refused_then_adopted_with_a_canary(tmp_pa
             f"up refused (exit {refused.exit_code}); garbage db: exit {garbage.exit_code} naming the file; "
             f"--adopt kept v4 stable, v1 canaried at {after['canaryWeight']}% ({after['phase']})"
         )
-        record_fault("database truncated / garbage", sent=load.stats.sent, failed=load.machinery, outcome=outcome)
+        record_fault(
+            "database truncated / garbage",
+            sent=load.stats.sent,
+            failed=load.machinery,
+            outcome=outcome,
+            load=load.stats,
+        )
         assert refused.exit_code == 1, refused.output
         for needed in (str(state.resolve() / "headway.db"), "it is empty", "default/web", "proxy PID", "--adopt"):
             assert needed in refused.output, (needed, refused.output)
