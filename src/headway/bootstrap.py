@@ -58,7 +58,7 @@ from headway.routers.proxy import ProxyRouter
 from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.proxy_state import load_state
-from headway.runtimes.embedded.runner import Hook, Runner, put
+from headway.runtimes.embedded.runner import Hook, Runner, SteadyClock, put
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout
@@ -713,7 +713,7 @@ async def _serve(
         problem = await asyncio.to_thread(lost_state, state_dir)
         if problem is not None:
             raise StateError(problem)
-    embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify))
+    embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify), clock=SteadyClock())
     url = await embedded.start(port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,29 @@ WEIGHT_HISTORY = 240
 WEIGHT_EVERY = 5.0
 
 Clock = Callable[[], datetime]
+
+
+class SteadyClock:
+    """The embedded daemon's clock: the wall time read once, at start, then advanced by a monotonic clock.
+
+    Pauses, analysis intervals and deadlines are durations. Read from the wall clock, a step of it (NTP correcting
+    a drifted clock, someone setting the date) would end a one-hour pause at once (forward) or stall every
+    measurement for as long as it went back. Anchored once, the runner's time moves exactly as much as real time
+    passes, and timestamps stay wall times. A restart re-anchors: times saved before it are compared with the
+    wall time of the new start, which is the best anyone can do across a restart.
+    """
+
+    def __init__(
+        self, wall: Callable[[], datetime] | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._monotonic = monotonic
+        self._anchor = (wall or (lambda: datetime.now(UTC)))()
+        self._started = monotonic()
+
+    def __call__(self) -> datetime:
+        return self._anchor + timedelta(seconds=self._monotonic() - self._started)
+
+
 Hook = Callable[[datetime], Awaitable[None]]
 """Called once per loop turn with the current time: the analysis executor's tick, the proxy backend sync."""
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 
 from headway.core.hashing import pod_template_hash
-from headway.runtimes.embedded.runner import ROLLOUT, CommandError
+from headway.platforms.fake import EPOCH
+from headway.runtimes.embedded.runner import ROLLOUT, CommandError, SteadyClock
 from headway.spec.load import SpecError
 from headway.spec.status import Phase
 from tests.unit.runtimes.embedded.world import MANIFEST, World
@@ -192,3 +194,15 @@ async def test_a_first_deploy_with_nothing_serving_is_not_adopted(world: World) 
     await world.turns(3)
     assert world.status().phase is Phase.HEALTHY
     assert "RolloutAdopted" not in [e.reason for e in world.runner.events_after(0)]
+
+
+def test_the_steady_clock_moves_with_real_time_not_with_steps_of_the_wall_clock() -> None:
+    wall, ticks = [EPOCH], [100.0]
+    clock = SteadyClock(wall=lambda: wall[0], monotonic=lambda: ticks[0])
+    assert clock() == EPOCH
+    ticks[0] += 5.0
+    wall[0] += timedelta(hours=2)  # NTP steps the wall clock forward
+    assert clock() == EPOCH + timedelta(seconds=5)
+    ticks[0] += 1.0
+    wall[0] -= timedelta(hours=3)  # and back
+    assert clock() == EPOCH + timedelta(seconds=6)
