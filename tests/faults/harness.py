@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,35 @@ from aiohttp import web
 
 from tests.e2e.embedded.harness import DaemonProcess, loadgen, manifest, running_daemon
 
-__all__ = ["RATE", "DaemonProcess", "Load", "MetricEndpoint", "deploy", "manifest", "running_daemon", "template"]
+__all__ = [
+    "RATE",
+    "DaemonProcess",
+    "Load",
+    "MetricEndpoint",
+    "deploy",
+    "deploy_all",
+    "manifest",
+    "running_daemon",
+    "template",
+]
 
 RATE = 200.0
 
 
 async def deploy(daemon: DaemonProcess, *documents: str, name: str = "web") -> dict[str, Any]:
     """Apply ``documents`` (a Rollout of `manifest` and any templates) and wait until v1 serves on 2 replicas."""
+    return (await deploy_all(daemon, list(documents), [name]))[name]
+
+
+async def deploy_all(daemon: DaemonProcess, documents: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Apply ``documents`` at once and wait, side by side, until every rollout of ``names`` serves v1."""
     await daemon.call("POST", "/api/v1/apply", "\n---\n".join(documents), expect=201)
-    return await daemon.wait_rollout(
-        name, lambda v: v["phase"] == "Healthy" and v["readyReplicas"] >= 2 and "trafficUrl" in v, "v1 to serve"
-    )
+
+    def serving(view: dict[str, Any]) -> bool:
+        return bool(view["phase"] == "Healthy" and view["readyReplicas"] >= 2 and "trafficUrl" in view)
+
+    views = await asyncio.gather(*(daemon.wait_rollout(name, serving, f"{name} to serve v1") for name in names))
+    return dict(zip(names, views, strict=True))
 
 
 class Load:
@@ -68,35 +86,36 @@ async def loaded(url: str, rate: float = RATE) -> AsyncIterator[Load]:
         await load.stop()
 
 
-@dataclass
 class MetricEndpoint:
-    """A local web metric: answers ``{"ok": 1}``, or 500s (``mode = "500"``), or hangs (``mode = "hang"``)."""
+    """A local web metric: ``url("ok")`` answers ``{"ok": 1}``, ``url("500")`` answers HTTP 500, ``url("hang")``
+    never answers in time; `calls` counts the requests per mode."""
 
-    mode: str = "ok"
-    url: str = ""
-    calls: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        self.base = ""
+        self.calls: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> str:
-        async def answer(_: web.Request) -> web.Response:
-            self.calls += 1
-            if self.mode == "500":
+    def url(self, mode: str) -> str:
+        return f"{self.base}/{mode}"
+
+    async def start(self) -> None:
+        async def answer(request: web.Request) -> web.Response:
+            mode = request.match_info["mode"]
+            self.calls[mode] += 1
+            if mode == "500":
                 return web.json_response({"error": "injected"}, status=500)
-            if self.mode == "hang":
+            if mode == "hang":
                 await asyncio.sleep(30)
             return web.json_response({"ok": 1})
 
         app = web.Application()
-        app.router.add_get("/metric", answer)
+        app.router.add_get("/metric/{mode}", answer)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/metric"
-        return self.url
+        self.base = f"http://127.0.0.1:{port}/metric"
 
     async def close(self) -> None:
         if self._runner is not None:

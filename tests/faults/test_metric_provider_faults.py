@@ -1,11 +1,14 @@
-"""Metric providers that fail: a web metric that answers HTTP 500 or never answers in time, Prometheus down.
+"""Metric providers that fail: a web metric that answers HTTP 500, one that never answers in time, Prometheus down.
 
 A failed query is no evidence: the step analysis must error and the rollout abort back to stable, never promote
 the canary on a measurement it did not get. Traffic is not the analysis's business: no request may fail meanwhile.
+The three faults run side by side, one rollout each, on one daemon.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +20,9 @@ import pytest_asyncio
 from tests.faults.conftest import Record
 from tests.faults.harness import (
     DaemonProcess,
+    Load,
     MetricEndpoint,
-    deploy,
-    loaded,
+    deploy_all,
     manifest,
     running_daemon,
     template,
@@ -27,6 +30,8 @@ from tests.faults.harness import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+
+RATE = 80.0
 
 
 @pytest_asyncio.fixture
@@ -51,28 +56,48 @@ def closed_port() -> int:
     return port
 
 
-def provider_for(fault: str, metric: MetricEndpoint) -> dict[str, Any]:
-    if fault == "prometheus down":
-        return {"prometheus": {"address": f"http://127.0.0.1:{closed_port()}", "query": "vector(1)", "timeout": 1}}
-    metric.mode = {"web metric HTTP 500": "500", "web metric timeout": "hang"}[fault]
-    return web_provider(metric.url, timeout=1)
+def providers(metric: MetricEndpoint) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Rollout name → (fault, the provider of its analysis)."""
+    prometheus = {"prometheus": {"address": f"http://127.0.0.1:{closed_port()}", "query": "vector(1)", "timeout": 1}}
+    return {
+        "web500": ("web metric HTTP 500", web_provider(metric.url("500"), timeout=1)),
+        "webtimeout": ("web metric timeout", web_provider(metric.url("hang"), timeout=1)),
+        "prometheus": ("prometheus down", prometheus),
+    }
 
 
-@pytest.mark.parametrize("fault", ["web metric HTTP 500", "web metric timeout", "prometheus down"])
-async def test_a_failing_metric_provider_aborts_and_never_promotes(
-    fault: str, daemon: DaemonProcess, metric: MetricEndpoint, record_fault: Record
+def aborted(view: dict[str, Any]) -> bool:
+    return bool(view["aborted"] and view["canaryWeight"] == 0)
+
+
+async def test_failing_metric_providers_abort_and_never_promote(
+    daemon: DaemonProcess, metric: MetricEndpoint, record_fault: Record
 ) -> None:
-    steps = [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": "check"}]}}]
-    check = template("check", provider_for(fault, metric), interval="500ms", count=3, errors=0)
-    web = await deploy(daemon, manifest("web", steps=steps), check)
-    async with loaded(web["trafficUrl"] + "/") as load:
-        await daemon.call("POST", "/api/v1/rollouts/web/set-image", {"container": "app", "image": "v2"}, expect=200)
-        final = await daemon.wait_rollout(
-            "web", lambda v: v["aborted"] and v["canaryWeight"] == 0, "the rollout to abort on the errored analysis"
-        )
-    runs = [f"{r['phase'].rsplit('.', 1)[-1]}" for r in final["analysisRuns"]]
-    outcome = f"analysis {'/'.join(runs)}, aborted, stable still {final['stableImage']}, canary at 0%"
-    record_fault(fault, sent=load.stats.sent, failed=load.machinery, outcome=outcome, load=load.stats)
-    assert final["stableImage"] == "v1" and final["phase"] == "Degraded", final["message"]
-    assert runs and all(phase.lower() in ("error", "failed") for phase in runs), runs
-    assert load.machinery == 0, load.stats.as_dict()
+    faults = providers(metric)
+    documents = []
+    for name, (_, provider) in faults.items():
+        steps = [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": f"check-{name}"}]}}]
+        documents += [manifest(name, steps=steps), template(f"check-{name}", provider, count=3, errors=0)]
+    views = await deploy_all(daemon, documents, list(faults))
+    loads = {name: Load(view["trafficUrl"] + "/", RATE).start() for name, view in views.items()}
+    try:
+        for name in faults:
+            body = {"container": "app", "image": "v2"}
+            await daemon.call("POST", f"/api/v1/rollouts/{name}/set-image", body, expect=200)
+        waits = [daemon.wait_rollout(name, aborted, f"{name} to abort") for name in faults]
+        finals = dict(zip(faults, await asyncio.gather(*waits), strict=True))
+    finally:
+        stats = {}
+        for name, load in loads.items():
+            with contextlib.suppress(Exception):
+                stats[name] = await load.stop()
+    for name, (fault, _) in faults.items():
+        final, load = finals[name], stats[name]
+        phases = "/".join(run["phase"].rsplit(".", 1)[-1] for run in final["analysisRuns"])
+        outcome = f"analysis {phases}, aborted, stable still {final['stableImage']}, canary at 0%"
+        record_fault(fault, sent=load.sent, failed=load.machinery_failures, outcome=outcome, load=load)
+    for name, final in finals.items():
+        assert final["stableImage"] == "v1" and final["phase"] == "Degraded", (name, final["message"])
+        phases = [run["phase"].rsplit(".", 1)[-1].lower() for run in final["analysisRuns"]]
+        assert phases and set(phases) <= {"error", "failed"}, (name, phases)
+    assert {name: load.machinery_failures for name, load in stats.items()} == dict.fromkeys(faults, 0), stats
