@@ -74,9 +74,9 @@ async def test_failing_metric_providers_abort_and_never_promote(
     daemon: DaemonProcess, metric: MetricEndpoint, record_fault: Record
 ) -> None:
     faults = providers(metric)
-    documents = []
+    documents: list[str] = []
     for name, (_, provider) in faults.items():
-        steps = [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": f"check-{name}"}]}}]
+        steps: list[dict[str, Any]] = [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": f"check-{name}"}]}}]
         documents += [manifest(name, steps=steps), template(f"check-{name}", provider, count=3, errors=0)]
     views = await deploy_all(daemon, documents, list(faults))
     loads = {name: Load(view["trafficUrl"] + "/", RATE).start() for name, view in views.items()}
@@ -93,8 +93,8 @@ async def test_failing_metric_providers_abort_and_never_promote(
                 stats[name] = await load.stop()
     for name, (fault, _) in faults.items():
         final, load = finals[name], stats[name]
-        phases = "/".join(run["phase"].rsplit(".", 1)[-1] for run in final["analysisRuns"])
-        outcome = f"analysis {phases}, aborted, stable still {final['stableImage']}, canary at 0%"
+        seen = "/".join(run["phase"].rsplit(".", 1)[-1] for run in final["analysisRuns"])
+        outcome = f"analysis {seen}, aborted, stable still {final['stableImage']}, canary at 0%"
         record_fault(fault, sent=load.sent, failed=load.machinery_failures, outcome=outcome, load=load)
     for name, final in finals.items():
         assert final["stableImage"] == "v1" and final["phase"] == "Degraded", (name, final["message"])

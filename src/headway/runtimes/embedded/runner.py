@@ -296,9 +296,18 @@ class Runner:
     # --- user commands --------------------------------------------------------------------------------------
 
     async def act(self, name: str, verb: str, **options: Any) -> RolloutStatus:
-        """`command` on the worker, serialised with the passes: what the daemon and the dashboard call."""
+        """`command` on the worker, serialised with the passes, then a pass of that rollout: what the daemon and
+        the dashboard call. The pass makes the answer (and the caller's next read) show what the command led to,
+        as when commands and passes shared one loop: ``promote --full`` then ``status`` must not see the pause."""
         self._attach()
-        return await self.worker.call(self.command, name, verb, **options)
+
+        def command_then_pass() -> RolloutStatus:
+            self.command(name, verb, **options)
+            rollout = self.rollout(name)
+            self._reconcile(rollout_key(rollout), rollout)
+            return self.status(rollout)
+
+        return await self.worker.call(command_then_pass)
 
     def command(self, name: str, verb: str, **options: Any) -> RolloutStatus:
         """Carry out one user control on rollout ``name``; ControlError/CommandError explain a refusal."""
