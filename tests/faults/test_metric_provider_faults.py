@@ -76,7 +76,10 @@ async def test_failing_metric_providers_abort_and_never_promote(
     faults = providers(metric)
     documents: list[str] = []
     for name, (_, provider) in faults.items():
-        steps: list[dict[str, Any]] = [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": f"check-{name}"}]}}]
+        steps: list[dict[str, Any]] = [
+            {"setWeight": 30},
+            {"analysis": {"templates": [{"templateName": f"check-{name}"}]}},
+        ]
         documents += [manifest(name, steps=steps), template(f"check-{name}", provider, count=3, errors=0)]
     views = await deploy_all(daemon, documents, list(faults))
     loads = {name: Load(view["trafficUrl"] + "/", RATE).start() for name, view in views.items()}
