@@ -611,15 +611,13 @@ def lost_state(state_dir: Path | str) -> str | None:
     stored: set[str] = set()
     if not db.exists():
         why = "it is missing"
-    elif db.stat().st_size == 0:
-        why = "it is empty"
     else:
-        store = SqliteStore(path)
+        why = "it is empty" if db.stat().st_size == 0 else "it has no record of them"
+        store = SqliteStore(path)  # even when empty: what a leftover write-ahead log holds counts
         try:
             stored = {key for key, _, _ in store.list_documents("Rollout")}
         finally:
             store.close()
-        why = "it has no record of them"
     lost = {key: what for key, what in running.items() if key not in stored}
     if not lost:
         return None

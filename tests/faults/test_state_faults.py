@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,9 @@ def kill_daemon(state: Path) -> None:
 
 
 def lose_database(state: Path, content: bytes = b"") -> None:
-    """The database file replaced by ``content`` (empty: truncated), its WAL and shared memory gone with it."""
+    """The database file overwritten with ``content`` (empty: truncated to 0 bytes), as in the report; its
+    write-ahead log stays where the killed daemon left it."""
     (state / "headway.db").write_bytes(content)
-    for suffix in ("-wal", "-shm"):
-        (state / f"headway.db{suffix}").unlink(missing_ok=True)
 
 
 async def serving_v4(state: Path, file: Path) -> dict[str, Any]:
@@ -78,6 +79,13 @@ async def test_a_truncated_database_is_refused_then_adopted_with_a_canary(tmp_pa
             kill_daemon(state)
             lose_database(state)
             refused = await cli(state, "up")
+            daemon = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "headway.bootstrap", "--state-dir", str(state)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             lose_database(state, b"\x00garbage, not a database" * 100)
             garbage = await cli(state, "up", "-f", str(file))
             lose_database(state)
@@ -99,6 +107,8 @@ async def test_a_truncated_database_is_refused_then_adopted_with_a_canary(tmp_pa
         for needed in (str(state.resolve() / "headway.db"), "it is empty", "default/web", "proxy PID", "--adopt"):
             assert needed in refused.output, (needed, refused.output)
         assert "--reset" in refused.output and "Traceback" not in refused.output
+        assert daemon.returncode == 2 and "default/web" in daemon.stderr and "--adopt" in daemon.stderr
+        assert "Traceback" not in daemon.stderr
         assert garbage.exit_code == 1 and "headway.db is not a readable headway database" in garbage.output
         assert "Traceback" not in garbage.output
         assert adopted.exit_code == 0, adopted.output
