@@ -12,7 +12,11 @@ Embedded mode, on one machine, with everything under one state directory:
 - the runner (`headway.runtimes.embedded.runner`) and the local API (`headway.runtimes.embedded.daemon`).
 
 ``python -m headway.bootstrap --state-dir DIR --port P`` runs the embedded daemon (``headway up`` starts it
-detached). SIGTERM or SIGINT stops the controller only and leaves the data plane serving, like a crash would;
+detached). It refuses to start on lost state (`lost_state`): a database that is missing, empty or without the
+rollouts whose proxy or replicas still run. Taking that as a fresh start would deploy over a running release at
+full weight; ``--adopt`` keeps them serving (each rollout's serving revision becomes its stable one, see
+`headway.runtimes.embedded.runner.Runner.adopt_serving`) and ``--reset`` stops them first (`reset`).
+SIGTERM or SIGINT stops the controller only and leaves the data plane serving, like a crash would;
 ``POST /api/v1/shutdown`` (``headway down``) stops everything and forgets the rollouts (`forget`); `teardown`
 does the same for what a dead daemon left behind.
 """
@@ -47,6 +51,8 @@ from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
 from headway.platforms.local import LocalPlatform
+from headway.platforms.local_state import STATE_FILE as PLATFORM_FILE
+from headway.platforms.local_state import running_replicas
 from headway.private_files import append_private, private_dir, write_private_atomically
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.proxy import ProxyProvider
@@ -54,7 +60,8 @@ from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
 from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
-from headway.runtimes.embedded.runner import Hook, Runner, put
+from headway.runtimes.embedded.proxy_state import load_state
+from headway.runtimes.embedded.runner import Hook, Runner, SteadyClock, put
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.analysis import (
     AnalysisPhase,
@@ -65,7 +72,7 @@ from headway.spec.analysis import (
     Metric,
 )
 from headway.spec.rollout import Rollout
-from headway.stores.sqlite import SqliteStore, StateError
+from headway.stores.sqlite import DB_NAME, SqliteStore, StateError, StateLock
 
 log = logging.getLogger(__name__)
 TemplateT = TypeVar("TemplateT", AnalysisTemplate, ClusterAnalysisTemplate)
@@ -450,6 +457,21 @@ class Embedded:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _teardown: bool = False
 
+    def __post_init__(self) -> None:
+        if self.runner.serving is None:
+            self.runner.serving = self.routed_stable
+
+    def routed_stable(self, rollout: Rollout) -> str | None:
+        """The revision the rollout's proxy routes as stable, from the state file it keeps (None: unknown)."""
+        path = self.proxies.dir / f"{rollout_key(rollout).replace('/', '_')}.state.json"
+        try:
+            state = load_state(path)
+        except (OSError, ValueError):
+            return None
+        if state.stable is not None:
+            return state.stable
+        return max(state.weights, key=lambda hash: state.weights[hash]) if state.weights else None
+
     async def start(self, port: int = 0) -> str:
         """Serve the API on 127.0.0.1:``port`` and publish the endpoint and token in the state directory."""
         self.token = new_token(self.state_dir)
@@ -487,6 +509,7 @@ class Embedded:
         self.runner.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._loop, timeout=10)
+        await asyncio.to_thread(self.runner.close)
         await self.daemon.close()
         (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
         if self.notifier is not None:
@@ -575,6 +598,87 @@ def _replica_environ() -> dict[str, str]:
     return {**os.environ, "HEADWAY_PYTHON": sys.executable}
 
 
+def still_running(state_dir: Path | str) -> dict[str, str]:
+    """What a previous instance left running in ``state_dir``, by rollout key: its proxy and replica PIDs, as text.
+
+    Read from the files the data plane is known by (proxy endpoint files, ``platform.json``); a PID counts only
+    if it is still the recorded process. PermanentError when ``platform.json`` cannot be read.
+    """
+    path = Path(state_dir)
+    replicas = running_replicas(path / PLATFORM_FILE)
+    proxies = {key: p for key, p in Proxies(path).known().items() if _is_proxy(p.pid)}
+    found: dict[str, str] = {}
+    for key in sorted({*replicas, *proxies}):
+        parts = []
+        if key in proxies:
+            parts.append(f"proxy PID {proxies[key].pid} serving {proxies[key].listen}")
+        if key in replicas:
+            pids = ", ".join(str(pid) for pid in sorted(replicas[key]))
+            parts.append(f"{len(replicas[key])} replica{'s' if len(replicas[key]) != 1 else ''} (PID {pids})")
+        found[key] = " and ".join(parts)
+    return found
+
+
+def lost_state(state_dir: Path | str) -> str | None:
+    """Why starting on ``state_dir`` would lose track of running processes (the message to show), else None.
+
+    The database is missing, empty, or lacks rollouts whose proxy or replicas still run: the records were lost
+    (deleted, truncated, replaced) while the data plane kept serving. StateError for a database that cannot be
+    read (with its path), StateLockedError while another instance holds the directory.
+    """
+    path = Path(state_dir).resolve()
+    running = still_running(path)
+    if not running:
+        return None
+    db = path / DB_NAME
+    stored: set[str] = set()
+    if not db.exists():
+        why = "it is missing"
+    else:
+        why = "it is empty" if db.stat().st_size == 0 else "it has no record of them"
+        store = SqliteStore(path)  # even when empty: what a leftover write-ahead log holds counts
+        try:
+            stored = {key for key, _, _ in store.list_documents("Rollout")}
+        finally:
+            store.close()
+    lost = {key: what for key, what in running.items() if key not in stored}
+    if not lost:
+        return None
+    listed = "; ".join(f"{key}: {what}" for key, what in lost.items())
+    return (
+        f"{db}: {why}, but rollouts of this state directory still run ({listed}). Starting as if nothing ran "
+        "would redeploy over them at full weight, so headway will not.\n"
+        "  headway up --adopt [-f FILE]  keep them serving; each rollout's serving revision becomes its stable "
+        "one, so the next apply rolls out through its steps\n"
+        "  headway up --reset            stop them and start afresh (a database is moved aside, not deleted)"
+    )
+
+
+def reset(state_dir: Path | str) -> None:
+    """``--reset``: stop every replica and proxy ``state_dir`` knows of and start afresh.
+
+    Unlike `teardown` it does not open the database, which may be what is broken: a non-empty one is renamed
+    ``headway.db.reset-<time>`` (moved aside, never deleted). StateLockedError while an instance holds the
+    directory.
+    """
+    path = Path(state_dir).resolve()
+    lock = StateLock(path)
+    try:
+        LocalPlatform(path).close()
+        Proxies(path).stop_all()
+        db = path / DB_NAME
+        if db.exists() and db.stat().st_size > 0:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                part = path / (DB_NAME + suffix)
+                if part.exists():
+                    part.replace(path / f"{DB_NAME}.reset-{stamp}{suffix}")
+        (path / ENDPOINT_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    forget(path)
+
+
 def teardown(state_dir: Path | str) -> None:
     """Stop every replica and proxy a (dead) daemon left in ``state_dir``; StateLockedError if one is alive."""
     path = Path(state_dir).resolve()
@@ -621,8 +725,16 @@ def notify_config(state_dir: Path, file: Path | None) -> NotifyConfig | None:
     return NotifyConfig.load(chosen)
 
 
-async def _serve(state_dir: Path, port: int, notify: Path | None = None) -> int:
-    embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify))
+async def _serve(
+    state_dir: Path, port: int, notify: Path | None = None, *, adopt: bool = False, do_reset: bool = False
+) -> int:
+    if do_reset:
+        await asyncio.to_thread(reset, state_dir)
+    elif not adopt:
+        problem = await asyncio.to_thread(lost_state, state_dir)
+        if problem is not None:
+            raise StateError(problem)
+    embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify), clock=SteadyClock())
     url = await embedded.start(port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -638,11 +750,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--notify", type=Path, default=None, help=f"notification config (default: {NOTIFY_FILE})")
     parser.add_argument("--log-level", default="INFO")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--adopt", action="store_true", help="start even if the database lost running rollouts")
+    choice.add_argument("--reset", action="store_true", help="stop what a previous instance left and start afresh")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(_serve(Path(args.state_dir), args.port, args.notify))
-    except (OSError, ValueError, StateError) as error:  # a locked or unreadable state directory, a busy port
+        return asyncio.run(_serve(Path(args.state_dir), args.port, args.notify, adopt=args.adopt, do_reset=args.reset))
+    except (OSError, ValueError, StateError, PermanentError) as error:  # a locked, lost or unreadable state dir
         print(f"headway: {error}", file=sys.stderr)
         return 2
 

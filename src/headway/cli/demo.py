@@ -106,7 +106,7 @@ async def main_async(console: Console) -> int:
                 while True:
                     current = view()
                     _observe(story, current, load)
-                    live.update(_live(story, current, load, runner.events))
+                    live.update(_live(story, current, load, runner.events_after(0)))
                     if check(current):
                         return current
                     if time.monotonic() > deadline:
@@ -114,7 +114,7 @@ async def main_async(console: Console) -> int:
                     await asyncio.sleep(0.25)
 
             story.chapter = "v1 becomes stable"
-            runner.apply_text(manifest(), "examples/embedded/rollout.yaml")
+            await runner.apply(manifest(), "examples/embedded/rollout.yaml")
             await until(lambda v: v["phase"] == "Healthy" and v["readyReplicas"] >= 2, "v1 to become stable")
             proxy = embedded.proxies.get(f"default/{ROLLOUT}")
             assert proxy is not None
@@ -124,14 +124,14 @@ async def main_async(console: Console) -> int:
             await _sleep(until, 2.0)
 
             story.chapter = "v2 (healthy): canary step by step"
-            runner.command(ROLLOUT, "set-image", container="app", image="v2")
+            await runner.act(ROLLOUT, "set-image", container="app", image="v2")
             promoted = await until(lambda v: v["phase"] == "Healthy" and v["stableImage"] == "v2", "v2 promoted")
             story.checks.append(("v2 canaried step by step and promoted", promoted["stableImage"] == "v2"))
             await _sleep(until, 2.0)
 
             story.chapter = "v3 (30% errors, slower): canary under analysis"
             story.v3_started = time.monotonic()
-            runner.command(ROLLOUT, "set-image", container="app", image="v3")
+            await runner.act(ROLLOUT, "set-image", container="app", image="v3")
             aborted = await until(lambda v: v["aborted"], "v3 to be rolled back")
             story.v3_aborted = time.monotonic()
             story.v3_requests_at_abort = load.stats.versions.get("v3", 0)
@@ -140,12 +140,12 @@ async def main_async(console: Console) -> int:
             await _sleep(until, 3.0)
             load.stop()
             await running
-            live.update(_live(story, view(), load, runner.events))
+            live.update(_live(story, view(), load, runner.events_after(0)))
         by_analysis = "analysis run" in aborted["message"].lower()
         story.checks.append(("v3 caught by the analysis and rolled back", aborted["aborted"] and by_analysis))
         story.checks.append(("stable is still v2", view()["stableImage"] == "v2"))
         story.checks.append(("no request failed because of the machinery", load.stats.machinery_failures == 0))
-        _summary(console, story, load, [e for e in runner.events if e.rollout == f"default/{ROLLOUT}"])
+        _summary(console, story, load, [e for e in runner.events_after(0) if e.rollout == f"default/{ROLLOUT}"])
         return 0 if all(ok for _, ok in story.checks) else 1
     except (TimeoutError, OSError) as error:
         console.print(f"[bold red]demo failed:[/] {error}")

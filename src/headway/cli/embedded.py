@@ -181,15 +181,33 @@ def _rollout_names(file: Path) -> list[str]:
     default=None,
     help="Notification config (sinks and subscriptions); default: <state-dir>/notify.yaml when present.",
 )
-def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Path | None) -> None:
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Start even though the database lost rollouts whose processes still run: keep them serving and take "
+    "each one's serving revision as stable, so the next apply rolls out through its steps.",
+)
+@click.option("--reset", is_flag=True, help="Stop whatever a previous instance left running, then start afresh.")
+def up(
+    file: Path | None, state_dir: Path, *, port: int, timeout: float, notify: Path | None, adopt: bool, reset: bool
+) -> None:
     """Start Headway on this machine in the background and deploy FILE's rollouts as stable.
 
     On a state directory that already has rollouts (after `down`, or a crash), Headway resumes them where they
-    were; objects of FILE that already exist are left as they are (change them with `headway apply`).
+    were; objects of FILE that already exist are left as they are (change them with `headway apply`). If the
+    database lost rollouts whose proxy or replicas still run, it refuses to start until told `--adopt` or
+    `--reset`.
     """
+    if adopt and reset:
+        raise click.UsageError("--adopt and --reset exclude each other")
     if file is not None:
         _read(file)  # a missing file fails before anything starts
-    elif not (state_dir / "headway.db").exists():
+    running = _running(state_dir) is not None
+    if running and (adopt or reset):
+        raise click.UsageError(f"headway is already running on {state_dir}: --adopt and --reset apply at start")
+    if not running and not reset:
+        _check_lost_state(state_dir, adopt=adopt)
+    if file is None and not adopt and (reset or not (state_dir / "headway.db").exists()):
         raise click.UsageError("the first `headway up` needs -f FILE")
     if notify is not None:
         from headway.engine.notify import NotifyConfig, NotifyConfigError
@@ -199,8 +217,8 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Pa
         except NotifyConfigError as error:
             raise click.ClickException(str(error)) from None
     private_dir(state_dir)  # 0700: the token, the database and the logs are the owner's only
-    if _running(state_dir) is None:
-        _start_daemon(state_dir, port, notify)
+    if not running:
+        _start_daemon(state_dir, port, notify, ["--adopt"] if adopt else ["--reset"] if reset else [])
     elif notify is not None:
         click.echo(f"headway is already running: --notify {notify} takes effect at its next start")
     api = Api(state_dir)
@@ -215,8 +233,29 @@ def up(file: Path | None, state_dir: Path, port: int, timeout: float, notify: Pa
         click.echo(f"rollout {name}: {view['phase']} with {view.get('currentImage')}{where}")
 
 
-def _start_daemon(state_dir: Path, port: int, notify: Path | None = None) -> None:
+def _check_lost_state(state_dir: Path, *, adopt: bool) -> None:
+    """Refuse (unless ``adopt``) a start on a database that lost rollouts still running; an unreadable database
+    is an error naming it. The daemon checks again under its lock; this says it before anything starts."""
+    if not state_dir.exists():
+        return
+    from headway.bootstrap import lost_state  # the heavy imports only for `up` on an existing directory
+    from headway.core.errors import PermanentError
+    from headway.stores.sqlite import StateError
+
+    try:
+        problem = lost_state(state_dir)
+    except (StateError, PermanentError) as error:
+        raise click.ClickException(str(error)) from None
+    if problem is None:
+        return
+    if not adopt:
+        raise click.ClickException(problem)
+    click.echo("adopting the rollouts still running: their serving revisions become stable")
+
+
+def _start_daemon(state_dir: Path, port: int, notify: Path | None = None, extra: list[str] | None = None) -> None:
     command = [sys.executable, "-m", "headway.bootstrap", "--state-dir", str(state_dir.resolve()), "--port", str(port)]
+    command += extra or []
     if notify is not None:
         command += ["--notify", str(notify.resolve())]
     log_path = state_dir / DAEMON_LOG

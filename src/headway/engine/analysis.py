@@ -155,8 +155,9 @@ class AnalysisExecutor:
 
     def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
         key = _key(rollout)
-        analysis = {name: self._state(held) for name, held in self.runs.items() if held.rollout == key}
-        experiments = {name: state for name, (owner, state) in self.experiments.items() if owner == key}
+        # Copies first (atomic in CPython): the embedded daemon reads runs while its worker thread starts new ones.
+        analysis = {name: self._state(held) for name, held in list(self.runs.items()) if held.rollout == key}
+        experiments = {name: state for name, (owner, state) in list(self.experiments.items()) if owner == key}
         return analysis, experiments
 
     # --- measuring --------------------------------------------------------------------------------------

@@ -215,3 +215,27 @@ def observe(revision: Revision, now: float) -> RevisionState:
 
 def ready_backends(revision: Revision) -> list[Backend]:
     return [(HOST, replica.port) for replica in revision.replicas if replica.ready]
+
+
+def running_replicas(path: Path) -> dict[str, list[int]]:
+    """The PIDs of the replicas recorded in ``path`` that still run (the same process, not a recycled PID), by
+    rollout key; replicas on their way out count too. Reads only: a start-up check asks this before deciding
+    whether a database without rollouts is a fresh start or lost state. PermanentError if ``path`` is unreadable.
+    """
+    found: dict[str, list[int]] = {}
+    if not path.exists():
+        return found
+    try:
+        state = json.loads(path.read_text())
+        records = [(data["rollout"], replica) for data in state["revisions"] for replica in data["replicas"]]
+        records += [(item["rollout"], item["replica"]) for item in state["leaving"]]
+        for rollout, data in records:
+            pid = data.get("pid")
+            if pid is not None and ReplicaProcess.adopt(int(pid), data.get("start_ticks"), data["argv"]) is not None:
+                found.setdefault(str(rollout), []).append(int(pid))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PermanentError(
+            f"{path} is not readable ({type(error).__name__}: {error}); stop any replicas it lists "
+            "and move it aside, or restore a backup"
+        ) from None
+    return found

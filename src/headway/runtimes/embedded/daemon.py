@@ -186,7 +186,7 @@ class Daemon:
     async def _apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         name = request.query.get("file", "<request>")
-        applied = self.runner.apply_text(text, name, only_new=request.query.get("onlyNew") == "true")
+        applied = await self.runner.apply(text, name, only_new=request.query.get("onlyNew") == "true")
         self.runner.wake()
         return web.json_response({"applied": applied}, status=201)
 
@@ -196,7 +196,7 @@ class Daemon:
             raise CommandError(f"unknown command {verb!r} (known: {', '.join(VERBS)})", status=404)
         name = _name(request)
         options = await _json_body(request)
-        self.runner.command(name, verb, **_options(verb, options))
+        await self.runner.act(name, verb, **_options(verb, options))
         rollout = self.runner.rollout(name)
         return web.json_response({**detail(self.runner, rollout), **self._extra(rollout)})
 

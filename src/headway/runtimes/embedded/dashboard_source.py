@@ -54,7 +54,7 @@ class RunnerSource:
         rollout = self._rollout(name, namespace)
         verb, options = _command(action, args)
         try:
-            self.runner.command(rollout_key(rollout), verb, **options)
+            await self.runner.act(rollout_key(rollout), verb, **options)
         except CommandError as error:
             if error.status == 404:
                 raise RolloutNotFoundError(str(error)) from None
@@ -118,7 +118,7 @@ class RunnerSource:
                         EventView(at=e["at"], type=e["type"], reason=e["reason"], message=e["message"])
                         for e in reversed(data["events"])
                     ],
-                    "weight_history": [WeightPoint(at=at, set=w) for at, w in self.runner.weights.get(key, ())],
+                    "weight_history": [WeightPoint(at=at, set=w) for at, w in self.runner.weight_history(key)],
                 }
             )
         )

@@ -9,8 +9,16 @@ Rollout specs live in a document store (SQLite in production), not in memory, be
 ``set image`` change the spec and must survive a ``kill -9`` of this process just like the status does. The
 pod template of every revision is remembered there as well, so ``undo --to-revision N`` can find it again.
 
-Everything runs on one asyncio loop, so a user command and a pass never interleave inside a pass; the status store
-still checks versions, which is what makes a command written between a pass's read and its write win.
+Passes, hooks and commands run on the runner's worker (`headway.runtimes.embedded.worker`): one thread with its
+own event loop, so a pass blocked on a proxy never freezes the loop that serves the API and the event stream, and
+a user command and a pass never interleave inside a pass. The loop that calls `run` (the "home" loop) only awaits
+the worker; the runner's bookkeeping (schedule, events, weight history) is guarded by a lock, and what wakes a
+waiter on the home loop is handed to it with ``call_soon_threadsafe``. The status store still checks versions,
+which is what makes a command written between a pass's read and its write win.
+
+A rollout with no saved status whose revisions are already serving (the database was lost or replaced while the
+processes kept running) is not a first deploy: `Runner.adopt_serving` records the serving revision as stable
+first, so the template rolls out through its steps instead of replacing what runs at full weight at once.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +35,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from headway.core import commands
-from headway.core.decision import Event
+from headway.core.decision import Event, EventType
 from headway.core.hashing import pod_template_hash
+from headway.core.observation import RevisionState
 from headway.engine.admission import Mode, admit_all
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.base import rollout_key
+from headway.runtimes.embedded.worker import Worker
 from headway.spec.load import Document, SpecError, load_text, parse
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
@@ -50,6 +62,29 @@ WEIGHT_HISTORY = 240
 WEIGHT_EVERY = 5.0
 
 Clock = Callable[[], datetime]
+
+
+class SteadyClock:
+    """The embedded daemon's clock: the wall time read once, at start, then advanced by a monotonic clock.
+
+    Pauses, analysis intervals and deadlines are durations. Read from the wall clock, a step of it (NTP correcting
+    a drifted clock, someone setting the date) would end a one-hour pause at once (forward) or stall every
+    measurement for as long as it went back. Anchored once, the runner's time moves exactly as much as real time
+    passes, and timestamps stay wall times. A restart re-anchors: times saved before it are compared with the
+    wall time of the new start, which is the best anyone can do across a restart.
+    """
+
+    def __init__(
+        self, wall: Callable[[], datetime] | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._monotonic = monotonic
+        self._anchor = (wall or (lambda: datetime.now(UTC)))()
+        self._started = monotonic()
+
+    def __call__(self) -> datetime:
+        return self._anchor + timedelta(seconds=self._monotonic() - self._started)
+
+
 Hook = Callable[[datetime], Awaitable[None]]
 """Called once per loop turn with the current time: the analysis executor's tick, the proxy backend sync."""
 
@@ -160,6 +195,9 @@ class Runner:
     """Called after each pass (the demo and tests watch decisions through it)."""
     notify: Callable[[Rollout, PassResult, datetime], object] | None = None
     """Called after each pass with the rollout it was about: `headway.engine.notify.Notifier.notify_pass`."""
+    serving: Callable[[Rollout], str | None] | None = None
+    """The revision the data plane routes as stable, when it keeps that itself (the embedded proxy's state
+    file): what `adopt_serving` takes as stable when it is among the serving revisions."""
 
     def __post_init__(self) -> None:
         self._schedule: dict[str, _Schedule] = {}
@@ -168,8 +206,14 @@ class Runner:
         self._seq = 0
         self.events: deque[RecordedEvent] = deque(maxlen=EVENT_HISTORY)
         self.weights: dict[str, deque[tuple[datetime, int]]] = {}
-        """Per rollout key: (when, canary weight set) after passes, oldest first (see `WEIGHT_HISTORY`)."""
+        """Per rollout key: (when, canary weight set) after passes, oldest first (see `WEIGHT_HISTORY`); read it
+        through `weight_history` from another thread."""
         self._changed = asyncio.Event()
+        self._books = threading.Lock()
+        """Guards the schedule, the events, the weight history and the sequence: never held across a call out."""
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._home_thread: int | None = None
+        self.worker = Worker()
 
     # --- rollouts and their specs ---------------------------------------------------------------------------
 
@@ -219,6 +263,11 @@ class Runner:
             raise CommandError(f"{file}: no Headway manifest found", status=400)
         return [self._store(doc) for doc in models if not (only_new and self._exists(doc))]
 
+    async def apply(self, text: str, file: str = "<request>", *, only_new: bool = False) -> list[str]:
+        """`apply_text` on the worker, after the pass or command in progress: what the daemon calls."""
+        self._attach()
+        return await self.worker.call(self.apply_text, text, file, only_new=only_new)
+
     def _exists(self, document: Document) -> bool:
         model = document.model
         assert model is not None
@@ -250,6 +299,20 @@ class Runner:
         }
 
     # --- user commands --------------------------------------------------------------------------------------
+
+    async def act(self, name: str, verb: str, **options: Any) -> RolloutStatus:
+        """`command` on the worker, serialised with the passes, then a pass of that rollout: what the daemon and
+        the dashboard call. The pass makes the answer (and the caller's next read) show what the command led to,
+        as when commands and passes shared one loop: ``promote --full`` then ``status`` must not see the pause."""
+        self._attach()
+
+        def command_then_pass() -> RolloutStatus:
+            self.command(name, verb, **options)
+            rollout = self.rollout(name)
+            self._reconcile(rollout_key(rollout), rollout)
+            return self.status(rollout)
+
+        return await self.worker.call(command_then_pass)
 
     def command(self, name: str, verb: str, **options: Any) -> RolloutStatus:
         """Carry out one user control on rollout ``name``; ControlError/CommandError explain a refusal."""
@@ -311,20 +374,26 @@ class Runner:
     # --- the loop -------------------------------------------------------------------------------------------
 
     def wake(self, key: str | None = None) -> None:
-        """Reconcile ``key`` (every rollout when None) at the next loop turn. Safe to call from callbacks."""
-        if key is None:
-            for schedule in self._schedule.values():
-                schedule.woken = True
-        else:
-            self._schedule.setdefault(key, _Schedule()).woken = True
-        self._wakeup.set()
+        """Reconcile ``key`` (every rollout when None) at the next loop turn. Safe to call from any thread."""
+        with self._books:
+            if key is None:
+                for schedule in self._schedule.values():
+                    schedule.woken = True
+            else:
+                self._schedule.setdefault(key, _Schedule()).woken = True
+        self._at_home(self._wakeup.set)
 
     def stop(self) -> None:
         self._stopping = True
-        self._wakeup.set()
+        self._at_home(self._wakeup.set)
+
+    def close(self) -> None:
+        """Stop the worker thread (after `run` returned); the runner can no longer turn."""
+        self.worker.close()
 
     async def run(self) -> None:
         """Loop until `stop`: hooks, then every rollout that is due or woken, then sleep until the next due time."""
+        self._attach()
         while not self._stopping:
             self._wakeup.clear()
             await self.turn()
@@ -333,17 +402,39 @@ class Runner:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def turn(self) -> None:
-        """One loop turn: the hooks, every rollout that is due, then the after-hooks. Tests call it directly."""
+        """One loop turn on the worker: the hooks, every rollout that is due, then the after-hooks. The calling
+        loop only awaits it. Tests call it directly."""
+        self._attach()
+        await self.worker.run(self._turn)
+
+    async def _turn(self) -> None:
         await self._run_hooks(self.hooks)
         now = self.clock()
         reconciled = False
         for key, rollout in self.rollouts().items():
-            schedule = self._schedule.setdefault(key, _Schedule())
-            if schedule.woken or schedule.due is None or schedule.due <= now:
+            with self._books:
+                schedule = self._schedule.setdefault(key, _Schedule())
+                due = schedule.woken or schedule.due is None or schedule.due <= now
+            if due:
                 self._reconcile(key, rollout)
                 reconciled = True
         if reconciled:
             await self._run_hooks(self.after)
+
+    def _attach(self) -> None:
+        """Remember the calling loop as home: where waiters (`wait_for_change`, `run`'s sleep) are woken."""
+        if self._home is None:
+            self._home = asyncio.get_running_loop()
+            self._home_thread = threading.get_ident()
+
+    def _at_home(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` on the home loop: now when already there (or before any loop), else handed over."""
+        home = self._home
+        if home is None or threading.get_ident() == self._home_thread:
+            fn()
+            return
+        with contextlib.suppress(RuntimeError):  # the home loop is closed: no one is waiting any more
+            home.call_soon_threadsafe(fn)
 
     async def _run_hooks(self, hooks: Sequence[Hook]) -> None:
         for hook in hooks:
@@ -354,14 +445,17 @@ class Runner:
 
     def _reconcile(self, key: str, rollout: Rollout) -> None:
         now = self.clock()
-        schedule = self._schedule[key]
-        schedule.woken = False
+        with self._books:
+            schedule = self._schedule[key]
+            schedule.woken = False
         try:
+            self.adopt_serving(key, rollout)
             result = self.engine.run_pass(rollout, now=now, key=key)
         except Exception as error:  # an adapter bug: report it, retry at the resync, keep the others going
             log.exception("reconciling %s failed", key)
             self.record(key, "Warning", "ReconcileError", f"{type(error).__name__}: {error}")
-            schedule.due = _after(now, self.resync)
+            with self._books:
+                schedule.due = _after(now, self.resync)
             return
         outcome = result.outcome()
         for event in outcome.events:
@@ -371,17 +465,57 @@ class Runner:
         self._remember_revision(rollout, outcome.status)
         self._remember_weight(key, now, outcome.status)
         requeue = outcome.requeue_after
-        schedule.due = _after(now, min(requeue, self.resync) if requeue is not None else self.resync)
+        with self._books:
+            schedule.due = _after(now, min(requeue, self.resync) if requeue is not None else self.resync)
+            if requeue is not None and requeue <= 0:
+                schedule.woken = True
         if requeue is not None and requeue <= 0:
-            schedule.woken = True
-            self._wakeup.set()
+            self._at_home(self._wakeup.set)
         if self.notify is not None:
-            try:
-                self.notify(rollout, result, now)
-            except Exception:  # notifications must never stop a rollout
-                log.exception("notifying about %s failed", key)
+            self._at_home(lambda: self._notify(rollout, result, now))
         if self.on_pass is not None:
-            self.on_pass(key, result)
+            on_pass = self.on_pass
+            self._at_home(lambda: on_pass(key, result))
+
+    def _notify(self, rollout: Rollout, result: PassResult, now: datetime) -> None:
+        """On the home loop: the notifier queues on it (an asyncio queue is not thread-safe)."""
+        try:
+            if self.notify is not None:
+                self.notify(rollout, result, now)
+        except Exception:  # notifications must never stop a rollout
+            log.exception("notifying about %s failed", rollout_key(rollout))
+
+    def adopt_serving(self, key: str, rollout: Rollout) -> RevisionState | None:
+        """Before the first pass of a rollout with no saved status: when revisions of it are already serving,
+        record the one serving as stable (the revision that is returned) instead of letting the core take the
+        template as a first deploy, which goes to full weight at once, without steps.
+
+        That happens when the database was lost, emptied or replaced while the replicas kept running (`headway up
+        --adopt`), or when a manifest is applied over processes a forgotten instance left behind. The serving
+        revision is the one the data plane routes as stable (`serving`) when it says; else the one with the most
+        ready replicas, the newer on a tie (a promoted revision whose predecessor waits out its scale-down delay).
+        If it is the template's own revision, the rollout is simply steady."""
+        if self.engine.store.load(key)[1] != NO_VERSION:
+            return None
+        serving = [r for r in self.engine.platform.revisions(rollout).values() if r.ready > 0]
+        if not serving:
+            return None
+        routed = self.serving(rollout) if self.serving is not None else None
+        chosen = [r for r in serving if r.hash == routed]
+        stable = chosen[0] if chosen else max(serving, key=lambda r: (r.ready, r.number))
+        canary = rollout.spec.strategy.canary
+        steps = len(canary.steps) if canary is not None else None
+        message = (
+            f"no saved status, but revision {stable.number} ({stable.hash}) is serving with {stable.ready} ready "
+            "replicas: adopted as stable, so a new template rolls out through its steps"
+        )
+        status = RolloutStatus(stable_rs=stable.hash, current_pod_hash=stable.hash, current_step_index=steps)
+        try:
+            self.engine.store.save(key, status, NO_VERSION)
+        except ConflictError:  # someone saved a status meanwhile: theirs stands
+            return None
+        self.record(key, str(EventType.NORMAL), "RolloutAdopted", message)
+        return stable
 
     def _remember_revision(self, rollout: Rollout, status: RolloutStatus) -> None:
         if rollout.spec.template is None or status.current_pod_hash != pod_template_hash(rollout.spec.template):
@@ -397,14 +531,22 @@ class Runner:
     def _remember_weight(self, key: str, now: datetime, status: RolloutStatus) -> None:
         weights = status.canary.weights
         weight = weights.canary.weight if weights is not None else 0
-        ring = self.weights.setdefault(key, deque(maxlen=WEIGHT_HISTORY))
-        if not ring or ring[-1][1] != weight or (now - ring[-1][0]).total_seconds() >= WEIGHT_EVERY:
-            ring.append((now, weight))
+        with self._books:
+            ring = self.weights.setdefault(key, deque(maxlen=WEIGHT_HISTORY))
+            if not ring or ring[-1][1] != weight or (now - ring[-1][0]).total_seconds() >= WEIGHT_EVERY:
+                ring.append((now, weight))
+
+    def weight_history(self, key: str) -> list[tuple[datetime, int]]:
+        """A copy of the weight history of rollout ``key``, safe to read while a pass adds to it."""
+        with self._books:
+            return list(self.weights.get(key, ()))
 
     def _delay(self) -> float:
         now = self.clock()
-        dues = [s.due for s in self._schedule.values() if s.due is not None]
-        if any(s.woken for s in self._schedule.values()):
+        with self._books:
+            dues = [s.due for s in self._schedule.values() if s.due is not None]
+            woken = any(s.woken for s in self._schedule.values())
+        if woken:
             return 0.0
         if not dues:
             return self.resync
@@ -413,14 +555,22 @@ class Runner:
     # --- events and change notification ---------------------------------------------------------------------
 
     def record(self, key: str, type_: str, reason: str, message: str) -> RecordedEvent:
-        event = RecordedEvent(self._seq + 1, self.clock(), key, type_, reason, message)
-        self.events.append(event)
-        self._touch()  # wake every watcher now
+        at = self.clock()
+        with self._books:
+            self._seq += 1
+            event = RecordedEvent(self._seq, at, key, type_, reason, message)
+            self.events.append(event)
+        self._at_home(self._signal)  # wake every watcher now
         log.info("%s %s: %s", key, reason, message)
         return event
 
     def _touch(self) -> None:
-        self._seq += 1
+        with self._books:
+            self._seq += 1
+        self._at_home(self._signal)
+
+    def _signal(self) -> None:
+        """On the home loop: wake everyone in `wait_for_change`; they re-check `sequence`."""
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -433,7 +583,8 @@ class Runner:
         return self._seq
 
     def events_after(self, seq: int, rollout: str | None = None) -> list[RecordedEvent]:
-        return [e for e in self.events if e.seq > seq and (rollout is None or e.rollout == rollout)]
+        with self._books:
+            return [e for e in self.events if e.seq > seq and (rollout is None or e.rollout == rollout)]
 
     async def wait_for_change(self, after: int, timeout: float) -> int:
         """Return when `sequence` passes ``after`` or after ``timeout`` seconds; the current sequence."""

@@ -105,11 +105,11 @@ async def test_a_new_spec_is_progressing_until_a_pass_has_seen_it(api: Api) -> N
     assert before["phase"] == "Healthy"
     assert before["status"]["observedGeneration"] == "1"
 
-    status, body = await api.call(
-        "POST", "/api/v1/rollouts/web/set-image", json={"container": "app", "image": "web:v2"}
-    )
-    assert status == 200, body
-    # Answered before any pass ran: the stored status (Healthy, generation 1) must not be shown as current.
+    # An apply is stored without a pass (a command runs one before answering): read before any pass ran, the
+    # stored status (Healthy, generation 1) must not be shown as current.
+    status, body = await api.call("POST", "/api/v1/apply", data=MANIFEST.replace("web:v1", "web:v2"))
+    assert status == 201, body
+    _, body = await api.call("GET", "/api/v1/rollouts/web")
     assert (body["phase"], body["message"]) == (
         "Progressing",
         "waiting for the controller to observe generation 2 (status is for 1)",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 
 from headway.core.hashing import pod_template_hash
-from headway.runtimes.embedded.runner import ROLLOUT, CommandError
+from headway.platforms.fake import EPOCH
+from headway.runtimes.embedded.runner import ROLLOUT, CommandError, SteadyClock
 from headway.spec.load import SpecError
 from headway.spec.status import Phase
 from tests.unit.runtimes.embedded.world import MANIFEST, World
@@ -157,3 +159,50 @@ async def test_the_loop_reacts_to_a_wake_up_without_waiting_for_the_resync(world
     finally:
         world.runner.stop()
         await asyncio.wait_for(loop, timeout=5.0)
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_applied_over_a_serving_revision_with_no_saved_status_rolls_out_with_its_steps(
+    world: World,
+) -> None:
+    """Issue #10 case 4: the database is lost while v4 keeps serving; re-applying v1 must canary v1 against v4
+    through the steps, never replace v4 at full weight as a first deploy would."""
+    world.runner.apply_text(MANIFEST.replace("web:v1", "web:v4"))
+    await world.turns(3)
+    v4 = world.status().stable_rs
+    assert world.status().phase is Phase.HEALTHY and v4 is not None
+
+    lost = World(now=world.now, platform=world.platform, router=world.router, runs=world.runs)  # a fresh store
+    try:
+        lost.runner.apply_text(MANIFEST)
+        await lost.turns(3)
+        status = lost.status()
+        assert status.stable_rs == v4, "the serving revision was adopted as stable"
+        assert status.current_pod_hash == pod_template_hash(lost.rollout().spec.template) != v4
+        assert status.phase is Phase.PAUSED and status.current_step_index == 1
+        assert world.router.route("default/web").canary_weight == 20, "v1 got the first step's weight, not 100"
+        stable = world.platform.revision("default/web", v4)
+        assert stable is not None and stable.replicas == 2, "v4 keeps serving"
+        assert "RolloutAdopted" in [e.reason for e in lost.runner.events_after(0)]
+    finally:
+        lost.runner.close()
+
+
+@pytest.mark.asyncio
+async def test_a_first_deploy_with_nothing_serving_is_not_adopted(world: World) -> None:
+    world.runner.apply_text(MANIFEST)
+    await world.turns(3)
+    assert world.status().phase is Phase.HEALTHY
+    assert "RolloutAdopted" not in [e.reason for e in world.runner.events_after(0)]
+
+
+def test_the_steady_clock_moves_with_real_time_not_with_steps_of_the_wall_clock() -> None:
+    wall, ticks = [EPOCH], [100.0]
+    clock = SteadyClock(wall=lambda: wall[0], monotonic=lambda: ticks[0])
+    assert clock() == EPOCH
+    ticks[0] += 5.0
+    wall[0] += timedelta(hours=2)  # NTP steps the wall clock forward
+    assert clock() == EPOCH + timedelta(seconds=5)
+    ticks[0] += 1.0
+    wall[0] -= timedelta(hours=3)  # and back
+    assert clock() == EPOCH + timedelta(seconds=6)
