@@ -372,7 +372,9 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
     """The in-process analysis executor over the applied templates, and the hook that measures and persists runs.
 
     Runs are saved as documents after every tick that changed them and loaded back at start, so a controller
-    killed mid-analysis resumes the same run with the measurements it had.
+    killed mid-analysis resumes the same run with the measurements it had. Each run is saved on its own: one
+    that cannot be measured or saved never keeps the others (another rollout's verdict) out of the store, and a
+    saved run that no longer reads back is held as an Error run (its rollout aborts) instead of stopping startup.
     """
     registry = default_registry()
     providers: dict[str, MetricProvider] = {kind: registry.get(kind) for kind in registry.known()}
@@ -393,17 +395,25 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
         try:
             run = AnalysisRun.model_validate(data)
         except ValueError as error:
-            raise StateError(f"{store.path}: saved analysis run {key} is not readable: {error}") from None
-        executor.load(run)
-        saved[key] = run
+            log.error("%s: saved analysis run %s is not readable; holding it as Error: %s", store.path, key, error)
+            run = executor.load_unreadable(key, data, f"the saved run is not readable: {error}")
+        else:
+            executor.load(run)
+        saved[key] = run  # an unreadable one is not written back: its document stays as it was, for a human
 
     async def tick(now: datetime) -> None:
-        await executor.tick(now)
+        try:
+            await executor.tick(now)
+        except Exception:  # the executor isolates its runs; whatever still escapes must not skip the saves
+            log.exception("measuring the analysis runs failed")
         for name in list(executor.runs):
-            run = executor.run(name)
-            if run is not None and saved.get(name) != run:
-                put(store, ANALYSIS_RUN, name, run.model_dump(by_alias=True, mode="json", exclude_none=True))
-                saved[name] = run
+            try:
+                run = executor.run(name)
+                if run is not None and saved.get(name) != run:
+                    put(store, ANALYSIS_RUN, name, run.model_dump(by_alias=True, mode="json", exclude_none=True))
+                    saved[name] = run
+            except Exception:  # this run is saved again next turn; the others are saved now
+                log.exception("saving analysis run %s failed", name)
 
     return executor, tick
 

@@ -256,19 +256,17 @@ async def test_a_provider_crash_or_timeout_is_an_error_measurement() -> None:
     }
 
 
-@pytest.mark.asyncio
-async def test_an_unknown_provider_type_is_an_error_measurement_naming_the_known_ones() -> None:
+def test_an_unknown_provider_type_errors_the_run_at_start_naming_the_known_ones() -> None:
+    # A run that cannot measure at all is an error on the rollout at once, not five errored measurements later.
     checks = template("checks", {"name": "q", "provider": {"prometheus": {"query": "up"}}}, args=[{"name": "service"}])
     executor = executor_for(Scripted(values(1)), checks)
+
     start(executor, "checks")
 
-    await executor.tick(EPOCH)
-
-    run = executor.run("web-1")
-    assert run is not None and run.status is not None
-    result = run.status.result("q")
-    assert result is not None
-    assert result.measurements[-1].message == "metric 'q': no metric provider for type 'prometheus' (known: web)"
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.ERROR
+    assert state.message == "metrics[0]: metric 'q': no metric provider for type 'prometheus' (known: web)"
+    assert executor.next_due() is None
 
 
 def test_a_template_problem_errors_the_run_naming_the_field() -> None:
