@@ -429,7 +429,16 @@ class AnalysisExecutor:
 
     def _state(self, held: _Run) -> RunState:
         status = self._status(held)
-        return RunState(name=held.run.metadata.name, phase=RunPhase(status.phase.value), message=status.message or "")
+        try:
+            gap = ladder.evidence_gap(held.run.spec, status)
+        except Exception as error:  # fail closed: a run whose measurements cannot be read proves nothing
+            gap = f"its measurements cannot be read: {describe_exception(error)}"
+        return RunState(
+            name=held.run.metadata.name,
+            phase=RunPhase(status.phase.value),
+            message=status.message or "",
+            evidence_gap=gap,
+        )
 
 
 def _source_metric(metric: Metric) -> Metric:
