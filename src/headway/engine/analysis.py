@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.core import analysis as ladder
-from headway.core import templates
+from headway.core import conditions, templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
@@ -165,7 +165,8 @@ class AnalysisExecutor:
         try:
             invalid = ladder.validate_run(spec)
         except Exception as error:  # the checks themselves crashed (a condition the evaluator chokes on)
-            return f"Analysis spec invalid: the metrics could not be checked: {describe_exception(error)}"
+            where = _crashing_condition(spec) or "the metrics"
+            return f"Analysis spec invalid: {where} could not be checked: {describe_exception(error)}"
         if invalid is not None:
             return f"Analysis spec invalid: {invalid}"
         dry = ladder.dry_run_metrics(spec)
@@ -500,6 +501,23 @@ def describe_exception(error: BaseException) -> str:
     text = " ".join(f"{type(error).__name__}: {error}".split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _crashing_condition(spec: AnalysisRunSpec) -> str | None:
+    """The first ``metrics[i].successCondition``/``failureCondition`` whose compilation raises (not merely fails),
+    to name the field when checking a run crashed; None when no condition does."""
+    for index, metric in enumerate(spec.metrics):
+        for field_name, text in (
+            ("successCondition", metric.success_condition),
+            ("failureCondition", metric.failure_condition),
+        ):
+            if text is None:
+                continue
+            try:
+                conditions.compile_condition(text)
+            except Exception:
+                return f"metrics[{index}].{field_name}"
+    return None
 
 
 def _errored(status: AnalysisRunStatus, message: str, now: datetime) -> AnalysisRunStatus:
