@@ -273,20 +273,16 @@ async def test_a_provider_that_raises_errors_the_run_after_the_consecutive_error
     assert "the provider blew up" in status.message
 
 
-async def test_a_provider_that_hangs_beyond_its_timeout_errors_the_step_and_aborts(
+async def test_a_provider_that_hangs_beyond_its_timeout_errors_the_run_and_aborts(
     embedded: Callable[..., Embedded],
 ) -> None:
     hanging = Hanging()
     world = embedded(extra_providers={"hang": hanging}, measure_timeout=0.2)
-    world.template(template_body("slow", plugin_metric("rate", "hang", consecutiveErrorLimit=1)))
-    steps: list[dict[str, Any]] = [
-        {"setWeight": 50},
-        {"analysis": {"templates": [{"templateName": "slow"}]}},
-        {"setWeight": 100},
-    ]
-    stable = await start_healthy(world, "web", rollout_body("web", steps=steps))
+    world.template(template_body("slow", plugin_metric("rate", "hang", interval="2s", consecutiveErrorLimit=2)))
+    stable = await start_healthy(world, "web", rollout_body("web", steps=PAUSED_CANARY, background="slow"))
 
     world.deploy("web", "v2")
+    # The pause ends after the first timeout: a run with nothing but timeouts must not let the rollout through.
     await world.until(settled(world, "web"), each=never_promoted(world, "web", stable))
 
     status = world.status("web")
@@ -295,8 +291,9 @@ async def test_a_provider_that_hangs_beyond_its_timeout_errors_the_step_and_abor
     assert run.status is not None and run.status.phase is AnalysisPhase.ERROR
     result = run.status.result("rate")
     assert result is not None
-    assert [m.message for m in result.measurements] == ["the provider did not answer within 0.2s"] * 2
-    assert hanging.calls == 2
+    assert [m.message for m in result.measurements] == ["the provider did not answer within 0.2s"] * 3
+    assert hanging.calls == 3
+    assert "did not answer within 0.2s" in status.message
 
 
 async def test_a_run_that_cannot_start_is_an_error_on_the_rollout(embedded: Callable[..., Embedded]) -> None:
