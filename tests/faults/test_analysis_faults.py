@@ -278,11 +278,12 @@ async def test_a_provider_that_hangs_beyond_its_timeout_errors_the_run_and_abort
 ) -> None:
     hanging = Hanging()
     world = embedded(extra_providers={"hang": hanging}, measure_timeout=0.2)
-    world.template(template_body("slow", plugin_metric("rate", "hang", interval="2s", consecutiveErrorLimit=2)))
+    world.template(template_body("slow", plugin_metric("rate", "hang", interval="2s", consecutiveErrorLimit=6)))
     stable = await start_healthy(world, "web", rollout_body("web", steps=PAUSED_CANARY, background="slow"))
 
     world.deploy("web", "v2")
-    # The pause ends after the first timeout: a run with nothing but timeouts must not let the rollout through.
+    # The steps are done long before the seventh timeout: a run with nothing but timeouts must not let the rollout
+    # through.
     await world.until(settled(world, "web"), each=never_promoted(world, "web", stable))
 
     status = world.status("web")
@@ -291,8 +292,8 @@ async def test_a_provider_that_hangs_beyond_its_timeout_errors_the_run_and_abort
     assert run.status is not None and run.status.phase is AnalysisPhase.ERROR
     result = run.status.result("rate")
     assert result is not None
-    assert [m.message for m in result.measurements] == ["the provider did not answer within 0.2s"] * 3
-    assert hanging.calls == 3
+    assert [m.message for m in result.measurements] == ["the provider did not answer within 0.2s"] * 7
+    assert hanging.calls == 7
     assert "did not answer within 0.2s" in status.message
 
 
