@@ -252,7 +252,7 @@ class AnalysisExecutor:
                 annotations={OWNER_ANNOTATION: owner} if isinstance(owner, str) else {},
             ),
             spec=AnalysisRunSpec(metrics=[]),
-            status=AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=problem[:MAX_ERROR_CHARS]),
+            status=AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=" ".join(problem.split())[:MAX_ERROR_CHARS]),
         )
         self.load(run)
         return run

@@ -22,7 +22,7 @@ from headway.core.decide import decide
 from headway.core.decision import Decision
 from headway.core.observation import Observation, RunState
 from headway.spec.status import Phase, RunPhase, RunStatus
-from tests.unit.core.driver import World, rollout
+from tests.unit.core.driver import World, rollout, started
 
 P = RunPhase
 STEPS: list[dict[str, Any]] = [
@@ -264,3 +264,49 @@ def test_no_promotion_unless_the_analysis_is_successful(
         if earlier is promotion:
             break
         assert not any(s.phase.failed for s in earlier.analysis_runs.values()), earlier.analysis_runs
+
+
+# --- blue/green: the same rule before and after the switch -----------------------------------------------------
+
+BLUE_GREEN = {"activeService": "web-active", "previewService": "web-preview"}
+
+
+def run_then(phase: RunPhase) -> Any:
+    return lambda name, age: phase if age >= 20 else RunPhase.RUNNING
+
+
+@pytest.mark.parametrize("phase", list(RunPhase))
+def test_blue_green_switches_only_on_a_successful_pre_promotion_run(phase: RunPhase) -> None:
+    analysis = {"templates": [{"templateName": "smoke"}]}
+    w = started(rollout({"blueGreen": {**BLUE_GREEN, "prePromotionAnalysis": analysis}}), script=run_then(phase))
+    old = w.new_hash
+    w.deploy("app:2")
+    switched: list[str] = []
+    end = w.now + timedelta(seconds=600)
+    while w.now < end and not w.status.abort:
+        w.step()
+        switched.append(w.services["web-active"])
+        w.now += timedelta(seconds=5)
+
+    assert (w.new_hash in switched) is (phase == P.SUCCESSFUL)
+    assert w.status.abort is phase.failed
+    if phase == P.INCONCLUSIVE:
+        assert w.status.phase == Phase.PAUSED
+    assert switched[-1] == (w.new_hash if phase == P.SUCCESSFUL else old)
+
+
+@pytest.mark.parametrize("phase", list(RunPhase))
+def test_blue_green_calls_the_new_revision_stable_only_on_a_successful_post_promotion_run(phase: RunPhase) -> None:
+    analysis = {"templates": [{"templateName": "errors"}]}
+    w = started(rollout({"blueGreen": {**BLUE_GREEN, "postPromotionAnalysis": analysis}}), script=run_then(phase))
+    old = w.new_hash
+    w.deploy("app:2")
+    end = w.now + timedelta(seconds=600)
+    while w.now < end and not w.status.abort:
+        w.step()
+        w.now += timedelta(seconds=5)
+
+    assert (w.status.stable_rs == w.new_hash) is (phase == P.SUCCESSFUL)
+    assert w.status.abort is phase.failed
+    if phase != P.SUCCESSFUL:
+        assert w.status.stable_rs == old
