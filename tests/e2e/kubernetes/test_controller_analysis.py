@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,11 +13,13 @@ import pytest_asyncio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from headway.core.actions import RunKind, StartAnalysisRun
 from headway.core.errors import TemporaryError
 from headway.engine.analysis import AnalysisExecutor
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.registry import default_registry
 from headway.runtimes.kubernetes import analysis as analysis_module
+from headway.runtimes.kubernetes import runs as runs_module
 from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
 from headway.runtimes.kubernetes.client import (
     JOBS,
@@ -28,6 +31,7 @@ from headway.runtimes.kubernetes.client import (
     rollouts,
 )
 from headway.spec.analysis import AnalysisRun
+from headway.spec.rollout import Rollout, RolloutAnalysis
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (
     GROUP,
@@ -290,3 +294,23 @@ async def test_one_run_that_cannot_be_measured_is_error_and_the_others_are_still
     (measured,) = found["secretive"]["metricResults"][0]["measurements"]
     assert measured["phase"] == "Error"
     assert measured["message"] == "args.t: reading secret 'api' failed: connection reset by peer"
+
+
+async def test_a_run_whose_templates_cannot_be_resolved_for_a_bug_is_created_in_error(
+    api: ApiServer, client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug in resolving")
+
+    monkeypatch.setattr(runs_module, "resolve_run_spec", resolve)
+    body = rollout_body(steps=[{"analysis": {"templates": [{"templateName": "smoke"}]}}])
+    rollout = Rollout.model_validate(await client.create(rollouts(GROUP), body))
+    analysis = RolloutAnalysis.model_validate({"templates": [{"templateName": "smoke"}]})
+    start = StartAnalysisRun(name="web-run", kind=RunKind.STEP, analysis=analysis, hash="abc", stable_hash="def")
+
+    await asyncio.to_thread(runs_module.KubernetesRunBackend(api.kube, GROUP).start_analysis, rollout, start)
+
+    run = await client.get(analysis_runs(GROUP), "web-run", "default")
+    assert run is not None
+    assert run["status"]["phase"] == "Error"
+    assert run["status"]["message"] == "templates: could not be resolved: KeyError: 'a bug in resolving'"
