@@ -822,3 +822,25 @@ def test_a_saved_run_that_no_longer_reads_back_is_held_as_an_error_of_its_rollou
     state = executor.observe(ROLLOUT)[0]["web-1"]
     assert (state.phase, state.message) == (RunPhase.ERROR, "the saved run is not readable: spec: Field required")
     assert executor.next_due() is None
+
+
+@needs_judge
+@pytest.mark.asyncio
+async def test_a_judge_that_crashes_is_an_error_measurement_and_records_no_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    judging = importlib.import_module("headway.core.judge")
+
+    def judge(windows: Any, config: Any) -> Any:
+        raise FloatingPointError("overflow in the e-process")
+
+    monkeypatch.setattr(judging, "judge", judge)
+    executor = judge_executor(windows(0.01, 0.01))
+    start(executor, "judge", args=[])
+
+    await executor.tick(EPOCH)
+
+    result = judge_result(executor)
+    assert result.measurements[-1].phase is P.ERROR
+    assert result.measurements[-1].message == "judging the window failed: FloatingPointError: overflow in the e-process"
+    assert ladder.windows(result) == []
