@@ -39,7 +39,7 @@ from typing import Any, ClassVar, TypeVar
 
 from headway.core.errors import PermanentError, TemporaryError
 from headway.dashboard.app import create_app
-from headway.engine.analysis import AnalysisExecutor, EnvironmentSecrets
+from headway.engine.analysis import TURN_WAIT, AnalysisExecutor, EnvironmentSecrets
 from headway.engine.gates import HttpGates
 from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
@@ -372,9 +372,11 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
     """The in-process analysis executor over the applied templates, and the hook that measures and persists runs.
 
     Runs are saved as documents after every tick that changed them and loaded back at start, so a controller
-    killed mid-analysis resumes the same run with the measurements it had. Each run is saved on its own: one
-    that cannot be measured or saved never keeps the others (another rollout's verdict) out of the store, and a
-    saved run that no longer reads back is held as an Error run (its rollout aborts) instead of stopping startup.
+    killed mid-analysis resumes the same run with the measurements it had. Each run is measured in its own task
+    and saved on its own: one that hangs (until its provider's timeout), crashes or cannot be saved never keeps
+    the others (another rollout's verdict) from being measured and saved, nor the runner's turn waiting longer
+    than `TURN_WAIT`; a saved run that no longer reads back is held as an Error run (its rollout aborts) instead
+    of stopping startup.
     """
     registry = default_registry()
     providers: dict[str, MetricProvider] = {kind: registry.get(kind) for kind in registry.known()}
@@ -401,11 +403,25 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
             executor.load(run)
         saved[key] = run  # an unreadable one is not written back: its document stays as it was, for a human
 
+    measuring: dict[str, asyncio.Task[None]] = {}
+
     async def tick(now: datetime) -> None:
-        try:
-            await executor.tick(now)
-        except Exception:  # the executor isolates its runs; whatever still escapes must not skip the saves
-            log.exception("measuring the analysis runs failed")
+        started: list[asyncio.Task[None]] = []
+        for name in list(executor.runs):
+            run = executor.run(name)
+            task = measuring.get(name)
+            finished = run is not None and run.status is not None and run.status.phase.completed
+            if not finished and (task is None or task.done()):
+                measuring[name] = asyncio.create_task(executor.advance(name, now), name=f"analysis run {name}")
+                started.append(measuring[name])
+        if started:
+            # what this turn started, briefly; a run still measuring after that is saved in a later turn
+            await asyncio.wait(started, timeout=TURN_WAIT)
+        for name, task in list(measuring.items()):
+            if task.done():
+                del measuring[name]
+                if not task.cancelled() and task.exception() is not None:  # `advance` never raises; just in case
+                    log.error("measuring analysis run %s failed", name, exc_info=task.exception())
         for name in list(executor.runs):
             try:
                 run = executor.run(name)

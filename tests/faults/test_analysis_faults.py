@@ -11,6 +11,7 @@ now; the runtime must fail closed either way).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -412,3 +413,28 @@ async def test_a_run_that_cannot_be_saved_does_not_keep_the_others_out_of_the_st
     await world.runner.turn()
     saved_a = world.saved_run(refused[0])
     assert saved_a is not None and saved_a.status is not None and saved_a.status.phase is AnalysisPhase.FAILED
+
+
+async def test_a_provider_that_hangs_holds_only_its_own_run_not_the_other_rollouts(
+    embedded: Callable[..., Embedded],
+) -> None:
+    hanging = Hanging()
+    world = embedded(extra_providers={"hang": hanging}, measure_timeout=120.0)
+    world.template(template_body("slow", plugin_metric("rate", "hang", interval="2s")))
+    world.template(template_body("checks", static_metric("rate", [0.5], successCondition="result >= 0.9")))
+    stable_a = await start_healthy(world, "a", rollout_body("a", steps=PAUSED_CANARY, background="slow"))
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "checks"}]}}]
+    await start_healthy(world, "b", rollout_body("b", steps=steps))
+
+    world.deploy("a", "v2")
+    world.deploy("b", "v2")
+    began = time.monotonic()
+    await world.until(lambda: world.status("b").abort, limit=60, each=never_promoted(world, "a", stable_a))
+
+    assert time.monotonic() - began < 60  # far less than the 120 s the hung measurement may take
+    assert hanging.calls == 1  # a's first measurement is still in flight...
+    assert world.status("a").stable_rs == stable_a and "has not started measuring" in world.status("a").message
+    await world.runner.turn()
+    [run_b] = world.runs_of("b")
+    saved = world.saved_run(run_b.metadata.name)  # ...while b's verdict is measured, acted on and saved
+    assert saved is not None and saved.status is not None and saved.status.phase is AnalysisPhase.FAILED

@@ -74,6 +74,9 @@ OWNER_ANNOTATION = "headway.dev/rollout"
 EXPERIMENTS_UNSUPPORTED = "experiments are not supported by the in-process analysis executor"
 DEFAULT_MEASURE_TIMEOUT = 60.0
 JUDGE_MISSING = "this build has no statistical judge (headway.core.judge)"
+TURN_WAIT = 1.0
+"""Seconds a runtime's turn waits for the measurements it started (`advance`) before going on without them: a
+provider that hangs until its timeout delays its own run, never the other rollouts' passes."""
 MAX_ERROR_CHARS = 400
 """Longest exception text kept in a message: enough to recognise it, never a whole dump in a status."""
 
@@ -207,6 +210,14 @@ class AnalysisExecutor:
         Runs advance independently: one that raises is made Error (`_advance_one`), the others carry on."""
         await asyncio.gather(*(self._advance_one(held, now) for held in list(self.runs.values())))
         return self.next_due()
+
+    async def advance(self, name: str, now: datetime) -> None:
+        """Measure what is due of run ``name`` and assess it (`tick` for one run); never raises.
+
+        For runtimes that measure each run in its own task, so that one slow run does not hold the others."""
+        held = self.runs.get(name)
+        if held is not None:
+            await self._advance_one(held, now)
 
     def next_due(self) -> datetime | None:
         """The earliest time any unfinished run needs `tick` again."""
