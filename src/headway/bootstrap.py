@@ -41,11 +41,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from headway.core.actions import StartAnalysisRun
 from headway.core.errors import PermanentError, TemporaryError
 from headway.dashboard.app import create_app
 from headway.engine import admission
-from headway.engine.analysis import AnalysisExecutor, EnvironmentSecrets
+from headway.engine.analysis import TURN_WAIT, AnalysisExecutor, EnvironmentSecrets
 from headway.engine.gates import HttpGates
 from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
@@ -64,9 +63,8 @@ from headway.runtimes.embedded.proxy_state import load_state
 from headway.runtimes.embedded.runner import Hook, Runner, SteadyClock, put
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
 from headway.spec.analysis import (
-    AnalysisPhase,
     AnalysisRun,
-    AnalysisRunStatus,
+    AnalysisRunSpec,
     AnalysisTemplate,
     ClusterAnalysisTemplate,
     Metric,
@@ -384,14 +382,8 @@ class EmbeddedExecutor(AnalysisExecutor):
     mode checked them at apply (`headway.engine.admission`), so the run is Error at once with the reason,
     instead of erring measurement after measurement until the error limit."""
 
-    def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
-        new = run.name not in self.runs
-        super().start_analysis(rollout, run)
-        held = self.runs[run.name]
-        problem = admission.run_problem(held.run.spec, admission.Mode.EMBEDDED) if new else None
-        if problem is not None:
-            status = AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=problem)
-            held.run = held.run.model_copy(update={"status": status})
+    def start_problem(self, spec: AnalysisRunSpec) -> str | None:
+        return admission.run_problem(spec, admission.Mode.EMBEDDED) or super().start_problem(spec)
 
 
 ANALYSIS_RUN = "AnalysisRun"
@@ -401,7 +393,11 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
     """The in-process analysis executor over the applied templates, and the hook that measures and persists runs.
 
     Runs are saved as documents after every tick that changed them and loaded back at start, so a controller
-    killed mid-analysis resumes the same run with the measurements it had.
+    killed mid-analysis resumes the same run with the measurements it had. Each run is measured in its own task
+    and saved on its own: one that hangs (until its provider's timeout), crashes or cannot be saved never keeps
+    the others (another rollout's verdict) from being measured and saved, nor the runner's turn waiting longer
+    than `TURN_WAIT`; a saved run that no longer reads back is held as an Error run (its rollout aborts) instead
+    of stopping startup.
     """
     registry = default_registry()
     providers: dict[str, MetricProvider] = {kind: registry.get(kind) for kind in registry.known()}
@@ -422,17 +418,39 @@ def build_analysis(store: SqliteStore, proxies: Proxies, state_dir: Path) -> tup
         try:
             run = AnalysisRun.model_validate(data)
         except ValueError as error:
-            raise StateError(f"{store.path}: saved analysis run {key} is not readable: {error}") from None
-        executor.load(run)
-        saved[key] = run
+            log.error("%s: saved analysis run %s is not readable; holding it as Error: %s", store.path, key, error)
+            run = executor.load_unreadable(key, data, f"the saved run is not readable: {error}")
+        else:
+            executor.load(run)
+        saved[key] = run  # an unreadable one is not written back: its document stays as it was, for a human
+
+    measuring: dict[str, asyncio.Task[None]] = {}
 
     async def tick(now: datetime) -> None:
-        await executor.tick(now)
+        started: list[asyncio.Task[None]] = []
         for name in list(executor.runs):
             run = executor.run(name)
-            if run is not None and saved.get(name) != run:
-                put(store, ANALYSIS_RUN, name, run.model_dump(by_alias=True, mode="json", exclude_none=True))
-                saved[name] = run
+            task = measuring.get(name)
+            finished = run is not None and run.status is not None and run.status.phase.completed
+            if not finished and (task is None or task.done()):
+                measuring[name] = asyncio.create_task(executor.advance(name, now), name=f"analysis run {name}")
+                started.append(measuring[name])
+        if started:
+            # what this turn started, briefly; a run still measuring after that is saved in a later turn
+            await asyncio.wait(started, timeout=TURN_WAIT)
+        for name, task in list(measuring.items()):
+            if task.done():
+                del measuring[name]
+                if not task.cancelled() and task.exception() is not None:  # `advance` never raises; just in case
+                    log.error("measuring analysis run %s failed", name, exc_info=task.exception())
+        for name in list(executor.runs):
+            try:
+                run = executor.run(name)
+                if run is not None and saved.get(name) != run:
+                    put(store, ANALYSIS_RUN, name, run.model_dump(by_alias=True, mode="json", exclude_none=True))
+                    saved[name] = run
+            except Exception:  # this run is saved again next turn; the others are saved now
+                log.exception("saving analysis run %s failed", name)
 
     return executor, tick
 

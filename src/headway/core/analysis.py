@@ -464,6 +464,32 @@ def next_measurement_time(spec: AnalysisRunSpec, status: AnalysisRunStatus) -> d
 # --- verdicts ---------------------------------------------------------------------------------------------
 
 
+def evidence_gap(spec: AnalysisRunSpec, status: AnalysisRunStatus) -> str:
+    """Why a run in progress has no sound evidence yet, or "" when it has: every metric that decides (not dry-run)
+    has a finished measurement and none's latest one is an Error.
+
+    Argo's rollout promotes over a background run whatever it is doing; the rollout asks this instead, so a run
+    that never measured (an ``initialDelay`` longer than the steps) or is in an error streak not yet at its
+    ``consecutiveErrorLimit`` is no reason to promote. Completed runs have their verdict: no gap."""
+    if status.phase.completed:
+        return ""
+    if status.phase is AnalysisPhase.PENDING or status.started_at is None:
+        return "it has not started measuring"
+    dry = dry_run_metrics(spec)
+    for metric in spec.metrics:
+        if metric.name in dry:
+            continue
+        result = status.result(metric.name)
+        finished = [m for m in (result.measurements if result is not None else []) if m.finished_at is not None]
+        if not finished:
+            return f"metric {metric.name!r} has no measurement yet"
+        last = finished[-1]
+        if last.phase is AnalysisPhase.ERROR:
+            detail = f": {last.message}" if last.message else ""
+            return f"metric {metric.name!r}: its last measurement errored{detail}"
+    return ""
+
+
 def failure_inconclusive_or_error(metric: Metric, result: MetricResult) -> tuple[AnalysisPhase | None, str]:
     """Argo's ``assessMetricFailureInconclusiveOrError``: which limit, if any, the counters crossed."""
     limit = limits(metric)

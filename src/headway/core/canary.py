@@ -297,11 +297,13 @@ def _seconds(duration: int | str) -> timedelta:
 # --- the strategy ----------------------------------------------------------------------------------------------
 
 
-def _background(p: Pass, index: int) -> None:
-    """Keep the background analysis running from ``startingStep`` on; fail → abort, inconclusive → pause."""
+def _background(p: Pass, index: int) -> runs.Tracked | None:
+    """Keep the background analysis running from ``startingStep`` on; fail → abort, inconclusive → pause.
+
+    Returns the run as tracked this pass (None: no background analysis now), for the promotion to check."""
     background = strategy(p).analysis
     if background is None or index < (background.starting_step or 0) or p.spec.paused:
-        return
+        return None
     record = p.status.canary.current_background_analysis_run_status
     if record is not None and record.status.value == "Inconclusive" and p.resumed():
         record = None  # the user resumed after an inconclusive result: measure afresh
@@ -312,6 +314,7 @@ def _background(p: Pass, index: int) -> None:
         p.request_abort(runs.failure_message("Background analysis run", tracked))
     elif tracked.verdict == runs.Verdict.INCONCLUSIVE:
         p.add_pause(PauseReason.INCONCLUSIVE_ANALYSIS, runs.failure_message("Background analysis run", tracked))
+    return tracked
 
 
 def progress(p: Pass) -> None:
@@ -338,8 +341,7 @@ def progress(p: Pass) -> None:
             break
         _leave_step(p, index)
         index += 1
-    if not p.status.abort:
-        _background(p, index)
+    background = _background(p, index) if not p.status.abort else None
     if p.status.abort:
         abort(p)
         return
@@ -356,7 +358,7 @@ def progress(p: Pass) -> None:
         target = steps.weight_at(canary.steps, index, full) if ready else steps.previous_weight(canary.steps, index)
         set_weight(p, target)
     if index >= total:
-        _finish(p, counts)
+        _finish(p, counts, background)
     elif p.spec.paused:
         p.wait("manually paused")
 
@@ -385,8 +387,14 @@ def _drop_stale_step_runs(p: Pass, index: int) -> None:
         p.update_canary(current_experiment=None)
 
 
-def _finish(p: Pass, counts: tuple[int, int]) -> None:
-    """All steps done: once the canary carries everything, it becomes the stable revision."""
+def _finish(p: Pass, counts: tuple[int, int], background: runs.Tracked | None) -> None:
+    """All steps done: once the canary carries everything, it becomes the stable revision, unless a background
+    analysis holds the promotion (`headway.core.runs.promotion_blocker`: never over a run that has not measured,
+    is in an error streak, or is Inconclusive)."""
+    blocker = runs.promotion_blocker(background) if background is not None else None
+    if blocker is not None:
+        p.wait(blocker)
+        return
     if not at_desired(p, counts):
         p.wait("updated replicas are still becoming available", replicas=True)
         return

@@ -35,6 +35,10 @@ class RunState:
     name: str
     phase: RunPhase
     message: str = ""
+    evidence_gap: str = ""
+    """For a run still in progress: why it has no sound evidence yet (a deciding metric not measured yet, or
+    whose last measurement errored); empty when it has, or when the backend cannot tell. A rollout is never
+    promoted past a background run with a gap (`headway.core.runs.promotion_blocker`)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,24 @@
 """Following the AnalysisRuns and Experiments a rollout waits on: start once, read the phase, name uniquely.
 
-A run's verdict reaches the rollout as a `RunPhase`; what the rollout does with it (continue, abort, pause) is
-the strategy's choice. Names are derived from the rollout, revision and purpose, like Argo's
+A run's verdict reaches the rollout as a `RunPhase`, and the rules for what it lets the rollout do are here, the
+same for every strategy (fail closed; Argo's semantics where Argo has them):
+
+=================  ====================================  ==============================================
+run phase          a step / pre- / post-promotion run    a background run, once the steps are done
+=================  ====================================  ==============================================
+Successful         passes                                promotes
+Running            waits                                 promotes only with sound evidence (see below)
+Pending, missing   waits                                 waits
+Inconclusive       pauses; passes only once a human      pauses; a resume measures afresh
+                   resumes (promote)
+Failed, Error      abort the update                      abort the update
+=================  ====================================  ==============================================
+
+Only Successful passes a step on its own. A background run that is still Running when the steps are done is
+terminated on promotion, as in Argo, but only if every metric that decides has been measured and none's latest
+measurement errored (`RunState.evidence_gap`): Argo would promote over a run that never measured or whose
+provider keeps failing; Headway waits until the run measures, or until its errors reach ``consecutiveErrorLimit``
+and the Error run aborts the update. Names are derived from the rollout, revision and purpose, like Argo's
 ``<rollout>-<hash>-<revision>-<step>``; a retried rollout gets ``.1``, ``.2`` suffixes so that the failed run
 stays readable next to the new one.
 """
@@ -52,6 +69,8 @@ def unique_name(base: str, existing: Mapping[str, RunState]) -> str:
 class Tracked:
     record: RunStatus
     verdict: Verdict
+    observed: RunState | None = None
+    """The run as observed this pass (None: started this pass, or not found)."""
 
 
 def _verdict(phase: RunPhase) -> Verdict:
@@ -112,7 +131,29 @@ def _observe(record: RunStatus, seen: RunState | None) -> Tracked:
     if seen is None:
         return Tracked(record, _verdict(record.status))
     updated = record.model_copy(update={"status": seen.phase, "message": seen.message})
-    return Tracked(updated, _verdict(seen.phase))
+    return Tracked(updated, _verdict(seen.phase), seen)
+
+
+def promotion_blocker(tracked: Tracked) -> str | None:
+    """Why a background run keeps the rollout from being promoted once its steps are done (None: it does not).
+
+    See the module docstring: Successful promotes; Running promotes when it has sound evidence; anything else
+    (not found, Pending, a gap in the evidence, or a verdict that aborts or pauses) holds the promotion."""
+    name = tracked.record.name
+    if tracked.verdict == Verdict.PASSED:
+        return None
+    if tracked.verdict != Verdict.WAITING:
+        return f"background analysis run {name} is {tracked.record.status.value}"
+    seen = tracked.observed
+    if seen is None:
+        if tracked.record.status == RunPhase.PENDING:
+            return f"background analysis run {name} has not started measuring"
+        return f"background analysis run {name} is not found"
+    if seen.phase != RunPhase.RUNNING:
+        return f"background analysis run {name} has not started measuring"
+    if seen.evidence_gap:
+        return f"background analysis run {name}: {seen.evidence_gap}"
+    return None
 
 
 def terminate_analysis(p: Pass, record: RunStatus | None) -> None:

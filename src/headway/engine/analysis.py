@@ -6,10 +6,16 @@ the Rollout's templates (`headway.core.templates`) into an AnalysisRun held as p
 `observe` reads phases only, never measures; the caller's timer calls `tick(now)`, which measures the metrics that
 are due, concurrently, through the providers it was given, and feeds every result through `headway.core.analysis`.
 
-A failed query is data: a provider error, a crash, a timeout or an unknown provider type becomes a measurement in
-phase Error with a message, never an exception out of `tick`. Secret arguments (``valueFrom.secretKeyRef``) are
-read through the injected resolver at measurement time, substituted into that measurement's metric only, and
-their values are masked in measurement messages: they are never written into the run.
+Fail closed, one run at a time. A failed query is data: any exception while measuring (resolving secrets,
+calling the provider, evaluating the conditions, judging) or a timeout becomes a measurement in phase Error with
+its message, so Argo's ``consecutiveErrorLimit`` decides when the metric, and so the run, is Error. A run that
+cannot start (its templates cannot be resolved, its spec is invalid, a metric's provider is unknown or cannot be
+built) is Error at once with the reason; so is a run the ladder itself cannot evaluate. Nothing escapes `tick`:
+one run's crash never stops another run from being measured, and an Error run aborts its rollout.
+
+Secret arguments (``valueFrom.secretKeyRef``) are read through the injected resolver at measurement time,
+substituted into that measurement's metric only, and their values are masked in measurement messages: they are
+never written into the run.
 
 Judge metrics measure one window of counts per interval and are judged by `headway.core.judge` over every window
 so far (kept in the metric result, so measurement retention cannot lose them)::
@@ -32,16 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from headway.core import analysis as ladder
-from headway.core import templates
+from headway.core import conditions, templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
@@ -60,11 +67,18 @@ from headway.spec.base import ObjectMeta
 from headway.spec.rollout import Rollout
 from headway.spec.status import RunPhase
 
+log = logging.getLogger(__name__)
+
 ROLLOUT_LABEL = "rollouts-pod-template-hash"
 OWNER_ANNOTATION = "headway.dev/rollout"
 EXPERIMENTS_UNSUPPORTED = "experiments are not supported by the in-process analysis executor"
 DEFAULT_MEASURE_TIMEOUT = 60.0
 JUDGE_MISSING = "this build has no statistical judge (headway.core.judge)"
+TURN_WAIT = 1.0
+"""Seconds a runtime's turn waits for the measurements it started (`advance`) before going on without them: a
+provider that hangs until its timeout delays its own run, never the other rollouts' passes."""
+MAX_ERROR_CHARS = 400
+"""Longest exception text kept in a message: enough to recognise it, never a whole dump in a status."""
 
 SecretResolver = Callable[[str, str, str], str]
 """(namespace, secret name, key) → value; raises LookupError when there is no such secret or key."""
@@ -116,14 +130,18 @@ class AnalysisExecutor:
         if run.name in self.runs:
             return
         key = _key(rollout)
-        resolved = templates.resolve_analysis(
-            run.analysis,
-            rollout,
-            templates=self.templates,
-            cluster_templates=self.cluster_templates,
-            stable_hash=run.stable_hash,
-            latest_hash=run.hash,
-        )
+        try:
+            resolved = templates.resolve_analysis(
+                run.analysis,
+                rollout,
+                templates=self.templates,
+                cluster_templates=self.cluster_templates,
+                stable_hash=run.stable_hash,
+                latest_hash=run.hash,
+            )
+        except Exception as error:  # a stored template that no longer parses, a resolver bug: the run is Error
+            log.exception("resolving the templates of analysis run %s failed", run.name)
+            resolved = templates.TemplateError("templates", f"could not be resolved: {describe_exception(error)}")
         extra = run.analysis.analysis_run_metadata
         metadata = ObjectMeta(
             name=run.name,
@@ -136,8 +154,33 @@ class AnalysisExecutor:
             status = AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=f"{resolved.describe()}")
         else:
             spec, status = resolved, AnalysisRunStatus()
+            problem = self.start_problem(spec)
+            if problem is not None:
+                status = AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=problem)
         model = AnalysisRun(api_version="argoproj.io/v1alpha1", metadata=metadata, spec=spec, status=status)
         self.runs[run.name] = _Run(model, key)
+
+    def start_problem(self, spec: AnalysisRunSpec) -> str | None:
+        """Why a run of ``spec`` cannot start (None: it can): an invalid spec, or a metric whose provider is
+        unknown or cannot be built. Such a run is Error at once, never a Pending run nobody measures.
+
+        Dry-run metrics are left to their measurements (an Error there decides nothing, as in Argo)."""
+        try:
+            invalid = ladder.validate_run(spec)
+        except Exception as error:  # the checks themselves crashed (a condition the evaluator chokes on)
+            where = _crashing_condition(spec) or "the metrics"
+            return f"Analysis spec invalid: {where} could not be checked: {describe_exception(error)}"
+        if invalid is not None:
+            return f"Analysis spec invalid: {invalid}"
+        dry = ladder.dry_run_metrics(spec)
+        for index, metric in enumerate(spec.metrics):
+            if metric.name in dry:
+                continue
+            try:
+                self._provider(metric)
+            except LookupError as error:
+                return f"metrics[{index}]: {str(error).strip(chr(39) + chr(34))}"
+        return None
 
     def terminate_analysis(self, rollout: Rollout, name: str) -> None:
         held = self.runs.get(name)
@@ -163,17 +206,31 @@ class AnalysisExecutor:
     # --- measuring --------------------------------------------------------------------------------------
 
     async def tick(self, now: datetime) -> datetime | None:
-        """Measure every due metric of every run, assess them, and return when something is next due."""
-        await asyncio.gather(*(self._advance(held, now) for held in self.runs.values()))
+        """Measure every due metric of every run, assess them, and return when something is next due.
+
+        Runs advance independently: one that raises is made Error (`_advance_one`), the others carry on."""
+        await asyncio.gather(*(self._advance_one(held, now) for held in list(self.runs.values())))
         return self.next_due()
+
+    async def advance(self, name: str, now: datetime) -> None:
+        """Measure what is due of run ``name`` and assess it (`tick` for one run); never raises.
+
+        For runtimes that measure each run in its own task, so that one slow run does not hold the others."""
+        held = self.runs.get(name)
+        if held is not None:
+            await self._advance_one(held, now)
 
     def next_due(self) -> datetime | None:
         """The earliest time any unfinished run needs `tick` again."""
-        times = [
-            when
-            for held in self.runs.values()
-            if (when := ladder.next_measurement_time(held.run.spec, self._status(held))) is not None
-        ]
+        times: list[datetime] = []
+        for held in list(self.runs.values()):
+            try:
+                when = ladder.next_measurement_time(held.run.spec, self._status(held))
+            except Exception:  # `tick` has made such a run Error already; it must not hide the others' times
+                log.exception("analysis run %s: when to measure next could not be worked out", held.run.metadata.name)
+                continue
+            if when is not None:
+                times.append(when)
         return min(times, default=None)
 
     def run(self, name: str) -> AnalysisRun | None:
@@ -191,11 +248,49 @@ class AnalysisExecutor:
         owner = run.metadata.annotations.get(OWNER_ANNOTATION, "")
         self.runs[run.metadata.name] = _Run(run, owner)
 
+    def load_unreadable(self, name: str, data: Mapping[str, Any], problem: str) -> AnalysisRun:
+        """Hold a saved run that no longer parses as an Error run of its owner (read from the raw annotation), so
+        the rollout waiting on it aborts with ``problem`` instead of waiting forever or passing without it."""
+        raw = data.get("metadata") if isinstance(data, Mapping) else None
+        meta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        annotations = meta.get("annotations")
+        owner = annotations.get(OWNER_ANNOTATION) if isinstance(annotations, Mapping) else None
+        namespace = meta.get("namespace")
+        run = AnalysisRun(
+            api_version="argoproj.io/v1alpha1",
+            metadata=ObjectMeta(
+                name=name,
+                namespace=namespace if isinstance(namespace, str) and namespace else "default",
+                annotations={OWNER_ANNOTATION: owner} if isinstance(owner, str) else {},
+            ),
+            spec=AnalysisRunSpec(metrics=[]),
+            status=AnalysisRunStatus(phase=AnalysisPhase.ERROR, message=" ".join(problem.split())[:MAX_ERROR_CHARS]),
+        )
+        self.load(run)
+        return run
+
+    async def _advance_one(self, held: _Run, now: datetime) -> None:
+        """`_advance`, fail closed: a run the ladder cannot evaluate is Error with the reason, at once.
+
+        Measurement failures never get here (`_measure` turns them into Error measurements); what does is a run
+        whose spec or status the pure ladder raises on, which no later tick would fix."""
+        try:
+            await self._advance(held, now)
+        except Exception as error:
+            name = held.run.metadata.name
+            log.exception("analysis run %s could not be evaluated; it is Error", name)
+            message = f"the analysis could not be evaluated: {describe_exception(error)}"
+            held.run = held.run.model_copy(update={"status": _errored(self._status(held), message, now)})
+
     async def _advance(self, held: _Run, now: datetime) -> None:
         spec, status = held.run.spec, self._status(held)
         if status.phase.completed:
             return
         if status.started_at is None:
+            problem = self.start_problem(spec)
+            if problem is not None:  # a run created elsewhere (the Kubernetes runtime) is checked on its first tick
+                held.run = held.run.model_copy(update={"status": _errored(status, problem, now)})
+                return
             status = status.model_copy(update={"started_at": ladder.iso(now), "phase": AnalysisPhase.RUNNING})
         tasks = ladder.due(spec, status, now)
         dry = ladder.dry_run_metrics(spec)
@@ -213,35 +308,54 @@ class AnalysisExecutor:
     async def _measure(
         self, run: AnalysisRun, task: ladder.Due, status: AnalysisRunStatus, now: datetime
     ) -> tuple[Measurement, tuple[int, int, int, int] | None]:
+        """One measurement of ``task``; never raises: whatever goes wrong is an Error measurement saying where.
+
+        Secret values are masked in every message, the crash messages included."""
         started = task.pending.started_at if task.pending is not None else None
-        metric, secrets, problem = self._resolve_secrets(run, task.metric)
-        if problem is not None:
-            return _error(problem, now, started), None
+        secrets: dict[str, str] = {}
+        stage = "resolving the metric's arguments"
         try:
-            provider = self._provider(metric)
-        except LookupError as error:
-            return _error(str(error).strip("'\""), now, started), None
-        context = MeasureContext(
-            args=templates.values_of(run.spec.args) | secrets,
-            now=now,
-            namespace=run.metadata.namespace,
-            run_name=run.metadata.name,
-        )
-        if task.cancel and task.handle is not None:
-            await self._guard(provider.cancel(metric, task.handle))
-            return Measurement(
-                phase=AnalysisPhase.SUCCESSFUL,
-                message=ladder.TERMINATED,
-                started_at=started,
-                finished_at=ladder.iso(now),
-            ), None
-        asked = _source_metric(metric)
-        call = provider.poll(asked, task.handle, context) if task.handle else provider.start(asked, context)
-        result = await self._guard(call)
-        result = _masked(result, secrets.values())
-        if ladder.is_judge(metric) and result.error is None and result.pending is None:
-            return self._judge(metric, result, status, now, started)
-        return ladder.measure(metric, result, now, started_at=started), None
+            metric, secrets, problem = self._resolve_secrets(run, task.metric)
+            if problem is not None:
+                return _error(problem, now, started), None
+            stage = "finding the metric's provider"
+            try:
+                provider = self._provider(metric)
+            except LookupError as error:
+                return _error(str(error).strip("'\""), now, started), None
+            context = MeasureContext(
+                args=templates.values_of(run.spec.args) | secrets,
+                now=now,
+                namespace=run.metadata.namespace,
+                run_name=run.metadata.name,
+            )
+            handle = task.handle
+            if task.cancel and handle is not None:
+                stage = "cancelling the measurement"
+                await self._guard(lambda: provider.cancel(metric, handle), answer=False)
+                return Measurement(
+                    phase=AnalysisPhase.SUCCESSFUL,
+                    message=ladder.TERMINATED,
+                    started_at=started,
+                    finished_at=ladder.iso(now),
+                ), None
+            stage = "calling the provider"
+            asked = _source_metric(metric)
+            if handle:
+                result = await self._guard(lambda: provider.poll(asked, handle, context))
+            else:
+                result = await self._guard(lambda: provider.start(asked, context))
+            result = _masked(result, secrets.values())
+            if ladder.is_judge(metric) and result.error is None and result.pending is None:
+                stage = "judging the window"
+                return self._judge(metric, result, status, now, started)
+            stage = "evaluating the conditions"
+            return ladder.measure(metric, result, now, started_at=started), None
+        except Exception as error:  # fail closed: a crash is an Error measurement, counted like any other
+            name = run.metadata.name
+            log.warning("analysis run %s, metric %s: %s failed", name, task.metric.name, stage, exc_info=True)
+            message = _mask_text(f"{stage} failed: {describe_exception(error)}", secrets.values())
+            return _error(message, now, started), None
 
     def _judge(
         self, metric: Metric, result: ProviderResult, status: AnalysisRunStatus, now: datetime, started: str | None
@@ -259,15 +373,20 @@ class AnalysisExecutor:
         outcome = judging.judge([judging.Window(*counts) for counts in history], config)
         return ladder.judge_measurement(window, outcome, now, started_at=started), window
 
-    async def _guard(self, call: Any) -> ProviderResult:
-        """A provider call bounded in time; a crash or a timeout becomes an error result, not an exception."""
+    async def _guard(self, call: Callable[[], Awaitable[object]], *, answer: bool = True) -> ProviderResult:
+        """A provider call bounded in time; a crash, a timeout or a reply that is not a result becomes an error
+        result, not an exception (``answer=False``: the reply is not looked at, as for ``cancel``)."""
         try:
-            result = await asyncio.wait_for(call, timeout=self.measure_timeout)
+            result = await asyncio.wait_for(call(), timeout=self.measure_timeout)
         except TimeoutError:
             return ProviderResult(error=f"the provider did not answer within {self.measure_timeout:g}s")
         except Exception as error:  # a provider bug must not stop the other runs' measurements
-            return ProviderResult(error=f"the provider failed: {type(error).__name__}: {error}")
-        return result if isinstance(result, ProviderResult) else ProviderResult()
+            return ProviderResult(error=f"the provider failed: {describe_exception(error)}")
+        if isinstance(result, ProviderResult):
+            return result
+        if not answer:
+            return ProviderResult()
+        return ProviderResult(error=f"the provider answered {type(result).__name__}, not a measurement result")
 
     def _provider(self, metric: Metric) -> MetricProvider:
         kind = metric.provider.kind
@@ -279,7 +398,13 @@ class AnalysisExecutor:
             config = plugins[kind]
             if kind == ladder.JUDGE_PLUGIN and isinstance(config, Mapping) and isinstance(config.get("source"), str):
                 kind = config["source"]
-        provider = self.providers.get(kind)
+        try:
+            provider = self.providers.get(kind)
+        except Exception as error:  # a provider whose construction fails (bad configuration, missing library)
+            raise LookupError(
+                f"metric {metric.name!r}: the metric provider for type {kind!r} could not be built: "
+                f"{describe_exception(error)}"
+            ) from None
         if provider is None:
             known = ", ".join(sorted(self.providers)) or "none"
             raise LookupError(f"metric {metric.name!r}: no metric provider for type {kind!r} (known: {known})")
@@ -301,9 +426,15 @@ class AnalysisExecutor:
                 values[arg.name] = self.secrets(run.metadata.namespace, ref.name, ref.key)
             except LookupError as error:
                 return metric, {}, f"args.{arg.name}: {str(error).strip(chr(39) + chr(34))}"
-        resolved = templates.resolve_metric(metric, templates.values_of(run.spec.args) | values)
+            except Exception as error:  # a resolver that crashed: no value, and nothing of it in the message
+                return metric, {}, f"args.{arg.name}: reading the secret failed: {type(error).__name__}"
+        try:
+            resolved = templates.resolve_metric(metric, templates.values_of(run.spec.args) | values)
+        except Exception as error:
+            text = _mask_text(describe_exception(error), values.values())
+            return metric, {}, f"resolving the secret arguments failed: {text}"
         if isinstance(resolved, templates.TemplateError):
-            return metric, {}, resolved.describe()
+            return metric, {}, _mask_text(resolved.describe(), values.values())
         return resolved, values, None
 
     def _status(self, held: _Run) -> AnalysisRunStatus:
@@ -311,7 +442,16 @@ class AnalysisExecutor:
 
     def _state(self, held: _Run) -> RunState:
         status = self._status(held)
-        return RunState(name=held.run.metadata.name, phase=RunPhase(status.phase.value), message=status.message or "")
+        try:
+            gap = ladder.evidence_gap(held.run.spec, status)
+        except Exception as error:  # fail closed: a run whose measurements cannot be read proves nothing
+            gap = f"its measurements cannot be read: {describe_exception(error)}"
+        return RunState(
+            name=held.run.metadata.name,
+            phase=RunPhase(status.phase.value),
+            message=status.message or "",
+            evidence_gap=gap,
+        )
 
 
 def _source_metric(metric: Metric) -> Metric:
@@ -367,6 +507,44 @@ def judge_config(metric: Metric) -> Any:
         return f"provider.plugin[{ladder.JUDGE_PLUGIN!r}]: {error}"
 
 
+def describe_exception(error: BaseException) -> str:
+    """An exception as one bounded line of status text: its type and message, lone surrogates escaped (a
+    condition holding ``'\\ud800'`` raises with it in the message, and UTF-8 writers choke on it)."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _crashing_condition(spec: AnalysisRunSpec) -> str | None:
+    """The first ``metrics[i].successCondition``/``failureCondition`` whose compilation raises (not merely fails),
+    to name the field when checking a run crashed; None when no condition does."""
+    for index, metric in enumerate(spec.metrics):
+        for field_name, text in (
+            ("successCondition", metric.success_condition),
+            ("failureCondition", metric.failure_condition),
+        ):
+            if text is None:
+                continue
+            try:
+                conditions.compile_condition(text)
+            except Exception:
+                return f"metrics[{index}].{field_name}"
+    return None
+
+
+def _errored(status: AnalysisRunStatus, message: str, now: datetime) -> AnalysisRunStatus:
+    """The run ends in Error with ``message`` (what it measured so far is kept)."""
+    stamp = ladder.iso(now)
+    return status.model_copy(
+        update={
+            "phase": AnalysisPhase.ERROR,
+            "message": message,
+            "started_at": status.started_at or stamp,
+            "completed_at": stamp,
+        }
+    )
+
+
 def _error(message: str, now: datetime, started: str | None) -> Measurement:
     stamp = ladder.iso(now)
     return Measurement(phase=AnalysisPhase.ERROR, message=message, started_at=started or stamp, finished_at=stamp)
@@ -375,11 +553,15 @@ def _error(message: str, now: datetime, started: str | None) -> Measurement:
 def _masked(result: ProviderResult, secrets: Any) -> ProviderResult:
     if result.error is None:
         return result
-    message = result.error
+    message = _mask_text(result.error, secrets)
+    return ProviderResult(value=result.value, error=message, pending=result.pending, metadata=result.metadata)
+
+
+def _mask_text(message: str, secrets: Any) -> str:
     for secret in secrets:
         if secret:
             message = message.replace(secret, "*****")
-    return ProviderResult(value=result.value, error=message, pending=result.pending, metadata=result.metadata)
+    return message
 
 
 def _key(rollout: Rollout) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,8 +13,13 @@ import pytest_asyncio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from headway.core.actions import RunKind, StartAnalysisRun
+from headway.core.errors import TemporaryError
+from headway.engine.analysis import AnalysisExecutor
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.registry import default_registry
+from headway.runtimes.kubernetes import analysis as analysis_module
+from headway.runtimes.kubernetes import runs as runs_module
 from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
 from headway.runtimes.kubernetes.client import (
     JOBS,
@@ -24,6 +30,8 @@ from headway.runtimes.kubernetes.client import (
     cluster_analysis_templates,
     rollouts,
 )
+from headway.spec.analysis import AnalysisRun
+from headway.spec.rollout import Rollout, RolloutAnalysis
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (
     GROUP,
@@ -234,3 +242,75 @@ async def test_completed_runs_beyond_the_history_limits_are_deleted_oldest_first
     await measurer.measure("default", "web", datetime.now(UTC), (1, 1))
     left = sorted(run["metadata"]["name"] for run in await client.list(analysis_runs(GROUP), "default"))
     assert left == ["run-2", "run-4", "run-5"]
+
+
+async def test_one_run_that_cannot_be_measured_is_error_and_the_others_are_still_measured(
+    client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed, run by run: a crash measuring one run makes that run Error; a provider nobody has makes its
+    run Error at its first measurement; a Secret the API fails to give is an Error measurement; the others go on."""
+    static = {"plugin": {"static": {"values": [0.5]}}}
+    runs = {
+        "broken": [{"name": "rate", "provider": static}],
+        "checked": [{"name": "rate", "successCondition": "result >= 0.9", "provider": static}],
+        "unknown": [{"name": "rate", "provider": {"plugin": {"nosuchprovider": {}}}}],
+        "secretive": [
+            {"name": "rate", "interval": "1m", "provider": {"web": {"url": "http://127.0.0.1:9/{{args.t}}"}}}
+        ],
+    }
+    for name, metrics in runs.items():
+        args = (
+            [{"name": "t", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}}] if name == "secretive" else []
+        )
+        meta = {"name": name, "namespace": "default", "labels": {ROLLOUT_LABEL: "web"}}
+        await client.create(analysis_runs(GROUP), {"metadata": meta, "spec": {"metrics": metrics, "args": args}})
+
+    class Exploding(AnalysisExecutor):
+        def load(self, run: AnalysisRun) -> None:
+            if run.metadata.name == "broken":
+                raise RuntimeError("a bug in measuring")
+            super().load(run)
+
+    real_get = client.get
+
+    async def get(kind: Any, name: str, namespace: str | None = None) -> Any:
+        if kind is SECRETS:
+            raise TemporaryError("connection reset by peer")
+        return await real_get(kind, name, namespace)
+
+    monkeypatch.setattr(analysis_module, "AnalysisExecutor", Exploding)
+    monkeypatch.setattr(client, "get", get)
+    measurer = RunMeasurer(client, GROUP, ProviderTable(default_registry()))
+
+    await measurer.measure("default", "web", datetime.now(UTC), (5, 5))
+
+    found = {run["metadata"]["name"]: run["status"] for run in await client.list(analysis_runs(GROUP), "default")}
+    assert found["checked"]["phase"] == "Failed"
+    assert found["broken"]["phase"] == "Error"
+    assert found["broken"]["message"] == "the analysis could not be measured: RuntimeError: a bug in measuring"
+    assert found["unknown"]["phase"] == "Error"
+    assert "no metric provider for type 'nosuchprovider'" in found["unknown"]["message"]
+    assert found["secretive"]["phase"] == "Running"
+    (measured,) = found["secretive"]["metricResults"][0]["measurements"]
+    assert measured["phase"] == "Error"
+    assert measured["message"] == "args.t: reading secret 'api' failed: connection reset by peer"
+
+
+async def test_a_run_whose_templates_cannot_be_resolved_for_a_bug_is_created_in_error(
+    api: ApiServer, client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug in resolving")
+
+    monkeypatch.setattr(runs_module, "resolve_run_spec", resolve)
+    body = rollout_body(steps=[{"analysis": {"templates": [{"templateName": "smoke"}]}}])
+    rollout = Rollout.model_validate(await client.create(rollouts(GROUP), body))
+    analysis = RolloutAnalysis.model_validate({"templates": [{"templateName": "smoke"}]})
+    start = StartAnalysisRun(name="web-run", kind=RunKind.STEP, analysis=analysis, hash="abc", stable_hash="def")
+
+    await asyncio.to_thread(runs_module.KubernetesRunBackend(api.kube, GROUP).start_analysis, rollout, start)
+
+    run = await client.get(analysis_runs(GROUP), "web-run", "default")
+    assert run is not None
+    assert run["status"]["phase"] == "Error"
+    assert run["status"]["message"] == "templates: could not be resolved: KeyError: 'a bug in resolving'"

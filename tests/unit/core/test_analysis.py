@@ -630,3 +630,55 @@ def test_a_failed_job_is_a_failed_measurement_not_an_error() -> None:
     broken = measure(metric, ProviderResult(error="could not start"), now)
     assert failed.phase is AnalysisPhase.FAILED
     assert broken.phase is AnalysisPhase.ERROR
+
+
+# --- ours: the evidence a run in progress has for a promotion -------------------------------------------------
+
+
+def _errored(message: str) -> Measurement:
+    return Measurement(phase=P.ERROR, message=message, started_at=ago(5), finished_at=ago(5))
+
+
+@pytest.mark.parametrize(
+    ("phase", "results", "gap"),
+    [
+        (P.PENDING, [], "it has not started measuring"),
+        (P.RUNNING, [], "metric 'a' has no measurement yet"),
+        (P.RUNNING, [result("a", measurements=[running()])], "metric 'a' has no measurement yet"),
+        (P.RUNNING, [result("a", measurements=[done(P.SUCCESSFUL)])], "metric 'b' has no measurement yet"),
+        (
+            P.RUNNING,
+            [result("a", measurements=[done(P.SUCCESSFUL), _errored("timeout")]), result("b", measurements=[])],
+            "metric 'a': its last measurement errored: timeout",
+        ),
+        (
+            P.RUNNING,
+            [result("a", measurements=[_errored("timeout"), running()]), result("b")],
+            "metric 'a': its last measurement errored: timeout",
+        ),
+        (
+            P.RUNNING,
+            [result("a", measurements=[done(P.FAILED)]), result("b", measurements=[done(P.SUCCESSFUL)])],
+            "",
+        ),
+        (P.ERROR, [], ""),
+        (P.SUCCESSFUL, [], ""),
+    ],
+    ids=[
+        "ours-gap-pending",
+        "ours-gap-nothing-yet",
+        "ours-gap-in-flight-only",
+        "ours-gap-one-metric-missing",
+        "ours-gap-error-streak",
+        "ours-gap-error-then-retrying",
+        "ours-gap-none-failures-within-limit",
+        "ours-gap-completed-error",
+        "ours-gap-completed-successful",
+    ],
+)
+def test_the_evidence_gap_of_a_run(phase: AnalysisPhase, results: list[MetricResult], gap: str) -> None:
+    spec = AnalysisRunSpec(metrics=[metric("a"), metric("b"), metric("quiet")], dry_run=[DryRun(metric_name="quiet")])
+    status = AnalysisRunStatus(phase=phase, started_at=ago(60) if phase is not P.PENDING else None)
+    status = status.model_copy(update={"metric_results": results})
+
+    assert analysis.evidence_gap(spec, status) == gap

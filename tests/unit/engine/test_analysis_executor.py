@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
 from headway.core import analysis as ladder
+from headway.core import conditions
 from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment
 from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, JUDGE_MISSING, AnalysisExecutor, EnvironmentSecrets
 from headway.platforms.fake import EPOCH
@@ -256,19 +257,17 @@ async def test_a_provider_crash_or_timeout_is_an_error_measurement() -> None:
     }
 
 
-@pytest.mark.asyncio
-async def test_an_unknown_provider_type_is_an_error_measurement_naming_the_known_ones() -> None:
+def test_an_unknown_provider_type_errors_the_run_at_start_naming_the_known_ones() -> None:
+    # A run that cannot measure at all is an error on the rollout at once, not five errored measurements later.
     checks = template("checks", {"name": "q", "provider": {"prometheus": {"query": "up"}}}, args=[{"name": "service"}])
     executor = executor_for(Scripted(values(1)), checks)
+
     start(executor, "checks")
 
-    await executor.tick(EPOCH)
-
-    run = executor.run("web-1")
-    assert run is not None and run.status is not None
-    result = run.status.result("q")
-    assert result is not None
-    assert result.measurements[-1].message == "metric 'q': no metric provider for type 'prometheus' (known: web)"
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.ERROR
+    assert state.message == "metrics[0]: metric 'q': no metric provider for type 'prometheus' (known: web)"
+    assert executor.next_due() is None
 
 
 def test_a_template_problem_errors_the_run_naming_the_field() -> None:
@@ -614,3 +613,234 @@ def test_runs_carry_the_rollouts_run_metadata_and_their_owner() -> None:
     assert run.metadata.labels == {"team": "a", "rollouts-pod-template-hash": "new", "headway.dev/kind": "background"}
     assert run.metadata.annotations == {"note": "x", "headway.dev/rollout": "default/web"}
     assert executor.owner("r") == "default/web" and executor.owner("ghost") is None
+
+
+# --- failing closed: any exception is an Error, one run at a time ----------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_evaluator_that_raises_is_an_error_measurement_counted_toward_the_error_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def evaluate(compiled: Any, result: object) -> bool:
+        raise TypeError("the evaluator choked")
+
+    monkeypatch.setattr(conditions, "evaluate", evaluate)
+    checks = template(
+        "checks",
+        web(interval="30s", consecutiveErrorLimit=2, successCondition="result > 0"),
+        args=[{"name": "service"}],
+    )
+    executor = executor_for(Scripted(values(1)), checks)
+    start(executor, "checks")
+
+    phases = await play(executor, until=600)
+
+    assert phases == [RunPhase.RUNNING, RunPhase.RUNNING, RunPhase.ERROR]
+    run = executor.run("web-1")
+    assert run is not None and run.status is not None
+    result = run.status.result("success-rate")
+    assert result is not None
+    expected = "evaluating the conditions failed: TypeError: the evaluator choked"
+    assert [m.message for m in result.measurements] == [expected] * 3
+    assert run.status.message is not None and "consecutiveErrors (3) > consecutiveErrorLimit (2)" in run.status.message
+
+
+def test_a_condition_whose_compilation_raises_errors_the_run_at_start_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = conditions.compile_condition
+
+    def compile_condition(text: str) -> Any:
+        if "boom" in text:
+            raise TypeError("compile(): incompatible function arguments")
+        return real(text)
+
+    monkeypatch.setattr(conditions, "compile_condition", compile_condition)
+    checks = template(
+        "checks", web(successCondition="result > 0", failureCondition="result == 'boom'"), args=[{"name": "service"}]
+    )
+    executor = executor_for(Scripted(values(1)), checks)
+
+    start(executor, "checks")
+
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.ERROR
+    assert state.message == (
+        "Analysis spec invalid: metrics[0].failureCondition could not be checked: "
+        "TypeError: compile(): incompatible function arguments"
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_run_the_ladder_raises_on_is_error_and_the_other_runs_are_still_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_due = ladder.due
+
+    def due(spec: Any, status: Any, now: Any) -> list[ladder.Due]:
+        if any(metric.name == "cursed" for metric in spec.metrics):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_due(spec, status, now)
+
+    monkeypatch.setattr(ladder, "due", due)
+    executor = executor_for(
+        Scripted(values(0.5)),
+        template("cursed", web("cursed"), args=[{"name": "service"}]),
+        template("checks", web(successCondition="result >= 0.9"), args=[{"name": "service"}]),
+    )
+    start(executor, "cursed", run="cursed-1")
+    start(executor, "checks", run="checks-1")
+
+    assert await executor.tick(EPOCH) is None  # nothing escapes, and nothing is left to measure
+
+    observed = executor.observe(ROLLOUT)[0]
+    assert observed["cursed-1"].phase is RunPhase.ERROR
+    assert observed["cursed-1"].message == (
+        "the analysis could not be evaluated: RecursionError: maximum recursion depth exceeded"
+    )
+    assert observed["checks-1"].phase is RunPhase.FAILED
+
+
+@pytest.mark.asyncio
+async def test_provider_misbehaviour_of_every_kind_is_an_error_measurement() -> None:
+    class Odd:
+        type: ClassVar[str] = "web"
+
+        def start(self, metric: Metric, context: MeasureContext) -> Any:
+            if metric.name == "sync":
+                raise ValueError("raised before any await")
+            if metric.name == "plain":
+                return ProviderResult(value=1)  # not awaitable
+
+            async def answer() -> Any:
+                return 0.99  # a bare value, not a ProviderResult
+
+            return answer()
+
+        async def poll(self, metric: Metric, pending: str, context: MeasureContext) -> ProviderResult:
+            raise AssertionError("not pending")
+
+        async def cancel(self, metric: Metric, pending: str) -> None:
+            return None
+
+    checks = template("checks", web("sync"), web("plain"), web("bare"), args=[{"name": "service"}])
+    executor = executor_for(cast(MetricProvider, Odd()), checks)
+    start(executor, "checks")
+
+    await executor.tick(EPOCH)
+
+    run = executor.run("web-1")
+    assert run is not None and run.status is not None
+    messages = {r.name: (r.measurements[-1].phase, r.measurements[-1].message) for r in run.status.metric_results}
+    assert messages["sync"] == (P.ERROR, "the provider failed: ValueError: raised before any await")
+    assert messages["plain"][0] is P.ERROR and "TypeError" in (messages["plain"][1] or "")
+    assert messages["bare"] == (P.ERROR, "the provider answered float, not a measurement result")
+
+
+def test_a_provider_that_cannot_be_built_errors_the_run_at_start() -> None:
+    class Providers(dict[str, MetricProvider]):
+        def __getitem__(self, kind: str) -> MetricProvider:
+            raise RuntimeError("prometheus address is not configured")
+
+        def get(self, kind: str, default: Any = None) -> Any:
+            return self[kind]
+
+    checks = template("checks", web(), args=[{"name": "service"}])
+    executor = AnalysisExecutor(templates={"checks": checks}, providers=Providers())
+
+    start(executor, "checks")
+
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.ERROR
+    assert state.message == (
+        "metrics[0]: metric 'success-rate': the metric provider for type 'web' could not be built: "
+        "RuntimeError: prometheus address is not configured"
+    )
+
+
+def test_a_template_store_that_raises_errors_the_run_instead_of_the_pass() -> None:
+    class Broken(dict[str, AnalysisTemplate]):
+        def get(self, key: str, default: Any = None) -> Any:
+            raise ValueError("stored template is not readable")
+
+    executor = AnalysisExecutor(templates=Broken(), providers={"web": Scripted(values(1))})
+
+    start(executor, "checks")
+
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.ERROR
+    assert state.message == "templates: could not be resolved: ValueError: stored template is not readable"
+
+
+@pytest.mark.asyncio
+async def test_a_secret_resolver_that_crashes_is_an_error_measurement_that_reveals_nothing() -> None:
+    def resolver(namespace: str, name: str, key: str) -> str:
+        raise OSError(f"permission denied reading /secrets/{name}/{key}")
+
+    checks = template(
+        "checks",
+        {"name": "api", "provider": {"web": {"url": "http://x/{{args.token}}"}}},
+        args=[{"name": "token", "valueFrom": {"secretKeyRef": {"name": "api-creds", "key": "token"}}}],
+    )
+    executor = executor_for(Scripted(values(1)), checks, secrets=resolver)
+    start(executor, "checks", args=[])
+
+    await executor.tick(EPOCH)
+
+    run = executor.run("web-1")
+    assert run is not None and run.status is not None
+    result = run.status.result("api")
+    assert result is not None
+    assert result.measurements[-1].message == "args.token: reading the secret failed: OSError"
+
+
+@pytest.mark.asyncio
+async def test_a_run_in_progress_tells_the_rollout_what_evidence_it_lacks() -> None:
+    provider = Scripted(values("!connection refused", 0.99))
+    checks = template("checks", web(interval="30s", successCondition="result >= 0.95"), args=[{"name": "service"}])
+    executor = executor_for(provider, checks)
+    start(executor, "checks")
+
+    assert executor.observe(ROLLOUT)[0]["web-1"].evidence_gap == "it has not started measuring"
+    await executor.tick(EPOCH)
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert state.phase is RunPhase.RUNNING
+    assert state.evidence_gap == "metric 'success-rate': its last measurement errored: connection refused"
+    await executor.tick(EPOCH + timedelta(seconds=10))
+    assert executor.observe(ROLLOUT)[0]["web-1"].evidence_gap == ""
+
+
+def test_a_saved_run_that_no_longer_reads_back_is_held_as_an_error_of_its_rollout() -> None:
+    executor = executor_for(Scripted(values(1)))
+    data = {
+        "metadata": {"name": "web-1", "namespace": "default", "annotations": {"headway.dev/rollout": "default/web"}}
+    }
+
+    executor.load_unreadable("web-1", data, "the saved run is not readable: spec: Field required")
+
+    state = executor.observe(ROLLOUT)[0]["web-1"]
+    assert (state.phase, state.message) == (RunPhase.ERROR, "the saved run is not readable: spec: Field required")
+    assert executor.next_due() is None
+
+
+@needs_judge
+@pytest.mark.asyncio
+async def test_a_judge_that_crashes_is_an_error_measurement_and_records_no_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    judging = importlib.import_module("headway.core.judge")
+
+    def judge(windows: Any, config: Any) -> Any:
+        raise FloatingPointError("overflow in the e-process")
+
+    monkeypatch.setattr(judging, "judge", judge)
+    executor = judge_executor(windows(0.01, 0.01))
+    start(executor, "judge", args=[])
+
+    await executor.tick(EPOCH)
+
+    result = judge_result(executor)
+    assert result.measurements[-1].phase is P.ERROR
+    assert result.measurements[-1].message == "judging the window failed: FloatingPointError: overflow in the e-process"
+    assert ladder.windows(result) == []

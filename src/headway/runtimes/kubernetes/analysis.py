@@ -9,7 +9,13 @@ with its resourceVersion, so a concurrent writer (a user terminating the run, an
 fail with a conflict and the next pass measures again from the newer object instead of clobbering it.
 
 Secret arguments stay ``valueFrom.secretKeyRef`` in the run; their values are read from the Secret right before
-each measurement and handed to the executor only (it masks them in messages).
+each measurement and handed to the executor only (it masks them in messages); a Secret that cannot be read is an
+Error measurement of the metric that needs it, like any other failed query.
+
+Runs are measured one by one and fail closed, each on its own: the API failing while one run is measured leaves
+that run to the next pass (it is measured again soon), and anything else going wrong with a run (a bug, a status
+the API refuses) makes that run Error with the reason, so its rollout aborts; the other runs are measured and
+written either way, and the history is collected whatever happened to them.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from headway.core import templates
 from headway.core.actions import StartAnalysisRun
+from headway.core.errors import AdapterError
 from headway.engine import admission
-from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor
+from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor, describe_exception
 from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.base import MetricProvider
 from headway.providers.k8s_job import KubernetesJobProvider
@@ -36,7 +43,9 @@ from headway.runtimes.kubernetes.client import (
     SECRETS,
     ApiConflictError,
     BlockingKube,
+    InvalidObjectError,
     KubeClient,
+    NotFoundError,
     analysis_runs,
     analysis_templates,
     cluster_analysis_templates,
@@ -51,6 +60,8 @@ DEFAULT_UNSUCCESSFUL_RUN_HISTORY = 5
 """Argo's defaults for ``spec.analysis.successfulRunHistoryLimit`` / ``unsuccessfulRunHistoryLimit``."""
 
 COMPLETED = {"Successful", "Failed", "Error", "Inconclusive"}
+API_RETRY_SECONDS = 5.0
+"""How soon a run is measured again after the API failed while it was being measured or written."""
 
 
 class ProviderTable(Mapping[str, MetricProvider]):
@@ -184,13 +195,45 @@ class RunMeasurer:
         for obj in found:
             if ((obj.get("status") or {}).get("phase") or "") in COMPLETED:
                 continue
-            when = await self._measure_one(obj, now)
+            when = await self._measure_isolated(obj, now)
             if when is not None:
                 due.append(when)
-        await self._collect(found, limits)
+        try:
+            await self._collect(found, limits)
+        except AdapterError as error:
+            log.warning("collecting the old AnalysisRuns of %s/%s failed: %s", namespace, rollout, error)
         if not due:
             return None
         return max((min(due) - now).total_seconds(), 0.0)
+
+    async def _measure_isolated(self, obj: dict[str, Any], now: datetime) -> datetime | None:
+        """`_measure_one`, so that nothing about one run stops the others (see the module docstring)."""
+        meta = obj.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace") or "default"
+        try:
+            return await self._measure_one(obj, now)
+        except NotFoundError:
+            return None  # deleted while measured: nothing left to measure
+        except InvalidObjectError as error:  # the API refuses what was measured: no retry would change that
+            log.error("AnalysisRun %s/%s: the measured status was refused: %s", namespace, name, error)
+            await self._fail(name, namespace, meta, f"the measured status was refused by the API: {error}", now)
+            return None
+        except AdapterError as error:  # the API, not the run: measure it again soon
+            log.warning("measuring AnalysisRun %s/%s: %s; again in %gs", namespace, name, error, API_RETRY_SECONDS)
+            return now + timedelta(seconds=API_RETRY_SECONDS)
+        except Exception as error:  # fail closed: a run we cannot measure is Error, and its rollout aborts
+            log.exception("measuring AnalysisRun %s/%s failed; it is Error", namespace, name)
+            message = f"the analysis could not be measured: {describe_exception(error)}"
+            await self._fail(name, namespace, meta, message, now)
+            return None
+
+    async def _fail(self, name: str, namespace: str, meta: Mapping[str, Any], message: str, now: datetime) -> None:
+        """Write the run as Error with ``message`` (best effort: if even that fails, the next pass tries again)."""
+        status = {"phase": "Error", "message": message, "completedAt": _iso(now)}
+        try:
+            await self._write(name, namespace, meta, status)
+        except Exception:
+            log.exception("marking AnalysisRun %s/%s as Error failed", namespace, name)
 
     async def _measure_one(self, obj: dict[str, Any], now: datetime) -> datetime | None:
         meta = obj.get("metadata") or {}
@@ -225,20 +268,26 @@ class RunMeasurer:
         return True
 
     async def _secrets(self, run: AnalysisRun) -> _Secrets:
-        """The secretKeyRef values of the run's arguments, read now (missing ones are left out: the executor says)."""
+        """The secretKeyRef values of the run's arguments, read now (missing ones are left out: the executor says;
+        one the API fails to give is an Error measurement saying why, not a crash of every run's measurement)."""
         values: dict[tuple[str, str], str] = {}
+        problems: dict[tuple[str, str], str] = {}
         for arg in run.spec.args:
             ref = arg.value_from.secret_key_ref if arg.value is None and arg.value_from is not None else None
-            if ref is None or (ref.name, ref.key) in values:
+            if ref is None or (ref.name, ref.key) in values or (ref.name, ref.key) in problems:
                 continue
-            secret = await self._client.get(SECRETS, ref.name, run.metadata.namespace)
+            try:
+                secret = await self._client.get(SECRETS, ref.name, run.metadata.namespace)
+            except AdapterError as error:
+                problems[(ref.name, ref.key)] = f"reading secret {ref.name!r} failed: {error}"
+                continue
             encoded = ((secret or {}).get("data") or {}).get(ref.key)
             if isinstance(encoded, str):
                 try:
                     values[(ref.name, ref.key)] = base64.b64decode(encoded, validate=True).decode()
                 except (binascii.Error, UnicodeDecodeError):
                     continue
-        return _Secrets(values)
+        return _Secrets(values, problems)
 
     async def _collect(self, found: list[dict[str, Any]], limits: tuple[int, int]) -> None:
         """Delete completed runs beyond the history limits, oldest first (Argo's GC of AnalysisRuns)."""
@@ -302,11 +351,21 @@ def cluster_providers(client: KubeClient, group: str) -> ProviderTable:
 
 
 class _Secrets:
-    def __init__(self, values: Mapping[tuple[str, str], str]) -> None:
+    def __init__(
+        self, values: Mapping[tuple[str, str], str], problems: Mapping[tuple[str, str], str] | None = None
+    ) -> None:
         self._values = values
+        self._problems = problems or {}
 
     def lookup(self, namespace: str, name: str, key: str) -> str:
         try:
             return self._values[(name, key)]
         except KeyError:
+            problem = self._problems.get((name, key))
+            if problem is not None:
+                raise LookupError(problem) from None
             raise LookupError(f"secret {name!r} key {key!r} not found in namespace {namespace!r}") from None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -4,7 +4,10 @@ A run the core starts becomes an AnalysisRun object named as the core chose, lab
 by it (so it is garbage-collected with it), carrying the spec resolved from the AnalysisTemplates and
 ClusterAnalysisTemplates it references (read from the API when the run starts). Its phase is read back from
 ``status.phase``: whoever measures it (`headway.runtimes.kubernetes.analysis.RunMeasurer` in this controller)
-writes that; a run whose templates cannot be resolved is created in phase Error with the reason.
+writes that, and its measurements tell the rollout whether a run in progress has sound evidence yet
+(`RunState.evidence_gap`). A run whose templates cannot be resolved, for any reason but the API failing (then the
+pass is retried), is created in phase Error with the reason; one whose providers cannot measure it is made Error
+by its first measurement.
 Terminating sets ``spec.terminate``, as Argo does.
 Secret-backed args stay references (``valueFrom``); they are never resolved into the run.
 
@@ -18,12 +21,17 @@ that cannot be built (no stable ReplicaSet yet, an argument without a value) is 
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
+from headway.core import analysis as ladder
 from headway.core import templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
+from headway.core.errors import AdapterError
 from headway.core.observation import RunState
 from headway.core.templates import TemplateError
+from headway.engine.analysis import describe_exception
 from headway.engine.runs import RunStates
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
 from headway.runtimes.kubernetes.analysis import resolve_run_spec, uses_analysis
@@ -36,9 +44,11 @@ from headway.runtimes.kubernetes.client import (
     analysis_runs,
     experiments,
 )
-from headway.spec.analysis import AnalysisRunSpec
+from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisRunStatus
 from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase
+
+log = logging.getLogger(__name__)
 
 STABLE_REVISION_ANNOTATION = "headway.dev/stable-revision"
 """On an Experiment of a Rollout's step: the stable revision's hash when it started (the canary's is its
@@ -53,6 +63,19 @@ def phase_of(obj: dict[str, Any]) -> RunState:
     except ValueError:
         phase = RunPhase.PENDING
     return RunState(name=obj["metadata"]["name"], phase=phase, message=str(status.get("message") or ""))
+
+
+def analysis_state(obj: dict[str, Any]) -> RunState:
+    """An AnalysisRun as the core sees it: `phase_of`, plus, while it runs, why it has no sound evidence yet."""
+    state = phase_of(obj)
+    if state.phase.completed:
+        return state
+    try:
+        run = AnalysisRun.model_validate({**obj, "apiVersion": obj.get("apiVersion") or "argoproj.io/v1alpha1"})
+        gap = ladder.evidence_gap(run.spec, run.status or AnalysisRunStatus())
+    except Exception as error:  # fail closed: a run that cannot be read proves nothing
+        gap = f"the run cannot be read: {describe_exception(error)}"
+    return replace(state, evidence_gap=gap)
 
 
 def has_experiments(rollout: Rollout) -> bool:
@@ -86,7 +109,13 @@ class KubernetesRunBackend:
     def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
         if self._kube.get(self._runs, run.name, rollout.metadata.namespace) is not None:
             return
-        resolved = resolve_run_spec(self._kube, self._group, rollout, run)
+        try:
+            resolved: AnalysisRunSpec | TemplateError = resolve_run_spec(self._kube, self._group, rollout, run)
+        except AdapterError:
+            raise  # the API failed: the pass is retried and the run created then
+        except Exception as error:  # anything else would fail the same way every pass: the run is Error, saying why
+            log.exception("resolving the templates of AnalysisRun %s failed", run.name)
+            resolved = TemplateError("templates", f"could not be resolved: {describe_exception(error)}")
         metadata = self._metadata(rollout, run.name, str(run.kind))
         extra = run.analysis.analysis_run_metadata
         if extra is not None:
@@ -129,7 +158,7 @@ class KubernetesRunBackend:
         namespace = rollout.metadata.namespace
         if not uses_analysis(rollout) and not has_experiments(rollout):
             return {}, {}  # neither the spec nor the status has a run to follow: no list on every look
-        runs = {state.name: state for state in map(phase_of, self._kube.list(self._runs, namespace, labels))}
+        runs = {state.name: state for state in map(analysis_state, self._kube.list(self._runs, namespace, labels))}
         if not has_experiments(rollout):
             return runs, {}
         found = self._kube.list(self._experiments, namespace, labels)

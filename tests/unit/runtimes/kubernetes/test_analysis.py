@@ -14,6 +14,7 @@ from headway.providers.k8s_job import KubernetesJobProvider, job_name
 from headway.providers.registry import default_registry
 from headway.runtimes.kubernetes.analysis import ProviderTable, history_limits, uses_analysis
 from headway.runtimes.kubernetes.controller import LAST_APPLIED, slim
+from headway.runtimes.kubernetes.runs import analysis_state
 from headway.spec.analysis import Metric
 from headway.spec.rollout import Rollout
 
@@ -121,3 +122,29 @@ def test_the_kept_rollout_body_drops_managed_fields_and_the_last_applied_copy_on
         "spec": {"replicas": 2},
     }
     assert "managedFields" in body["metadata"]  # the watch's own object is left alone
+
+
+def test_a_running_analysis_run_tells_the_rollout_what_evidence_it_lacks() -> None:
+    def run(status: dict[str, Any]) -> dict[str, Any]:
+        spec = {"metrics": [{"name": "rate", "provider": {"web": {"url": "http://x"}}}]}
+        return {"metadata": {"name": "r", "namespace": "default"}, "spec": spec, "status": status}
+
+    errored = {
+        "phase": "Error",
+        "message": "timeout",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:00:00Z",
+    }
+    streak = {
+        "phase": "Running",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "metricResults": [{"name": "rate", "phase": "Running", "measurements": [errored]}],
+    }
+
+    assert analysis_state(run({})).evidence_gap == "it has not started measuring"
+    assert analysis_state(run(streak)).evidence_gap == "metric 'rate': its last measurement errored: timeout"
+    assert analysis_state(run({"phase": "Successful"})).evidence_gap == ""
+    unreadable = analysis_state(
+        {"metadata": {"name": "r"}, "spec": {"metrics": "nope"}, "status": {"phase": "Running"}}
+    )
+    assert unreadable.evidence_gap.startswith("the run cannot be read: ValidationError")
