@@ -311,7 +311,7 @@ async def test_a_run_that_cannot_start_is_an_error_on_the_rollout(embedded: Call
     assert status.abort and status.phase == Phase.DEGRADED
     [run] = world.runs_of("web")
     assert run.status is not None and run.status.phase is AnalysisPhase.ERROR
-    assert "no metric provider for type 'nosuchprovider'" in (run.status.message or "")
+    assert "the embedded mode cannot run the 'nosuchprovider' metric provider" in (run.status.message or "")
     assert "nosuchprovider" in status.message
     assert not run.status.metric_results  # Error at start, not after five errored measurements
 
