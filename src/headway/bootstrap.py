@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,11 +57,12 @@ from headway.providers.base import MeasureContext, MetricProvider, ProviderResul
 from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry
 from headway.routers.proxy import ProxyRouter
+from headway.runtimes.embedded import gitsync
 from headway.runtimes.embedded.daemon import Daemon, new_token
 from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.proxy_state import load_state
 from headway.runtimes.embedded.runner import Hook, Runner, SteadyClock, put
-from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
+from headway.runtimes.embedded.state_files import ENDPOINT_FILE, GIT_CONFIG_FILE, GIT_STATE_FILE, TOKEN_FILE
 from headway.spec.analysis import (
     AnalysisRun,
     AnalysisRunSpec,
@@ -69,6 +70,7 @@ from headway.spec.analysis import (
     ClusterAnalysisTemplate,
     Metric,
 )
+from headway.spec.load import Document
 from headway.spec.rollout import Rollout
 from headway.stores.sqlite import DB_NAME, SqliteStore, StateError, StateLock
 
@@ -82,6 +84,8 @@ PORT_ANNOTATION = "headway.dev/proxy-port"
 PROXY_MODULE = "headway.runtimes.embedded.proxy"
 PROXY_START_SECONDS = 15.0
 DEFAULT_RESYNC = 1.0
+GIT_DIR = "git"
+"""The private copy of the followed repository (fetched commits only)."""
 
 
 # --- proxies -------------------------------------------------------------------------------------------------
@@ -477,6 +481,8 @@ class Embedded:
     url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _teardown: bool = False
+    _git_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _git: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         if self.runner.serving is None:
@@ -512,6 +518,25 @@ class Embedded:
         self._loop = asyncio.create_task(self.runner.run(), name="headway-runner")
         return self.url
 
+    def sync_git(self, config: gitsync.GitConfig) -> gitsync.GitSync:
+        """Apply every new commit of ``config``'s branch from now on (GitOps); stops with `close`."""
+        loop = asyncio.get_running_loop()
+
+        def apply(documents: Sequence[Document], source: str) -> list[str]:
+            # Called from the sync's thread: the apply itself runs on the runner's worker, after any pass.
+            future = asyncio.run_coroutine_threadsafe(self.runner.apply_loaded(documents, source), loop)
+            return future.result(timeout=gitsync.GIT_TIMEOUT)
+
+        sync = gitsync.GitSync(
+            source=gitsync.GitSource(config, private_dir(self.state_dir / GIT_DIR)),
+            apply=apply,
+            state=self.state_dir / GIT_STATE_FILE,
+        )
+        self._git = asyncio.create_task(
+            gitsync.watch(sync, record=self.runner.record, stopping=self._git_stop), name="headway-git-sync"
+        )
+        return sync
+
     def describe(self, rollout: Rollout) -> dict[str, Any]:
         """The embedded fields of a rollout's API view: where its traffic enters."""
         proxy = self.proxies.get(rollout_key(rollout))
@@ -527,6 +552,10 @@ class Embedded:
         await self.close(teardown=self._teardown)
 
     async def close(self, *, teardown: bool) -> None:
+        self._git_stop.set()
+        if self._git is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._git, timeout=gitsync.GIT_TIMEOUT)
         self.runner.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._loop, timeout=10)
@@ -755,8 +784,11 @@ async def _serve(
         problem = await asyncio.to_thread(lost_state, state_dir)
         if problem is not None:
             raise StateError(problem)
+    git = gitsync.load_config(state_dir / GIT_CONFIG_FILE)  # before anything starts: a bad file fails the start
     embedded = build_embedded(state_dir, notify=notify_config(state_dir, notify), clock=SteadyClock())
     url = await embedded.start(port)
+    if git is not None:
+        embedded.sync_git(git)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: embedded.stop(teardown=False))

@@ -35,7 +35,7 @@ from rich.live import Live
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
 from headway.private_files import append_private, private_dir
-from headway.runtimes.embedded.state_files import ENDPOINT_FILE, TOKEN_FILE
+from headway.runtimes.embedded.state_files import ENDPOINT_FILE, GIT_CONFIG_FILE, GIT_STATE_FILE, TOKEN_FILE
 from headway.spec import names
 from headway.spec.load import load_text
 
@@ -188,18 +188,44 @@ def _rollout_names(file: Path) -> list[str]:
     "each one's serving revision as stable, so the next apply rolls out through its steps.",
 )
 @click.option("--reset", is_flag=True, help="Stop whatever a previous instance left running, then start afresh.")
+@click.option(
+    "--git",
+    "git_url",
+    default=None,
+    metavar="URL",
+    help="GitOps: apply the manifests of this repository (a path, file://, git://, http(s)://, ssh://) at every "
+    "new commit; kept for later starts (see --no-git).",
+)
+@click.option("--ref", "git_ref", default="HEAD", show_default=True, help="The branch (or tag) to follow.")
+@click.option("--path", "git_path", default=".", show_default=True, help="The folder of manifests in the repository.")
+@click.option("--git-interval", type=click.FloatRange(0.1, 86400), default=10.0, show_default=True, help="Seconds.")
+@click.option("--no-git", is_flag=True, help="Stop following the repository set by an earlier --git.")
 def up(
-    file: Path | None, state_dir: Path, *, port: int, timeout: float, notify: Path | None, adopt: bool, reset: bool
+    file: Path | None,
+    state_dir: Path,
+    *,
+    port: int,
+    timeout: float,
+    notify: Path | None,
+    adopt: bool,
+    reset: bool,
+    git_url: str | None,
+    git_ref: str,
+    git_path: str,
+    git_interval: float,
+    no_git: bool,
 ) -> None:
     """Start Headway on this machine in the background and deploy FILE's rollouts as stable.
 
     On a state directory that already has rollouts (after `down`, or a crash), Headway resumes them where they
     were; objects of FILE that already exist are left as they are (change them with `headway apply`). If the
     database lost rollouts whose proxy or replicas still run, it refuses to start until told `--adopt` or
-    `--reset`.
+    `--reset`. With `--git`, the repository is the source of truth: each new commit of the branch is checked
+    as a whole and applied, or refused with the file and field and nothing changed.
     """
     if adopt and reset:
         raise click.UsageError("--adopt and --reset exclude each other")
+    git = _git_config(git_url, git_ref, git_path, git_interval, no_git=no_git)
     if file is not None:
         _read(file)  # a missing file fails before anything starts
     running = _running(state_dir) is not None
@@ -207,8 +233,9 @@ def up(
         raise click.UsageError(f"headway is already running on {state_dir}: --adopt and --reset apply at start")
     if not running and not reset:
         _check_lost_state(state_dir, adopt=adopt)
-    if file is None and not adopt and (reset or not (state_dir / "headway.db").exists()):
-        raise click.UsageError("the first `headway up` needs -f FILE")
+    following = git is not None or (not no_git and (state_dir / GIT_CONFIG_FILE).exists())
+    if file is None and not adopt and not following and (reset or not (state_dir / "headway.db").exists()):
+        raise click.UsageError("the first `headway up` needs -f FILE (or --git URL)")
     if notify is not None:
         from headway.engine.notify import NotifyConfig, NotifyConfigError
 
@@ -217,6 +244,15 @@ def up(
         except NotifyConfigError as error:
             raise click.ClickException(str(error)) from None
     private_dir(state_dir)  # 0700: the token, the database and the logs are the owner's only
+    if git is not None or no_git:
+        from headway.runtimes.embedded import gitsync
+
+        if git is not None:
+            gitsync.save_config(state_dir / GIT_CONFIG_FILE, git)
+        else:
+            (state_dir / GIT_CONFIG_FILE).unlink(missing_ok=True)
+        if running:
+            click.echo("headway is already running: the git settings take effect at its next start (headway down)")
     if not running:
         _start_daemon(state_dir, port, notify, ["--adopt"] if adopt else ["--reset"] if reset else [])
     elif notify is not None:
@@ -224,6 +260,8 @@ def up(
     api = Api(state_dir)
     click.echo(f"headway is running: API {api.url} (state in {state_dir}, log {state_dir / DAEMON_LOG})")
     names = [row["name"] for row in api.get("/api/v1/rollouts")["rollouts"]]
+    if following and not names:
+        names = _first_sync(api, state_dir, timeout)
     if file is not None:
         _apply(api, file, only_new=True)
         names = list(dict.fromkeys([*names, *_rollout_names(file)]))
@@ -231,6 +269,44 @@ def up(
         view = _wait(api, name, timeout, quiet=False)
         where = f", traffic at {view['trafficUrl']}" if view.get("trafficUrl") else ""
         click.echo(f"rollout {name}: {view['phase']} with {view.get('currentImage')}{where}")
+
+
+def _git_config(url: str | None, ref: str, path: str, interval: float, *, no_git: bool) -> Any:
+    """The `--git` settings, checked before anything starts (a bad --ref or --path names the option)."""
+    if url is None:
+        if ref != "HEAD" or path != ".":
+            raise click.UsageError("--ref and --path go with --git URL")
+        return None
+    if no_git:
+        raise click.UsageError("--git and --no-git exclude each other")
+    from headway.runtimes.embedded.gitsync import GitConfig
+
+    try:
+        return GitConfig(url=url, ref=ref, path=path, interval=interval)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _first_sync(api: Api, state_dir: Path, timeout: float) -> list[str]:
+    """Wait for the first commit to be applied (its rollouts' names) or refused (an error saying why)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = [row["name"] for row in api.get("/api/v1/rollouts")["rollouts"]]
+        if names:
+            return names
+        try:
+            refused = json.loads((state_dir / GIT_STATE_FILE).read_text()).get("refused")
+        except (OSError, ValueError):
+            refused = None
+        if refused:
+            raise click.ClickException(
+                f"the repository's commit {refused[:12]} was refused (the reasons are in {state_dir / DAEMON_LOG}); "
+                "fix it with a new commit: Headway applies it when it arrives"
+            )
+        time.sleep(0.2)
+    raise click.ClickException(
+        f"no rollout came from the repository within {timeout:g} s (see {state_dir / DAEMON_LOG})"
+    )
 
 
 def _check_lost_state(state_dir: Path, *, adopt: bool) -> None:

@@ -46,6 +46,7 @@ from headway.core.hashing import pod_template_hash
 from headway.dashboard.model import observed_phase
 from headway.http_guard import host_guard
 from headway.platforms.base import rollout_key
+from headway.runtimes.embedded.gitsync import COMMIT_ANNOTATION as GIT_COMMIT_ANNOTATION
 from headway.runtimes.embedded.runner import CommandError, Runner
 from headway.runtimes.embedded.state_files import DASHBOARD, READ_ONLY_DASHBOARD, TOKEN_FILE
 from headway.spec import names
@@ -258,6 +259,7 @@ def summary(runner: Runner, rollout: Rollout) -> dict[str, Any]:
         "currentImage": _image(rollout.spec.template),
         "replicas": rollout.spec.replicas_or_default(),
         "readyReplicas": status.ready_replicas,
+        "gitCommit": rollout.metadata.annotations.get(GIT_COMMIT_ANNOTATION),
     }
 
 

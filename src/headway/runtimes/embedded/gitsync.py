@@ -26,19 +26,32 @@ left to an explicit ``headway delete``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from headway.private_files import private_dir, write_private_atomically
 from headway.spec.load import Document, Problem, load_text
 from headway.spec.validate import validate
 
+log = logging.getLogger(__name__)
+
 SUFFIXES = (".yaml", ".yml")
+COMMIT_ANNOTATION = "headway.dev/git-commit"
+"""Stamped on every Rollout a commit applies: which commit its current spec (and so its revision) came from."""
+SOURCE_ANNOTATION = "headway.dev/git-source"
+"""The repository, branch and folder the commit came from (credentials removed)."""
 SYNC_REF = "refs/headway/synced"
 STATE_FILE = "git-sync.json"
 GIT_TIMEOUT = 60.0
@@ -143,7 +156,7 @@ class GitSource:
     def fetch(self) -> str:
         """Fetch the tip of the branch; returns its commit id."""
         if not (self.repo / "HEAD").exists():
-            self.repo.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.repo)
             self._run("init", "--bare", "--quiet", what=f"preparing a copy of {self.config.shown}")
         self._run(
             "fetch",
@@ -211,6 +224,8 @@ class SyncOutcome:
     problems: tuple[Problem, ...] = ()
     error: str | None = None
     subject: str = ""
+    rollouts: tuple[str, ...] = ()
+    """``namespace/name`` of every Rollout the commit holds (applied or refused), for their events."""
 
     @property
     def changed(self) -> bool:
@@ -249,6 +264,7 @@ class GitSync:
         documents: list[Document] = []
         for path, text in commit.files:
             documents.extend(load_text(text, path))
+        rollouts = tuple(_rollout_key(doc) for doc in documents if doc.kind == "Rollout" and doc.name)
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
         errors = tuple(problem for problem in problems if problem.is_error)
         if not errors and not any(doc.model is not None for doc in documents):
@@ -258,22 +274,99 @@ class GitSync:
         if errors:
             self.refused = sha
             self._save()
-            return SyncOutcome(sha=sha, problems=errors, subject=commit.subject)
+            return SyncOutcome(sha=sha, problems=errors, subject=commit.subject, rollouts=rollouts)
+        stamped = [self._stamped(doc, sha) for doc in documents]
         try:
-            applied = self.apply(documents, f"git {sha[:12]}")
+            applied = self.apply(stamped, f"git {sha[:12]}")
         except ValueError as error:  # SpecError / CommandError from the runner: refused as a whole
             self.refused = sha
             self._save()
-            return SyncOutcome(sha=sha, error=redact(str(error)), subject=commit.subject)
+            return SyncOutcome(sha=sha, error=redact(str(error)), subject=commit.subject, rollouts=rollouts)
         self.last, self.refused = sha, None
         self.history.append({"commit": sha, "subject": commit.subject})
         self._save()
-        return SyncOutcome(sha=sha, applied=tuple(applied), subject=commit.subject)
+        return SyncOutcome(sha=sha, applied=tuple(applied), subject=commit.subject, rollouts=rollouts)
+
+    def _stamped(self, document: Document, sha: str) -> Document:
+        """A Rollout annotated with the commit (and source) it comes from; other documents as they are."""
+        if document.kind != "Rollout" or not isinstance(document.data, dict):
+            return document
+        data: dict[str, Any] = copy.deepcopy(dict(document.data))
+        metadata = data.setdefault("metadata", {})
+        annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
+        metadata["annotations"] = {
+            **annotations,
+            COMMIT_ANNOTATION: sha,
+            SOURCE_ANNOTATION: self.source.config.shown,
+        }
+        return dataclasses.replace(document, data=data)
 
     def _save(self) -> None:
         body = {"url": redact(self.source.config.url), "applied": self.last, "refused": self.refused}
-        temporary = self.state.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(body, handle)
-        temporary.replace(self.state)
+        write_private_atomically(self.state, json.dumps(body))
+
+
+def _rollout_key(document: Document) -> str:
+    metadata = document.data.get("metadata") if isinstance(document.data, dict) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return f"{namespace if isinstance(namespace, str) and namespace else 'default'}/{document.name}"
+
+
+Record = Callable[[str, str, str, str], object]
+"""The runner's ``record(key, type, reason, message)``: where the sync's Events go."""
+
+
+def report(outcome: SyncOutcome, config: GitConfig, record: Record) -> None:
+    """Events for what a poll did, on each Rollout of the commit (a fetch error is logged: it names no rollout)."""
+    if outcome.error is not None and outcome.sha is None:
+        log.warning("git sync: %s", outcome.error)
+        return
+    if outcome.sha is None:
+        return
+    commit = f"commit {outcome.sha[:12]} ({outcome.subject}) of {config.shown}"
+    if outcome.applied:
+        for key in outcome.rollouts:
+            record(key, "Normal", "GitSynced", f"applied {commit}")
+        return
+    lines = [problem.render() for problem in outcome.problems] or [outcome.error or "refused"]
+    message = f"refused {commit}, nothing changed: " + "; ".join(lines)
+    log.warning("git sync: %s", message)
+    for key in outcome.rollouts or ("",):
+        record(key, "Warning", "GitSyncRefused", message)
+
+
+async def watch(sync: GitSync, *, record: Record, stopping: asyncio.Event) -> None:
+    """Poll every ``interval`` seconds until ``stopping`` is set; git runs in a thread, so the loop never waits."""
+    config = sync.source.config
+    while not stopping.is_set():
+        try:
+            outcome = await asyncio.to_thread(sync.poll)
+        except Exception:  # a sync bug must not end the daemon; it is logged and the next poll tries again
+            log.exception("git sync of %s failed", config.shown)
+        else:
+            report(outcome, config, record)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=config.interval)
+
+
+def load_config(path: Path) -> GitConfig | None:
+    """The sync settings ``headway up --git`` wrote (a 0600 file: the URL may hold a token); None when absent."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the git sync settings: {error}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        raise ValueError(f"{path}: the git sync settings have no url")
+    return GitConfig(
+        url=body["url"],
+        ref=str(body.get("ref", "HEAD")),
+        path=str(body.get("path", ".")),
+        interval=float(body.get("interval", 10.0)),
+    )
+
+
+def save_config(path: Path, config: GitConfig) -> None:
+    body = {"url": config.url, "ref": config.ref, "path": config.path, "interval": config.interval}
+    write_private_atomically(path, json.dumps(body))

@@ -268,6 +268,11 @@ class Runner:
         self._attach()
         return await self.worker.call(self.apply_text, text, file, only_new=only_new)
 
+    async def apply_loaded(self, documents: Sequence[Document], file: str) -> list[str]:
+        """`apply_documents` on the worker: what the Git sync calls for a commit it has checked."""
+        self._attach()
+        return await self.worker.call(self.apply_documents, documents, file)
+
     def _exists(self, document: Document) -> bool:
         model = document.model
         assert model is not None

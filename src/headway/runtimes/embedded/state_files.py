@@ -16,3 +16,9 @@ DASHBOARD = "/dashboard/"
 
 READ_ONLY_DASHBOARD = "/dashboard-read-only/"
 """Where the daemon serves the same dashboard with every action refused (``headway dashboard --read-only``)."""
+
+GIT_CONFIG_FILE = "git.json"
+"""What ``headway up --git`` asked the daemon to follow (owner-only: the URL may carry a token)."""
+
+GIT_STATE_FILE = "git-sync.json"
+"""The Git sync's last applied and last refused commit ids."""
