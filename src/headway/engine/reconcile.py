@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from headway.core.actions import Action
+from headway.core.dataplane import expected_routing
 from headway.core.decide import decide as core_decide
 from headway.core.decision import Decision, Event, EventType
 from headway.core.errors import AdapterError
@@ -89,16 +90,21 @@ def observe(
     router: TrafficRouter | None,
     runs: RunBackend,
     gates: GateBackend | None = None,
+    status: RolloutStatus | None = None,
 ) -> tuple[Observation, tuple[Event, ...]]:
     """Gather the facts of one pass. Platform or run errors propagate (nothing to decide on without them);
-    a router that cannot be read is data: the weight is unknown and not verified, so the core waits."""
+    a router that cannot be read is data: the weight is unknown and not verified, so the core waits.
+
+    The router is read back every pass, against the routing ``status`` says was set
+    (`headway.core.dataplane.expected_routing`), so a change made behind Headway's back shows up as drift."""
     revisions = platform.revisions(rollout)
     analysis_runs, experiments = runs.observe(rollout)
     router_state = RouterState()
     warnings: tuple[Event, ...] = ()
-    if router is not None and _routes_traffic(rollout):
+    if router is not None and _reads_router(rollout):
+        expected = expected_routing(rollout, status) if status is not None else None
         try:
-            router_state = router.read_weight(rollout)
+            router_state = router.read_state(rollout, expected)
         except AdapterError as error:
             router_state = RouterState(canary_weight=None, verified=Verification.NOT_VERIFIED.as_bool())
             warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, f"reading the traffic weight failed: {error}"),)
@@ -138,7 +144,9 @@ def run_pass(
     acted = False  # whether the last round applied actions: its status was decided from the world before them
     for round_ in range(MAX_ROUNDS):
         try:
-            observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+            observation, seen = observe(
+                rollout, now=now, platform=platform, router=router, runs=runs, gates=gates, status=current
+            )
         except AdapterError as error:
             if round_ == 0:
                 failure = Failure(action=None, error=error)
@@ -213,7 +221,9 @@ def _settle(
     is exactly the decision that next pass would make, without its load, so its status is as sound; one that
     still wants actions is left to that pass (None), as is a world that cannot be read now."""
     try:
-        observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+        observation, seen = observe(
+            rollout, now=now, platform=platform, router=router, runs=runs, gates=gates, status=status
+        )
     except AdapterError:
         return None
     after = decide(rollout, status, observation)
@@ -301,6 +311,7 @@ class Engine:
         return update_status(self.store, key, change)
 
 
-def _routes_traffic(rollout: Rollout) -> bool:
+def _reads_router(rollout: Rollout) -> bool:
+    """A traffic-routed canary, or a blue/green rollout in a mode that routes it with a router (embedded)."""
     canary = rollout.spec.strategy.canary
-    return canary is not None and canary.traffic_routing is not None
+    return rollout.spec.strategy.blue_green is not None or (canary is not None and canary.traffic_routing is not None)
