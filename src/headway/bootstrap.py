@@ -594,7 +594,8 @@ def build_embedded(
         Before the passes, only what changed since the last push is sent (replicas that became ready or left).
         After them (``repair``), the proxy's live state is read back and whatever differs is set again: a pass has
         just observed the broken state (and kept the rollout from Healthy, with a ``TrafficDrift`` event), so
-        the repair follows within the same turn and the next pass confirms it.
+        the repair follows within the same turn, and the pass the core asked for a second later reads it back
+        before the rollout is Healthy again.
         """
         for key, rollout in runner.rollouts().items():
             if not uses_proxy(rollout):
@@ -613,7 +614,6 @@ def build_embedded(
                         )
                         log.warning("%s: %s", key, message)
                         runner.record(key, "Warning", "TrafficRepaired", message)
-                        runner.wake(key)  # confirm the repair with a read-back now
                     continue
                 proxies.sync(rollout, ready)
                 if blue_green is not None:
