@@ -44,11 +44,13 @@ def admin_headers(daemon: DaemonProcess) -> dict[str, str]:
 
 async def admin(daemon: DaemonProcess, method: str, path: str, body: Any = None) -> dict[str, Any]:
     url = f"http://{proxy_endpoint(daemon)['admin']}{path}"
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, json=body, headers=admin_headers(daemon)) as response:
-            assert response.status == 200, (method, path, response.status, await response.text())
-            answer: dict[str, Any] = await response.json()
-            return answer
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, json=body, headers=admin_headers(daemon)) as response,
+    ):
+        assert response.status == 200, (method, path, response.status, await response.text())
+        answer: dict[str, Any] = await response.json()
+        return answer
 
 
 async def listed_phase(daemon: DaemonProcess, name: str = "web") -> tuple[str, str]:
@@ -136,7 +138,7 @@ async def test_emptied_stable_backends_are_repaired_and_never_shown_healthy_whil
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: DaemonProcess) -> None:
-    web, load, running = await healthy_under_load(daemon)
+    _, load, running = await healthy_under_load(daemon)
     before = proxy_endpoint(daemon)
     routing = await admin(daemon, "GET", "/state")
     try:
@@ -154,7 +156,7 @@ async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: 
                 state = await admin(daemon, "GET", "/state")
             except (aiohttp.ClientError, AssertionError):
                 return False
-            return state["backends"] == routing["backends"] and state["weights"] == routing["weights"]
+            return bool(state["backends"] == routing["backends"] and state["weights"] == routing["weights"])
 
         await wait_for(replaced, 15.0, "a new proxy routing as before")
         restored_at = time.monotonic()
