@@ -238,7 +238,10 @@ class Proxies:
                 continue
             patch[revision] = want
             if pushed.get(revision) == want or (want is None and revision not in pushed):
-                changed.append(f"backends of revision {revision}: found {_addresses(have)}, set {_addresses(want)}")
+                changed.append(
+                    f"backends of revision {revision}: expected {_addresses(want)} (its ready replicas), "
+                    f"found {_addresses(have)}"
+                )
         body: dict[str, Any] = {"backends": patch} if patch else {}
         if active is not None:
             split = {"stable": active, "canary": None, "weights": {active: 100}}
@@ -247,7 +250,7 @@ class Proxies:
                 body.update(split)
                 if self._active.get(key) == active:
                     found_split = json.dumps(live_split, sort_keys=True)
-                    changed.append(f"traffic split: found {found_split}, set all traffic to {active}")
+                    changed.append(f"traffic split: expected all traffic to {active}, found {found_split}")
         if body:
             _request("PATCH", proxy.admin_url + "/state", body)
         self._pushed[key] = {h: [f"{host}:{port}" for host, port in items] for h, items in backends.items()}
@@ -592,10 +595,10 @@ def build_embedded(
         """Keep every proxy's backends equal to the ready replicas (blue/green: all traffic to the active one).
 
         Before the passes, only what changed since the last push is sent (replicas that became ready or left).
-        After them (``repair``), the proxy's live state is read back and whatever differs is set again: a pass has
-        just observed the broken state (and kept the rollout from Healthy, with a ``TrafficDrift`` event), so
-        the repair follows within the same turn, and the pass the core asked for a second later reads it back
-        before the rollout is Healthy again.
+        After them (``repair``), the proxy's live state is read back and whatever differs is set again, with a
+        ``TrafficDrift`` event naming it: a pass has just observed the broken state (a stable revision without
+        backends is not Healthy), so the repair follows within the same turn, and the pass the core asked for a
+        second later reads it back before the rollout is Healthy again.
         """
         for key, rollout in runner.rollouts().items():
             if not uses_proxy(rollout):
@@ -608,12 +611,12 @@ def build_embedded(
                     changed = proxies.repair(rollout, ready, active)
                     if changed:
                         message = (
-                            f"Set the proxy's routing of {rollout.name} again: {'; '.join(changed)}. Assumed cause: "
-                            f"an edit of the proxy's state outside Headway (the proxy, {proxies.instance(rollout)}, "
-                            "was not restarted)"
+                            f"Traffic routing of {rollout.name} differs from what Headway set: {'; '.join(changed)}. "
+                            f"Assumed cause: an edit of the proxy's state outside Headway (the proxy, "
+                            f"{proxies.instance(rollout)}, was not restarted). Set it again."
                         )
                         log.warning("%s: %s", key, message)
-                        runner.record(key, "Warning", "TrafficRepaired", message)
+                        runner.record(key, "Warning", "TrafficDrift", message)
                     continue
                 proxies.sync(rollout, ready)
                 if blue_green is not None:

@@ -6,18 +6,19 @@ routes on every reconcile and says nothing; Headway reads them back every pass a
 
 `expected_routing` is what the status says Headway set (the weight of the last SetWeight, and the header and
 mirror routes of the steps passed so far); the shell hands it to the router, whose read-back lists every part
-that differs (`RouterState.drift`). `verify` runs first in every decision: it reports the differences in a
-``TrafficDrift`` event naming each one and the assumed cause (the data plane restarted, or someone edited it),
-sets the managed parts again, and keeps the rollout from being reported Healthy until a later read-back shows the
-stable revision routed to ready backends by a router that verifies. Backends (embedded mode) are not the core's
-to set: the runtime keeps them equal to the ready replicas; here they only count as drift and block health.
+that differs (`RouterState.drift`). `verify` runs first in every decision and sets those parts again; `conclude`
+runs last and reports them in a ``TrafficDrift`` event naming each one and the assumed cause (the data plane
+restarted, or someone edited it). The rollout is not Healthy until a read-back shows no drift and the stable
+revision routed to ready backends by a router that does not deny it. Backends (embedded mode) are not the
+core's to set: the runtime keeps them equal to the ready replicas and reports what it repairs; here a stable
+revision without any only holds back Healthy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from headway.core.actions import SetHeaderRoute, SetMirrorRoute, SetWeight
+from headway.core.actions import Action, SetHeaderRoute, SetMirrorRoute, SetWeight
 from headway.core.decision import EventType
 from headway.core.observation import Drift, DriftKind
 from headway.core.passes import Pass
@@ -96,30 +97,21 @@ def verify(p: Pass) -> None:
     """Report and repair drift, and hold back Healthy until the routing is read back as it should be.
 
     Runs first in `decide`, on the status the pass started from (the one the shell compared the read-back
-    against), so the repairs come before anything the strategy does in the same pass.
+    against), so the repairs come before anything the strategy does in the same pass; `conclude` runs last.
     """
     state = p.obs.router
     if state.restarted:
         p.event(EventType.WARNING, ROUTER_RESTARTED, f"{state.restarted}; reading back what it routes")
-    drift = (*state.drift, *_backend_drift(p))
-    if drift:
-        cause = (
-            f"the data plane was replaced ({state.restarted}) without all of it"
-            if state.restarted
-            else "changed outside Headway (no restart of the data plane was seen: an edit)"
-        )
-        what = "; ".join(item.describe() for item in drift)
-        p.event(
-            EventType.WARNING,
-            TRAFFIC_DRIFT,
-            f"Traffic routing of {p.rollout.name} differs from what Headway set: {what}. Assumed cause: {cause}. "
-            "Setting it again.",
-        )
-        _repair(p, drift)
+    if state.drift:
+        what = "; ".join(item.describe() for item in state.drift)
+        p.repairs.extend(_repairs(p, state.drift))
+        for action in p.repairs:
+            p.act(action)
         p.wait(f"traffic routing drifted ({what}); repairing")
         p.wake_after(RECHECK_SECONDS)
     stable = _stable_served(p)
     if state.backends is not None and stable is not None and state.backends.get(stable, 0) == 0:
+        # Backends are the runtime's to keep (embedded mode: the ready replicas); it reports what it repairs.
         p.wait(f"the stable revision {stable} has no ready backends routed to it")
         p.wake_after(RECHECK_SECONDS)
     if state.verified is False:
@@ -127,34 +119,64 @@ def verify(p: Pass) -> None:
         p.wake_after(UNVERIFIED_RECHECK_SECONDS)
 
 
-def _repair(p: Pass, drift: tuple[Drift, ...]) -> None:
-    """Set again what the router's setters own; backends are the runtime's to resync."""
+def conclude(p: Pass) -> None:
+    """Runs last in `decide`: name the drift, and drop a repair the strategy's own actions replace.
+
+    A part this pass sets anyway (a new weight, a step's route) needs no repair first (that would flip traffic
+    back for a moment), and its difference may be the echo of a pass that failed after writing it (the status
+    of a failed pass is not saved), so the event says so instead of blaming an edit.
+    """
+    state = p.obs.router
+    if not state.drift:
+        return
+    later = [action for action in p.actions if not any(action is repair for repair in p.repairs)]
+    superseded = [repair for repair in p.repairs if any(_same_target(repair, action) for action in later)]
+    p.actions = [action for action in p.actions if not any(action is repair for repair in superseded)]
+    if state.restarted:
+        cause = f"the data plane was replaced ({state.restarted}) without all of it"
+    elif superseded:
+        cause = "an edit outside Headway, or an earlier pass that failed after writing it (this pass sets it anew)"
+    else:
+        cause = "changed outside Headway (no restart of the data plane was seen: an edit)"
+    what = "; ".join(item.describe() for item in state.drift)
+    p.event(
+        EventType.WARNING,
+        TRAFFIC_DRIFT,
+        f"Traffic routing of {p.rollout.name} differs from what Headway set: {what}. Assumed cause: {cause}. "
+        "Setting it again.",
+    )
+
+
+def _same_target(repair: Action, action: Action) -> bool:
+    if isinstance(repair, SetWeight):
+        return isinstance(action, SetWeight)
+    if isinstance(repair, SetHeaderRoute):
+        return isinstance(action, SetHeaderRoute) and action.name == repair.name
+    if isinstance(repair, SetMirrorRoute):
+        return isinstance(action, SetMirrorRoute) and action.name == repair.name
+    return False
+
+
+def _repairs(p: Pass, drift: tuple[Drift, ...]) -> list[Action]:
+    """What to set again: the managed parts that differ, as the status says they were set."""
     expected = expected_routing(p.rollout, p.status)
     if expected is None:
-        return
+        return []
+    repairs: list[Action] = []
     if any(item.kind == DriftKind.WEIGHT for item in drift):
-        p.act(
+        repairs.append(
             SetWeight(
                 canary_weight=expected.canary_weight, canary_hash=expected.canary_hash, stable_hash=expected.stable_hash
             )
         )
     for item in drift:
         if item.kind == DriftKind.HEADER_ROUTE and item.name not in expected.unknown_routes:
-            p.act(SetHeaderRoute(name=item.name, match=expected.header_route(item.name)))
+            repairs.append(SetHeaderRoute(name=item.name, match=expected.header_route(item.name)))
         elif item.kind == DriftKind.MIRROR_ROUTE and item.name not in expected.unknown_routes:
             mirror = expected.mirror_route(item.name)
             match, percentage = mirror if mirror is not None else (None, 100)
-            p.act(SetMirrorRoute(name=item.name, match=match, percentage=percentage))
-
-
-def _served(p: Pass) -> list[str]:
-    """The revisions the routing sends user traffic to: stable, and the canary while it has a weight."""
-    weights = p.status.canary.weights
-    if p.spec.strategy.canary is not None and weights is not None:
-        served = [d.pod_template_hash for d in (weights.stable, weights.canary) if d.weight > 0 and d.pod_template_hash]
-        return list(dict.fromkeys(served))
-    stable = _stable_served(p)
-    return [stable] if stable is not None else []
+            repairs.append(SetMirrorRoute(name=item.name, match=match, percentage=percentage))
+    return repairs
 
 
 def _stable_served(p: Pass) -> str | None:
@@ -165,17 +187,3 @@ def _stable_served(p: Pass) -> str | None:
     if weights is None:
         return p.status.stable_rs
     return (weights.stable.pod_template_hash or p.status.stable_rs) if weights.stable.weight > 0 else None
-
-
-def _backend_drift(p: Pass) -> tuple[Drift, ...]:
-    """Revisions that get traffic and have ready replicas, yet no backend routed: the case-2 outage."""
-    backends = p.obs.router.backends
-    if backends is None:
-        return ()
-    found = []
-    for pod_hash in _served(p):
-        revision = p.revision(pod_hash)
-        if revision is not None and revision.ready > 0 and backends.get(pod_hash, 0) == 0:
-            expected = f"its {revision.ready} ready replica(s)"
-            found.append(Drift(DriftKind.BACKENDS, pod_hash, expected=expected, found="no backend routed"))
-    return tuple(found)

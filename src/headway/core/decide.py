@@ -54,6 +54,7 @@ def decide(rollout: Rollout, status: RolloutStatus, observation: Observation) ->
     _ephemeral_metadata(p)
     _summarise(p)
     _scale_down_workload_ref(p)
+    dataplane.conclude(p)
     return p.decision()
 
 

@@ -45,8 +45,6 @@ class DriftKind(StrEnum):
     """The split between stable and canary (their revisions or their weights)."""
     HEADER_ROUTE = "header route"
     MIRROR_ROUTE = "mirror route"
-    BACKENDS = "backends"
-    """The replicas a revision is routed to (embedded mode), repaired by the runtime's backend sync."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class Drift:
 
     kind: DriftKind
     name: str = ""
-    """The route's name (routes) or the revision's hash (backends); empty for the weight."""
+    """The route's name; empty for the weight."""
     expected: str = ""
     found: str = ""
 

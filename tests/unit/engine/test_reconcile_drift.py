@@ -83,9 +83,8 @@ def test_a_weight_changed_behind_the_engines_back_is_reported_and_set_again() ->
     result = world.run()
 
     assert TRAFFIC_DRIFT in reasons(result)
-    assert "weight: expected all traffic to" in drift_message(result) and "100 to canary elsewhere" in drift_message(
-        result
-    )
+    message = drift_message(result)
+    assert "weight: expected all traffic to" in message and "100 to canary elsewhere" in message
     assert "an edit" in drift_message(result)
     assert a.SetWeight(canary_weight=0, canary_hash=stable, stable_hash=stable) in result.applied
     assert world.router.route(world.rollout).canary_hash == stable
@@ -139,12 +138,10 @@ def test_no_healthy_while_the_stable_revision_has_no_backend_routed() -> None:
     result = world.run()
 
     assert world.status().phase == Phase.PROGRESSING
-    assert f"backends '{stable}': expected its 4 ready replica(s), found no backend routed" in drift_message(result)
-    assert f"stable revision {stable} has no ready backends" in world.status().message or "drifted" in (
-        world.status().message
-    )
-    assert world.status().condition("Healthy") is not None
-    assert world.status().condition("Healthy").status == "False"  # type: ignore[union-attr]
+    assert world.status().message == f"the stable revision {stable} has no ready backends routed to it"
+    healthy_condition = world.status().condition("Healthy")
+    assert healthy_condition is not None and healthy_condition.status == "False"
+    assert TRAFFIC_DRIFT not in reasons(result), "backends are the runtime's: it reports what it repairs"
     assert result.requeue_after is not None and result.requeue_after <= 1.0, "looked at again soon"
 
     world.router.set_backends(world.rollout, {stable: 4})  # what the runtime's backend sync does
