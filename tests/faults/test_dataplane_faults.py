@@ -42,8 +42,10 @@ def admin_headers(daemon: DaemonProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
 
 
-async def admin(daemon: DaemonProcess, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    url = f"http://{proxy_endpoint(daemon)['admin']}{path}"
+async def admin(
+    daemon: DaemonProcess, method: str, path: str, body: Any = None, *, name: str = "web"
+) -> dict[str, Any]:
+    url = f"http://{proxy_endpoint(daemon, name)['admin']}{path}"
     async with (
         aiohttp.ClientSession() as session,
         session.request(method, url, json=body, headers=admin_headers(daemon)) as response,
@@ -183,3 +185,40 @@ async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: 
     assert view["phase"] == "Healthy"
     log = (daemon.state_dir / "daemon.log").read_text()
     assert f"(pid {before['pid']}) was gone; started pid {after['pid']}" in log
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_blue_green_split_pointed_elsewhere_is_set_back_to_the_active_revision(daemon: DaemonProcess) -> None:
+    await daemon.call("POST", "/api/v1/apply", manifest("bg", strategy="blueGreen"), expect=201)
+    bg = await daemon.wait_rollout("bg", lambda v: v["phase"] == "Healthy" and v["readyReplicas"] >= 2, "bg up")
+    active = bg["stableHash"]
+    load = loadgen.LoadGenerator(bg["trafficUrl"] + "/", rate=RATE, timeout=3.0)
+    running = asyncio.create_task(load.run())
+    phases: list[tuple[str, str]] = []
+    try:
+        await asyncio.sleep(1.0)
+        broke_at = time.monotonic()
+        await admin(daemon, "PATCH", "/state", {"stable": "elsewhere", "weights": {"elsewhere": 100}}, name="bg")
+
+        async def repaired() -> bool:
+            phases.append(await listed_phase(daemon, "bg"))
+            return bool((await admin(daemon, "GET", "/state", name="bg"))["stable"] == active)
+
+        await wait_for(repaired, REPAIR_SECONDS, "the active revision to get the traffic again")
+        repaired_at = time.monotonic()
+        await daemon.wait_rollout("bg", lambda v: v["phase"] == "Healthy", "Healthy again once verified", 10)
+    finally:
+        load.stop()
+        stats = await running
+    failed = [at for at in stats.machinery_times if at >= broke_at]
+    print(
+        "\ncase-2 blue/green split drift:",
+        json.dumps({"failed": len(failed), "secondsToRepair": round(repaired_at - broke_at, 3), "listed": phases[-3:]}),
+    )
+    assert stats.machinery_failures == len(failed) and all(at <= repaired_at + 0.5 for at in failed)
+    view = await daemon.rollout("bg")
+    message = events_of(view, "TrafficDrift")[0]["message"]
+    assert f"expected all traffic to {active}" in message and "elsewhere" in message, message
+    listed = [message for phase, message in phases if phase != "Healthy"]
+    assert any(f"sends the stable share to elsewhere, not to {active}" in m for m in listed), phases

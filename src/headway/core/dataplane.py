@@ -114,6 +114,10 @@ def verify(p: Pass) -> None:
         # Backends are the runtime's to keep (embedded mode: the ready replicas); it reports what it repairs.
         p.wait(f"the stable revision {stable} has no ready backends routed to it")
         p.wake_after(RECHECK_SECONDS)
+    if state.stable_hash is not None and stable is not None and state.stable_hash != stable:
+        # Blue/green in embedded mode: the runtime points the proxy at the active revision after the switch.
+        p.wait(f"the traffic router sends the stable share to {state.stable_hash}, not to {stable}")
+        p.wake_after(RECHECK_SECONDS)
     if state.verified is False:
         p.wait("the traffic router does not confirm the routing (read-back not verified)")
         p.wake_after(UNVERIFIED_RECHECK_SECONDS)

@@ -75,6 +75,8 @@ class RouterState:
     backends: Mapping[str, int] | None = None
     """Ready (not draining) backends routed per revision hash; None when the router does not route to
     backends itself (Kubernetes Services do)."""
+    stable_hash: str | None = None
+    """The revision the router sends the stable share to, when it routes by revision (the embedded proxy)."""
     restarted: str = ""
     """Set when the router saw its data plane replaced since it last read it (a proxy restart): what changed."""
 

@@ -95,6 +95,7 @@ class ProxyRouter:
             verified=True,
             drift=proxy_readback.drift_of(state, expected),
             backends=proxy_readback.routed_backends(state),
+            stable_hash=state.get("stable"),
             restarted=self._restarted(rollout),
         )
 
