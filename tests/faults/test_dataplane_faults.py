@@ -25,9 +25,11 @@ from tests.e2e.embedded.harness import DaemonProcess, alive, loadgen, manifest, 
 
 RATE = 50.0
 """Requests per second of the light load."""
-DETECT_SECONDS = 2.5
+DETECT_SECONDS = 3.0
 """The next pass sees the edit: one resync interval (1 s) plus slack for a loaded machine."""
 REPAIR_SECONDS = 5.0
+LATE_SECONDS = 2.0
+"""How late a failed request may complete after the repair on a loaded machine (sent before, answered after)."""
 """A couple of pass intervals (the embedded resync is 1 s) plus slack for a loaded machine."""
 
 
@@ -91,8 +93,9 @@ async def test_emptied_stable_backends_are_repaired_and_never_shown_healthy_whil
         await admin(daemon, "PATCH", "/state", {"backends": {stable: []}})
 
         async def repaired() -> bool:
-            state = await admin(daemon, "GET", "/state")
+            # The list first, then the proxy: a Healthy listed before a broken read-back was decided while broken.
             phase, message = await listed_phase(daemon)
+            state = await admin(daemon, "GET", "/state")
             routed = sorted(b["address"] for b in state["backends"].get(stable, []))
             phases.append((time.monotonic() - broke_at, phase, message, routed == ready))
             return routed == ready
@@ -117,7 +120,7 @@ async def test_emptied_stable_backends_are_repaired_and_never_shown_healthy_whil
     print("\ncase-2 backend drift:", json.dumps(report))
     assert repaired_at - broke_at <= REPAIR_SECONDS
     assert stats.machinery_failures == len(failed), "no request failed before the drift"
-    assert all(at <= repaired_at + 0.5 for at in failed), "requests failed only while the backends were missing"
+    assert all(at <= repaired_at + LATE_SECONDS for at in failed), "requests failed only while backends were missing"
     assert len(failed) <= RATE * REPAIR_SECONDS
     view = await daemon.rollout("web")
     drift = events_of(view, "TrafficDrift")
@@ -176,7 +179,7 @@ async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: 
     }
     print("\ncase-2 proxy kill -9:", json.dumps(report))
     assert stats.machinery_failures == len(failed)
-    assert all(at <= restored_at + 0.5 for at in failed)
+    assert all(at <= restored_at + LATE_SECONDS for at in failed)
     view = await daemon.wait_rollout(
         "web", lambda v: bool(events_of(v, "TrafficRouterRestarted")), "the restart to be reported", 10
     )
@@ -216,7 +219,7 @@ async def test_a_blue_green_split_pointed_elsewhere_is_set_back_to_the_active_re
         "\ncase-2 blue/green split drift:",
         json.dumps({"failed": len(failed), "secondsToRepair": round(repaired_at - broke_at, 3), "listed": phases[-3:]}),
     )
-    assert stats.machinery_failures == len(failed) and all(at <= repaired_at + 0.5 for at in failed)
+    assert stats.machinery_failures == len(failed) and all(at <= repaired_at + LATE_SECONDS for at in failed)
     view = await daemon.rollout("bg")
     message = events_of(view, "TrafficDrift")[0]["message"]
     assert f"expected all traffic to {active}" in message and "elsewhere" in message, message
