@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from headway.runtimes.embedded.state_files import TOKEN_FILE
 from tests.e2e.embedded.harness import DaemonProcess, alive, loadgen, manifest, wait_for
+from tests.faults import proxy_admin
 
 RATE = 50.0
 """Requests per second of the light load."""
@@ -38,19 +38,13 @@ def proxy_endpoint(daemon: DaemonProcess, name: str = "web") -> dict[str, Any]:
     return endpoint
 
 
-def admin_headers(daemon: DaemonProcess) -> dict[str, str]:
-    """The token, when the state directory has one, read as the CLI reads it; the proxy may or may not ask for it."""
-    token = daemon.state_dir / TOKEN_FILE
-    return {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
-
-
 async def admin(
     daemon: DaemonProcess, method: str, path: str, body: Any = None, *, name: str = "web"
 ) -> dict[str, Any]:
     url = f"http://{proxy_endpoint(daemon, name)['admin']}{path}"
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, url, json=body, headers=admin_headers(daemon)) as response,
+        session.request(method, url, json=body, headers=proxy_admin.headers(daemon.state_dir, name)) as response,
     ):
         assert response.status == 200, (method, path, response.status, await response.text())
         answer: dict[str, Any] = await response.json()

@@ -14,7 +14,7 @@ import pytest
 
 from headway.bootstrap import Proxies
 from headway.spec.rollout import Rollout
-from tests.e2e.proxy.processes import call
+from tests.faults import proxy_admin
 from tests.scenarios.harness import blue_green, canary
 
 A, B, C = ("127.0.0.1", 9101), ("127.0.0.1", 9102), ("127.0.0.1", 9103)
@@ -27,16 +27,20 @@ def proxies(tmp_path: Path) -> Iterator[Proxies]:
     started.stop_all(grace=2.0)
 
 
+def admin(proxies: Proxies, rollout: Rollout, method: str, body: object = None) -> tuple[int, object]:
+    url = proxies.ensure(rollout).admin_url + "/state"
+    return proxy_admin.call(url, method, body, proxy_admin.headers(proxies.dir.parent, rollout.name))
+
+
 def live(proxies: Proxies, rollout: Rollout) -> dict[str, object]:
-    process = proxies.ensure(rollout)
-    status, state = call("GET", process.admin_url + "/state")
+    status, state = admin(proxies, rollout, "GET")
     assert status == 200
     assert isinstance(state, dict)
     return state
 
 
 def edit(proxies: Proxies, rollout: Rollout, body: dict[str, object]) -> None:
-    status, answer = call("PATCH", proxies.ensure(rollout).admin_url + "/state", body)
+    status, answer = admin(proxies, rollout, "PATCH", body)
     assert status == 200, answer
 
 
