@@ -10,7 +10,9 @@ observed once more and decided on without acting (`_settle`), so the status save
 conflict the decision is dropped and the next pass re-reads (a user's ``promote`` written meanwhile must win over
 a decision made without it). When an action fails, the status is not saved either: it would describe a world the
 actions did not produce (a step recorded as reached whose weight was never set); the next pass re-decides from
-what it then observes, and since actions are idempotent, redoing the ones that succeeded is harmless.
+what it then observes, and since actions are idempotent, redoing the ones that succeeded is harmless. One thing
+is kept from such a pass: a Healthy rollout it saw was not Healthy (the data plane broken, its repair failed) is
+saved as what the pass saw, never left Healthy (`_health_seen`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform, rollout_key
 from headway.routers.base import TrafficRouter, Verification
 from headway.spec.rollout import Rollout
-from headway.spec.status import RolloutStatus
+from headway.spec.status import Condition, Phase, RolloutStatus
 from headway.stores.base import ConflictError, StatusStore
 
 Decide = Callable[[Rollout, RolloutStatus, Observation], Decision]
@@ -163,6 +165,7 @@ def run_pass(
         events.extend(decision.events)
         if applied.failure is not None:
             event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
+            current = _health_seen(current, decision.status)
             merged = replace(decision, status=current, actions=tuple(applied_all), events=tuple(events))
             if current != status:
                 _save_quietly(store, key, current, version)
@@ -228,6 +231,26 @@ def _settle(
         return None
     after = decide(rollout, status, observation)
     return None if after.actions else (after, seen)
+
+
+def _health_seen(kept: RolloutStatus, decided: RolloutStatus) -> RolloutStatus:
+    """The status a failed pass keeps (the one it started from), but no longer Healthy when the pass saw otherwise.
+
+    Fail closed: a pass that finds the data plane broken (the stable revision unrouted, drifted routing) and then
+    fails to repair it must not leave the rollout listed as Healthy until some later pass succeeds; only the
+    phase, its message and the Healthy condition are taken from the decision, nothing it did not achieve.
+    """
+    if kept.phase != Phase.HEALTHY or decided.phase in (None, Phase.HEALTHY):
+        return kept
+    healthy = decided.condition("Healthy")
+    conditions = [c for c in kept.conditions if c.type != "Healthy"] + ([healthy] if healthy is not None else [])
+    return kept.model_copy(
+        update={"phase": decided.phase, "message": decided.message, "conditions": sorted(conditions, key=_type)}
+    )
+
+
+def _type(condition: Condition) -> str:
+    return condition.type
 
 
 def _save_quietly(store: StatusStore, key: str, status: RolloutStatus, version: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from headway.core import actions as a
 from headway.core.dataplane import ROUTER_RESTARTED, TRAFFIC_DRIFT
-from headway.core.errors import TemporaryError
+from headway.core.errors import PermanentError, TemporaryError
 from headway.engine.reconcile import PassResult, run_pass
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.routers.fake import FakeRouter, Route
@@ -164,3 +164,17 @@ def test_no_healthy_while_the_router_does_not_verify_or_cannot_be_read() -> None
     result = world.run()
     assert "RouterUnreadable" in reasons(result)
     assert world.status().phase == Phase.PROGRESSING
+
+
+def test_a_drift_whose_repair_fails_is_not_left_healthy() -> None:
+    world = healthy()
+    world.router.tamper(world.rollout, lambda route: replace(route, canary_weight=100, canary_hash="elsewhere"))
+    world.router.fail_next("set_weight", PermanentError("the router refused the write"))
+
+    result = world.run()
+
+    assert "ActionFailed" in reasons(result) and TRAFFIC_DRIFT in reasons(result)
+    assert world.status().phase == Phase.PROGRESSING, "saved as the pass saw it, not left Healthy"
+    assert "traffic routing drifted" in world.status().message
+    world.run()
+    assert world.status().phase == Phase.HEALTHY, "the next pass repairs it"
