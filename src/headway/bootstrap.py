@@ -155,7 +155,16 @@ class Proxies:
         port = _configured_port(rollout)
         if port == 0 and recorded is not None:
             port = int(recorded.listen.rpartition(":")[2])
+        gone = current or recorded
         process = self._start(key, port)
+        if gone is not None:
+            log.warning(
+                "the proxy of %s (pid %d) was gone; started pid %d on %s with its saved routing",
+                key,
+                gone.pid,
+                process.pid,
+                process.listen,
+            )
         self._running[key] = process
         self._forget(key)
         return process
@@ -223,6 +232,62 @@ class Proxies:
         _request("PATCH", proxy.admin_url + "/state", {"backends": patch})
         self._pushed[key] = wanted
 
+    def repair(self, rollout: Rollout, backends: Mapping[str, list[tuple[str, int]]], active: str | None) -> list[str]:
+        """Read the proxy's live state and set again what differs from ``backends`` (and, for blue/green, from
+        all traffic to ``active``); what someone else changed (not a change of ours still on its way) is described
+        in the list returned, for the runtime's event and log line.
+
+        `sync` pushes only what changed since its last push, so on its own it never sees an edit made through the
+        admin API (the case-2 outage: a stable revision's backends emptied while its replicas run); this looks.
+        """
+        key = rollout_key(rollout)
+        proxy = self.ensure(rollout)
+        live = _request("GET", proxy.admin_url + "/state")
+        if not isinstance(live, dict):
+            raise OSError(f"the proxy of {key} answered GET /state with {type(live).__name__}")
+        wanted = {h: sorted(f"{host}:{port}" for host, port in items) for h, items in backends.items()}
+        pushed = {h: sorted(items) for h, items in self._pushed.get(key, {}).items()}
+        found = _live_backends(live)
+        patch: dict[str, list[str] | None] = {}
+        changed: list[str] = []
+        for revision in sorted(set(wanted) | set(found)):
+            want, have = wanted.get(revision), found.get(revision, [])
+            if (want or []) == have:
+                continue
+            patch[revision] = want
+            if pushed.get(revision) == want or (want is None and revision not in pushed):
+                changed.append(
+                    f"backends of revision {revision}: expected {_addresses(want)} (its ready replicas), "
+                    f"found {_addresses(have)}"
+                )
+        body: dict[str, Any] = {"backends": patch} if patch else {}
+        if active is not None:
+            split = {"stable": active, "canary": None, "weights": {active: 100}}
+            live_split = {k: live.get(k) for k in ("stable", "canary")} | {"weights": live.get("weights") or {}}
+            if live_split != split:
+                body.update(split)
+                if self._active.get(key) == active:
+                    found_split = json.dumps(live_split, sort_keys=True)
+                    changed.append(f"traffic split: expected all traffic to {active}, found {found_split}")
+        if body:
+            _request("PATCH", proxy.admin_url + "/state", body)
+        self._pushed[key] = {h: [f"{host}:{port}" for host, port in items] for h, items in backends.items()}
+        if active is not None:
+            self._active[key] = active
+        return changed
+
+    def instance(self, rollout: Rollout) -> str | None:
+        """The proxy process serving ``rollout`` as it is known here (PID and kernel start time), for
+        `ProxyRouter.instance_of`: a different answer means the proxy was replaced."""
+        process = self._running.get(rollout_key(rollout))
+        if process is None:
+            return None
+        try:
+            start = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[-1].split()[19]
+        except (OSError, IndexError):
+            start = "?"
+        return f"pid {process.pid} started at tick {start}"
+
     def route_active(self, rollout: Rollout, active: str | None) -> None:
         """Blue/green: send all traffic to the revision the active Service selects (after its backends are in)."""
         key = rollout_key(rollout)
@@ -250,6 +315,20 @@ class Proxies:
         self._running.clear()
         self._pushed.clear()
         self._active.clear()
+
+
+def _live_backends(state: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The proxy's backends that take new requests, per revision, sorted (from its ``GET /state``)."""
+    found: dict[str, list[str]] = {}
+    for revision, items in (state.get("backends") or {}).items():
+        addresses = [item if isinstance(item, str) else item.get("address") for item in items or ()]
+        draining = [False if isinstance(item, str) else bool(item.get("draining")) for item in items or ()]
+        found[str(revision)] = sorted(str(a) for a, d in zip(addresses, draining, strict=True) if not d)
+    return found
+
+
+def _addresses(items: list[str] | None) -> str:
+    return "[" + ", ".join(items or []) + "]" if items else "no backends"
 
 
 def uses_proxy(rollout: Rollout) -> bool:
@@ -603,27 +682,53 @@ def build_embedded(
     proxies = Proxies(path)
     executor, analysis_tick = build_analysis(store, proxies, path)
     gates = HttpGates()
-    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=executor, store=store, gates=gates)
+    router = ProxyRouter(proxies.admin_url)
+    router.instance_of = proxies.instance  # so the engine tells a restarted proxy from an edited one
+    engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None
 
-    async def sync_backends(_now: datetime) -> None:
-        for rollout in runner.rollouts().values():
-            if uses_proxy(rollout):
-                ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
-                blue_green = rollout.spec.strategy.blue_green
-                try:
-                    proxies.sync(rollout, ready)
-                    if blue_green is not None:
-                        proxies.route_active(rollout, platform.services(rollout).get(blue_green.active_service or ""))
-                except (OSError, PermanentError) as error:
-                    log.warning("updating the proxy of %s failed: %s", rollout_key(rollout), error)
+    async def sync_backends(_now: datetime, *, repair: bool = False) -> None:
+        """Keep every proxy's backends equal to the ready replicas (blue/green: all traffic to the active one).
+
+        Before the passes, only what changed since the last push is sent (replicas that became ready or left).
+        After them (``repair``), the proxy's live state is read back and whatever differs is set again, with a
+        ``TrafficDrift`` event naming it: a pass has just observed the broken state (a stable revision without
+        backends is not Healthy), so the repair follows within the same turn, and the pass the core asked for a
+        second later reads it back before the rollout is Healthy again.
+        """
+        for key, rollout in runner.rollouts().items():
+            if not uses_proxy(rollout):
+                continue
+            ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
+            blue_green = rollout.spec.strategy.blue_green
+            active = platform.services(rollout).get(blue_green.active_service or "") if blue_green else None
+            try:
+                if repair:
+                    changed = proxies.repair(rollout, ready, active)
+                    if changed:
+                        message = (
+                            f"Traffic routing of {rollout.name} differs from what Headway set: {'; '.join(changed)}. "
+                            f"Assumed cause: an edit of the proxy's state outside Headway (the proxy, "
+                            f"{proxies.instance(rollout)}, was not restarted). Set it again."
+                        )
+                        log.warning("%s: %s", key, message)
+                        runner.record(key, "Warning", "TrafficDrift", message)
+                    continue
+                proxies.sync(rollout, ready)
+                if blue_green is not None:
+                    proxies.route_active(rollout, active)
+            except (OSError, PermanentError, TemporaryError) as error:
+                log.warning("updating the proxy of %s failed: %s", rollout_key(rollout), error)
+
+    async def repair_backends(now: datetime) -> None:
+        await sync_backends(now, repair=True)
 
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     runner = Runner(
         engine,
         store,
         hooks=[sync_backends, analysis_tick],
-        after=[sync_backends],
+        after=[repair_backends],
         resync=resync,
         on_pass=on_pass,
         notify=(lambda r, result, now: notifier.notify_pass(r, result, now=now)) if notifier is not None else None,

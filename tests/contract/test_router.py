@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import pytest
 
+from headway.core.dataplane import ExpectedRouting
+from headway.core.observation import DriftKind
 from headway.routers.base import TrafficRouter, Verification
 from headway.routers.composite import CompositeRouter
 from headway.routers.fake import EPOCH, FakeRouter
@@ -90,6 +92,53 @@ def test_rollouts_do_not_share_weights(router: TrafficRouter) -> None:
     router.set_weight(web, 30, "new", "old")
 
     assert reads_back(router, api, 0)
+
+
+# --- read-back of the managed routing (drift) -------------------------------------------------------------------
+
+
+def test_what_was_set_reads_back_without_drift(router: TrafficRouter, rollout: Rollout) -> None:
+    router.set_weight(rollout, 30, "new", "old")
+
+    state = router.read_state(rollout, ExpectedRouting(canary_weight=30, canary_hash="new", stable_hash="old"))
+
+    assert state.drift == ()
+    assert state.canary_weight in (None, 30)
+    assert state.verified is not False
+    assert router.read_state(rollout, None).drift == (), "nothing expected: nothing compared"
+
+
+def test_a_weight_other_than_the_one_set_reads_back_as_drift(router: TrafficRouter, rollout: Rollout) -> None:
+    router.set_weight(rollout, 30, "new", "old")
+
+    state = router.read_state(rollout, ExpectedRouting(canary_weight=60, canary_hash="new", stable_hash="old"))
+
+    assert [item.kind for item in state.drift] == [DriftKind.WEIGHT]
+    assert "60" in state.drift[0].expected and "30" in state.drift[0].found
+
+
+def test_managed_routes_read_back_and_a_lost_one_is_drift(router: TrafficRouter, rollout: Rollout) -> None:
+    router.set_weight(rollout, 30, "new", "old")
+    router.set_header_route(rollout, "testers", HEADER)
+    router.set_mirror_route(rollout, "mirror", MIRROR, 20)
+    expected = ExpectedRouting(
+        canary_weight=30,
+        canary_hash="new",
+        stable_hash="old",
+        header_routes=(("testers", HEADER),),
+        mirror_routes=(("mirror", MIRROR, 20),),
+    )
+    assert router.read_state(rollout, expected).drift == ()
+
+    router.set_header_route(rollout, "testers", None)
+    router.set_mirror_route(rollout, "mirror", MIRROR, 50)
+
+    drift = router.read_state(rollout, expected).drift
+    assert [(item.kind, item.name) for item in drift] == [
+        (DriftKind.HEADER_ROUTE, "testers"),
+        (DriftKind.MIRROR_ROUTE, "mirror"),
+    ]
+    assert drift[0].found == "missing"
 
 
 # --- the fake's lag and verification -------------------------------------------------------------------------

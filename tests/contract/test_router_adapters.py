@@ -26,6 +26,10 @@ rollout = contract.rollout
 test_a_weight_reads_back = contract.test_a_weight_reads_back
 test_setting_a_weight_twice_is_setting_it_once = contract.test_setting_a_weight_twice_is_setting_it_once
 test_rollouts_do_not_share_weights = contract.test_rollouts_do_not_share_weights
+test_what_was_set_reads_back_without_drift = contract.test_what_was_set_reads_back_without_drift
+test_a_weight_other_than_the_one_set_reads_back_as_drift = (
+    contract.test_a_weight_other_than_the_one_set_reads_back_as_drift
+)
 
 APPS = ("web", "api")
 
@@ -93,6 +97,17 @@ def test_routes_are_set_and_removed_idempotently_by_the_proxy(proxies: dict[str,
 
 def test_restore_undoes_every_change_of_the_proxy(proxies: dict[str, Running]) -> None:
     contract.test_restore_undoes_every_change(reset_proxies(proxies), canary(routed=True))
+
+
+def test_managed_routes_read_back_from_the_proxy_and_a_lost_one_is_drift(proxies: dict[str, Running]) -> None:
+    contract.test_managed_routes_read_back_and_a_lost_one_is_drift(reset_proxies(proxies), canary(routed=True))
+
+
+def test_the_proxy_reads_back_its_backends_per_revision(proxies: dict[str, Running]) -> None:
+    router, web = reset_proxies(proxies), canary(routed=True)
+    call("PATCH", proxies["web"].admin + "/state", {"backends": {"old": ["127.0.0.1:9", "127.0.0.1:10"], "new": []}})
+
+    assert router.read_state(web, None).backends == {"old": 2, "new": 0}
 
 
 def test_restore_undoes_every_weight_change_of_haproxy(haproxy_runtime: HAProxyRuntime) -> None:

@@ -9,11 +9,14 @@ analysis is for.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+
+from tests.e2e.embedded.harness import DaemonProcess, running_daemon
 
 RESULTS_FILE = Path(__file__).with_name("results.json")
 _rows: list[dict[str, Any]] = []
@@ -53,3 +56,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for row in rows:
         terminalreporter.write_line("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     terminalreporter.write_line(f"(written to {RESULTS_FILE})")
+
+
+@pytest_asyncio.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    """A real embedded daemon per test (as in the embedded end-to-end tests), shut down with what it started."""
+    async for process in running_daemon(tmp_path):
+        yield process

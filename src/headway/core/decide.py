@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from headway.core import bluegreen, canary, readiness, runs
+from headway.core import bluegreen, canary, dataplane, readiness, runs
 from headway.core.actions import (
     CreateRevision,
     DeleteRevision,
@@ -31,6 +31,7 @@ from headway.spec.status import BlueGreenStatus, CanaryStatus, Phase, RolloutSta
 def decide(rollout: Rollout, status: RolloutStatus, observation: Observation) -> Decision:
     """One pass of the engine; see the module docstring."""
     p = Pass(rollout, status, observation, pod_template_hash(rollout.spec.template))
+    dataplane.verify(p)  # first: drift repairs precede the strategy's actions; no Healthy without verified routing
     is_canary = rollout.spec.strategy.canary is not None
     if p.status.stable_rs is None:
         _first_deploy(p)
@@ -53,6 +54,7 @@ def decide(rollout: Rollout, status: RolloutStatus, observation: Observation) ->
     _ephemeral_metadata(p)
     _summarise(p)
     _scale_down_workload_ref(p)
+    dataplane.conclude(p)
     return p.decision()
 
 

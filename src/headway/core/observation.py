@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from headway.spec.status import RunPhase
 
@@ -41,12 +42,47 @@ class RunState:
     promoted past a background run with a gap (`headway.core.runs.promotion_blocker`)."""
 
 
+class DriftKind(StrEnum):
+    """Which part of the routing differs from what Headway set: it says what to set again."""
+
+    WEIGHT = "weight"
+    """The split between stable and canary (their revisions or their weights)."""
+    HEADER_ROUTE = "header route"
+    MIRROR_ROUTE = "mirror route"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between the live routing and what Headway last set, read back from the data plane."""
+
+    kind: DriftKind
+    name: str = ""
+    """The route's name; empty for the weight."""
+    expected: str = ""
+    found: str = ""
+
+    def describe(self) -> str:
+        what = f"{self.kind.value} {self.name!r}" if self.name else self.kind.value
+        return f"{what}: expected {self.expected}, found {self.found}"
+
+
 @dataclass(frozen=True)
 class RouterState:
-    """The weight the traffic router reports it is giving the canary (None when it cannot read back)."""
+    """What the traffic router reports the data plane does: the canary's weight (None when it cannot read
+    back), whether that is verified, and what differs from what Headway set."""
 
     canary_weight: int | None = None
     verified: bool | None = None
+    drift: tuple[Drift, ...] = ()
+    """Parts of the live routing that differ from the routing the status says Headway set (see
+    `headway.core.dataplane.expected_routing`); empty when they agree or nothing was compared."""
+    backends: Mapping[str, int] | None = None
+    """Ready (not draining) backends routed per revision hash; None when the router does not route to
+    backends itself (Kubernetes Services do)."""
+    stable_hash: str | None = None
+    """The revision the router sends the stable share to, when it routes by revision (the embedded proxy)."""
+    restarted: str = ""
+    """Set when the router saw its data plane replaced since it last read it (a proxy restart): what changed."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ class Pass:
         self.waiting_for = ""
         self.progressed = False
         self.keep: set[str] = {new_hash}
+        self.repairs: list[Action] = []
+        """Actions `headway.core.dataplane.verify` added to set drifted routing again (dropped when superseded)."""
 
     # --- status -------------------------------------------------------------------------------------------
     def update(self, **changes: Any) -> None:

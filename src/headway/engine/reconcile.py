@@ -10,7 +10,9 @@ observed once more and decided on without acting (`_settle`), so the status save
 conflict the decision is dropped and the next pass re-reads (a user's ``promote`` written meanwhile must win over
 a decision made without it). When an action fails, the status is not saved either: it would describe a world the
 actions did not produce (a step recorded as reached whose weight was never set); the next pass re-decides from
-what it then observes, and since actions are idempotent, redoing the ones that succeeded is harmless.
+what it then observes, and since actions are idempotent, redoing the ones that succeeded is harmless. One thing
+is kept from such a pass: a Healthy rollout it saw was not Healthy (the data plane broken, its repair failed) is
+saved as what the pass saw, never left Healthy (`_health_seen`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from headway.core.actions import Action
+from headway.core.dataplane import expected_routing
 from headway.core.decide import decide as core_decide
 from headway.core.decision import Decision, Event, EventType
 from headway.core.errors import AdapterError
@@ -31,7 +34,7 @@ from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform, rollout_key
 from headway.routers.base import TrafficRouter, Verification
 from headway.spec.rollout import Rollout
-from headway.spec.status import RolloutStatus
+from headway.spec.status import Condition, Phase, RolloutStatus
 from headway.stores.base import ConflictError, StatusStore
 
 Decide = Callable[[Rollout, RolloutStatus, Observation], Decision]
@@ -89,16 +92,21 @@ def observe(
     router: TrafficRouter | None,
     runs: RunBackend,
     gates: GateBackend | None = None,
+    status: RolloutStatus | None = None,
 ) -> tuple[Observation, tuple[Event, ...]]:
     """Gather the facts of one pass. Platform or run errors propagate (nothing to decide on without them);
-    a router that cannot be read is data: the weight is unknown and not verified, so the core waits."""
+    a router that cannot be read is data: the weight is unknown and not verified, so the core waits.
+
+    The router is read back every pass, against the routing ``status`` says was set
+    (`headway.core.dataplane.expected_routing`), so a change made behind Headway's back shows up as drift."""
     revisions = platform.revisions(rollout)
     analysis_runs, experiments = runs.observe(rollout)
     router_state = RouterState()
     warnings: tuple[Event, ...] = ()
-    if router is not None and _routes_traffic(rollout):
+    if router is not None and _reads_router(rollout):
+        expected = expected_routing(rollout, status) if status is not None else None
         try:
-            router_state = router.read_weight(rollout)
+            router_state = router.read_state(rollout, expected)
         except AdapterError as error:
             router_state = RouterState(canary_weight=None, verified=Verification.NOT_VERIFIED.as_bool())
             warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, f"reading the traffic weight failed: {error}"),)
@@ -138,7 +146,9 @@ def run_pass(
     acted = False  # whether the last round applied actions: its status was decided from the world before them
     for round_ in range(MAX_ROUNDS):
         try:
-            observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+            observation, seen = observe(
+                rollout, now=now, platform=platform, router=router, runs=runs, gates=gates, status=current
+            )
         except AdapterError as error:
             if round_ == 0:
                 failure = Failure(action=None, error=error)
@@ -155,6 +165,7 @@ def run_pass(
         events.extend(decision.events)
         if applied.failure is not None:
             event = Event(EventType.WARNING, ACTION_FAILED, applied.failure.describe())
+            current = _health_seen(current, decision.status)
             merged = replace(decision, status=current, actions=tuple(applied_all), events=tuple(events))
             if current != status:
                 _save_quietly(store, key, current, version)
@@ -213,11 +224,33 @@ def _settle(
     is exactly the decision that next pass would make, without its load, so its status is as sound; one that
     still wants actions is left to that pass (None), as is a world that cannot be read now."""
     try:
-        observation, seen = observe(rollout, now=now, platform=platform, router=router, runs=runs, gates=gates)
+        observation, seen = observe(
+            rollout, now=now, platform=platform, router=router, runs=runs, gates=gates, status=status
+        )
     except AdapterError:
         return None
     after = decide(rollout, status, observation)
     return None if after.actions else (after, seen)
+
+
+def _health_seen(kept: RolloutStatus, decided: RolloutStatus) -> RolloutStatus:
+    """The status a failed pass keeps (the one it started from), but no longer Healthy when the pass saw otherwise.
+
+    Fail closed: a pass that finds the data plane broken (the stable revision unrouted, drifted routing) and then
+    fails to repair it must not leave the rollout listed as Healthy until some later pass succeeds; only the
+    phase, its message and the Healthy condition are taken from the decision, nothing it did not achieve.
+    """
+    if kept.phase != Phase.HEALTHY or decided.phase in (None, Phase.HEALTHY):
+        return kept
+    healthy = decided.condition("Healthy")
+    conditions = [c for c in kept.conditions if c.type != "Healthy"] + ([healthy] if healthy is not None else [])
+    return kept.model_copy(
+        update={"phase": decided.phase, "message": decided.message, "conditions": sorted(conditions, key=_type)}
+    )
+
+
+def _type(condition: Condition) -> str:
+    return condition.type
 
 
 def _save_quietly(store: StatusStore, key: str, status: RolloutStatus, version: str) -> None:
@@ -301,6 +334,7 @@ class Engine:
         return update_status(self.store, key, change)
 
 
-def _routes_traffic(rollout: Rollout) -> bool:
+def _reads_router(rollout: Rollout) -> bool:
+    """A traffic-routed canary, or a blue/green rollout in a mode that routes it with a router (embedded)."""
     canary = rollout.spec.strategy.canary
-    return canary is not None and canary.traffic_routing is not None
+    return rollout.spec.strategy.blue_green is not None or (canary is not None and canary.traffic_routing is not None)

@@ -3,7 +3,8 @@
 Each router (Gateway API, Istio, NGINX, SMI, the embedded proxy, the fake) implements `TrafficRouter`. Every
 setter is idempotent, because a pass can stop between two actions and the next pass sets the same values again.
 Every router can read back what it set (`read_weight`, so the core waits until the data plane really sends that
-share before it starts measuring) and undo it (`restore`, which puts the user's objects back as they were).
+share before it starts measuring; `read_state`, every pass, so a change made behind Headway's back is found,
+reported and set again) and undo it (`restore`, which puts the user's objects back as they were).
 
 Verification is a tri-state from the start: argo's nullable ``VerifyWeight`` bool later needed an RPC enum
 (``RpcVerified``) to tell "not yet" from "cannot tell".
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.observation import RouterState
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
@@ -63,6 +65,13 @@ class TrafficRouter(Protocol):
 
     def read_weight(self, rollout: Rollout) -> RouterState:
         """The canary weight the data plane reports, and whether it matches the last write; changes nothing."""
+        ...
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        """What the data plane does now, read back every pass: `read_weight`'s weight and verification, plus
+        every managed part (weights, header and mirror routes) that differs from ``expected`` (what the status
+        says Headway set; None: nothing to compare), the backends routed per revision where the router owns them,
+        and whether the data plane was replaced since the last read; changes nothing."""
         ...
 
     def restore(self, rollout: Rollout) -> None:

@@ -16,9 +16,10 @@ wants and trusts its own last write when nothing is read (None). So a disagreeme
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from headway.core.observation import RouterState
+from headway.core.dataplane import ExpectedRouting
+from headway.core.observation import Drift, RouterState
 from headway.routers.base import TrafficRouter, Verification
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
@@ -53,18 +54,30 @@ class CompositeRouter:
             router.remove_managed_routes(rollout)
 
     def read_weight(self, rollout: Rollout) -> RouterState:
-        states = [router.read_weight(rollout) for _, router in self.routers]
-        weights = {state.canary_weight for state in states if state.canary_weight is not None}
-        verifications = {Verification.of(state.verified) for state in states}
-        if len(weights) > 1:
-            return RouterState(canary_weight=DISAGREE, verified=False)
-        if Verification.NOT_VERIFIED in verifications:
-            verified = Verification.NOT_VERIFIED
-        elif verifications == {Verification.VERIFIED}:
-            verified = Verification.VERIFIED
-        else:  # some cannot tell, none refuted: the whole cannot be verified either
-            verified = Verification.NOT_IMPLEMENTED
-        return RouterState(canary_weight=weights.pop() if weights else None, verified=verified.as_bool())
+        return _combined([router.read_weight(rollout) for _, router in self.routers])
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        """Each router's read-back, combined as `read_weight` combines weights; every difference is reported once,
+        naming the routers it was found in unless it was found in all."""
+        states = [(name, router.read_state(rollout, expected)) for name, router in self.routers]
+        combined = _combined([state for _, state in states])
+        where: dict[Drift, list[str]] = {}  # the same difference found in several routers is reported once
+        for name, state in states:
+            for found in state.drift:
+                where.setdefault(found, []).append(name)
+        everywhere = len(self.routers)
+        drift = tuple(
+            found if len(names) == everywhere else replace(found, found=f"{found.found} (in {', '.join(names)})")
+            for found, names in where.items()
+        )
+        owned = [state.backends for _, state in states if state.backends is not None]
+        return replace(
+            combined,
+            drift=drift,
+            backends={key: count for backends in owned for key, count in backends.items()} if owned else None,
+            stable_hash=next((state.stable_hash for _, state in states if state.stable_hash), None),
+            restarted="; ".join(f"{name}: {state.restarted}" for name, state in states if state.restarted),
+        )
 
     def restore(self, rollout: Rollout) -> None:
         """Every router is restored even when one fails (the user's objects must come back); the first failure
@@ -77,3 +90,18 @@ class CompositeRouter:
                 failure = failure or error
         if failure is not None:
             raise failure
+
+
+def _combined(states: Sequence[RouterState]) -> RouterState:
+    """One weight when every router that reads back agrees (`DISAGREE` otherwise); verified only when all are."""
+    weights = {state.canary_weight for state in states if state.canary_weight is not None}
+    verifications = {Verification.of(state.verified) for state in states}
+    if len(weights) > 1:
+        return RouterState(canary_weight=DISAGREE, verified=False)
+    if Verification.NOT_VERIFIED in verifications:
+        verified = Verification.NOT_VERIFIED
+    elif verifications == {Verification.VERIFIED}:
+        verified = Verification.VERIFIED
+    else:  # some cannot tell, none refuted: the whole cannot be verified either
+        verified = Verification.NOT_IMPLEMENTED
+    return RouterState(canary_weight=weights.pop() if weights else None, verified=verified.as_bool())

@@ -4,7 +4,10 @@ Real data planes apply a weight some time after the write (an ALB target group, 
 models that with ``lag_seconds``: a write becomes effective that long after it was made, in virtual time moved by
 `advance`. ``fail_verification`` models a data plane that never confirms, and ``verifies=False`` a router that
 cannot read back at all (verification NotImplemented). `fail_next` makes the next call to a method raise, to test
-how the engine handles adapter errors. The simulator's traffic model reads `route` to split requests.
+how the engine handles adapter errors. `tamper` changes the routing behind the engine's back (an edit), `restart`
+replaces the data plane (losing its routing unless told otherwise) and `set_backends` says how many backends each
+revision is routed to, so drift detection and repair are testable in virtual time. The simulator's traffic model
+reads `route` to split requests.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from headway.core.observation import RouterState
+from headway.core.dataplane import ExpectedRouting
+from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
+from headway.routers.drift import route_drift, weight_drift
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,6 +49,9 @@ class _State:
     desired: Route = field(default_factory=Route)
     effective: Route = field(default_factory=Route)
     pending: list[tuple[datetime, Route]] = field(default_factory=list)
+    instance: int = 1
+    seen: int | None = None
+    backends: dict[str, int] | None = None
 
 
 class FakeRouter:
@@ -95,6 +103,24 @@ class FakeRouter:
         state = self._states.get(_key(rollout))
         return state.desired if state else Route()
 
+    def tamper(self, rollout: Rollout | str, change: Callable[[Route], Route]) -> None:
+        """Change the routing at once, as someone else editing the data plane would (no call recorded)."""
+        state = self._states.setdefault(_key(rollout), _State())
+        state.desired = state.effective = change(state.desired)
+        state.pending.clear()
+
+    def restart(self, rollout: Rollout | str, *, keep_routing: bool = False) -> None:
+        """Replace the data plane instance; unless ``keep_routing``, it comes back with no routing at all."""
+        state = self._states.setdefault(_key(rollout), _State())
+        state.instance += 1
+        if not keep_routing:
+            state.desired = state.effective = Route()
+            state.pending.clear()
+
+    def set_backends(self, rollout: Rollout | str, backends: dict[str, int] | None) -> None:
+        """Backends routed per revision as `read_state` reports them (None: the router does not own backends)."""
+        self._states.setdefault(_key(rollout), _State()).backends = backends
+
     # --- the TrafficRouter Protocol ------------------------------------------------------------------------
 
     def set_weight(
@@ -142,6 +168,21 @@ class FakeRouter:
             canary_weight=self.route(rollout).canary_weight, verified=self.verification(rollout).as_bool()
         )
 
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        weight = self.read_weight(rollout)
+        state = self._states.setdefault(_key(rollout), _State())
+        restarted = ""
+        if state.seen is not None and state.seen != state.instance:
+            restarted = f"the fake data plane was replaced (instance {state.seen} → {state.instance})"
+        state.seen = state.instance
+        return RouterState(
+            canary_weight=weight.canary_weight,
+            verified=weight.verified,
+            drift=drift_of(state.desired, expected),
+            backends=dict(state.backends) if state.backends is not None else None,
+            restarted=restarted,
+        )
+
     def restore(self, rollout: Rollout) -> None:
         self._call("restore", rollout)
         self._write(rollout, lambda _: Route())
@@ -184,3 +225,33 @@ def _key(rollout: Rollout | str) -> str:
     if isinstance(rollout, str):
         return rollout
     return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
+
+
+def drift_of(route: Route, expected: ExpectedRouting | None) -> tuple[Drift, ...]:
+    """What differs between the configured ``route`` and what the status says was set."""
+    if expected is None:
+        return ()
+    found = (route.canary_weight, route.canary_hash, route.stable_hash)
+    wanted = (expected.canary_weight, expected.canary_hash, expected.stable_hash)
+    return (
+        *weight_drift(expected, _weights(found), _weights(wanted)),
+        *route_drift(
+            DriftKind.HEADER_ROUTE,
+            {name: [m.wire() for m in match] for name, match in expected.header_routes},
+            {name: [m.wire() for m in match] for name, match in route.header_routes},
+            expected.unknown_routes,
+        ),
+        *route_drift(
+            DriftKind.MIRROR_ROUTE,
+            {name: ([m.wire() for m in match], pct) for name, match, pct in expected.mirror_routes},
+            {name: ([m.wire() for m in match], pct) for name, match, pct in route.mirror_routes},
+            expected.unknown_routes,
+        ),
+    )
+
+
+def _weights(split: tuple[int, str | None, str | None]) -> str:
+    weight, canary, stable = split
+    if canary is None or canary == stable:
+        return f"all traffic to {stable or 'stable'}"
+    return f"{weight} to canary {canary}, the rest to stable {stable or ''}".rstrip()

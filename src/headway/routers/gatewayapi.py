@@ -20,9 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
-from headway.core.observation import RouterState
+from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
+from headway.routers.drift import route_drift, weight_drift
 from headway.runtimes.kubernetes.client import HTTP_ROUTES, BlockingKube
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
@@ -211,6 +213,31 @@ def verification(route: Mapping[str, Any]) -> Verification:
     return Verification.VERIFIED
 
 
+def drift_of(rules: Sequence[Mapping[str, Any]], target: Target, expected: ExpectedRouting | None) -> tuple[Drift, ...]:
+    """The managed parts of ``rules`` that differ from what the setters would write for ``expected``."""
+    if expected is None:
+        return ()
+    wanted = without_our_rules(set_weights(rules, target, expected.canary_weight))
+    headers = {name: header_rule(rules, target, name, match) for name, match in expected.header_routes}
+    mirrors = {name: mirror_rule(rules, target, name, match, pct) for name, match, pct in expected.mirror_routes}
+    live = {str(r.get("name"))[len(RULE_PREFIX) :]: dict(r) for r in rules if _is_ours(r)}
+    live_mirrors = {n: r for n, r in live.items() if n in mirrors or (n not in headers and _mirrors(r))}
+    live_headers = {n: r for n, r in live.items() if n not in live_mirrors}
+    weights: tuple[Drift, ...] = ()
+    if without_our_rules(rules) != wanted:
+        found, want = read_canary_weight(rules, target), read_canary_weight(wanted, target)
+        weights = weight_drift(expected, f"canary weight {found}", f"canary weight {want}")
+    return (
+        *weights,
+        *route_drift(DriftKind.HEADER_ROUTE, headers, live_headers, expected.unknown_routes),
+        *route_drift(DriftKind.MIRROR_ROUTE, mirrors, live_mirrors, expected.unknown_routes),
+    )
+
+
+def _mirrors(rule: Mapping[str, Any]) -> bool:
+    return any(item.get("type") == "RequestMirror" for item in rule.get("filters") or [])
+
+
 # --- the adapter -----------------------------------------------------------------------------------------------
 
 
@@ -274,6 +301,16 @@ class GatewayApiRouter:
         route = self._route(target)
         weight = read_canary_weight((route.get("spec") or {}).get("rules") or [], target)
         return RouterState(canary_weight=weight, verified=verification(route).as_bool())
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        target = target_of(rollout)
+        route = self._route(target)
+        rules = (route.get("spec") or {}).get("rules") or []
+        return RouterState(
+            canary_weight=read_canary_weight(rules, target),
+            verified=verification(route).as_bool(),
+            drift=drift_of(rules, target, expected),
+        )
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
-from headway.core.observation import RouterState
+from headway.core.observation import Drift, RouterState
+from headway.routers.drift import weight_drift
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 MAX_SERVER_WEIGHT = 256
@@ -194,6 +196,16 @@ class HAProxyRouter:
         canary_part = totals.get(canary, 0) if canary else 0
         total = canary_part + (totals.get(stable, 0) if stable else 0)
         return RouterState(canary_weight=round(100 * canary_part / total) if total else 0, verified=True)
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        """HAProxy manages only weights (no routes): the revision split read back is compared with the one set."""
+        state = self.read_weight(rollout)
+        drift: tuple[Drift, ...] = ()
+        if expected is not None and state.canary_weight is not None:
+            canary = expected.canary_hash != expected.stable_hash and expected.canary_hash is not None
+            wanted = expected.canary_weight if canary else 0
+            drift = weight_drift(expected, f"canary weight {state.canary_weight}", f"canary weight {wanted}")
+        return RouterState(canary_weight=state.canary_weight, verified=state.verified, drift=drift)
 
     def restore(self, rollout: Rollout) -> None:
         backend = self.backend(rollout)

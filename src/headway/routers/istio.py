@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
-from headway.core.observation import RouterState
+from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
+from headway.routers.drift import route_drift, weight_drift
 from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
@@ -176,6 +178,27 @@ def without_our_routes(http: Sequence[Mapping[str, Any]]) -> Routes:
     return [dict(r) for r in http if not _ours(r)]
 
 
+def drift_of(http: Sequence[Mapping[str, Any]], target: Target, expected: ExpectedRouting | None) -> tuple[Drift, ...]:
+    """The managed parts of ``http`` that differ from what the setters would write for ``expected``."""
+    if expected is None:
+        return ()
+    wanted = without_our_routes(set_weights(http, target, expected.canary_weight))
+    headers = {name: header_route(http, target, name, match) for name, match in expected.header_routes}
+    mirrors = {name: mirror_route(http, target, name, match, pct) for name, match, pct in expected.mirror_routes}
+    live = {str(r.get("name"))[len(ROUTE_PREFIX) :]: dict(r) for r in http if _ours(r)}
+    live_mirrors = {n: r for n, r in live.items() if n in mirrors or (n not in headers and "mirror" in r)}
+    live_headers = {n: r for n, r in live.items() if n not in live_mirrors}
+    weights: tuple[Drift, ...] = ()
+    if without_our_routes(http) != wanted:
+        found, want = read_canary_weight(http, target), read_canary_weight(wanted, target)
+        weights = weight_drift(expected, f"canary weight {found}", f"canary weight {want}")
+    return (
+        *weights,
+        *route_drift(DriftKind.HEADER_ROUTE, headers, live_headers, expected.unknown_routes),
+        *route_drift(DriftKind.MIRROR_ROUTE, mirrors, live_mirrors, expected.unknown_routes),
+    )
+
+
 # --- the adapter -----------------------------------------------------------------------------------------------
 
 
@@ -231,6 +254,12 @@ class IstioRouter:
         target = target_of(rollout)
         _, http = self._read(target)
         return RouterState(read_canary_weight(http, target), Verification.NOT_IMPLEMENTED.as_bool())
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        target = target_of(rollout)
+        _, http = self._read(target)
+        weight = read_canary_weight(http, target)
+        return RouterState(weight, Verification.NOT_IMPLEMENTED.as_bool(), drift=drift_of(http, target, expected))
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
-from headway.core.observation import RouterState
+from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
+from headway.routers.drift import route_drift, weight_drift
 from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
@@ -100,6 +102,26 @@ def header_annotations(match: Sequence[HeaderRoutingMatch]) -> dict[str, str]:
     return {BY_HEADER: only.header_name, BY_HEADER_PATTERN: f"^{only.header_value.prefix}.*"}
 
 
+HEADER_ROUTE = "canary-by-header"
+"""The name a header route found on the canary Ingress is reported under when the status names none."""
+
+
+def drift_of(canary: Mapping[str, Any] | None, expected: ExpectedRouting | None) -> tuple[Drift, ...]:
+    """The canary Ingress's weight and header annotations against what the setters would write."""
+    if expected is None:
+        return ()
+    annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
+    present = canary is not None and WEIGHT in annotations
+    found = f"canary weight {annotations[WEIGHT]}" if present else "no canary Ingress"
+    live = {k: v for k, v in annotations.items() if k.startswith(BY_HEADER)}
+    wanted = {name: header_annotations(match) for name, match in expected.header_routes[-1:]}
+    name = next(iter(wanted), None) or next(iter(expected.unknown_routes), None) or HEADER_ROUTE
+    return (
+        *weight_drift(expected, found, f"canary weight {expected.canary_weight}"),
+        *route_drift(DriftKind.HEADER_ROUTE, wanted, {name: live} if live else {}, expected.unknown_routes),
+    )
+
+
 class NginxRouter:
     """Implements `headway.routers.base.TrafficRouter` with a canary Ingress Headway owns."""
 
@@ -175,6 +197,13 @@ class NginxRouter:
         current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
         annotations = (current or {}).get("metadata", {}).get("annotations") or {}
         return RouterState(int(annotations.get(WEIGHT, "0")), Verification.NOT_IMPLEMENTED.as_bool())
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        target = target_of(rollout)
+        current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
+        annotations = (current or {}).get("metadata", {}).get("annotations") or {}
+        weight = int(annotations.get(WEIGHT, "0"))
+        return RouterState(weight, Verification.NOT_IMPLEMENTED.as_bool(), drift=drift_of(current, expected))
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

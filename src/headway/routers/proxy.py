@@ -22,8 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
 from headway.core.observation import RouterState
+from headway.routers import proxy_readback
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 RETRY_DELAY = 2.0
@@ -81,6 +83,33 @@ class ProxyRouter:
         canary_part = weights.get(canary, 0) if canary else 0
         total = canary_part + (weights.get(stable, 0) if stable else 0)
         return RouterState(canary_weight=round(100 * canary_part / total) if total else 0, verified=True)
+
+    instance_of: Callable[[Rollout], str | None] | None = None
+    """Names the proxy process answering for a rollout (embedded mode: its PID and start time), so `read_state`
+    can tell a restarted proxy from an edited one; None: restarts are not told apart."""
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        state = self._call(rollout, "GET", "/state")
+        return RouterState(
+            canary_weight=proxy_readback.canary_weight(state),
+            verified=True,
+            drift=proxy_readback.drift_of(state, expected),
+            backends=proxy_readback.routed_backends(state),
+            stable_hash=state.get("stable"),
+            restarted=self._restarted(rollout),
+        )
+
+    def _restarted(self, rollout: Rollout) -> str:
+        """What replaced the proxy since the last read (once), from `instance_of`; empty when unchanged/unknown."""
+        if self.instance_of is None:
+            return ""
+        seen: dict[str, str] = self.__dict__.setdefault("_instances", {})  # per router; no __init__ change needed
+        key = f"{rollout.metadata.namespace}/{rollout.metadata.name}"
+        now, before = self.instance_of(rollout), seen.get(key)
+        if now is None:
+            return ""
+        seen[key] = now
+        return f"the proxy of {key} was replaced ({before} → {now})" if before is not None and before != now else ""
 
     def restore(self, rollout: Rollout) -> None:
         state = self._call(rollout, "GET", "/state")

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
-from headway.core.observation import RouterState
+from headway.core.observation import Drift, RouterState
 from headway.routers.base import Verification
+from headway.routers.drift import weight_drift
 from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
@@ -119,6 +121,18 @@ class SmiRouter:
         split = self._kube.get(TRAFFIC_SPLITS, target.name, target.namespace)
         weight = canary_weight_of(split, target) if split is not None else 0
         return RouterState(canary_weight=weight, verified=Verification.NOT_IMPLEMENTED.as_bool())
+
+    def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
+        """SMI manages only the split: its two backends' weights are compared with what `set_weight` writes."""
+        target = target_of(rollout)
+        split = self._kube.get(TRAFFIC_SPLITS, target.name, target.namespace)
+        weight = canary_weight_of(split, target) if split is not None else 0
+        drift: tuple[Drift, ...] = ()
+        if expected is not None:
+            live = (split or {}).get("spec", {}).get("backends") if split is not None else "no TrafficSplit"
+            wanted = desired_object(split, target, expected.canary_weight, rollout.name)["spec"]["backends"]
+            drift = weight_drift(expected, live, wanted)
+        return RouterState(canary_weight=weight, verified=Verification.NOT_IMPLEMENTED.as_bool(), drift=drift)
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

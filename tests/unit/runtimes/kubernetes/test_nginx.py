@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
+from headway.core.observation import DriftKind
 from headway.routers.nginx import BY_HEADER, BY_HEADER_VALUE, INGRESSES, WEIGHT, NginxRouter, Target, desired_object
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, StringMatch
 from tests.e2e.kubernetes.emulator import ApiServer
@@ -87,3 +89,21 @@ def test_mirroring_is_refused_naming_the_step(api: ApiServer) -> None:
         NginxRouter(api.kube).set_mirror_route(
             nginx_rollout(), "shadow", (RouteMatch(path=StringMatch(prefix="/")),), 10
         )
+
+
+def test_a_deleted_canary_ingress_or_header_reads_back_as_drift(api: ApiServer) -> None:
+    router, rollout = NginxRouter(api.kube), nginx_rollout()
+    header = (HeaderRoutingMatch(header_name="X-Canary", header_value=StringMatch(exact="always")),)
+    router.set_weight(rollout, 30, "new", "old")
+    router.set_header_route(rollout, "testers", header)
+    expected = ExpectedRouting(30, "new", "old", header_routes=(("testers", header),))
+    assert router.read_state(rollout, expected).drift == ()
+
+    router.set_header_route(rollout, "testers", None)
+    assert [(d.kind, d.name) for d in router.read_state(rollout, expected).drift] == [
+        (DriftKind.HEADER_ROUTE, "testers")
+    ]
+
+    api.kube.delete(INGRESSES, "web-web-canary", "default")
+    drift = router.read_state(rollout, expected).drift
+    assert drift[0].kind == DriftKind.WEIGHT and drift[0].found == "no canary Ingress"

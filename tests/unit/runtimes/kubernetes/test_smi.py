@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
+from headway.core.observation import DriftKind
 from headway.routers.smi import TRAFFIC_SPLITS, SmiRouter, Target, canary_weight_of, desired_object
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, StringMatch
 from tests.e2e.kubernetes.emulator import ApiServer
@@ -87,3 +89,14 @@ def test_header_routes_are_refused_by_name() -> None:
     with pytest.raises(PermanentError, match="testers"):
         router.set_header_route(smi_rollout(), "testers", match)
     router.set_header_route(smi_rollout(), "testers", None)  # removing what never existed is fine
+
+
+def test_a_split_edited_or_deleted_reads_back_as_drift(api: ApiServer) -> None:
+    router, rollout = SmiRouter(api.kube), smi_rollout()
+    router.set_weight(rollout, 40, "new", "old")
+    expected = ExpectedRouting(40, "new", "old")
+    assert router.read_state(rollout, expected).drift == ()
+
+    api.kube.delete(TRAFFIC_SPLITS, "web", "default")
+    drift = router.read_state(rollout, expected).drift
+    assert [d.kind for d in drift] == [DriftKind.WEIGHT] and drift[0].found == "no TrafficSplit"
