@@ -17,7 +17,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from headway.spec.base import Duration, Model, NonNegative, ObjectMeta, in_range, parse_duration
+from headway.spec.base import (
+    INT32_MAX,
+    Duration,
+    Int64,
+    Model,
+    NonNegative,
+    ObjectMeta,
+    in_range,
+    parse_duration,
+    show,
+)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z0-9_.\-]+\s*\}\}")
 
@@ -28,25 +38,31 @@ def has_placeholder(value: object) -> bool:
 
 
 def _int_or_placeholder(low: int) -> BeforeValidator:
-    """An integer >= `low`, a numeric string, or a ``{{args.NAME}}`` placeholder (Argo's int-or-string)."""
+    """An integer in `low`..int32, a numeric string, or a ``{{args.NAME}}`` placeholder (Argo's int-or-string)."""
 
     def check(value: object) -> object:
         if has_placeholder(value):
             return value
         if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not an integer")
+            raise ValueError(f"{show(value)} is not an integer")
         if isinstance(value, str):
             text = value.strip()
-            if not text.lstrip("-").isdigit():
-                raise ValueError(f"{value!r} is not an integer or an {{{{args.NAME}}}} placeholder")
+            if not text.lstrip("-").isdigit() or len(text) > 20:
+                raise ValueError(f"{show(value)} is not an integer or an {{{{args.NAME}}}} placeholder")
             value = int(text)
         if not isinstance(value, int):
-            raise ValueError(f"{value!r} is not an integer")
-        if value < low:
-            raise ValueError(f"{value} is out of range >= {low}")
+            raise ValueError(f"{show(value)} is not an integer")
+        _check_int_range(value, low)
         return value
 
     return BeforeValidator(check)
+
+
+def _check_int_range(value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{show(value)} is out of range >= {low}")
+    if value > INT32_MAX:
+        raise ValueError(f"{show(value)} is out of range {low}..{INT32_MAX}")
 
 
 IntOrArg = Annotated[int | str, _int_or_placeholder(0)]
@@ -79,11 +95,13 @@ def resolve_int(value: int | str, args: dict[str, str] | None = None) -> int:
     for name, arg in (args or {}).items():
         text = re.sub(r"\{\{\s*args\." + re.escape(name) + r"\s*\}\}", arg, text)
     if has_placeholder(text):
-        raise ValueError(f"{value!r} has an unresolved placeholder")
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer") from None
+        raise ValueError(f"{show(value)} has an unresolved placeholder")
+    stripped = text.strip()
+    if not stripped.lstrip("-").isdigit() or len(stripped) > 20:
+        raise ValueError(f"{show(text)} is not an integer")
+    number = int(stripped)
+    _check_int_range(number, -1)
+    return number
 
 
 class AnalysisPhase(StrEnum):
@@ -285,8 +303,8 @@ class WavefrontMetric(Model):
 class KayentaThreshold(Model):
     """Kayenta's score cut-offs: at or above pass is Successful, below marginal is Failed."""
 
-    pass_: int = Field(alias="pass")
-    marginal: int
+    pass_: Int64 = Field(alias="pass")
+    marginal: Int64
 
 
 class KayentaScope(Model):
