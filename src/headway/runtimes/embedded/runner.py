@@ -28,8 +28,9 @@ from headway.core import commands
 from headway.core.decision import Event
 from headway.core.hashing import pod_template_hash
 from headway.engine.reconcile import Engine, PassResult
+from headway.manifest_files import load_manifest_text
 from headway.platforms.base import rollout_key
-from headway.spec.load import Document, SpecError, load_text, parse
+from headway.spec.load import Document, SpecError, parse
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
 from headway.spec.validate import validate
@@ -204,7 +205,7 @@ class Runner:
         ``only_new`` stores only objects not stored yet: ``headway up`` after a crash must resume the rollout in
         progress, not re-apply the original file over a ``set image`` (which would roll it back).
         """
-        documents = load_text(text, file)
+        documents = load_manifest_text(text, file)
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
         errors = [problem for problem in problems if problem.is_error]
         if errors:
