@@ -12,8 +12,10 @@ A file with errors prints its problems exactly like `headway lint` and exits 1; 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+from collections.abc import Iterator
 
 import click
 from rich.console import Console
@@ -21,9 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from headway.cli.lint import lint_paths
-from headway.sim.runner import FROM_SCENARIO, Outcome, SimResult, TimelineEntry, run_scenario
+from headway.sim.runner import FROM_SCENARIO, Outcome, SimResult, TimelineEntry, load_rollout, run_scenario
 from headway.sim.scenarios import SCENARIOS
 from headway.spec.load import SpecError
+from headway.spec.rollout import Rollout
 
 _OUTCOME_STYLE = {
     Outcome.PROMOTED: "bold green",
@@ -34,6 +37,18 @@ _OUTCOME_STYLE = {
 }
 _MIN_WIDTH = 140
 """Rich wraps a table to 80 columns when not writing to a terminal; a timeline needs more to stay readable."""
+MAX_VIRTUAL_SECONDS = 7 * 24 * 3600
+"""Longest virtual time a simulation may cover (and latest auto-promotion): a week of passes stays quick."""
+MAX_PODS = 1000
+"""Most pods one revision may have in a simulation: every pod is modelled, so the cost grows with the count,
+and a canary's story does not change beyond a few hundred."""
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A finite number of seconds within `MAX_VIRTUAL_SECONDS` (click's FloatRange lets nan and inf through)."""
+    if value is not None and (not math.isfinite(value) or value > MAX_VIRTUAL_SECONDS):
+        raise click.BadParameter(f"{value:g} is not a number of seconds in 0..{MAX_VIRTUAL_SECONDS}")
+    return value
 
 
 @click.command()
@@ -50,6 +65,7 @@ _MIN_WIDTH = 140
     "--auto-promote",
     type=click.FloatRange(min=0),
     default=None,
+    callback=_seconds,
     metavar="SECONDS",
     help="Promote a rollout waiting for promotion after SECONDS (default: as the scenario says).",
 )
@@ -58,6 +74,7 @@ _MIN_WIDTH = 140
     type=click.FloatRange(min=1),
     default=3 * 3600,
     show_default=True,
+    callback=_seconds,
     metavar="SECONDS",
     help="Stop after this much virtual time.",
 )
@@ -71,6 +88,13 @@ def simulate(
     if errors:
         _fail([problem.render() for problem in errors])
     try:
+        too_many = [
+            f"{file}: {path}: {count} is more pods than simulate models (at most {MAX_PODS})"
+            for path, count in _pod_counts(load_rollout(file))
+            if count > MAX_PODS
+        ]
+        if too_many:
+            _fail(too_many)
         result = run_scenario(
             file,
             scenario,
@@ -87,6 +111,22 @@ def simulate(
         return
     console = Console(width=max(Console().width, _MIN_WIDTH), highlight=False)
     _print(console, result)
+
+
+def _pod_counts(rollout: Rollout) -> Iterator[tuple[str, int]]:
+    """(field, pods) of every count in the Rollout that the simulator turns into modelled pods."""
+    spec = rollout.spec
+    yield "spec.replicas", spec.replicas_or_default()
+    canary = spec.strategy.canary
+    for i, step in enumerate(canary.steps if canary is not None else []):
+        if step.set_canary_scale is not None and step.set_canary_scale.replicas is not None:
+            yield f"spec.strategy.canary.steps[{i}].setCanaryScale.replicas", step.set_canary_scale.replicas
+        for j, template in enumerate(step.experiment.templates if step.experiment is not None else []):
+            if template.replicas is not None:
+                yield f"spec.strategy.canary.steps[{i}].experiment.templates[{j}].replicas", template.replicas
+    blue_green = spec.strategy.blue_green
+    if blue_green is not None and blue_green.preview_replica_count is not None:
+        yield "spec.strategy.blueGreen.previewReplicaCount", blue_green.preview_replica_count
 
 
 def _fail(lines: list[str]) -> None:

@@ -197,7 +197,13 @@ STEP_KINDS = (
 
 
 class CanaryStep(Model):
-    """One canary step: exactly one of the step kinds."""
+    """One canary step: exactly one of the step kinds, and optionally a setCanaryScale with it.
+
+    Argo's validation refuses two of setWeight, pause, analysis, experiment and plugin in one step, and lets
+    setCanaryScale, setHeaderRoute and setMirrorRoute accompany them. Headway accepts setCanaryScale next to
+    any kind (the step then also waits for the canary's pods, as Argo does), and refuses a route next to
+    another kind: the engine runs one of them per step, and a route left out silently would be worse.
+    """
 
     set_weight: Annotated[int, in_range(-(2**31))] | None = None
     """Canary weight out of trafficRouting.maxTrafficWeight (100 by default); the range is checked in validate."""
@@ -211,7 +217,16 @@ class CanaryStep(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> CanaryStep:
-        _exactly_one(self, STEP_KINDS, "a step")
+        kinds = tuple(name for name in STEP_KINDS if name != "set_canary_scale")
+        if self.set_canary_scale is None or any(getattr(self, name) is not None for name in kinds):
+            chosen = [name for name in kinds if getattr(self, name) is not None]
+            if len(chosen) != 1:
+                wire = ", ".join(to_camel(name) for name in kinds)
+                given = ", ".join(to_camel(name) for name in chosen) or "none"
+                raise ValueError(
+                    f"set exactly one of {wire} in a step, or setCanaryScale (which may also accompany any "
+                    f"of them) (given: {given})"
+                )
         return self
 
     @property
