@@ -206,7 +206,7 @@ class Limits:
     """Size of one input (a file, standard input, a request body), in UTF-8 bytes."""
     max_documents: int = 1000
     """YAML documents (``---``-separated) in one input, empty ones included."""
-    max_nodes: int = 100_000
+    max_nodes: int = 50_000
     """Scalars, lists and mappings in one input, an alias counting as a copy of everything it refers to."""
     max_depth: int = 64
     """Nesting of lists and mappings."""
@@ -309,7 +309,7 @@ class _CountingComposer(Composer):
         self._count(1, event.start_mark)
         node: yaml.Node | None = super().compose_node(parent, index)
         self.depth -= 1
-        anchor = getattr(event, "anchor", None)
+        anchor = event.anchor
         if anchor is not None:
             self.anchor_sizes[anchor] = self.nodes - before
         return node
@@ -339,15 +339,16 @@ class _Loader(_CountingComposer, CParser, SafeConstructor, Resolver):  # type: i
         self.duplicates: list[tuple[str, int]] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
+        seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
+            # A key is known by its tag and text: cheap, and `1` differs from `"1"` as it does for the API.
+            # Merge keys are not keys, and lists or mappings as keys are refused by the constructor.
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
                 continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, typing.Hashable):
-                if key in seen:
-                    self.duplicates.append((str(key), key_node.start_mark.line + 1))
-                seen.add(key)
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                self.duplicates.append((str(key_node.value), key_node.start_mark.line + 1))
+            seen.add(key)
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
