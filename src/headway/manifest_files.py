@@ -37,15 +37,15 @@ def limits() -> Limits:
         raise ManifestFileError(str(error)) from None
 
 
-def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
-    """The content of a regular file (or of standard input for ``-``), at most `max_bytes` long.
+def read_bytes(path: str | Path, within: Limits | None = None) -> bytes:
+    """The content of a regular file (or of standard input for ``-``), at most ``max_bytes`` long.
 
     Opened without blocking, then checked with ``fstat`` on the open descriptor, so a fifo or a device is
     refused before anything is read, and a file swapped for one between a check and the open cannot slip by.
     """
-    cap = limits().max_bytes if max_bytes is None else max_bytes
+    within = within or limits()
     if str(path) == STDIN:
-        return _read_capped(sys.stdin.buffer, cap, "<stdin>")
+        return _read_capped(sys.stdin.buffer, within, "<stdin>")
     name = str(path)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -55,12 +55,12 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise ManifestFileError(f"{name}: not a regular file ({_file_type(mode)})")
-        return _read_capped(stream, cap, name)
+        return _read_capped(stream, within, name)
 
 
-def read_text(path: str | Path, max_bytes: int | None = None) -> str:
+def read_text(path: str | Path, within: Limits | None = None) -> str:
     """`read_bytes` decoded as UTF-8; `ManifestFileError` naming the first byte that is not."""
-    data = read_bytes(path, max_bytes)
+    data = read_bytes(path, within)
     name = "<stdin>" if str(path) == STDIN else str(path)
     try:
         return data.decode("utf-8")
@@ -90,11 +90,13 @@ def load_manifest_file(path: str | Path) -> list[Document]:
 def load_config_file(path: str | Path) -> Any:
     """The first YAML (or JSON) document of a config file, None when it is empty; raises `ManifestFileError`
     or `headway.spec.load.SpecError` with the file, line and reason."""
-    documents = load_yaml(read_text(path), str(path), limits())
+    current = limits()
+    documents = load_yaml(read_text(path, current), str(path), current)
     return documents[0] if documents else None
 
 
-def _read_capped(stream: BinaryIO, cap: int, name: str) -> bytes:
+def _read_capped(stream: BinaryIO, within: Limits, name: str) -> bytes:
+    cap = within.max_bytes
     chunks: list[bytes] = []
     size = 0
     while size <= cap:
@@ -106,10 +108,7 @@ def _read_capped(stream: BinaryIO, cap: int, name: str) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
-    variable = Limits.ENVIRONMENT["max_bytes"]
-    raise ManifestFileError(
-        f"{name}: larger than the limit of {cap} bytes (set {variable} to raise it if this input is genuine)"
-    )
+    raise ManifestFileError(f"{name}: {within.exceeded('max_bytes', f'more than {cap} bytes')}")
 
 
 def _reason(error: OSError) -> str:
