@@ -30,12 +30,17 @@ MB = 1024 * 1024
 SAFETY_NET = 768 * MB
 """Address-space limit of each subprocess: a regression fails with MemoryError instead of taking the machine."""
 LIMITED = (
-    "import resource, runpy, sys; "
+    "import atexit, resource, runpy, sys; "
     f"resource.setrlimit(resource.RLIMIT_AS, ({SAFETY_NET}, {SAFETY_NET})); "
-    "sys.argv = ['headway', *sys.argv[1:]]; "
+    "report = sys.argv.pop(1); "
+    "atexit.register(lambda: open(report, 'w').write("
+    "next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')))); "
+    "sys.argv[0] = 'headway'; "
     "runpy.run_module('headway.cli.main', run_name='__main__')"
 )
-"""`python -m headway.cli.main` under the address-space limit (set in the child, before anything is read)."""
+"""`python -m headway.cli.main` under the address-space limit (set in the child, before anything is read),
+reporting its peak RSS (VmHWM) at exit. Not ``ru_maxrss`` from ``wait4``: Linux keeps in it the RSS the child
+had before ``exec``, which is the test process's own."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,12 @@ class Measured:
 
 def measured(*args: str, stdin: Path | None = None, cwd: Path = ROOT, timeout: float = 120) -> Measured:
     """`headway ARGS` in a real process: exit code, output, CPU seconds and peak RSS."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        report = Path(scratch) / "peak"
         source = stdin.open("rb") if stdin is not None else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", LIMITED, *args], stdin=source, stdout=out, stderr=err, cwd=cwd
+                [sys.executable, "-c", LIMITED, str(report), *args], stdin=source, stdout=out, stderr=err, cwd=cwd
             )
         finally:
             if stdin is not None:
@@ -76,7 +82,7 @@ def measured(*args: str, stdin: Path | None = None, cwd: Path = ROOT, timeout: f
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             usage.ru_utime + usage.ru_stime,
-            usage.ru_maxrss / 1024,
+            int(report.read_text().split()[1]) / 1024,
         )
 
 
