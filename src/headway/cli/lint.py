@@ -44,7 +44,7 @@ def lint_paths(paths: Iterable[str]) -> tuple[list[Problem], int]:
 def _read_all(paths: Iterable[str]) -> Iterable[tuple[str, str, Problem | None]]:
     """(display name, text, problem) per file; a file named twice (directly and via its directory) is read
     once, or its objects would be reported as duplicates of themselves."""
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         if raw == STDIN:
             yield _read(STDIN)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeAlias
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from yaml._yaml import CParser  # type: ignore[import-not-found]  # PyYAML's libyaml binding, no stubs
+from yaml._yaml import CParser  # PyYAML's libyaml binding
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
@@ -260,69 +260,13 @@ _MAX_INT_DIGITS = 64
 """Longer integers are refused when read: no field takes them, and Python refuses ``int()`` of 4300 digits."""
 
 
-class _CountingComposer(Composer):
-    """PyYAML's composer, counting as it builds the node graph so `Limits` are enforced while parsing.
+class _Loader(Composer, CParser, SafeConstructor, Resolver):
+    """libyaml's parser (fast, with line numbers) under PyYAML's composer, counting, and a safe constructor.
 
-    An alias is counted as a copy of the node it refers to: that is what every later step (checking the
-    fields, walking the lines, validating the models) would otherwise expand, which is how a 300-byte alias
-    bomb became gigabytes.
-    """
-
-    limits: Limits
-    nodes: int
-    depth: int
-    aliases: int
-    document_count: int
-    anchor_sizes: dict[str, int]
-
-    def _start_counting(self, limits: Limits) -> None:
-        self.limits = limits
-        self.nodes = self.depth = self.aliases = self.document_count = 0
-        self.anchor_sizes = {}
-
-    def _refuse(self, name: str, what: str, mark: yaml.Mark | None) -> LimitExceeded:
-        line = mark.line + 1 if mark is not None else None
-        where = f" at line {line}" if line is not None else ""
-        return LimitExceeded(self.limits.exceeded(name, what + where), line)
-
-    def compose_document(self) -> yaml.Node | None:
-        self.document_count += 1
-        if self.document_count > self.limits.max_documents:
-            mark = self.peek_event().start_mark
-            raise self._refuse("max_documents", f"more than {self.limits.max_documents} documents", mark)
-        node: yaml.Node | None = super().compose_document()
-        return node
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, AliasEvent):
-            self.aliases += 1
-            if self.aliases > self.limits.max_aliases:
-                raise self._refuse("max_aliases", f"more than {self.limits.max_aliases} aliases", event.start_mark)
-            self._count(self.anchor_sizes.get(event.anchor, 1), event.start_mark)
-            alias: yaml.Node | None = super().compose_node(parent, index)
-            return alias
-        self.depth += 1
-        if self.depth > self.limits.max_depth:
-            raise self._refuse("max_depth", f"nesting deeper than {self.limits.max_depth} levels", event.start_mark)
-        before = self.nodes
-        self._count(1, event.start_mark)
-        node: yaml.Node | None = super().compose_node(parent, index)
-        self.depth -= 1
-        anchor = event.anchor
-        if anchor is not None:
-            self.anchor_sizes[anchor] = self.nodes - before
-        return node
-
-    def _count(self, nodes: int, mark: yaml.Mark) -> None:
-        self.nodes += nodes
-        if self.nodes > self.limits.max_nodes:
-            what = f"more than {self.limits.max_nodes} YAML nodes (an alias counts as a copy of what it names)"
-            raise self._refuse("max_nodes", what, mark)
-
-
-class _Loader(_CountingComposer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
-    """libyaml's parser (fast, with line numbers) under a counting composer and a safe constructor.
+    The composer counts as it builds the node graph, so `Limits` are enforced while parsing. An alias counts
+    as a copy of the node it refers to: that is what every later step (checking the fields, walking the lines,
+    validating the models) would otherwise expand, which is how a 300-byte alias bomb became gigabytes.
+    (Composer comes first so that its Python ``compose_*`` methods, not libyaml's, build the nodes.)
 
     The constructor reads values as the API server would after its YAML-to-JSON step: timestamps stay strings
     (``2024-01-01`` is not a date to Kubernetes), ``!!set`` becomes a mapping, merge keys (``<<: *common``)
@@ -335,8 +279,51 @@ class _Loader(_CountingComposer, CParser, SafeConstructor, Resolver):  # type: i
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
         Composer.__init__(self)
-        self._start_counting(limits)
+        self.limits = limits
+        self.nodes = self.depth = self.aliases = self.document_count = 0
+        self.anchor_sizes: dict[str, int] = {}
         self.duplicates: list[tuple[str, int]] = []
+
+    def _refuse(self, name: str, what: str, mark: Any) -> LimitExceeded:
+        line = mark.line + 1 if mark is not None else None
+        where = f" at line {line}" if line is not None else ""
+        return LimitExceeded(self.limits.exceeded(name, what + where), line)
+
+    def compose_document(self) -> yaml.Node | None:
+        self.document_count += 1
+        if self.document_count > self.limits.max_documents:
+            mark = getattr(self.peek_event(), "start_mark", None)
+            raise self._refuse("max_documents", f"more than {self.limits.max_documents} documents", mark)
+        node: yaml.Node | None = super().compose_document()
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        mark = getattr(event, "start_mark", None)
+        if isinstance(event, AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.limits.max_aliases:
+                raise self._refuse("max_aliases", f"more than {self.limits.max_aliases} aliases", mark)
+            self._count(self.anchor_sizes.get(event.anchor or "", 1), mark)
+            alias: yaml.Node | None = super().compose_node(parent, index)
+            return alias
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise self._refuse("max_depth", f"nesting deeper than {self.limits.max_depth} levels", mark)
+        before = self.nodes
+        self._count(1, mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        self.depth -= 1
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.anchor_sizes[anchor] = self.nodes - before
+        return node
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self.nodes += nodes
+        if self.nodes > self.limits.max_nodes:
+            what = f"more than {self.limits.max_nodes} YAML nodes (an alias counts as a copy of what it names)"
+            raise self._refuse("max_nodes", what, mark)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -369,7 +356,7 @@ class _Loader(_CountingComposer, CParser, SafeConstructor, Resolver):  # type: i
         if isinstance(node, yaml.MappingNode):
             data.update(self.construct_mapping(node))
         else:
-            raise ConstructorError(None, None, f"expected a mapping, got {node.id}", node.start_mark)
+            raise ConstructorError(None, None, f"expected a mapping for {node.tag}", node.start_mark)
 
     def construct_as_list(self, node: yaml.Node) -> Iterator[list[Any]]:
         data: list[Any] = []
@@ -377,15 +364,18 @@ class _Loader(_CountingComposer, CParser, SafeConstructor, Resolver):  # type: i
         if isinstance(node, yaml.SequenceNode):
             data.extend(self.construct_sequence(node))
         else:
-            raise ConstructorError(None, None, f"expected a list, got {node.id}", node.start_mark)
+            raise ConstructorError(None, None, f"expected a list for {node.tag}", node.start_mark)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_as_text)
-_Loader.add_constructor("tag:yaml.org,2002:binary", _Loader.construct_as_text)
-_Loader.add_constructor("tag:yaml.org,2002:set", _Loader.construct_as_mapping)
-_Loader.add_constructor("tag:yaml.org,2002:omap", _Loader.construct_as_list)
-_Loader.add_constructor("tag:yaml.org,2002:pairs", _Loader.construct_as_list)
+for _tag, _constructor in (
+    ("tag:yaml.org,2002:int", _Loader.construct_yaml_int),
+    ("tag:yaml.org,2002:timestamp", _Loader.construct_as_text),
+    ("tag:yaml.org,2002:binary", _Loader.construct_as_text),
+    ("tag:yaml.org,2002:set", _Loader.construct_as_mapping),
+    ("tag:yaml.org,2002:omap", _Loader.construct_as_list),
+    ("tag:yaml.org,2002:pairs", _Loader.construct_as_list),
+):
+    _Loader.add_constructor(_tag, _constructor)  # type: ignore[type-var]  # the stubs expect a plain Loader
 
 
 class _UnreadableError(Exception):
@@ -411,6 +401,8 @@ def _parse(text: str, limits: Limits) -> Iterator[tuple[yaml.Node, Any, tuple[tu
     try:
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() promised a node
+                break
             loader.duplicates.clear()
             data = loader.construct_document(node)
             yield node, data, tuple(loader.duplicates)

@@ -208,9 +208,7 @@ def test_malformed_yaml_reports_line_and_column_and_keeps_earlier_documents() ->
     documents = load_text(text, "rollout.yaml")
     assert documents[0].model is not None
     [problem] = documents[1].problems
-    assert problem.render() == (
-        "rollout.yaml: invalid YAML at line 27, column 1: did not find expected ',' or ']'"
-    )
+    assert problem.render() == ("rollout.yaml: invalid YAML at line 27, column 1: did not find expected ',' or ']'")
     assert problem.line == 27
 
 
