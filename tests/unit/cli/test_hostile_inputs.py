@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
 from headway.cli.main import main
 from headway.engine.notify import NotifyConfig, NotifyConfigError
+from headway.runtimes.embedded.daemon import Daemon
 from headway.spec.load import SpecError
 from tests.unit.runtimes.embedded.world import MANIFEST, World
 from tests.unit.spec.manifests import canary, dump, rollout
@@ -242,3 +244,22 @@ def test_a_notify_config_is_read_by_the_same_loader(tmp_path: Path) -> None:
     (tmp_path / "nul.yaml").write_text("sinks: []\x00")
     with pytest.raises(NotifyConfigError, match=r"nul\.yaml: not YAML: invalid YAML at line 1, column 10"):
         NotifyConfig.load(tmp_path / "nul.yaml")
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_answers_a_bomb_with_400_and_stays_healthy() -> None:
+    """Real HTTP on 127.0.0.1: the refusal comes back as the manifest's problems, and ``/healthz`` answers."""
+    daemon = Daemon(World().runner, token="t")
+    url = await daemon.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as session:
+            async with session.post(url + "/api/v1/apply?file=bomb.yaml", data=alias_bomb()) as response:
+                assert response.status == 400
+                body = await response.json()
+            async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=10)) as health:
+                assert health.status == 200
+    finally:
+        await daemon.close()
+    assert body["error"] == "invalid manifest"
+    [problem] = body["problems"]
+    assert problem.startswith("bomb.yaml: more than 50000 YAML nodes")
