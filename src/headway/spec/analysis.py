@@ -15,7 +15,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, model_validator
 
 from headway.spec.base import (
     INT32_MAX,
@@ -217,11 +217,33 @@ class PrometheusAuthentication(Model):
     basic_auth: BasicAuth | None = None
 
 
+MAX_UNIX_TIME = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest Unix time a datetime can hold."""
+
+
+def _check_instant(value: object) -> object:
+    """A Unix time given as a number (or numeric text) must be a time: finite, from 1970 to year 9999."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value  # now(), now() - duration("5m") or RFC 3339: read by the provider
+    if number is not None and not 0 <= number <= MAX_UNIX_TIME:  # also refuses nan
+        raise ValueError(f"{show(value)} is not a Unix time between 0 and {MAX_UNIX_TIME} (year 9999)")
+    return value
+
+
+Instant = Annotated[str | float, BeforeValidator(_check_instant)]
+
+
 class RangeQuery(Model):
     """Ask for a range (``query_range``): start/end are ``now()``, ``now() - duration("5m")``, RFC 3339 or Unix."""
 
-    start: str | float
-    end: str | float = "now()"
+    start: Instant
+    end: Instant = "now()"
     step: Duration
 
 
@@ -231,7 +253,7 @@ class PrometheusMetric(Model):
     address: str | None = None
     query: str
     timeout: NonNegative | None = None
-    insecure: bool = False
+    insecure: StrictBool = False
     headers: list[Header] = []
     authentication: PrometheusAuthentication | None = None
     range_query: RangeQuery | None = None
@@ -248,7 +270,7 @@ class WebMetric(Model):
     json_body: Any = None
     timeout_seconds: NonNegative = 10
     json_path: str = "{$}"
-    insecure: bool = False
+    insecure: StrictBool = False
 
     @model_validator(mode="after")
     def _body_rules(self) -> WebMetric:
@@ -507,7 +529,7 @@ class AnalysisRunSpec(Model):
 
     metrics: list[Metric]
     args: list[Argument] = []
-    terminate: bool = False
+    terminate: StrictBool = False
     dry_run: list[DryRun] = []
     measurement_retention: list[MeasurementRetention] = []
     ttl_strategy: TTLStrategy | None = None
@@ -539,7 +561,7 @@ class MetricResult(Model):
     error: NonNegative = 0
     consecutive_error: NonNegative = 0
     consecutive_success: NonNegative = 0
-    dry_run: bool = False
+    dry_run: StrictBool = False
     metadata: dict[str, str] = {}
 
 

@@ -223,3 +223,17 @@ def test_two_step_kinds_other_than_set_canary_scale_are_refused(step: dict[str, 
     [line] = lint(routed(steps=[step], trafficRouting=ROUTES))
     assert line.startswith(f"{C}.steps[0]: set exactly one of setWeight, pause, analysis, experiment, ")
     assert line.endswith(f"(given: {given})")
+
+
+def test_booleans_are_strict_as_for_the_api_server() -> None:
+    """pydantic's lax mode read ``"yes"``, ``"on"`` or ``1`` as true."""
+    for value, shown in (("yes", '"yes"'), (1, "1"), ("true", '"true"')):
+        assert lint(with_spec(paused=value)) == [f"{P}: spec.paused: {shown} is not a boolean (use true or false)"]
+
+
+@pytest.mark.parametrize("start", [1e300, "1e300", -5, float("nan")])
+def test_a_range_query_start_must_be_a_time_a_datetime_can_hold(start: object) -> None:
+    query = {"query": "up", "rangeQuery": {"start": start, "step": "1m"}}
+    [line] = lint(template(provider={"prometheus": query}))
+    assert "spec.metrics[0].provider.prometheus.rangeQuery.start: " in line
+    assert line.endswith("is not a Unix time between 0 and 253402300799 (year 9999)")
