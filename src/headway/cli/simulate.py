@@ -23,8 +23,19 @@ from rich.table import Table
 from rich.text import Text
 
 from headway.cli.lint import lint_paths
-from headway.sim.runner import FROM_SCENARIO, Outcome, SimResult, TimelineEntry, load_rollout, run_scenario
+from headway.core.analysis import JUDGE_DEFAULT_INTERVAL
+from headway.sim.runner import (
+    FROM_SCENARIO,
+    Outcome,
+    SimResult,
+    TimelineEntry,
+    load_manifests,
+    measurable,
+    run_scenario,
+)
 from headway.sim.scenarios import SCENARIOS
+from headway.spec.analysis import AnalysisTemplate, has_placeholder
+from headway.spec.base import parse_duration
 from headway.spec.load import SpecError
 from headway.spec.rollout import Rollout
 
@@ -42,6 +53,9 @@ MAX_VIRTUAL_SECONDS = 7 * 24 * 3600
 MAX_PODS = 1000
 """Most pods one revision may have in a simulation: every pod is modelled, so the cost grows with the count,
 and a canary's story does not change beyond a few hundred."""
+MAX_MEASUREMENTS = 2000
+"""Most measurements one simulated metric may take within --time-limit: each is a pass of the engine (a few
+milliseconds), so a 1 ms interval over three hours of virtual time would run for hours."""
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -88,11 +102,13 @@ def simulate(
     if errors:
         _fail([problem.render() for problem in errors])
     try:
+        rollout, templates = load_manifests(file)
         too_many = [
             f"{file}: {path}: {count} is more pods than simulate models (at most {MAX_PODS})"
-            for path, count in _pod_counts(load_rollout(file))
+            for path, count in _pod_counts(rollout)
             if count > MAX_PODS
         ]
+        too_many += [f"{file}: {where}" for where in _too_frequent(templates, time_limit)]
         if too_many:
             _fail(too_many)
         result = run_scenario(
@@ -127,6 +143,26 @@ def _pod_counts(rollout: Rollout) -> Iterator[tuple[str, int]]:
     blue_green = spec.strategy.blue_green
     if blue_green is not None and blue_green.preview_replica_count is not None:
         yield "spec.strategy.blueGreen.previewReplicaCount", blue_green.preview_replica_count
+
+
+def _too_frequent(templates: dict[str, AnalysisTemplate], time_limit: float) -> Iterator[str]:
+    """Metrics the simulator would measure (judges over its own traffic) more than `MAX_MEASUREMENTS` times."""
+    if not measurable(templates):
+        return  # other providers' verdicts are scripted by the scenario, whatever their interval
+    for name, template in templates.items():
+        for i, metric in enumerate(template.spec.metrics):
+            interval = metric.interval
+            if interval is not None and has_placeholder(interval):
+                continue
+            seconds = parse_duration(interval) if interval is not None else JUDGE_DEFAULT_INTERVAL
+            count = metric.count if isinstance(metric.count, int) and metric.count > 0 else None
+            measurements = time_limit / seconds if seconds > 0 else math.inf
+            if min(measurements, count or math.inf) > MAX_MEASUREMENTS:
+                yield (
+                    f"AnalysisTemplate/{name}: spec.metrics[{i}].interval: {interval} would take more than "
+                    f"{MAX_MEASUREMENTS} measurements in --time-limit {time_limit:g} (use a longer interval or a "
+                    "shorter --time-limit)"
+                )
 
 
 def _fail(lines: list[str]) -> None:

@@ -149,8 +149,6 @@ def _check_int_or_percent(value: object) -> object:
     if isinstance(value, str) and len(value) <= 16:
         text = value.strip()
         if text.endswith("%") and text[:-1].isdigit():
-            if int(text[:-1]) > 100:
-                raise ValueError(f"{show(value)} is out of range 0%..100%")
             return text
         if text.isdigit() and int(text) <= INT32_MAX:
             return int(text)

@@ -263,3 +263,16 @@ async def test_the_daemon_answers_a_bomb_with_400_and_stays_healthy() -> None:
     assert body["error"] == "invalid manifest"
     [problem] = body["problems"]
     assert problem.startswith("bomb.yaml: more than 50000 YAML nodes")
+
+
+def test_simulate_refuses_a_judge_it_would_measure_every_millisecond(workdir: Path) -> None:
+    """Each simulated measurement is an engine pass: a 1 ms interval over 3 h of virtual time ran for hours."""
+    text = (ROOT / "examples/canary-judge.yaml").read_text()
+    assert "interval: 10s" in text and "count: 1000" in text
+    (workdir / "judge.yaml").write_text(text.replace("interval: 10s", "interval: 1ms").replace("count: 1000", ""))
+    code, output = run("simulate", "judge.yaml")
+    assert code == 1
+    assert output == (
+        "judge.yaml: AnalysisTemplate/judge-errors: spec.metrics[0].interval: 1ms would take more than 2000 "
+        "measurements in --time-limit 10800 (use a longer interval or a shorter --time-limit)\n"
+    )
