@@ -6,9 +6,11 @@ our Python classes. Every `Problem` names the file, the object (``Rollout/web``)
 allowed. pydantic's messages are translated here, in one place, so the models can keep raising short
 ``ValueError``s.
 
-The module does no I/O: it takes text and a display name (the CLI reads files). A malformed document never
-raises: YAML syntax errors become problems carrying the line and column, and other documents of the same file
-are still loaded.
+The module does no I/O: it takes text and a display name (`headway.manifest_files` reads files). A malformed
+document never raises: YAML syntax errors become problems carrying the line and column, and other documents of
+the same file are still loaded. Every YAML text Headway reads goes through `_Loader`, under `Limits` counted
+while it parses, so that no input (an alias bomb, a million documents, deep nesting) costs more than the
+limits allow; values are read as the API server reads them after its YAML-to-JSON step.
 
 Unknown fields are kept by the models (``extra="allow"``) and reported here as warnings, like Kubernetes does:
 they are found by walking the input against the model classes, so they are reported even when the same
