@@ -623,9 +623,9 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return f"an integer ({show(value)})"
     if isinstance(value, float):
-        return f"a number ({value})"
+        return f"a number ({show(value)})"
     if isinstance(value, str):
         return f"a string ({show(value)})"
     return type(value).__name__  # pragma: no cover - YAML yields only the types above

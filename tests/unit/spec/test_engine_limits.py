@@ -237,3 +237,12 @@ def test_a_range_query_start_must_be_a_time_a_datetime_can_hold(start: object) -
     [line] = lint(template(provider={"prometheus": query}))
     assert "spec.metrics[0].provider.prometheus.rangeQuery.start: " in line
     assert line.endswith("is not a Unix time between 0 and 253402300799 (year 9999)")
+
+
+def test_numbers_and_booleans_in_messages_read_as_yaml() -> None:
+    text = dump(rollout()).replace("name: web\n", "name: .nan\n", 1)
+    assert "metadata.name: expected a string, got a number (.nan) (quote it)" in lint_text(text)[0]
+    affinity = {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": True}}
+    assert lint(canary(steps=[{"setWeight": 50}], antiAffinity=affinity)) == [
+        f"{C}.antiAffinity.preferredDuringSchedulingIgnoredDuringExecution.weight: true is out of range 1..100"
+    ]
