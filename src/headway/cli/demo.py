@@ -32,7 +32,9 @@ from rich.table import Table
 from rich.text import Text
 
 from headway.bootstrap import PROXY_PLUGIN, build_embedded
+from headway.manifest_files import read_text
 from headway.runtimes.embedded.daemon import detail
+from headway.spec.load import load_yaml
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "embedded"
 ROLLOUT = "demo"
@@ -76,7 +78,8 @@ def _loadgen() -> ModuleType:
 
 def manifest() -> str:
     """The example manifest, made fit for any machine: any free traffic port, the app by absolute path."""
-    documents = list(yaml.safe_load_all((EXAMPLE_DIR / "rollout.yaml").read_text()))
+    path = EXAMPLE_DIR / "rollout.yaml"
+    documents = [document for document in load_yaml(read_text(path), str(path)) if document is not None]
     for document in documents:
         if document.get("kind") != "Rollout":
             continue

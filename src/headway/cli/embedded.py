@@ -34,10 +34,10 @@ from rich.live import Live
 
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
+from headway.manifest_files import ManifestFileError, load_manifest_text, read_bytes
 from headway.private_files import append_private, private_dir
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, GIT_CONFIG_FILE, GIT_STATE_FILE, TOKEN_FILE
 from headway.spec import names
-from headway.spec.load import load_text
 
 DEFAULT_STATE_DIR = ".headway"
 DAEMON_LOG = "daemon.log"
@@ -147,10 +147,11 @@ def _running(state_dir: Path) -> dict[str, Any] | None:
 
 
 def _read(file: Path) -> bytes:
+    """A manifest file as the daemon will read it: a regular file, within the size limit."""
     try:
-        return file.read_bytes()
-    except OSError as error:
-        raise click.ClickException(f"{file}: {(error.strerror or str(error)).lower()}") from None
+        return read_bytes(file)
+    except ManifestFileError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _apply(api: Api, file: Path, *, only_new: bool = False) -> list[str]:
@@ -164,7 +165,8 @@ def _apply(api: Api, file: Path, *, only_new: bool = False) -> list[str]:
 
 def _rollout_names(file: Path) -> list[str]:
     """The Rollouts a manifest file declares (problems are reported by the daemon when it is applied)."""
-    return [doc.name for doc in load_text(_read(file).decode(errors="replace"), str(file)) if doc.kind == "Rollout"]
+    text = _read(file).decode(errors="replace")
+    return [doc.name for doc in load_manifest_text(text, str(file)) if doc.kind == "Rollout"]
 
 
 # --- up / down -------------------------------------------------------------------------------------------------

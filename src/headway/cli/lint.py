@@ -23,11 +23,11 @@ import click
 
 from headway.core.conditions import lint_conditions
 from headway.engine.admission import Mode, admit_all
-from headway.spec.load import Document, Problem, Severity, load_text
+from headway.manifest_files import STDIN, ManifestFileError, load_manifest_text, read_text
+from headway.spec.load import Document, Problem, Severity
 from headway.spec.validate import validate
 
 SUFFIXES = (".yaml", ".yml")
-STDIN = "-"
 ALL_MODES = "all"
 
 
@@ -40,7 +40,7 @@ def lint_paths(paths: Iterable[str], mode: str = ALL_MODES) -> tuple[list[Proble
         if problem is not None:
             problems.append(problem)
             continue
-        loaded = load_text(text, name)
+        loaded = load_manifest_text(text, name)
         documents.extend(loaded)
         problems.extend(found for document in loaded for found in document.problems)
     problems.extend(validate(documents))
@@ -61,10 +61,10 @@ def _mode_problems(documents: Sequence[Document], mode: str) -> list[Problem]:
 def _read_all(paths: Iterable[str]) -> Iterable[tuple[str, str, Problem | None]]:
     """(display name, text, problem) per file; a file named twice (directly and via its directory) is read
     once, or its objects would be reported as duplicates of themselves."""
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         if raw == STDIN:
-            yield "<stdin>", sys.stdin.read(), None
+            yield _read(STDIN)
             continue
         path = Path(raw)
         files = [path]
@@ -73,22 +73,28 @@ def _read_all(paths: Iterable[str]) -> Iterable[tuple[str, str, Problem | None]]
             if not files:
                 yield raw, "", _file_problem(raw, "directory has no .yaml or .yml files")
         for file in files:
-            key = file.resolve()
+            key = _identity(file)
             if key not in seen:
                 seen.add(key)
-                yield _read(file)
+                yield _read(str(file))
 
 
-def _read(path: Path) -> tuple[str, str, Problem | None]:
-    name = str(path)
+def _identity(path: Path) -> str:
+    """The real path of a file, to read it once; a path that cannot be resolved (a symlink loop) is its own
+    identity, and the read that follows reports why it cannot be read."""
     try:
-        return name, path.read_text(encoding="utf-8"), None
-    except FileNotFoundError:
-        return name, "", _file_problem(name, "no such file or directory")
-    except UnicodeDecodeError as exc:
-        return name, "", _file_problem(name, f"not UTF-8 text (byte {exc.start})")
-    except OSError as exc:
-        return name, "", _file_problem(name, (exc.strerror or str(exc)).lower())
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path.absolute())
+
+
+def _read(path: str) -> tuple[str, str, Problem | None]:
+    """A regular file or standard input, read with the size cap (see `headway.manifest_files`)."""
+    name = "<stdin>" if path == STDIN else path
+    try:
+        return name, read_text(path), None
+    except ManifestFileError as exc:
+        return name, "", _file_problem(name, str(exc).removeprefix(f"{name}: "))
 
 
 def _file_problem(name: str, message: str) -> Problem:

@@ -12,8 +12,10 @@ A file with errors prints its problems exactly like `headway lint` and exits 1; 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+from collections.abc import Iterator
 
 import click
 from rich.console import Console
@@ -21,9 +23,21 @@ from rich.table import Table
 from rich.text import Text
 
 from headway.cli.lint import lint_paths
-from headway.sim.runner import FROM_SCENARIO, Outcome, SimResult, TimelineEntry, run_scenario
+from headway.core.analysis import JUDGE_DEFAULT_INTERVAL
+from headway.sim.runner import (
+    FROM_SCENARIO,
+    Outcome,
+    SimResult,
+    TimelineEntry,
+    load_manifests,
+    measurable,
+    run_scenario,
+)
 from headway.sim.scenarios import SCENARIOS
+from headway.spec.analysis import AnalysisTemplate, has_placeholder
+from headway.spec.base import parse_duration
 from headway.spec.load import SpecError
+from headway.spec.rollout import Rollout
 
 _OUTCOME_STYLE = {
     Outcome.PROMOTED: "bold green",
@@ -34,6 +48,21 @@ _OUTCOME_STYLE = {
 }
 _MIN_WIDTH = 140
 """Rich wraps a table to 80 columns when not writing to a terminal; a timeline needs more to stay readable."""
+MAX_VIRTUAL_SECONDS = 7 * 24 * 3600
+"""Longest virtual time a simulation may cover (and latest auto-promotion): a week of passes stays quick."""
+MAX_PODS = 1000
+"""Most pods one revision may have in a simulation: every pod is modelled, so the cost grows with the count,
+and a canary's story does not change beyond a few hundred."""
+MAX_MEASUREMENTS = 2000
+"""Most measurements one simulated metric may take within --time-limit: each is a pass of the engine (a few
+milliseconds), so a 1 ms interval over three hours of virtual time would run for hours."""
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A finite number of seconds within `MAX_VIRTUAL_SECONDS` (click's FloatRange lets nan and inf through)."""
+    if value is not None and (not math.isfinite(value) or value > MAX_VIRTUAL_SECONDS):
+        raise click.BadParameter(f"{value:g} is not a number of seconds in 0..{MAX_VIRTUAL_SECONDS}")
+    return value
 
 
 @click.command()
@@ -50,6 +79,7 @@ _MIN_WIDTH = 140
     "--auto-promote",
     type=click.FloatRange(min=0),
     default=None,
+    callback=_seconds,
     metavar="SECONDS",
     help="Promote a rollout waiting for promotion after SECONDS (default: as the scenario says).",
 )
@@ -58,6 +88,7 @@ _MIN_WIDTH = 140
     type=click.FloatRange(min=1),
     default=3 * 3600,
     show_default=True,
+    callback=_seconds,
     metavar="SECONDS",
     help="Stop after this much virtual time.",
 )
@@ -71,6 +102,15 @@ def simulate(
     if errors:
         _fail([problem.render() for problem in errors])
     try:
+        rollout, templates = load_manifests(file)
+        too_many = [
+            f"{file}: {path}: {count} is more pods than simulate models (at most {MAX_PODS})"
+            for path, count in _pod_counts(rollout)
+            if count > MAX_PODS
+        ]
+        too_many += [f"{file}: {where}" for where in _too_frequent(templates, time_limit)]
+        if too_many:
+            _fail(too_many)
         result = run_scenario(
             file,
             scenario,
@@ -87,6 +127,42 @@ def simulate(
         return
     console = Console(width=max(Console().width, _MIN_WIDTH), highlight=False)
     _print(console, result)
+
+
+def _pod_counts(rollout: Rollout) -> Iterator[tuple[str, int]]:
+    """(field, pods) of every count in the Rollout that the simulator turns into modelled pods."""
+    spec = rollout.spec
+    yield "spec.replicas", spec.replicas_or_default()
+    canary = spec.strategy.canary
+    for i, step in enumerate(canary.steps if canary is not None else []):
+        if step.set_canary_scale is not None and step.set_canary_scale.replicas is not None:
+            yield f"spec.strategy.canary.steps[{i}].setCanaryScale.replicas", step.set_canary_scale.replicas
+        for j, template in enumerate(step.experiment.templates if step.experiment is not None else []):
+            if template.replicas is not None:
+                yield f"spec.strategy.canary.steps[{i}].experiment.templates[{j}].replicas", template.replicas
+    blue_green = spec.strategy.blue_green
+    if blue_green is not None and blue_green.preview_replica_count is not None:
+        yield "spec.strategy.blueGreen.previewReplicaCount", blue_green.preview_replica_count
+
+
+def _too_frequent(templates: dict[str, AnalysisTemplate], time_limit: float) -> Iterator[str]:
+    """Metrics the simulator would measure (judges over its own traffic) more than `MAX_MEASUREMENTS` times."""
+    if not measurable(templates):
+        return  # other providers' verdicts are scripted by the scenario, whatever their interval
+    for name, template in templates.items():
+        for i, metric in enumerate(template.spec.metrics):
+            interval = metric.interval
+            if interval is not None and has_placeholder(interval):
+                continue
+            seconds = parse_duration(interval) if interval is not None else JUDGE_DEFAULT_INTERVAL
+            count = metric.count if isinstance(metric.count, int) and metric.count > 0 else None
+            measurements = time_limit / seconds if seconds > 0 else math.inf
+            if min(measurements, count or math.inf) > MAX_MEASUREMENTS:
+                yield (
+                    f"AnalysisTemplate/{name}: spec.metrics[{i}].interval: {interval} would take more than "
+                    f"{MAX_MEASUREMENTS} measurements in --time-limit {time_limit:g} (use a longer interval or a "
+                    "shorter --time-limit)"
+                )
 
 
 def _fail(lines: list[str]) -> None:

@@ -228,8 +228,7 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         p.act(SetHeaderRoute(name=route.name, match=tuple(route.match) if route.match else None))
         names = [n for n in p.status.canary.header_routes if n != route.name]
         p.update_canary(header_routes=[*names, route.name] if route.match else names)
-        return True
-    if step.set_mirror_route is not None:
+    elif step.set_mirror_route is not None:
         mirror = step.set_mirror_route
         p.act(
             SetMirrorRoute(
@@ -240,7 +239,7 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         )
         names = [n for n in p.status.canary.mirror_routes if n != mirror.name]
         p.update_canary(mirror_routes=[*names, mirror.name] if mirror.match else names)
-        return True
+    # A route step may carry a setCanaryScale too (Argo allows it): it is done once both are.
     # As in Argo, a setCanaryScale step is done once the canary has the pods it asks for.
     if step.set_canary_scale is not None and not at_desired(p, desired_counts(p, index)):
         p.wait(f"step {index + 1}/{total}: scaling the canary (setCanaryScale)", replicas=True)

@@ -240,6 +240,7 @@ def _env() -> cel.Env:
 
 _OVERLOAD_ONLY = "found no matching overload"
 _OPERATOR = re.compile(r"&&|\|\||==|!=|<=|>=|[-+*/%<>]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CEL_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 
 
@@ -254,6 +255,9 @@ def _compile(text: str) -> Compiled | CompileError:
         return CompileError("the condition is empty")
     if len(text) > MAX_SOURCE:
         return CompileError(f"the condition is {len(text)} characters long (at most {MAX_SOURCE})", MAX_SOURCE)
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:  # CEL takes UTF-8 text: a lone surrogate cannot even be handed to it
+        return CompileError(f"U+{ord(surrogate.group()):04X} is not a valid character", surrogate.start())
     if _too_deep(text):
         return CompileError(f"the condition is nested too deeply (at most {MAX_NESTING} levels)")
     if len(_OPERATOR.findall(text)) > MAX_OPERATORS:
@@ -265,6 +269,8 @@ def _compile(text: str) -> Compiled | CompileError:
     source, offsets = translate(text)
     try:
         program = _env().compile(source)
+    except (TypeError, ValueError) as error:  # pragma: no cover - what CEL's binding refuses before parsing
+        return CompileError(f"the condition cannot be compiled: {error}")
     except RuntimeError as error:
         if _OVERLOAD_ONLY not in str(error):
             return _compile_error(str(error), source, offsets)

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from headway.core.decision import Event
 from headway.engine.reconcile import PassResult
+from headway.manifest_files import ManifestFileError, load_config_file
+from headway.spec.load import SpecError
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
 
@@ -138,11 +139,13 @@ class NotifyConfig(BaseModel):
     def load(cls, path: str | Path) -> NotifyConfig:
         """The config from a YAML (or JSON) file; `NotifyConfigError` naming the file and the bad fields."""
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as error:
-            raise NotifyConfigError(f"{path}: cannot read: {error.strerror or error}") from None
-        except yaml.YAMLError as error:
-            raise NotifyConfigError(f"{path}: not YAML: {error}") from None
+            data = load_config_file(path)
+        except ManifestFileError as error:
+            raise NotifyConfigError(f"{path}: cannot read: {str(error).removeprefix(f'{path}: ')}") from None
+        except SpecError as error:  # a syntax error, or a limit of the one YAML loader hit
+            message = error.problems[0].message
+            prefix = "not YAML: " if message.startswith("invalid YAML") else ""
+            raise NotifyConfigError(f"{path}: {prefix}{message}") from None
         try:
             return cls.parse(data if data is not None else {})
         except NotifyConfigError as error:

@@ -27,6 +27,7 @@ from headway.core import commands
 from headway.core.analysis import JUDGE_PLUGIN
 from headway.core.decision import Decision, Event, EventType
 from headway.engine.reconcile import Engine, PassResult
+from headway.manifest_files import load_manifest_file
 from headway.platforms.base import rollout_key
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.routers.fake import FakeRouter
@@ -35,7 +36,7 @@ from headway.sim.analysis import SimAnalysis, TrafficCounts
 from headway.sim.runs import ScriptedRuns
 from headway.sim.traffic import Profile, TrafficModel, split
 from headway.spec.analysis import AnalysisTemplate
-from headway.spec.load import Problem, Severity, SpecError, load_text
+from headway.spec.load import Problem, Severity, SpecError
 from headway.spec.rollout import Rollout
 from headway.spec.status import Phase, RolloutStatus
 from headway.spec.validate import validate
@@ -168,8 +169,7 @@ def load_rollout(path: str | Path) -> Rollout:
 
 def load_manifests(path: str | Path) -> tuple[Rollout, dict[str, AnalysisTemplate]]:
     """The first Rollout of a manifest file and the AnalysisTemplates beside it, by name."""
-    text = Path(path).read_text(encoding="utf-8")
-    documents = load_text(text, str(path))
+    documents = load_manifest_file(path)
     problems = [problem for document in documents for problem in document.problems] + validate(documents)
     errors = [problem for problem in problems if problem.is_error]
     if errors:

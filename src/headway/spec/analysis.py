@@ -15,9 +15,19 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, model_validator
 
-from headway.spec.base import Duration, Model, NonNegative, ObjectMeta, in_range, parse_duration
+from headway.spec.base import (
+    INT32_MAX,
+    Duration,
+    Int64,
+    Model,
+    NonNegative,
+    ObjectMeta,
+    in_range,
+    parse_duration,
+    show,
+)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z0-9_.\-]+\s*\}\}")
 
@@ -28,25 +38,31 @@ def has_placeholder(value: object) -> bool:
 
 
 def _int_or_placeholder(low: int) -> BeforeValidator:
-    """An integer >= `low`, a numeric string, or a ``{{args.NAME}}`` placeholder (Argo's int-or-string)."""
+    """An integer in `low`..int32, a numeric string, or a ``{{args.NAME}}`` placeholder (Argo's int-or-string)."""
 
     def check(value: object) -> object:
         if has_placeholder(value):
             return value
         if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not an integer")
+            raise ValueError(f"{show(value)} is not an integer")
         if isinstance(value, str):
             text = value.strip()
-            if not text.lstrip("-").isdigit():
-                raise ValueError(f"{value!r} is not an integer or an {{{{args.NAME}}}} placeholder")
+            if not text.lstrip("-").isdigit() or len(text) > 20:
+                raise ValueError(f"{show(value)} is not an integer or an {{{{args.NAME}}}} placeholder")
             value = int(text)
         if not isinstance(value, int):
-            raise ValueError(f"{value!r} is not an integer")
-        if value < low:
-            raise ValueError(f"{value} is out of range >= {low}")
+            raise ValueError(f"{show(value)} is not an integer")
+        _check_int_range(value, low)
         return value
 
     return BeforeValidator(check)
+
+
+def _check_int_range(value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{show(value)} is out of range >= {low}")
+    if value > INT32_MAX:
+        raise ValueError(f"{show(value)} is out of range {low}..{INT32_MAX}")
 
 
 IntOrArg = Annotated[int | str, _int_or_placeholder(0)]
@@ -79,11 +95,13 @@ def resolve_int(value: int | str, args: dict[str, str] | None = None) -> int:
     for name, arg in (args or {}).items():
         text = re.sub(r"\{\{\s*args\." + re.escape(name) + r"\s*\}\}", arg, text)
     if has_placeholder(text):
-        raise ValueError(f"{value!r} has an unresolved placeholder")
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer") from None
+        raise ValueError(f"{show(value)} has an unresolved placeholder")
+    stripped = text.strip()
+    if not stripped.lstrip("-").isdigit() or len(stripped) > 20:
+        raise ValueError(f"{show(text)} is not an integer")
+    number = int(stripped)
+    _check_int_range(number, -1)
+    return number
 
 
 class AnalysisPhase(StrEnum):
@@ -199,11 +217,33 @@ class PrometheusAuthentication(Model):
     basic_auth: BasicAuth | None = None
 
 
+MAX_UNIX_TIME = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest Unix time a datetime can hold."""
+
+
+def _check_instant(value: object) -> object:
+    """A Unix time given as a number (or numeric text) must be a time: finite, from 1970 to year 9999."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value  # now(), now() - duration("5m") or RFC 3339: read by the provider
+    if number is not None and not 0 <= number <= MAX_UNIX_TIME:  # also refuses nan
+        raise ValueError(f"{show(value)} is not a Unix time between 0 and {MAX_UNIX_TIME} (year 9999)")
+    return value
+
+
+Instant = Annotated[str | float, BeforeValidator(_check_instant)]
+
+
 class RangeQuery(Model):
     """Ask for a range (``query_range``): start/end are ``now()``, ``now() - duration("5m")``, RFC 3339 or Unix."""
 
-    start: str | float
-    end: str | float = "now()"
+    start: Instant
+    end: Instant = "now()"
     step: Duration
 
 
@@ -213,7 +253,7 @@ class PrometheusMetric(Model):
     address: str | None = None
     query: str
     timeout: NonNegative | None = None
-    insecure: bool = False
+    insecure: StrictBool = False
     headers: list[Header] = []
     authentication: PrometheusAuthentication | None = None
     range_query: RangeQuery | None = None
@@ -230,7 +270,7 @@ class WebMetric(Model):
     json_body: Any = None
     timeout_seconds: NonNegative = 10
     json_path: str = "{$}"
-    insecure: bool = False
+    insecure: StrictBool = False
 
     @model_validator(mode="after")
     def _body_rules(self) -> WebMetric:
@@ -285,8 +325,8 @@ class WavefrontMetric(Model):
 class KayentaThreshold(Model):
     """Kayenta's score cut-offs: at or above pass is Successful, below marginal is Failed."""
 
-    pass_: int = Field(alias="pass")
-    marginal: int
+    pass_: Int64 = Field(alias="pass")
+    marginal: Int64
 
 
 class KayentaScope(Model):
@@ -489,7 +529,7 @@ class AnalysisRunSpec(Model):
 
     metrics: list[Metric]
     args: list[Argument] = []
-    terminate: bool = False
+    terminate: StrictBool = False
     dry_run: list[DryRun] = []
     measurement_retention: list[MeasurementRetention] = []
     ttl_strategy: TTLStrategy | None = None
@@ -521,7 +561,7 @@ class MetricResult(Model):
     error: NonNegative = 0
     consecutive_error: NonNegative = 0
     consecutive_success: NonNegative = 0
-    dry_run: bool = False
+    dry_run: StrictBool = False
     metadata: dict[str, str] = {}
 
 

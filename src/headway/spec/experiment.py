@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic import StrictBool
+
 from headway.spec.analysis import AnalysisPhase, Argument, DryRun, MeasurementRetention
 from headway.spec.base import Duration, Model, NonNegative, ObjectMeta, Percent
 
@@ -53,9 +55,9 @@ class ExperimentAnalysis(Model):
 
     name: str
     template_name: str
-    cluster_scope: bool = False
+    cluster_scope: StrictBool = False
     args: list[Argument] = []
-    required_for_completion: bool = False
+    required_for_completion: StrictBool = False
 
 
 class AnalysisRunMetadata(Model):
@@ -72,7 +74,7 @@ class ExperimentSpec(Model):
     templates: list[ExperimentTemplate]
     duration: Duration | None = None
     progress_deadline_seconds: NonNegative = 600
-    terminate: bool = False
+    terminate: StrictBool = False
     analyses: list[ExperimentAnalysis] = []
     scale_down_delay_seconds: NonNegative = 30
     dry_run: list[DryRun] = []

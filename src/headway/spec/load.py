@@ -6,9 +6,11 @@ our Python classes. Every `Problem` names the file, the object (``Rollout/web``)
 allowed. pydantic's messages are translated here, in one place, so the models can keep raising short
 ``ValueError``s.
 
-The module does no I/O: it takes text and a display name (the CLI reads files). A malformed document never
-raises: YAML syntax errors become problems carrying the line and column, and other documents of the same file
-are still loaded.
+The module does no I/O: it takes text and a display name (`headway.manifest_files` reads files). A malformed
+document never raises: YAML syntax errors become problems carrying the line and column, and other documents of
+the same file are still loaded. Every YAML text Headway reads goes through `_Loader`, under `Limits` counted
+while it parses, so that no input (an alias bomb, a million documents, deep nesting) costs more than the
+limits allow; values are read as the API server reads them after its YAML-to-JSON step.
 
 Unknown fields are kept by the models (``extra="allow"``) and reported here as warnings, like Kubernetes does:
 they are found by walking the input against the model classes, so they are reported even when the same
@@ -19,20 +21,26 @@ Wire names are matched exactly: a snake_case key is an unknown field, as it woul
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from yaml._yaml import CParser  # PyYAML's libyaml binding
+from yaml.composer import Composer
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import AliasEvent
+from yaml.resolver import Resolver
 
 from headway.spec import names
 from headway.spec.analysis import AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate
-from headway.spec.base import API_GROUPS, API_VERSIONS, ObjectMeta
+from headway.spec.base import API_GROUPS, API_VERSIONS, ObjectMeta, show
 from headway.spec.experiment import Experiment
 from headway.spec.rollout import Rollout
 
@@ -134,32 +142,35 @@ class SpecError(ValueError):
 # --- public entry points -------------------------------------------------------------------------------------
 
 
-def load_text(text: str, file: str = "<input>") -> list[Document]:
+def load_text(text: str, file: str = "<input>", limits: Limits | None = None) -> list[Document]:
     """Every document of a (multi-document) YAML text, loaded and checked field by field.
 
-    Never raises for bad input: a YAML syntax error ends the file with a problem carrying its line and
-    column, after the documents that parsed before it.
+    Never raises for bad input: a YAML syntax error, a control character or a text beyond `limits` (size,
+    documents, nodes, nesting, aliases; checked while the text is parsed, so a hostile text costs no more than
+    the limits allow) ends the file with a problem carrying its line, after the documents loaded before it.
     """
     documents: list[Document] = []
-    loader = _Loader(text)
     index = 0
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:  # pragma: no cover - check_node() promised a node
-                break
-            loader.duplicates.clear()
-            data = loader.construct_document(node)
+        for node, data, duplicates in _parse(text, limits or Limits()):
             index += 1
             if data is None:  # an empty document, e.g. after a trailing ---
                 continue
             lines = _line_index(node)
-            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=tuple(loader.duplicates)))
-    except yaml.MarkedYAMLError as exc:
-        documents.append(_yaml_problem(exc, file=file, index=index + 1))
-    finally:
-        loader.dispose()
+            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=duplicates))
+    except _UnreadableError as refused:
+        problem = replace(refused.problem, file=file)
+        documents.append(Document(file, index + 1, "", "", None, None, (problem,)))
     return documents
+
+
+def load_yaml(text: str, file: str = "<input>", limits: Limits | None = None) -> list[Any]:
+    """The decoded documents of a YAML text that is not a manifest (a config file), read by the same loader
+    and under the same `Limits` as manifests; `SpecError` locating a syntax error or a limit that was hit."""
+    try:
+        return [data for _, data, _ in _parse(text, limits or Limits())]
+    except _UnreadableError as refused:
+        raise SpecError([replace(refused.problem, file=file)]) from None
 
 
 def load_document(data: object, *, file: str = "<input>", index: int = 1) -> Document:
@@ -184,26 +195,230 @@ def problems_of(documents: Sequence[Document]) -> list[Problem]:
 # --- YAML with line numbers and duplicate keys -------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers duplicate mapping keys instead of silently keeping the last one.
+@dataclass(frozen=True)
+class Limits:
+    """How much YAML one load may hold, so a hostile text (an alias bomb, a million documents, deep nesting) is
+    refused in bounded time and memory instead of being expanded.
 
-    The API server rejects duplicate fields in strict mode; YAML libraries keep the last value, which makes
-    a repeated ``setWeight`` in a step disappear without a trace.
+    The defaults are generous for real manifests (Argo's biggest examples are a few hundred nodes and under
+    ten levels deep; a bundle of a hundred Rollouts stays far below) and keep `headway lint` of any input
+    under about two seconds and 256 MB. Each can be raised with the environment variable in `ENVIRONMENT`.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    max_bytes: int = 1024 * 1024
+    """Size of one input (a file, standard input, a request body), in UTF-8 bytes."""
+    max_documents: int = 1000
+    """YAML documents (``---``-separated) in one input, empty ones included."""
+    max_nodes: int = 50_000
+    """Scalars, lists and mappings in one input, an alias counting as a copy of everything it refers to."""
+    max_depth: int = 64
+    """Nesting of lists and mappings."""
+    max_aliases: int = 1000
+    """Aliases (``*name``, merge keys included) in one input."""
+
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "max_bytes": "HEADWAY_MAX_MANIFEST_BYTES",
+        "max_documents": "HEADWAY_MAX_MANIFEST_DOCUMENTS",
+        "max_nodes": "HEADWAY_MAX_MANIFEST_NODES",
+        "max_depth": "HEADWAY_MAX_MANIFEST_DEPTH",
+        "max_aliases": "HEADWAY_MAX_MANIFEST_ALIASES",
+    }
+    """The environment variable that overrides each limit."""
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> Limits:
+        """The defaults, overridden by any `ENVIRONMENT` variable set; ValueError naming a bad one."""
+        limits = cls()
+        for name, variable in cls.ENVIRONMENT.items():
+            raw = environment.get(variable)
+            if raw is None or not raw.strip():
+                continue
+            text = raw.strip().replace("_", "")
+            if not text.isdigit() or len(text) > 12 or int(text) < 1:
+                raise ValueError(f"{variable}={raw!s}: expected a positive integer")
+            limits = replace(limits, **{name: int(text)})
+        return limits
+
+    def exceeded(self, name: str, what: str) -> str:
+        """The message for a limit that was hit: what was found, the limit, and how to raise it."""
+        return (
+            f"{what}: over the limit ({name.removeprefix('max_')} = {getattr(self, name)}; "
+            f"set {self.ENVIRONMENT[name]} to raise it if this input is genuine)"
+        )
+
+
+class LimitExceeded(yaml.YAMLError):
+    """A limit of `Limits` was hit while parsing; carries the 1-based line where it was."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+_NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What YAML 1.1 does not allow in a text (control characters, NUL, lone surrogates): refused up front with
+its line and column, where PyYAML would raise an unlocated ReaderError."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAX_INT_DIGITS = 64
+"""Longer integers are refused when read: no field takes them, and Python refuses ``int()`` of 4300 digits."""
+
+
+class _Loader(Composer, CParser, SafeConstructor, Resolver):
+    """libyaml's parser (fast, with line numbers) under PyYAML's composer, counting, and a safe constructor.
+
+    The composer counts as it builds the node graph, so `Limits` are enforced while parsing. An alias counts
+    as a copy of the node it refers to: that is what every later step (checking the fields, walking the lines,
+    validating the models) would otherwise expand, which is how a 300-byte alias bomb became gigabytes.
+    (Composer comes first so that its Python ``compose_*`` methods, not libyaml's, build the nodes.)
+
+    The constructor reads values as the API server would after its YAML-to-JSON step: timestamps stay strings
+    (``2024-01-01`` is not a date to Kubernetes), ``!!set`` becomes a mapping, merge keys (``<<: *common``)
+    are merged. It remembers duplicate mapping keys instead of silently keeping the last one: the API server
+    rejects duplicate fields in strict mode, and a repeated ``setWeight`` would otherwise disappear.
+    """
+
+    def __init__(self, stream: str, limits: Limits) -> None:
+        CParser.__init__(self, stream)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        Composer.__init__(self)
+        self.limits = limits
+        self.nodes = self.depth = self.aliases = self.document_count = 0
+        self.anchor_sizes: dict[str, int] = {}
         self.duplicates: list[tuple[str, int]] = []
 
+    def _refuse(self, name: str, what: str, mark: Any) -> LimitExceeded:
+        line = mark.line + 1 if mark is not None else None
+        where = f" at line {line}" if line is not None else ""
+        return LimitExceeded(self.limits.exceeded(name, what + where), line)
+
+    def compose_document(self) -> yaml.Node | None:
+        self.document_count += 1
+        if self.document_count > self.limits.max_documents:
+            mark = getattr(self.peek_event(), "start_mark", None)
+            raise self._refuse("max_documents", f"more than {self.limits.max_documents} documents", mark)
+        node: yaml.Node | None = super().compose_document()
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        mark = getattr(event, "start_mark", None)
+        if isinstance(event, AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.limits.max_aliases:
+                raise self._refuse("max_aliases", f"more than {self.limits.max_aliases} aliases", mark)
+            self._count(self.anchor_sizes.get(event.anchor or "", 1), mark)
+            alias: yaml.Node | None = super().compose_node(parent, index)
+            return alias
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise self._refuse("max_depth", f"nesting deeper than {self.limits.max_depth} levels", mark)
+        before = self.nodes
+        self._count(1, mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        self.depth -= 1
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.anchor_sizes[anchor] = self.nodes - before
+        return node
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self.nodes += nodes
+        if self.nodes > self.limits.max_nodes:
+            what = f"more than {self.limits.max_nodes} YAML nodes (an alias counts as a copy of what it names)"
+            raise self._refuse("max_nodes", what, mark)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
+        seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, typing.Hashable):
-                if key in seen:
-                    self.duplicates.append((str(key), key_node.start_mark.line + 1))
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            # A key is known by its tag and text: cheap, and `1` differs from `"1"` as it does for the API.
+            # Merge keys are not keys, and lists or mappings as keys are refused by the constructor.
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                self.duplicates.append((str(key_node.value), key_node.start_mark.line + 1))
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(str(node.value)) > _MAX_INT_DIGITS:
+            raise ConstructorError(
+                None, None, f"an integer of {len(str(node.value))} digits is too large", node.start_mark
+            )
+        value: int = super().construct_yaml_int(node)
+        return value
+
+    def construct_as_text(self, node: yaml.ScalarNode) -> str:
+        return str(self.construct_scalar(node))
+
+    def construct_as_mapping(self, node: yaml.Node) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        yield data
+        if isinstance(node, yaml.MappingNode):
+            data.update(self.construct_mapping(node))
+        else:
+            raise ConstructorError(None, None, f"expected a mapping for {node.tag}", node.start_mark)
+
+    def construct_as_list(self, node: yaml.Node) -> Iterator[list[Any]]:
+        data: list[Any] = []
+        yield data
+        if isinstance(node, yaml.SequenceNode):
+            data.extend(self.construct_sequence(node))
+        else:
+            raise ConstructorError(None, None, f"expected a list for {node.tag}", node.start_mark)
+
+
+for _tag, _constructor in (
+    ("tag:yaml.org,2002:int", _Loader.construct_yaml_int),
+    ("tag:yaml.org,2002:timestamp", _Loader.construct_as_text),
+    ("tag:yaml.org,2002:binary", _Loader.construct_as_text),
+    ("tag:yaml.org,2002:set", _Loader.construct_as_mapping),
+    ("tag:yaml.org,2002:omap", _Loader.construct_as_list),
+    ("tag:yaml.org,2002:pairs", _Loader.construct_as_list),
+):
+    _Loader.add_constructor(_tag, _constructor)  # type: ignore[type-var]  # the stubs expect a plain Loader
+
+
+class _UnreadableError(Exception):
+    """Why a text could not be parsed (any further), as a file-level problem."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.problem = Problem("", "", "", "", message, line=line)
+
+
+def _parse(text: str, limits: Limits) -> Iterator[tuple[yaml.Node, Any, tuple[tuple[str, int], ...]]]:
+    """(node, data, duplicate keys) of each document in turn; `_UnreadableError` when the text cannot be read on."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise _UnreadableError(limits.exceeded("max_bytes", f"the input is {size} bytes long"), None)
+    bad = _NON_PRINTABLE.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - text.rfind("\n", 0, bad.start())
+        message = f"invalid YAML at line {line}, column {column}: character U+{ord(bad.group()):04X} is not allowed"
+        raise _UnreadableError(message, line)
+    loader = _Loader(text, limits)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() promised a node
+                break
+            loader.duplicates.clear()
+            data = loader.construct_document(node)
+            yield node, data, tuple(loader.duplicates)
+    except LimitExceeded as exc:
+        raise _UnreadableError(str(exc), exc.line) from None
+    except yaml.MarkedYAMLError as exc:
+        raise _UnreadableError(*_yaml_message(exc, text)) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - libyaml marks its errors; kept so that none escapes
+        raise _UnreadableError(f"invalid YAML: {exc}", None) from None
+    except RecursionError:  # pragma: no cover - max_depth stops nesting long before Python's stack does
+        raise _UnreadableError(limits.exceeded("max_depth", "the input is nested too deeply"), None) from None
+    finally:
+        loader.dispose()
 
 
 def _line_index(node: yaml.Node, path: str = "") -> dict[str, int]:
@@ -221,18 +436,19 @@ def _line_index(node: yaml.Node, path: str = "") -> dict[str, int]:
     return lines
 
 
-def _yaml_problem(exc: yaml.MarkedYAMLError, *, file: str, index: int) -> Document:
+def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int | None]:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or exc.context or "could not parse"
-    if mark is not None:
-        line, column = mark.line + 1, mark.column + 1
-        message = f"invalid YAML at line {line}, column {column}: {what}"
-    else:  # pragma: no cover - PyYAML marks its parser errors
-        line, message = None, f"invalid YAML: {what}"
+    if mark is None:  # pragma: no cover - libyaml marks its parser errors
+        return f"invalid YAML: {what}", None
     # No document number: the line and column say more, and the number of a document that failed to parse
     # is a guess anyway.
-    problem = Problem(file, "", "", "", message, line=line)
-    return Document(file, index, "", "", None, None, (problem,))
+    line, column = mark.line + 1, mark.column + 1
+    if what == "found character that cannot start any token":  # libyaml does not say which (a tab, mostly)
+        lines = text.split("\n", mark.line + 1)
+        if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+            what = f"found character {lines[mark.line][mark.column]!r} that cannot start any token"
+    return f"invalid YAML at line {line}, column {column}: {what}", line
 
 
 # --- one document ------------------------------------------------------------------------------------------------
@@ -296,19 +512,24 @@ def _load(
 
 def _check_header(api_version: object, kind: object) -> list[tuple[str, str]] | None:
     """Problems with apiVersion/kind; None for another API group's object (a Service, a Deployment)."""
-    if isinstance(api_version, str) and api_version.split("/")[0] not in API_GROUPS and kind not in KINDS:
+    ours = isinstance(kind, str) and kind in KINDS
+    if isinstance(api_version, str) and api_version.split("/")[0] not in API_GROUPS and not ours:
         return None
     found: list[tuple[str, str]] = []
     allowed = ", ".join(API_VERSIONS)
     if api_version is None:
         found.append(("apiVersion", f"required field is missing (use one of {allowed})"))
+    elif not isinstance(api_version, str):
+        found.append(("apiVersion", f"expected a string, got {_describe(api_version)} (use one of {allowed})"))
     elif api_version not in API_VERSIONS:
-        found.append(("apiVersion", f"{api_version!r} is not supported (use one of {allowed})"))
+        found.append(("apiVersion", f"{show(api_version)} is not supported (use one of {allowed})"))
     known = ", ".join(KINDS)
     if kind is None:
         found.append(("kind", f"required field is missing (one of {known})"))
-    elif kind not in KINDS:
-        found.append(("kind", f"{kind!r} is not a known kind (known: {known})"))
+    elif not isinstance(kind, str):
+        found.append(("kind", f"expected a string, got {_describe(kind)} (one of {known})"))
+    elif not ours:
+        found.append(("kind", f"{show(kind)} is not a known kind (known: {known})"))
     return found
 
 
@@ -378,13 +599,13 @@ def _message(error: ErrorDetails) -> str:
         hint = " (quote it)" if isinstance(value, int | float) else ""
         return f"expected a string, got {_describe(value)}{hint}"
     if kind in {"int_type", "int_parsing", "int_from_float", "int_parsing_size"}:
-        return f"{value!r} is not an integer"
+        return f"{show(value)} is not an integer"
     if kind in {"float_type", "float_parsing"}:
-        return f"{value!r} is not a number"
+        return f"{show(value)} is not a number"
     if kind in {"bool_type", "bool_parsing"}:
-        return f"{value!r} is not a boolean (use true or false)"
+        return f"{show(value)} is not a boolean (use true or false)"
     if kind in {"literal_error", "enum"}:
-        return f"{value!r} is not one of {ctx.get('expected', '')}"
+        return f"{show(value)} is not one of {str(ctx.get('expected', '')).replace(chr(39), chr(34))}"
     if kind == "string_too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx['min_length']} long"
     if kind == "too_short":
@@ -406,11 +627,11 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return f"an integer ({show(value)})"
     if isinstance(value, float):
-        return f"a number ({value})"
+        return f"a number ({show(value)})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return f"a string ({show(value)})"
     return type(value).__name__  # pragma: no cover - YAML yields only the types above
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, StrictBool, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -68,7 +68,7 @@ class AnalysisRunArgument(Model):
 
 class AnalysisTemplateRef(Model):
     template_name: str = Field(min_length=1)
-    cluster_scope: bool = False
+    cluster_scope: StrictBool = False
 
 
 class RunMetadata(Model):
@@ -106,7 +106,7 @@ class SetCanaryScale(Model):
 
     weight: Percent | None = None
     replicas: NonNegative | None = None
-    match_traffic_weight: bool | None = None
+    match_traffic_weight: StrictBool | None = None
 
     @model_validator(mode="after")
     def _one_choice(self) -> SetCanaryScale:
@@ -170,9 +170,9 @@ class RolloutExperimentTemplate(Model):
 class RolloutExperimentAnalysis(Model):
     name: str = Field(min_length=1)
     template_name: str = Field(min_length=1)
-    cluster_scope: bool = False
+    cluster_scope: StrictBool = False
     args: list[AnalysisRunArgument] = []
-    required_for_completion: bool = False
+    required_for_completion: StrictBool = False
 
 
 class RolloutExperimentStep(Model):
@@ -196,8 +196,13 @@ STEP_KINDS = (
 )
 
 
+# Argo's validation refuses two of setWeight, pause, analysis, experiment and plugin in one step, and lets
+# setCanaryScale, setHeaderRoute and setMirrorRoute accompany them. Headway accepts setCanaryScale next to any
+# kind (the step then also waits for the canary's pods, as Argo does), and refuses a route next to another kind:
+# the engine runs one of them per step, and a route left out silently would be worse. (A comment, not a
+# docstring: docstrings become CRD descriptions.)
 class CanaryStep(Model):
-    """One canary step: exactly one of the step kinds."""
+    """One canary step: exactly one of the step kinds, optionally with a setCanaryScale."""
 
     set_weight: Annotated[int, in_range(-(2**31))] | None = None
     """Canary weight out of trafficRouting.maxTrafficWeight (100 by default); the range is checked in validate."""
@@ -211,7 +216,16 @@ class CanaryStep(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> CanaryStep:
-        _exactly_one(self, STEP_KINDS, "a step")
+        kinds = tuple(name for name in STEP_KINDS if name != "set_canary_scale")
+        if self.set_canary_scale is None or any(getattr(self, name) is not None for name in kinds):
+            chosen = [name for name in kinds if getattr(self, name) is not None]
+            if len(chosen) != 1:
+                wire = ", ".join(to_camel(name) for name in kinds)
+                given = ", ".join(to_camel(name) for name in chosen) or "none"
+                raise ValueError(
+                    f"set exactly one of {wire} in a step, or setCanaryScale (which may also accompany any "
+                    f"of them) (given: {given})"
+                )
         return self
 
     @property
@@ -326,7 +340,7 @@ class CanaryStrategy(_ScaleDownDelays):
     anti_affinity: AntiAffinity | None = None
     canary_metadata: PodMetadata | None = None
     stable_metadata: PodMetadata | None = None
-    dynamic_stable_scale: bool = False
+    dynamic_stable_scale: StrictBool = False
     min_pods_per_replica_set: Positive | None = None
     replica_progress_threshold: dict[str, Any] | None = None
 
@@ -360,7 +374,7 @@ class BlueGreenStrategy(_ScaleDownDelays):
     active_service: str | None = None
     preview_service: str | None = None
     preview_replica_count: NonNegative | None = None
-    auto_promotion_enabled: bool | None = None
+    auto_promotion_enabled: StrictBool | None = None
     auto_promotion_seconds: NonNegative | None = None
     max_unavailable: IntOrPercent | None = None
     pre_promotion_analysis: RolloutAnalysis | None = None
@@ -427,9 +441,9 @@ class RolloutSpec(Model):
     workload_ref: WorkloadRef | None = None
     min_ready_seconds: NonNegative = 0
     revision_history_limit: NonNegative | None = None
-    paused: bool = False
+    paused: StrictBool = False
     progress_deadline_seconds: NonNegative | None = None
-    progress_deadline_abort: bool = False
+    progress_deadline_abort: StrictBool = False
     restart_at: str | None = None
     rollback_window: RollbackWindow | None = None
     analysis: dict[str, Any] | None = None

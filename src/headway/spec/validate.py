@@ -31,7 +31,7 @@ from headway.spec.analysis import (
     Metric,
     has_placeholder,
 )
-from headway.spec.base import parse_duration
+from headway.spec.base import parse_duration, show
 from headway.spec.experiment import Experiment
 from headway.spec.load import Document, Problem, Severity
 from headway.spec.rollout import (
@@ -367,7 +367,7 @@ def _anti_affinity(anti_affinity: AntiAffinity | None, path: str) -> Iterator[Fi
         if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
             yield Finding(
                 f"{path}.preferredDuringSchedulingIgnoredDuringExecution.weight",
-                f"{weight!r} is out of range 1..100",
+                f"{show(weight)} is out of range 1..100",
             )
 
 

@@ -58,7 +58,7 @@ def test_every_problem_of_every_file_is_printed_in_file_order(workdir: Path) -> 
     assert status == 1
     assert out.splitlines() == [
         "b.yaml: Rollout/web: spec.strategy.canary.steps[0].setWeight: 101 is out of range 0..100",
-        "a.yaml: invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'",
+        "a.yaml: invalid YAML at line 2, column 1: did not find expected node content",
         "missing.yaml: no such file or directory",
     ]
 
@@ -167,7 +167,7 @@ def test_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "rollout.yaml: Rollout/web: spec.strategy.canary.steps[2].setWeight: 150 is out of range 0..100",
-        "broken.yaml: invalid YAML at line 3, column 2: expected <block end>, but found '<block mapping start>'",
+        "broken.yaml: invalid YAML at line 3, column 2: did not find expected key",
         "nowhere: no such file or directory",
     ]
     assert "Traceback" not in result.stderr

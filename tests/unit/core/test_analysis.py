@@ -476,7 +476,7 @@ def test_an_invalid_spec_errors_the_run_naming_the_field() -> None:
         ({"failureLimit": -1}, "failureLimit -1 needs consecutiveSuccessLimit > 0"),
         ({"count": 2, "interval": "1m", "inconclusiveLimit": 3}, "count 2 must be >= inconclusiveLimit 3"),
         ({"count": 2, "interval": "1m", "consecutiveSuccessLimit": 3}, "count 2 must be >= consecutiveSuccessLimit 3"),
-        ({"count": "{{args.n}}"}, "metrics[0].count: '{{args.n}}' has an unresolved placeholder"),
+        ({"count": "{{args.n}}"}, 'metrics[0].count: "{{args.n}}" has an unresolved placeholder'),
         ({"successCondition": "result >="}, "metrics[0].successCondition: Syntax error"),
     ],
 )

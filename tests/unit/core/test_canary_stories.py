@@ -245,6 +245,24 @@ def test_header_and_mirror_routes_are_set_and_removed_at_the_end() -> None:
     assert w.status.canary.header_routes == []
 
 
+def test_a_route_step_with_a_canary_scale_sets_the_route_and_waits_for_the_pods() -> None:
+    """Argo lets setCanaryScale share a step with setHeaderRoute: the step is done once both are."""
+    route = {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "1"}}]}
+    steps = [{"setCanaryScale": {"replicas": 2}, "setHeaderRoute": route}, {"pause": {}}]
+    routing = {**ROUTING, "trafficRouting": {"istio": {}, "managedRoutes": [{"name": "beta"}]}}
+    w = started(rollout({"canary": {"steps": steps, **routing}}))
+    available_when_done: list[int] = []
+
+    def watch(w: World) -> None:
+        if w.status.current_step_index == 1 and not available_when_done:
+            available_when_done.append(w.observe().revisions[w.new_hash].available)
+
+    w.deploy("app:2").run(until=lambda w: w.status.phase == Phase.PAUSED, each=watch)
+    assert available_when_done == [2]  # the step waited for both canary pods
+    assert w.status.canary.header_routes == ["beta"]
+    assert any(isinstance(x, a.SetHeaderRoute) and x.name == "beta" for x in w.log)
+
+
 def test_undo_within_rollback_window_skips_steps() -> None:
     w = started(rollout(canary(), rollbackWindow={"revisions": 3}))
     first = w.rollout.spec.template

@@ -189,3 +189,11 @@ spec:
     )
     assert problem.message.startswith("Syntax error") and problem.message.endswith("at position 12")
     assert problem.line == 12
+
+
+def test_a_lone_surrogate_is_a_compile_error_not_a_type_error() -> None:
+    """cel-expr-python takes UTF-8 text: a lone surrogate raised TypeError from compile() before."""
+    compiled = compile_condition("result == '\ud800'")
+
+    assert compiled == CompileError("U+D800 is not a valid character", 11)
+    assert check_condition("result[0] > 1 || result == '\udfff'") == "U+DFFF is not a valid character at position 28"

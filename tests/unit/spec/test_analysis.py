@@ -50,7 +50,7 @@ def test_failure_limit_may_be_minus_one_but_counts_not() -> None:
     assert metric(failureLimit=-1).failure_limit == -1
     with pytest.raises(ValidationError, match="-1 is out of range >= 0"):
         metric(count=-1)
-    with pytest.raises(ValidationError, match=r"'abc' is not an integer or an \{\{args.NAME\}\} placeholder"):
+    with pytest.raises(ValidationError, match=r'"abc" is not an integer or an \{\{args.NAME\}\} placeholder'):
         metric(inconclusiveLimit="abc")
 
 
@@ -60,7 +60,7 @@ def test_resolve_int_substitutes_arguments() -> None:
     assert resolve_int("{{ args.n }}", {"n": " 8 "}) == 8
     with pytest.raises(ValueError, match="unresolved placeholder"):
         resolve_int("{{args.n}}", {})
-    with pytest.raises(ValueError, match="'x' is not an integer"):
+    with pytest.raises(ValueError, match='"x" is not an integer'):
         resolve_int("{{args.n}}", {"n": "x"})
     assert has_placeholder("a{{args.b}}c") and not has_placeholder("{args.b}") and not has_placeholder(3)
 
@@ -68,7 +68,7 @@ def test_resolve_int_substitutes_arguments() -> None:
 def test_interval_accepts_durations_and_placeholders() -> None:
     assert metric(interval="1m30s").interval == "1m30s"
     assert metric(interval="{{args.every}}").interval == "{{args.every}}"
-    with pytest.raises(ValidationError, match="'soon' is not a duration"):
+    with pytest.raises(ValidationError, match='"soon" is not a duration'):
         metric(interval="soon")
 
 

@@ -188,7 +188,7 @@ def test_set_weight_above_max_traffic_weight() -> None:
 
 def test_pause_duration_must_parse() -> None:
     assert lint(canary(steps=[{"pause": {"duration": "ten minutes"}}])) == [
-        f"{C}.steps[0].pause.duration: 'ten minutes' is not a duration (use seconds or a string like 30s, 10m, 1h)"
+        f'{C}.steps[0].pause.duration: "ten minutes" is not a duration (use seconds or a string like 30s, 10m, 1h)'
     ]
 
 

@@ -27,7 +27,7 @@ def test_every_argo_scale_down_mode_is_accepted(mode: str) -> None:
 def test_a_bad_scale_down_names_the_field_and_the_choices(mode: object) -> None:
     [problem] = lint(referencing(scaleDown=mode))
     assert problem.startswith(f"{P}: spec.workloadRef.scaleDown: ")
-    assert "'never', 'onsuccess' or 'progressively'" in problem
+    assert '"never", "onsuccess" or "progressively"' in problem
 
 
 def test_only_a_deployment_can_be_referenced() -> None:

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from headway.manifest_files import load_manifest_text
 from headway.private_files import private_dir, write_private_atomically
-from headway.spec.load import Document, Problem, load_text
+from headway.spec.load import Document, Problem
 from headway.spec.validate import validate
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class GitSync:
             return SyncOutcome(sha=None, error=str(error))
         documents: list[Document] = []
         for path, text in commit.files:
-            documents.extend(load_text(text, path))
+            documents.extend(load_manifest_text(text, path))
         rollouts = tuple(_rollout_key(doc) for doc in documents if doc.kind == "Rollout" and doc.name)
         problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
         errors = tuple(problem for problem in problems if problem.is_error)

@@ -40,9 +40,10 @@ from headway.core.hashing import pod_template_hash
 from headway.core.observation import RevisionState
 from headway.engine.admission import Mode, admit_all
 from headway.engine.reconcile import Engine, PassResult
+from headway.manifest_files import load_manifest_text
 from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.worker import Worker
-from headway.spec.load import Document, SpecError, load_text, parse
+from headway.spec.load import Document, SpecError, parse
 from headway.spec.rollout import Rollout
 from headway.spec.status import RolloutStatus
 from headway.spec.validate import validate
@@ -249,7 +250,7 @@ class Runner:
         ``only_new`` stores only objects not stored yet: ``headway up`` after a crash must resume the rollout in
         progress, not re-apply the original file over a ``set image`` (which would roll it back).
         """
-        return self.apply_documents(load_text(text, file), file, only_new=only_new)
+        return self.apply_documents(load_manifest_text(text, file), file, only_new=only_new)
 
     def apply_documents(self, documents: Sequence[Document], file: str, *, only_new: bool = False) -> list[str]:
         """`apply_text` for documents already loaded (several files checked together, as a Git commit is)."""
