@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck layers unit bench clean
+.PHONY: demo demo-gitops test check lint typecheck layers unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m headway.cli.demo
+
+demo-gitops: $(STAMP)
+	$(BIN)/python -m headway.cli.demo --gitops
 
 test: check unit
 

@@ -7,6 +7,10 @@ proxy and every app replica are their own processes, requests are real HTTP on 1
 rollout as it moves; a summary closes it (requests per version, failed requests, the bad version's exposure before
 the rollback, every decision and why). The exit status is 0 only if the story went as it should: v2 promoted, v3
 aborted by the analysis, and no request failed because of the machinery.
+
+``make demo-gitops`` (``--gitops``) tells the same story in Git: each release is a commit to a local repository
+that Headway follows as ``headway up --git`` does, and the rolled-back v3 is then undone with ``git revert``, which
+Headway applies as a fast return to the v2 already running; the summary adds the commits it followed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +36,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from headway.bootstrap import PROXY_PLUGIN, build_embedded
+from headway.bootstrap import PROXY_PLUGIN, Embedded, build_embedded
 from headway.manifest_files import read_text
+from headway.runtimes.embedded import gitsync
 from headway.runtimes.embedded.daemon import detail
 from headway.spec.load import load_yaml
 
@@ -48,6 +54,8 @@ DECISIONS = (
     "AnalysisRunFailed",
     "RolloutAborted",
     "RolloutCompleted",
+    "GitSynced",
+    "GitSyncRefused",
 )
 
 
@@ -90,11 +98,78 @@ def manifest() -> str:
     return yaml.safe_dump_all(documents)
 
 
-async def main_async(console: Console) -> int:
+class Commands:
+    """The story told with the CLI's verbs: apply the manifest, then ``set image``."""
+
+    label = ""
+
+    def __init__(self, embedded: Embedded) -> None:
+        self.runner = embedded.runner
+
+    async def start(self, text: str) -> None:
+        await self.runner.apply(text, "examples/embedded/rollout.yaml")
+
+    async def release(self, image: str) -> None:
+        await self.runner.act(ROLLOUT, "set-image", container="app", image=image)
+
+
+class Commits:
+    """The story told in Git (``make demo-gitops``): every release is a commit to a local repository that Headway
+    follows, as ``headway up --git`` does, and the bad one is undone with ``git revert``."""
+
+    label = " (GitOps)"
+
+    def __init__(self, embedded: Embedded, root: Path) -> None:
+        self.embedded = embedded
+        self.work = root / "repository"
+        self.text = ""
+        self.commits: list[tuple[str, str]] = []
+
+    def _git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=Headway Demo", "-c", "user.email=demo@headway.invalid", *args],
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return done.stdout.strip()
+
+    def _commit(self, text: str, message: str) -> None:
+        (self.work / "deploy").mkdir(parents=True, exist_ok=True)
+        (self.work / "deploy" / "demo.yaml").write_text(text)
+        self._git("add", "-A")
+        self._git("commit", "-q", "-m", message)
+        self.commits.append((self._git("rev-parse", "--short=12", "HEAD"), message))
+
+    async def start(self, text: str) -> None:
+        self.work.mkdir(parents=True)
+        self._git("init", "-q", "-b", "main")
+        self.text = text
+        self._commit(text, "demo: v1")
+        config = gitsync.GitConfig(url=str(self.work), ref="main", path="deploy", interval=0.3)
+        self.embedded.sync_git(config)
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while not any(key.endswith(f"/{ROLLOUT}") for key in self.embedded.runner.rollouts()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("timed out waiting for the first commit to be applied")
+            await asyncio.sleep(0.1)
+
+    async def release(self, image: str) -> None:
+        self._commit(re.sub(r"image: v\d+", f"image: {image}", self.text), f"demo: {image}")
+
+    async def revert(self) -> None:
+        self._git("revert", "--no-edit", "HEAD")
+        self.commits.append((self._git("rev-parse", "--short=12", "HEAD"), self._git("log", "-1", "--format=%s")))
+
+
+async def main_async(console: Console, *, gitops: bool = False) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="headway-demo-"))
     embedded = build_embedded(state_dir, resync=0.5)
     story = Story()
     load: Any = None
+    driver: Commands | Commits = Commits(embedded, state_dir) if gitops else Commands(embedded)
     try:
         await embedded.start()
         runner = embedded.runner
@@ -116,8 +191,8 @@ async def main_async(console: Console) -> int:
                         raise TimeoutError(f"timed out waiting for {what}")
                     await asyncio.sleep(0.25)
 
-            story.chapter = "v1 becomes stable"
-            await runner.apply(manifest(), "examples/embedded/rollout.yaml")
+            story.chapter = "v1 becomes stable" + driver.label
+            await driver.start(manifest())
             await until(lambda v: v["phase"] == "Healthy" and v["readyReplicas"] >= 2, "v1 to become stable")
             proxy = embedded.proxies.get(f"default/{ROLLOUT}")
             assert proxy is not None
@@ -126,21 +201,32 @@ async def main_async(console: Console) -> int:
             story.chapter = "v1 stable under load"
             await _sleep(until, 2.0)
 
-            story.chapter = "v2 (healthy): canary step by step"
-            await runner.act(ROLLOUT, "set-image", container="app", image="v2")
+            story.chapter = "v2 (healthy): canary step by step" + driver.label
+            await driver.release("v2")
             promoted = await until(lambda v: v["phase"] == "Healthy" and v["stableImage"] == "v2", "v2 promoted")
             story.checks.append(("v2 canaried step by step and promoted", promoted["stableImage"] == "v2"))
             await _sleep(until, 2.0)
 
-            story.chapter = "v3 (30% errors, slower): canary under analysis"
+            story.chapter = "v3 (30% errors, slower): canary under analysis" + driver.label
             story.v3_started = time.monotonic()
-            await runner.act(ROLLOUT, "set-image", container="app", image="v3")
+            await driver.release("v3")
             aborted = await until(lambda v: v["aborted"], "v3 to be rolled back")
             story.v3_aborted = time.monotonic()
             story.v3_requests_at_abort = load.stats.versions.get("v3", 0)
             story.chapter = "v3 rolled back: traffic returns to v2"
             await until(lambda v: v["canaryWeight"] == 0, "traffic back on stable")
             await _sleep(until, 3.0)
+            if isinstance(driver, Commits):
+                story.chapter = "git revert of v3: Git agrees with what runs again"
+                await driver.revert()
+                reverted = await until(
+                    lambda v: v["phase"] == "Healthy" and v["currentImage"] == "v2" and not v["aborted"],
+                    "the revert to be applied",
+                )
+                story.checks.append(
+                    ("git revert went back to the revision already running", reverted["stableImage"] == "v2")
+                )
+                await _sleep(until, 1.0)
             load.stop()
             await running
             live.update(_live(story, view(), load, runner.events_after(0)))
@@ -149,6 +235,8 @@ async def main_async(console: Console) -> int:
         story.checks.append(("stable is still v2", view()["stableImage"] == "v2"))
         story.checks.append(("no request failed because of the machinery", load.stats.machinery_failures == 0))
         _summary(console, story, load, [e for e in runner.events_after(0) if e.rollout == f"default/{ROLLOUT}"])
+        if isinstance(driver, Commits):
+            _commits(console, driver.commits)
         return 0 if all(ok for _, ok in story.checks) else 1
     except (TimeoutError, OSError) as error:
         console.print(f"[bold red]demo failed:[/] {error}")
@@ -244,9 +332,18 @@ def _summary(console: Console, story: Story, load: Any, events: list[Any]) -> No
     console.print(f"load: {json.dumps({k: v for k, v in stats.as_dict().items() if k != 'versions'})}", style="dim")
 
 
+def _commits(console: Console, commits: list[tuple[str, str]]) -> None:
+    table = Table(title="commits Headway followed", header_style="bold")
+    table.add_column("commit")
+    table.add_column("message")
+    for sha, message in commits:
+        table.add_row(sha, message)
+    console.print(table)
+
+
 def main() -> None:
     console = Console(width=max(Console().width, 120))
-    sys.exit(asyncio.run(main_async(console)))
+    sys.exit(asyncio.run(main_async(console, gitops="--gitops" in sys.argv[1:])))
 
 
 if __name__ == "__main__":
