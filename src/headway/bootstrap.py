@@ -48,7 +48,6 @@ from headway.engine.analysis import TURN_WAIT, AnalysisExecutor, EnvironmentSecr
 from headway.engine.gates import HttpGates
 from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
-from headway.platforms.base import rollout_key
 from headway.platforms.local import LocalPlatform
 from headway.platforms.local_state import STATE_FILE as PLATFORM_FILE
 from headway.platforms.local_state import running_replicas
@@ -71,7 +70,7 @@ from headway.spec.analysis import (
     Metric,
 )
 from headway.spec.load import Document
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.stores.sqlite import DB_NAME, SqliteStore, StateError, StateLock
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from headway.core import conditions
+from headway.core import conditions, judge
 from headway.spec.analysis import (
     AnalysisPhase,
     AnalysisRunSpec,
@@ -127,11 +127,11 @@ def limits(metric: Metric) -> Limits:
 
     count = number("count", metric.count) if metric.count is not None else 0
     interval = seconds("interval", metric.interval)
-    judge = is_judge(metric)
-    if judge and interval is None:
+    judged = is_judge(metric)
+    if judged and interval is None:
         interval = JUDGE_DEFAULT_INTERVAL
     effective: int | None = count if count > 0 else (None if interval is not None else 1)
-    if judge and count <= 0:
+    if judged and count <= 0:
         effective = None
     return Limits(
         count=effective,
@@ -671,28 +671,6 @@ def terminate(spec: AnalysisRunSpec) -> AnalysisRunSpec:
 # --- judge metrics ------------------------------------------------------------------------------------------
 
 
-class JudgeOutcome(Protocol):
-    """What `headway.core.judge.judge` reports (its JudgeResult fits)."""
-
-    @property
-    def verdict(self) -> Any: ...
-
-    @property
-    def p_value(self) -> float: ...
-
-    @property
-    def ratio(self) -> float | None: ...
-
-    @property
-    def lower(self) -> float | None: ...
-
-    @property
-    def upper(self) -> float | None: ...
-
-    @property
-    def explanation(self) -> str: ...
-
-
 WINDOW_FIELDS = ("canaryRequests", "canaryBad", "stableRequests", "stableBad")
 
 
@@ -753,7 +731,7 @@ def with_window(
 
 
 def judge_measurement(
-    window: tuple[int, int, int, int], outcome: JudgeOutcome, now: datetime, *, started_at: str | None = None
+    window: tuple[int, int, int, int], outcome: judge.JudgeResult, now: datetime, *, started_at: str | None = None
 ) -> Measurement:
     """The measurement of a judge window: Fail → Failed, Pass → Successful, Hold → recorded, deciding nothing."""
     verdict = str(getattr(outcome.verdict, "value", outcome.verdict)).lower()

@@ -43,14 +43,13 @@ from headway.dashboard.model import (
     with_roles,
 )
 from headway.engine.reconcile import Engine, PassResult
-from headway.platforms.base import rollout_key
 from headway.platforms.fake import FakePlatform
 from headway.routers.fake import FakeRouter
 from headway.sim import scenarios
 from headway.sim.runner import bump_image, with_image
 from headway.sim.runs import ScriptedRuns
 from headway.sim.traffic import TrafficModel, split
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import Phase, RolloutStatus
 from headway.stores.memory import MemoryStore
 

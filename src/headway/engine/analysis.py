@@ -37,7 +37,6 @@ Error with a message saying so.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import re
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.core import analysis as ladder
-from headway.core import conditions, templates
+from headway.core import conditions, judge, templates
 from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
@@ -64,7 +63,7 @@ from headway.spec.analysis import (
     Metric,
 )
 from headway.spec.base import ObjectMeta
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import RunPhase
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,6 @@ ROLLOUT_LABEL = "rollouts-pod-template-hash"
 OWNER_ANNOTATION = "headway.dev/rollout"
 EXPERIMENTS_UNSUPPORTED = "experiments are not supported by the in-process analysis executor"
 DEFAULT_MEASURE_TIMEOUT = 60.0
-JUDGE_MISSING = "this build has no statistical judge (headway.core.judge)"
 TURN_WAIT = 1.0
 """Seconds a runtime's turn waits for the measurements it started (`advance`) before going on without them: a
 provider that hangs until its timeout delays its own run, never the other rollouts' passes."""
@@ -129,7 +127,7 @@ class AnalysisExecutor:
     def start_analysis(self, rollout: Rollout, run: StartAnalysisRun) -> None:
         if run.name in self.runs:
             return
-        key = _key(rollout)
+        key = rollout_key(rollout)
         try:
             resolved = templates.resolve_analysis(
                 run.analysis,
@@ -191,13 +189,13 @@ class AnalysisExecutor:
     def start_experiment(self, rollout: Rollout, experiment: StartExperiment) -> None:
         if experiment.name not in self.experiments:
             state = RunState(name=experiment.name, phase=RunPhase.ERROR, message=EXPERIMENTS_UNSUPPORTED)
-            self.experiments[experiment.name] = (_key(rollout), state)
+            self.experiments[experiment.name] = (rollout_key(rollout), state)
 
     def terminate_experiment(self, rollout: Rollout, name: str) -> None:
         """Experiments never run here, so there is nothing to stop."""
 
     def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
-        key = _key(rollout)
+        key = rollout_key(rollout)
         # Copies first (atomic in CPython): the embedded daemon reads runs while its worker thread starts new ones.
         analysis = {name: self._state(held) for name, held in list(self.runs.items()) if held.rollout == key}
         experiments = {name: state for name, (owner, state) in list(self.experiments.items()) if owner == key}
@@ -367,10 +365,7 @@ class AnalysisExecutor:
         if isinstance(config, str):
             return _error(config, now, started), None
         history = [*ladder.windows(status.result(metric.name)), window]
-        judging = _judging()
-        if judging is None:
-            return _error(JUDGE_MISSING, now, started), None
-        outcome = judging.judge([judging.Window(*counts) for counts in history], config)
+        outcome = judge.judge([judge.Window(*counts) for counts in history], config)
         return ladder.judge_measurement(window, outcome, now, started_at=started), window
 
     async def _guard(self, call: Callable[[], Awaitable[object]], *, answer: bool = True) -> ProviderResult:
@@ -475,15 +470,7 @@ def judge_bad_events(metric: Metric) -> str:
     return chosen if isinstance(chosen, str) else repr(chosen)
 
 
-def _judging() -> Any:
-    """`headway.core.judge`, imported when a judge metric is first measured (None if this build lacks it)."""
-    try:
-        return importlib.import_module("headway.core.judge")
-    except ImportError:
-        return None
-
-
-def judge_config(metric: Metric) -> Any:
+def judge_config(metric: Metric) -> judge.JudgeConfig | str:
     """The judge's ``JudgeConfig`` from ``provider.plugin["headway.dev/judge"]`` (camelCase keys), or why not."""
     raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN) or {}
     if not isinstance(raw, Mapping):
@@ -498,11 +485,8 @@ def judge_config(metric: Metric) -> Any:
     for wire, attribute in names.items():
         if wire in raw:
             settings[attribute] = raw[wire]
-    judging = _judging()
-    if judging is None:
-        return JUDGE_MISSING
     try:
-        return judging.JudgeConfig(**settings)
+        return judge.JudgeConfig(**settings)
     except (TypeError, ValueError) as error:
         return f"provider.plugin[{ladder.JUDGE_PLUGIN!r}]: {error}"
 
@@ -562,7 +546,3 @@ def _mask_text(message: str, secrets: Any) -> str:
         if secret:
             message = message.replace(secret, "*****")
     return message
-
-
-def _key(rollout: Rollout) -> str:
-    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"

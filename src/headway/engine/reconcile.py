@@ -31,9 +31,9 @@ from headway.core.observation import Observation, RouterState
 from headway.engine.apply import Failure, apply_actions
 from headway.engine.gates import GateBackend
 from headway.engine.runs import RunBackend
-from headway.platforms.base import Platform, rollout_key
+from headway.platforms.base import Platform
 from headway.routers.base import TrafficRouter, Verification
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import Condition, Phase, RolloutStatus
 from headway.stores.base import ConflictError, StatusStore
 

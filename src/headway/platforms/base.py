@@ -19,11 +19,6 @@ from headway.core.observation import RevisionState
 from headway.spec.rollout import PodMetadata, Rollout
 
 
-def rollout_key(rollout: Rollout) -> str:
-    """``namespace/name``: how adapters tell the revisions of one rollout from another's."""
-    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
-
-
 class Platform(Protocol):
     """Runs the revisions of rollouts and points their Services at one of them."""
 

@@ -19,8 +19,7 @@ from typing import Any
 
 from headway.core.actions import ServiceRole
 from headway.core.observation import RevisionState
-from headway.platforms.base import rollout_key
-from headway.spec.rollout import PodMetadata, Rollout
+from headway.spec.rollout import PodMetadata, Rollout, rollout_key
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Where virtual time starts unless told otherwise: fixed, so that runs are reproducible."""
@@ -128,12 +127,12 @@ class FakePlatform:
         return min(upcoming, default=None)
 
     def revision(self, rollout: Rollout | str, pod_hash: str) -> FakeRevision | None:
-        state = self._rollouts.get(_key(rollout))
+        state = self._rollouts.get(rollout_key(rollout))
         return state.revisions.get(pod_hash) if state else None
 
     def services(self, rollout: Rollout | str) -> Mapping[str, str]:
         """The current Service → revision hash mapping of a rollout."""
-        state = self._rollouts.get(_key(rollout))
+        state = self._rollouts.get(rollout_key(rollout))
         return dict(state.services) if state else {}
 
     def template_of(self, rollout: Rollout | str, pod_hash: str) -> Template:
@@ -142,10 +141,10 @@ class FakePlatform:
 
     def set_workload_ref_replicas(self, rollout: Rollout | str, replicas: int) -> None:
         """Stand in for the user's Deployment that ``spec.workloadRef`` names, at ``replicas``."""
-        self._rollouts.setdefault(_key(rollout), _Rollout()).workload_ref_replicas = replicas
+        self._rollouts.setdefault(rollout_key(rollout), _Rollout()).workload_ref_replicas = replicas
 
     def workload_ref_replicas(self, rollout: Rollout | str) -> int | None:
-        state = self._rollouts.get(_key(rollout))
+        state = self._rollouts.get(rollout_key(rollout))
         return state.workload_ref_replicas if state else None
 
     def methods_called(self) -> list[str]:
@@ -257,10 +256,6 @@ class FakePlatform:
             ready=len(ready),
             available=sum(1 for time in ready if time + min_ready <= self.now),
         )
-
-
-def _key(rollout: Rollout | str) -> str:
-    return rollout if isinstance(rollout, str) else rollout_key(rollout)
 
 
 def _check_aware(now: datetime) -> None:

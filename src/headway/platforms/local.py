@@ -35,7 +35,6 @@ from pathlib import Path
 
 from headway.core.actions import ServiceRole
 from headway.core.observation import RevisionState
-from headway.platforms.base import rollout_key
 from headway.platforms.local_process import HOST, ReplicaProcess, free_port, run_probe
 from headway.platforms.local_spec import process_spec
 from headway.platforms.local_state import (
@@ -51,7 +50,7 @@ from headway.platforms.local_state import (
     write_state,
 )
 from headway.private_files import private_dir
-from headway.spec.rollout import PodMetadata, Rollout
+from headway.spec.rollout import PodMetadata, Rollout, rollout_key
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +156,16 @@ class LocalPlatform:
     def backends(self, rollout: Rollout | str, hash: str) -> list[Backend]:
         """The ``(host, port)`` of every ready replica of a revision, for the proxy."""
         with self._lock:
-            revision = self._revisions.get((_key(rollout), hash))
+            revision = self._revisions.get((rollout_key(rollout), hash))
             return [] if revision is None else ready_backends(revision)
 
     def services(self, rollout: Rollout | str) -> Mapping[str, str]:
         with self._lock:
-            return dict(self._services.get(_key(rollout), {}))
+            return dict(self._services.get(rollout_key(rollout), {}))
 
     def replicas(self, rollout: Rollout | str, hash: str) -> list[ReplicaInfo]:
         with self._lock:
-            revision = self._revisions.get((_key(rollout), hash))
+            revision = self._revisions.get((rollout_key(rollout), hash))
             if revision is None:
                 return []
             return [
@@ -182,7 +181,7 @@ class LocalPlatform:
             ]
 
     def log_path(self, rollout: Rollout | str, hash: str, index: int) -> Path:
-        return self.state_dir / "logs" / _key(rollout) / f"{hash}-{index}.log"
+        return self.state_dir / "logs" / rollout_key(rollout) / f"{hash}-{index}.log"
 
     def close(self, *, keep: bool = False) -> None:
         """Stop supervising; stop every replica (SIGTERM, then SIGKILL after its grace) unless ``keep``."""
@@ -437,7 +436,3 @@ def _stop_all(replicas: list[Replica], grace: float) -> None:
     deadline = time.monotonic() + 5.0
     while any(process.group_alive() for process in processes) and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def _key(rollout: Rollout | str) -> str:
-    return rollout if isinstance(rollout, str) else rollout_key(rollout)

@@ -20,7 +20,7 @@ from headway.core.dataplane import ExpectedRouting
 from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
 from headway.routers.drift import route_drift, weight_drift
-from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
+from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, rollout_key
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Where virtual time starts unless told otherwise (the same instant as the fake platform's)."""
@@ -95,23 +95,23 @@ class FakeRouter:
 
     def route(self, rollout: Rollout | str) -> Route:
         """The effective routing of a rollout: what requests experience now."""
-        state = self._states.get(_key(rollout))
+        state = self._states.get(rollout_key(rollout))
         return state.effective if state else Route()
 
     def desired(self, rollout: Rollout | str) -> Route:
         """The last routing written, whether or not it is effective yet."""
-        state = self._states.get(_key(rollout))
+        state = self._states.get(rollout_key(rollout))
         return state.desired if state else Route()
 
     def tamper(self, rollout: Rollout | str, change: Callable[[Route], Route]) -> None:
         """Change the routing at once, as someone else editing the data plane would (no call recorded)."""
-        state = self._states.setdefault(_key(rollout), _State())
+        state = self._states.setdefault(rollout_key(rollout), _State())
         state.desired = state.effective = change(state.desired)
         state.pending.clear()
 
     def restart(self, rollout: Rollout | str, *, keep_routing: bool = False) -> None:
         """Replace the data plane instance; unless ``keep_routing``, it comes back with no routing at all."""
-        state = self._states.setdefault(_key(rollout), _State())
+        state = self._states.setdefault(rollout_key(rollout), _State())
         state.instance += 1
         if not keep_routing:
             state.desired = state.effective = Route()
@@ -119,7 +119,7 @@ class FakeRouter:
 
     def set_backends(self, rollout: Rollout | str, backends: dict[str, int] | None) -> None:
         """Backends routed per revision as `read_state` reports them (None: the router does not own backends)."""
-        self._states.setdefault(_key(rollout), _State()).backends = backends
+        self._states.setdefault(rollout_key(rollout), _State()).backends = backends
 
     # --- the TrafficRouter Protocol ------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class FakeRouter:
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         weight = self.read_weight(rollout)
-        state = self._states.setdefault(_key(rollout), _State())
+        state = self._states.setdefault(rollout_key(rollout), _State())
         restarted = ""
         if state.seen is not None and state.seen != state.instance:
             restarted = f"the fake data plane was replaced (instance {state.seen} → {state.instance})"
@@ -192,13 +192,13 @@ class FakeRouter:
     def verification(self, rollout: Rollout | str) -> Verification:
         if not self.verifies:
             return Verification.NOT_IMPLEMENTED
-        state = self._states.get(_key(rollout))
+        state = self._states.get(rollout_key(rollout))
         settled = state is None or (not state.pending and state.effective == state.desired)
         return Verification.VERIFIED if settled and not self.fail_verification else Verification.NOT_VERIFIED
 
     def _call(self, method: str, rollout: Rollout, *args: object) -> None:
         self._raise_if_told(method)
-        self.calls.append(RouterCall(method=method, rollout=_key(rollout), args=args))
+        self.calls.append(RouterCall(method=method, rollout=rollout_key(rollout), args=args))
 
     def _raise_if_told(self, method: str) -> None:
         error = self._failures.pop(method, None)
@@ -206,7 +206,7 @@ class FakeRouter:
             raise error
 
     def _write(self, rollout: Rollout, change: Callable[[Route], Route]) -> None:
-        state = self._states.setdefault(_key(rollout), _State())
+        state = self._states.setdefault(rollout_key(rollout), _State())
         new = change(state.desired)
         if new == state.desired:
             return  # idempotent: writing what is already desired does not restart the lag
@@ -219,12 +219,6 @@ class FakeRouter:
         if due:
             state.effective = due[-1]
         state.pending = [(at, route) for at, route in state.pending if at > self.now]
-
-
-def _key(rollout: Rollout | str) -> str:
-    if isinstance(rollout, str):
-        return rollout
-    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
 
 
 def drift_of(route: Route, expected: ExpectedRouting | None) -> tuple[Drift, ...]:

@@ -28,7 +28,6 @@ from headway.core.analysis import JUDGE_PLUGIN
 from headway.core.decision import Decision, Event, EventType
 from headway.engine.reconcile import Engine, PassResult
 from headway.manifest_files import load_manifest_file
-from headway.platforms.base import rollout_key
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.routers.fake import FakeRouter
 from headway.sim import scenarios
@@ -37,7 +36,7 @@ from headway.sim.runs import ScriptedRuns
 from headway.sim.traffic import Profile, TrafficModel, split
 from headway.spec.analysis import AnalysisTemplate
 from headway.spec.load import Problem, Severity, SpecError
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import Phase, RolloutStatus
 from headway.spec.validate import validate
 from headway.stores.memory import MemoryStore

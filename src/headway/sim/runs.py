@@ -16,7 +16,7 @@ from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
 from headway.platforms.fake import EPOCH
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import RunPhase
 
 TERMINATED = "terminated by the rollout"
@@ -89,7 +89,7 @@ class ScriptedRuns:
 
     def runs_of(self, rollout: Rollout | str) -> list[ScriptedRun]:
         """Every run and experiment of a rollout, in start order."""
-        key = _key(rollout)
+        key = rollout_key(rollout)
         runs = [*self.analysis_runs.values(), *self.experiments.values()]
         return sorted((run for run in runs if run.rollout == key), key=lambda run: run.started)
 
@@ -112,7 +112,7 @@ class ScriptedRuns:
         self._terminate(self.experiments.get(name))
 
     def observe(self, rollout: Rollout) -> tuple[RunStates, RunStates]:
-        key = _key(rollout)
+        key = rollout_key(rollout)
         analysis = {name: run.state(self.now) for name, run in self.analysis_runs.items() if run.rollout == key}
         experiments = {name: run.state(self.now) for name, run in self.experiments.items() if run.rollout == key}
         return analysis, experiments
@@ -125,14 +125,8 @@ class ScriptedRuns:
         ordinal = self._started.get(kind, 0)
         self._started[kind] = ordinal + 1
         verdict = script[min(ordinal, len(script) - 1)] if script else Verdict(RunPhase.RUNNING)
-        return ScriptedRun(name=name, rollout=_key(rollout), kind=kind, started=self.now, verdict=verdict)
+        return ScriptedRun(name=name, rollout=rollout_key(rollout), kind=kind, started=self.now, verdict=verdict)
 
     def _terminate(self, run: ScriptedRun | None) -> None:
         if run is not None and run.terminated_at is None and not run.state(self.now).phase.completed:
             run.terminated_at = self.now
-
-
-def _key(rollout: Rollout | str) -> str:
-    if isinstance(rollout, str):
-        return rollout
-    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"

@@ -475,3 +475,10 @@ class Rollout(Model):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+
+def rollout_key(rollout: Rollout | str) -> str:
+    """``namespace/name``: how stores and adapters tell one rollout from another (a key passes through)."""
+    if isinstance(rollout, str):
+        return rollout
+    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from headway.core import analysis
+from headway.core import analysis, judge
 from headway.spec.analysis import AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Metric
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,16 +18,21 @@ def judge_metric(**fields: Any) -> Metric:
     return Metric.model_validate({"name": "errors", "provider": {"plugin": {analysis.JUDGE_PLUGIN: {}}}, **fields})
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """Shaped like `headway.core.judge.JudgeResult`, with the verdict as its wire string."""
-
-    verdict: str
-    p_value: float = 1.0
-    ratio: float | None = None
-    lower: float | None = None
-    upper: float | None = None
-    explanation: str = "because"
+def Outcome(verdict: str) -> judge.JudgeResult:
+    """A judge result with only the verdict set (the ladder reads the verdict and copies the rest)."""
+    return judge.JudgeResult(
+        verdict=judge.JudgeVerdict(verdict),
+        e_value=1.0,
+        p_value=1.0,
+        ratio=None,
+        lower=None,
+        upper=None,
+        canary_requests=0,
+        canary_bad=0,
+        stable_requests=0,
+        stable_bad=0,
+        explanation="because",
+    )
 
 
 def feed(spec: AnalysisRunSpec, verdicts: list[str]) -> tuple[AnalysisRunStatus, list[AnalysisPhase]]:

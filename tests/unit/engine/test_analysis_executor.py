@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,7 +18,7 @@ import pytest
 from headway.core import analysis as ladder
 from headway.core import conditions
 from headway.core.actions import RunKind, StartAnalysisRun, StartExperiment
-from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, JUDGE_MISSING, AnalysisExecutor, EnvironmentSecrets
+from headway.engine.analysis import EXPERIMENTS_UNSUPPORTED, AnalysisExecutor, EnvironmentSecrets
 from headway.platforms.fake import EPOCH
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.sim.analysis import SimAnalysis, TrafficCounts
@@ -581,17 +580,6 @@ def test_the_simulator_judges_its_own_traffic(rate: float, verdict: RunPhase) ->
     first, *rest = ladder.windows(result)
     assert first == (0, 0, 0, 0)  # the first measurement only marks where the windows start
     assert all(window[0] == 2400 and window[2] == 9600 for window in rest)
-
-
-@pytest.mark.asyncio
-async def test_without_the_judge_module_a_judge_metric_errors_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "headway.core.judge", None)
-    executor = judge_executor(windows(0.01, 0.01))
-    start(executor, "judge", args=[])
-
-    await executor.tick(EPOCH)
-
-    assert judge_result(executor).measurements[-1].message == JUDGE_MISSING
 
 
 def test_runs_carry_the_rollouts_run_metadata_and_their_owner() -> None:

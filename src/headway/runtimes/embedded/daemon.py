@@ -45,13 +45,12 @@ from aiohttp import web
 from headway.core.hashing import pod_template_hash
 from headway.dashboard.model import observed_phase
 from headway.http_guard import host_guard
-from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.gitsync import COMMIT_ANNOTATION as GIT_COMMIT_ANNOTATION
 from headway.runtimes.embedded.runner import CommandError, Runner
 from headway.runtimes.embedded.state_files import DASHBOARD, READ_ONLY_DASHBOARD, TOKEN_FILE
 from headway.spec import names
 from headway.spec.load import SpecError
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.stores.base import ConflictError
 
 log = logging.getLogger(__name__)

@@ -28,11 +28,10 @@ from headway.dashboard.model import (
 )
 from headway.dashboard.runs import HASH_LABEL, tolerated_ratios
 from headway.dashboard.runs import run_view as shared_run_view
-from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.daemon import detail
 from headway.runtimes.embedded.runner import CommandError, Runner
 from headway.spec.analysis import AnalysisRun
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 
 RunLookup = Callable[[str], AnalysisRun | None]
 

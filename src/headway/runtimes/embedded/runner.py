@@ -41,10 +41,9 @@ from headway.core.observation import RevisionState
 from headway.engine.admission import Mode, admit_all
 from headway.engine.reconcile import Engine, PassResult
 from headway.manifest_files import load_manifest_text
-from headway.platforms.base import rollout_key
 from headway.runtimes.embedded.worker import Worker
 from headway.spec.load import Document, SpecError, parse
-from headway.spec.rollout import Rollout
+from headway.spec.rollout import Rollout, rollout_key
 from headway.spec.status import RolloutStatus
 from headway.spec.validate import validate
 from headway.stores.base import NO_VERSION, ConflictError
