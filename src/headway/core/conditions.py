@@ -37,7 +37,7 @@ from cel_expr_python import cel  # type: ignore[import-untyped]  # ships a .pyi 
 from headway.spec.load import Document, Problem
 
 MAX_SOURCE = 1024
-"""Longest condition accepted, in characters (DEPENDENCIES.md §3: about 1 KiB)."""
+"""Longest condition accepted, in characters (docs/dependencies.md: about 1 KiB)."""
 MAX_RESULT_ITEMS = 2_000
 """Most values (list items, map entries, scalars) a result may hold to be evaluated."""
 MAX_RESULT_CHARS = 65_536

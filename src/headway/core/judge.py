@@ -2,7 +2,7 @@
 
 Threshold checks on the canary alone cannot tell "the canary is worse" from "the whole service has a bad
 minute", and re-testing a fixed-sample comparison at every scrape inflates false rollbacks. This module compares
-canary against stable with an anytime-valid test (DESIGN.md, "The statistical judge"), so the engine may look
+canary against stable with an anytime-valid test (docs/judge.md), so the engine may look
 after every window and still roll back a healthy canary with probability at most ``alpha``.
 
 The model, per window k (counts since the previous window): canary requests n_t with x_t bad events, stable

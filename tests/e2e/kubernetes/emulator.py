@@ -1,6 +1,6 @@
 """kmock's KubernetesEmulator, extended with the API-server semantics the controller relies on.
 
-Plain kmock stores objects as given (DEPENDENCIES.md §2). This subclass adds, over the same real HTTP:
+Plain kmock stores objects as given (docs/dependencies.md). This subclass adds, over the same real HTTP:
 - on create: uid, resourceVersion, generation 1, creationTimestamp, metadata.namespace from the URL, 201;
 - on patch (merge or JSON patch): a 409 when ``metadata.resourceVersion`` in the body (or a ``test`` op) is stale,
   422 for a failed ``test`` op, spec/status separation (the main resource ignores ``status``, ``/status``
@@ -11,7 +11,7 @@ Plain kmock stores objects as given (DEPENDENCIES.md §2). This subclass adds, o
   ``kubectl scale`` writes it), bumping generation and resourceVersion.
 
 kmock keeps every request it served and every version of every object, and matches each new request by
-scanning that request history (DEPENDENCIES.md §2): time per request grows with the requests before it, so a
+scanning that request history (docs/dependencies.md): time per request grows with the requests before it, so a
 run's total time grows quadratically. No test here asserts on that history, so by default
 (``keep_history=False``) the emulator keeps only the requests in flight and each object's current version,
 and looks named objects up by key instead of scanning them all: a 1,000-Rollout benchmark then takes minutes.
