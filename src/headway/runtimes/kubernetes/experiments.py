@@ -90,7 +90,7 @@ def template_hash(experiment: str, template: ExperimentTemplate) -> str:
 
     Argo hashes the pod template alone, so a template copied from the stable or canary ReplicaSet gets that
     revision's hash: the Rollout's Services then send traffic to the experiment's pods and two ReplicaSets share
-    one selector. Mixing in the names keeps every experiment's pods apart (where Argo would collide, Headway does the right thing)."""
+    one selector. Mixing in the names keeps every experiment's pods apart, where Argo's would collide."""
     pod = dict(template.template)
     meta = dict(pod.get("metadata") or {})
     meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
