@@ -34,9 +34,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
+import yaml
 from aiohttp import web
 
 from headway.core.decision import Event, EventType
@@ -49,6 +51,7 @@ from headway.runtimes.kubernetes.client import (
     EVENTS,
     BlockingKube,
     KubeClient,
+    KubeconfigError,
     rollouts,
 )
 from headway.runtimes.kubernetes.experiments import ExperimentRunner
@@ -88,18 +91,28 @@ class ControllerConfig:
     """Watch one namespace; None: the whole cluster."""
     server: str | None = None
     """An API server URL to use without credentials (tests); None: in-cluster account or kubeconfig."""
+    kubeconfig: Path | None = None
+    """A kubeconfig file (its current context, or ``context``); None: in-cluster account, else $KUBECONFIG."""
+    context: str | None = None
     identity: str = field(default_factory=default_identity)
     leader_election: bool = True
-    lease_name: str = "headway-controller"
+    lease_name: str | None = None
+    """None: `lease_name_for` the API group, so controllers of both groups in one namespace never contend."""
     lease_namespace: str = "default"
     lease_seconds: float = 15.0
     metrics_port: int | None = None
-    """Serve /metrics and /healthz on 127.0.0.1-or-all:<port>; None: do not serve."""
-    metrics_host: str = "0.0.0.0"
+    """Serve /metrics and /healthz on ``metrics_host``:<port>; None: do not serve."""
+    metrics_host: str = "127.0.0.1"
+    """Loopback unless told otherwise: in a pod, the probes and a scraping Service need ``0.0.0.0``."""
     workers: int = 16
     """Rollouts reconciled at the same time."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """What "now" is for passes, analysis and experiments (time is an input: tests move it forward)."""
+
+
+def lease_name_for(group: str) -> str:
+    """``headway-controller`` for our own group (as before), ``headway-controller-<group>`` for another one."""
+    return "headway-controller" if group == DEFAULT_GROUP else f"headway-controller-{group.replace('.', '-')}"
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -150,9 +163,7 @@ class Controller:
 
     def __init__(self, config: ControllerConfig, client: KubeClient | None = None) -> None:
         self.config = config
-        self.client = client or (
-            KubeClient.for_server(config.server) if config.server else KubeClient.from_environment()
-        )
+        self.client = client or _client_for(config)
         self.metrics = ControllerMetrics()
         self.registry = kopf.OperatorRegistry()
         self.workers: dict[str, _Worker] = {}
@@ -160,7 +171,7 @@ class Controller:
         """Seconds per pass, in order, the newest `LATENCIES_KEPT` (the benchmark reads them)."""
         self.leader = LeaderElector(
             self.client,
-            name=config.lease_name,
+            name=config.lease_name or lease_name_for(config.api_group),
             namespace=config.lease_namespace,
             identity=config.identity,
             lease_seconds=config.lease_seconds,
@@ -203,6 +214,8 @@ class Controller:
         def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
             if self.config.server:
                 return kopf.ConnectionInfo(server=self.config.server, insecure=True)
+            if self.config.kubeconfig is not None:
+                return kopf_login(self.config.kubeconfig, self.config.context)
             return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
         @kopf.on.event(group, "v1alpha1", "rollouts", registry=registry)
@@ -515,6 +528,43 @@ class Controller:
             if runner is not None:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _client_for(config: ControllerConfig) -> KubeClient:
+    if config.server:
+        return KubeClient.for_server(config.server)
+    if config.kubeconfig is not None or config.context is not None:
+        return KubeClient.from_kubeconfig(config.kubeconfig, context=config.context, field_manager="headway")
+    return KubeClient.from_environment()
+
+
+def kopf_login(path: Path, context: str | None) -> kopf.ConnectionInfo:
+    """kopf's credentials from one kubeconfig file and context (kopf's own handler reads only $KUBECONFIG): the
+    server, its CA, and a token or a client certificate, inline or as files."""
+    config = yaml.safe_load(path.read_text()) or {}
+    chosen = context or config.get("current-context")
+
+    def entry(section: str, name: object) -> dict[str, Any]:
+        for item in config.get(section) or []:
+            if item.get("name") == name:
+                found: dict[str, Any] = item.get(section[:-1]) or {}
+                return found
+        raise KubeconfigError(f"kubeconfig {path}: no {section[:-1]} {name!r}: check --kubeconfig and --context")
+
+    ctx = entry("contexts", chosen)
+    cluster, user = entry("clusters", ctx.get("cluster")), entry("users", ctx.get("user"))
+    return kopf.ConnectionInfo(
+        server=cluster["server"],
+        ca_path=cluster.get("certificate-authority"),
+        ca_data=cluster.get("certificate-authority-data"),
+        insecure=cluster.get("insecure-skip-tls-verify"),
+        certificate_path=user.get("client-certificate"),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_path=user.get("client-key"),
+        private_key_data=user.get("client-key-data"),
+        token=user.get("token"),
+        default_namespace=ctx.get("namespace"),
+    )
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

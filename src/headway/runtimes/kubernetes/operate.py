@@ -36,7 +36,7 @@ from headway.dashboard.model import (
     with_roles,
 )
 from headway.dashboard.runs import run_view_of
-from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of
+from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of, written_template
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -293,7 +293,9 @@ def _revision_number(rs: Body) -> int:
 
 
 def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -> dict[str, Any]:
-    """The pod template of revision ``to_revision`` (default: the second newest), without our hash label."""
+    """The pod template of revision ``to_revision`` (default: the second newest) as the user wrote it: the copy
+    kept on the ReplicaSet when there is one (the server defaults ``spec.template``, which would hash as a new
+    revision), else ``spec.template`` without our hash label and ephemeral metadata."""
     ordered = sorted(replica_sets, key=_revision_number, reverse=True)
     numbers = [_revision_number(rs) for rs in ordered]
     if to_revision is None:
@@ -306,6 +308,9 @@ def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -
             known = ", ".join(str(n) for n in numbers) or "none"
             raise OperationError(f"rollout {name} has no revision {to_revision} (revisions: {known})")
         chosen = matching[0]
+    written = written_template(chosen)
+    if written is not None:
+        return written
     template: dict[str, Any] = dict((chosen.get("spec") or {}).get("template") or {})
     meta = dict(template.get("metadata") or {})
     # Our hash label and the ephemeral metadata of its last role (canaryMetadata etc.) are not the user's
