@@ -51,7 +51,7 @@ from headway.runtimes.kubernetes.client import (
     rollouts,
 )
 from headway.spec.rollout import Rollout
-from headway.stores.k8s_status import status_of
+from headway.stores.k8s_status import status_of, status_wire
 
 Shown = TypeVar("Shown", RolloutView, list[RolloutView])
 
@@ -230,7 +230,8 @@ class Cluster:
             version = str(body["metadata"]["resourceVersion"])
             try:
                 if new_status is not None and new_status != status_of(body):
-                    saved = await self._patch(name, version, "/status", new_status.wire(), status=True)
+                    wire = status_wire(new_status, self.kind.group)
+                    saved = await self._patch(name, version, "/status", wire, status=True)
                     version = str(saved["metadata"]["resourceVersion"])
                 await self._write_spec(name, version, rollout, new_rollout)
             except ApiConflictError:
