@@ -7,8 +7,11 @@ progress clock restarts on every pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,16 @@ from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, rollout
 from headway.runtimes.kubernetes.crds import crds
 from headway.runtimes.kubernetes.operate import Cluster
 from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of
-from tests.e2e.realkube.cluster import RealCluster, eventually, healthy_on, rollout_body, running, services, set_image
+from tests.e2e.realkube.cluster import (
+    RealCluster,
+    eventually,
+    healthy_on,
+    rollout_body,
+    running,
+    services,
+    set_image,
+    status,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -104,3 +116,31 @@ async def test_headways_own_status_fields_survive_argos_schema_and_old_revisions
     raw = body["status"]
     assert "scaleDownAt" not in raw  # Argo's schema has no such field: kept in the condition instead
     assert [c["type"] for c in raw["conditions"]].count(EXTENSIONS_CONDITION) == 1
+
+
+def _headway(cluster: RealCluster, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("headway")), *args, "-n", namespace, "--kubeconfig", str(cluster.admin)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "HEADWAY_API_GROUP": ""})
+
+
+async def test_the_cli_finds_argo_rollouts_by_discovery_or_by_api_group(
+    argo_crds: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO))
+    async with running(argo_crds, namespace, api_group=ARGO):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="healthy")
+        await set_image(admin, namespace, "example/web:2", group=ARGO)
+
+        async def paused() -> bool:
+            return bool((await status(admin, namespace, group=ARGO)).get("pauseConditions"))
+
+        await eventually(paused, what="the canary paused")
+        # Both groups are served here (deploy/base's CRDs and Argo's): the rollout is found where it is.
+        shown = await asyncio.to_thread(_headway, argo_crds, namespace, "get", "rollout", "web", "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["name"] == "web"
+        wrong = await asyncio.to_thread(_headway, argo_crds, namespace, "promote", "web", "--api-group", "headway.dev")
+        assert wrong.returncode != 0 and "no rollout named web" in wrong.stderr
+        done = await asyncio.to_thread(_headway, argo_crds, namespace, "promote", "web", "--api-group", ARGO)
+        assert done.returncode == 0, done.stderr
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:2", group=ARGO), what="promoted by the CLI")

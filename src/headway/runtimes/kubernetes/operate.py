@@ -80,7 +80,8 @@ class Target:
     context: str | None = None
     namespace: str | None = None
     kubeconfig: Path | None = None
-    group: str = DEFAULT_GROUP
+    group: str | None = None
+    """The API group of the Rollouts (``--api-group``); None: the one the cluster serves (`discover_groups`)."""
 
     def connect(self) -> tuple[KubeClient, str, str]:
         """A client, the namespace to use (flag, else the context's, else ``default``) and the server URL."""
@@ -91,21 +92,59 @@ class Target:
         return client, self.namespace or client.namespace, client.server
 
 
-class Cluster:
-    """The CLI's operations on one namespace of a cluster."""
+GROUPS = (DEFAULT_GROUP, "argoproj.io")
+"""The API groups a Rollout may live in, in the order `discover_groups` prefers them."""
 
-    def __init__(self, client: KubeClient, namespace: str, *, group: str = DEFAULT_GROUP, server: str = "") -> None:
+
+async def discover_groups(client: KubeClient) -> tuple[str, ...]:
+    """The groups of `GROUPS` whose Rollouts the cluster serves (API discovery), preferred first; none is an
+    `OperationError` that says what to install or which flag to pass."""
+    served = tuple([group for group in GROUPS if await client.serves(group, "v1alpha1", "rollouts")])
+    if not served:
+        raise OperationError(
+            f"the cluster at {client.server} serves no Rollouts (neither headway.dev nor argoproj.io): "
+            "install the CRDs (kubectl apply -k deploy/base) or pass --api-group"
+        )
+    return served
+
+
+class Cluster:
+    """The CLI's operations on one namespace of a cluster.
+
+    ``also``: further API groups the cluster serves Rollouts in; a rollout not found in ``group`` is looked for
+    there (a cluster with both Headway's and Argo's CRDs), and the group it is found in is used from then on."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        *,
+        group: str = DEFAULT_GROUP,
+        server: str = "",
+        also: tuple[str, ...] = (),
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.server = server
+        self.also = tuple(g for g in also if g != group)
+        self._use(group)
+
+    def _use(self, group: str) -> None:
+        self.group = group
         self.kind = rollouts(group)
         self.runs = analysis_runs(group)
         self.experiments = experiments(group)
-        self.server = server
 
     # --- reads ------------------------------------------------------------------------------------------------
 
     async def rollout(self, name: str) -> Body:
         body = await self.client.get(self.kind, name, self.namespace)
+        for group in self.also if body is None else ():
+            body = await self.client.get(rollouts(group), name, self.namespace)
+            if body is not None:
+                self._use(group)
+                self.also = ()
+                break
         if body is None:
             names = [item["metadata"]["name"] for item in await self.client.list(self.kind, self.namespace)]
             known = ", ".join(sorted(names)) or "none"
@@ -158,7 +197,10 @@ class Cluster:
 
     async def views(self, *, all_namespaces: bool = False) -> list[RolloutView]:
         """Summaries of every rollout in the namespace (or all namespaces)."""
-        items = await self.client.list(self.kind, ALL_NS if all_namespaces else self.namespace)
+        scope = ALL_NS if all_namespaces else self.namespace
+        items = await self.client.list(self.kind, scope)
+        for group in self.also:
+            items += await self.client.list(rollouts(group), scope)
         return [build_view(item, [], []) for item in items]
 
     # --- controls ---------------------------------------------------------------------------------------------
@@ -442,7 +484,8 @@ async def connected(target: Target) -> AsyncIterator[Cluster]:
     """A `Cluster` for ``target`` inside a running event loop, closed afterwards; failures become `OperationError`."""
     client, namespace, server = target.connect()
     try:
-        yield Cluster(client, namespace, group=target.group, server=server)
+        groups = (target.group,) if target.group else await discover_groups(client)
+        yield Cluster(client, namespace, group=groups[0], server=server, also=groups[1:])
     except AdapterError as error:
         raise failure(error, server) from None
     finally:
