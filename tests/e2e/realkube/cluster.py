@@ -1,13 +1,21 @@
-"""Helpers for the real-server stories: the cluster's files, the controller under test, bodies and waits."""
+"""Helpers for the real-server stories: the control plane (started once per session, also by bench/apiserver.py),
+the controller under test, bodies and waits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
@@ -50,6 +58,103 @@ class RealCluster:
     @property
     def audit_log(self) -> Path:
         return self.state / "audit.log"
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _testbed() -> Path:
+    """``shared/kube`` beside the repository (CI clones the repository next to a copy of ``shared/``); a git
+    worktree one level further down finds it in the next directory up."""
+    for ancestor in REPO.parents:
+        if (ancestor / "shared" / "kube" / "up").is_file():
+            return ancestor / "shared" / "kube"
+    return REPO.parent / "shared" / "kube"
+
+
+KUBE = _testbed()
+PORTS = 6
+"""`up` uses six consecutive ports from its base."""
+
+
+def missing() -> str | None:
+    if not (KUBE / "up").is_file():
+        return f"no Kubernetes control plane for tests at {KUBE} (a clone without shared/)"
+    for tool, package in (("etcd", "etcd-server"), ("kubectl", "kubectl"), ("openssl", "openssl"), ("curl", "curl")):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian: {package}); the real-server tests need it"
+    return None
+
+
+def _free(base: int) -> bool:
+    for port in range(base, base + PORTS):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _port_base() -> int:
+    """A base whose six ports are free now, away from `up`'s default (16400) and from other sessions' choices."""
+    start = 20000 + (os.getpid() * 7) % 20000
+    for base in itertools.chain(range(start, 45000, 10), range(20000, start, 10)):
+        if _free(base):
+            return base
+    raise RuntimeError("no six free ports for the control plane")
+
+
+def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args], check=False, capture_output=True, text=True, timeout=120
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """A kubeconfig for the same server and CA as ``admin``, authenticating with a ServiceAccount ``token``."""
+    config = yaml.safe_load(admin.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "test", "cluster": cluster}],
+                "users": [{"name": "headway-controller", "user": {"token": token}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "headway-controller"}}],
+                "current-context": "test",
+            }
+        )
+    )
+    return path
+
+
+@contextlib.contextmanager
+def control_plane(state: Path) -> Iterator[RealCluster]:
+    """Start the control plane with its state in ``state``, install Headway from ``deploy/base`` (and a stand-in
+    HTTPRoute CRD) as admin, and mint a ``headway-controller`` ServiceAccount token; stop it on exit."""
+    env = {**os.environ, "KUBE_PORT_BASE": str(_port_base())}
+    try:
+        started = subprocess.run(
+            [str(KUBE / "up"), str(state)], check=False, capture_output=True, text=True, timeout=180, env=env
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"the control plane did not start: {started.stderr.strip()[-2000:]}")
+        admin = state / "kubeconfig"
+        kubectl(admin, "apply", "-k", str(REPO / "deploy" / "base"))
+        crd = state / "httproute-crd.yaml"
+        crd.write_text(yaml.safe_dump(HTTP_ROUTE_CRD))
+        kubectl(admin, "apply", "-f", str(crd))
+        kubectl(admin, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        token = kubectl(admin, "create", "token", "headway-controller", "-n", "headway-system", "--duration=6h").strip()
+        controller = _token_kubeconfig(admin, token, state / "controller.kubeconfig")
+        yield RealCluster(state=state, admin=admin, controller=controller)
+    finally:
+        subprocess.run([str(KUBE / "down"), str(state)], check=False, capture_output=True, timeout=120)
 
 
 @contextlib.asynccontextmanager
@@ -101,9 +206,7 @@ def rollout_body(
     **spec: Any,
 ) -> dict[str, Any]:
     """A Rollout; by default a replica-ratio canary (no router) with ``setWeight 50`` and an indefinite pause."""
-    chosen = strategy or {
-        "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}
-    }
+    chosen = strategy or {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
     return {
         "apiVersion": f"{group}/v1alpha1",
         "kind": "Rollout",
@@ -128,7 +231,10 @@ async def services(client: KubeClient, namespace: str, *names: str, app: str = "
 
 
 async def http_route(client: KubeClient, namespace: str, name: str = "web") -> None:
-    backends = [{"name": f"{name}-stable", "port": 80, "weight": 100}, {"name": f"{name}-canary", "port": 80, "weight": 0}]
+    backends = [
+        {"name": f"{name}-stable", "port": 80, "weight": 100},
+        {"name": f"{name}-canary", "port": 80, "weight": 0},
+    ]
     route = {
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": backends}]},

@@ -115,7 +115,9 @@ async def test_abort_takes_traffic_back_and_retry_starts_the_steps_again(
 ) -> None:
     await services(admin, namespace, "web-stable", "web-canary")
     await http_route(admin, namespace)
-    await admin.create(rollouts(GROUP), rollout_body(namespace, strategy=_routed(steps=[{"setWeight": 30}, {"pause": {}}])))
+    await admin.create(
+        rollouts(GROUP), rollout_body(namespace, strategy=_routed(steps=[{"setWeight": 30}, {"pause": {}}]))
+    )
     cluster = Cluster(admin, namespace)
 
     async def paused_at_30() -> bool:

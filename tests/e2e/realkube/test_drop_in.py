@@ -41,7 +41,7 @@ ARGO_CRDS = Path(__file__).resolve().parents[2] / "data" / "argo-crds"
 
 def _kubectl(cluster: RealCluster, *args: str) -> str:
     done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin), *args], capture_output=True, text=True, timeout=60
+        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -84,7 +84,9 @@ async def test_headways_own_status_fields_survive_argos_schema_and_old_revisions
     argo_crds: RealCluster, namespace: str, admin: KubeClient
 ) -> None:
     await services(admin, namespace, "web-active")
-    blue_green = {"blueGreen": {"activeService": "web-active", "autoPromotionEnabled": False, "scaleDownDelaySeconds": 2}}
+    blue_green = {
+        "blueGreen": {"activeService": "web-active", "autoPromotionEnabled": False, "scaleDownDelaySeconds": 2}
+    }
     await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy=blue_green))
     async with running(argo_crds, namespace, api_group=ARGO):
         await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="blue healthy")
@@ -119,8 +121,17 @@ async def test_headways_own_status_fields_survive_argos_schema_and_old_revisions
 
 
 def _headway(cluster: RealCluster, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).with_name("headway")), *args, "-n", namespace, "--kubeconfig", str(cluster.admin)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "HEADWAY_API_GROUP": ""})
+    command = [
+        str(Path(sys.executable).with_name("headway")),
+        *args,
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(cluster.admin),
+    ]
+    return subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "HEADWAY_API_GROUP": ""}
+    )
 
 
 async def test_the_cli_finds_argo_rollouts_by_discovery_or_by_api_group(

@@ -15,7 +15,7 @@ SA = "system:serviceaccount:headway-system:headway-controller"
 
 def _kubectl(cluster: RealCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin), *args], capture_output=True, text=True, timeout=60
+        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
     )
 
 

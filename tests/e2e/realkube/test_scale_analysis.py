@@ -29,14 +29,16 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 def _kubectl(cluster: RealCluster, *args: str) -> str:
     done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin), *args], capture_output=True, text=True, timeout=60
+        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 async def _available(admin: KubeClient, namespace: str) -> int:
-    return sum(int((rs.get("status") or {}).get("availableReplicas") or 0) for rs in await replica_sets(admin, namespace))
+    return sum(
+        int((rs.get("status") or {}).get("availableReplicas") or 0) for rs in await replica_sets(admin, namespace)
+    )
 
 
 async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_the_rollout(
@@ -46,7 +48,10 @@ async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_th
     path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
     async with running(real_cluster, namespace):
         await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="healthy at 2")
-        assert json.loads(_kubectl(real_cluster, "get", "--raw", path))["status"] == {"replicas": 2, "selector": "app=web"}
+        assert json.loads(_kubectl(real_cluster, "get", "--raw", path))["status"] == {
+            "replicas": 2,
+            "selector": "app=web",
+        }
         _kubectl(real_cluster, "-n", namespace, "scale", f"rollouts.{GROUP}/web", "--replicas=4")
 
         async def at(count: int) -> bool:
@@ -55,7 +60,17 @@ async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_th
 
         await eventually(lambda: at(4), what="4 pods after kubectl scale")
         patch = json.dumps({"spec": {"replicas": 3}})  # what the HPA controller sends
-        _kubectl(real_cluster, "-n", namespace, "patch", f"rollouts.{GROUP}/web", "--subresource=scale", "--type=merge", "-p", patch)
+        _kubectl(
+            real_cluster,
+            "-n",
+            namespace,
+            "patch",
+            f"rollouts.{GROUP}/web",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            patch,
+        )
         await eventually(lambda: at(3), what="3 pods after the HPA-style patch")
     assert len(await replica_sets(admin, namespace)) == 1  # resizing is not a new revision
 
