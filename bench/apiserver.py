@@ -27,7 +27,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from headway.runtimes.kubernetes.client import KubeClient, rollouts  # noqa: E402
 from tests.e2e.realkube.cluster import (  # noqa: E402
     GROUP,
     control_plane,
@@ -39,6 +38,8 @@ from tests.e2e.realkube.cluster import (  # noqa: E402
     set_image,
     status,
 )
+
+from headway.runtimes.kubernetes.client import KubeClient, rollouts  # noqa: E402
 
 USER = "system:serviceaccount:headway-system:headway-controller"
 STEPS: list[dict[str, Any]] = [

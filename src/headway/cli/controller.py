@@ -42,9 +42,7 @@ import click
     show_default=True,
     help="Address /metrics and /healthz listen on; 0.0.0.0 in a pod, for the probes and a scraping Service.",
 )
-@click.option(
-    "--lease-name", default=None, help="Leader-election Lease (default: headway-controller, per API group)."
-)
+@click.option("--lease-name", default=None, help="Leader-election Lease (default: headway-controller, per API group).")
 @click.option("--lease-namespace", default="default", show_default=True, help="Namespace of the leader-election Lease.")
 @click.option("--no-leader-election", is_flag=True, help="Act without a Lease (only one replica may run).")
 @click.option("--verbose", "-v", is_flag=True, help="Log every pass.")

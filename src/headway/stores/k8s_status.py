@@ -68,9 +68,10 @@ def pack_extensions(wire: dict[str, Any], now: datetime | None = None) -> dict[s
         packed["canary"] = dict(packed["canary"])
     extras: dict[str, Any] = {}
     for path in EXTENSIONS:
-        parent = packed
+        parent: dict[str, Any] = packed
         for key in path[:-1]:
-            parent = parent.get(key) if isinstance(parent.get(key), dict) else {}
+            child = parent.get(key)
+            parent = child if isinstance(child, dict) else {}
         if path[-1] in parent:
             extras[".".join(path)] = parent.pop(path[-1])
     moment = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -101,7 +102,7 @@ def unpack_extensions(status: dict[str, Any]) -> dict[str, Any]:
     unpacked = {**status, "conditions": [c for c in conditions if c not in found]}
     if isinstance(unpacked.get("canary"), dict):
         unpacked["canary"] = dict(unpacked["canary"])
-    for dotted, value in (extras.items() if isinstance(extras, dict) else []):
+    for dotted, value in extras.items() if isinstance(extras, dict) else []:
         *parents, last = dotted.split(".")
         target = unpacked
         for key in parents:

@@ -75,7 +75,7 @@ async def test_the_scale_subresource_of_argos_crd_reports_the_rollouts_pods(
         _kubectl(argo_crds, "-n", namespace, "scale", f"rollouts.{ARGO}/web", "--replicas=3")
 
         async def scaled() -> bool:
-            return _scale(argo_crds, namespace)["status"].get("replicas") == 3
+            return bool(_scale(argo_crds, namespace)["status"].get("replicas") == 3)
 
         await eventually(scaled, what="/scale to report the 3 pods an HPA asked for")
 

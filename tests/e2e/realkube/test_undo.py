@@ -8,6 +8,8 @@ user wrote it: the same hash, the same ReplicaSet.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from headway.runtimes.kubernetes.client import KubeClient, rollouts
@@ -27,7 +29,7 @@ from tests.e2e.realkube.cluster import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
-async def _v2_promoted(admin: KubeClient, namespace: str, **spec: object) -> tuple[Cluster, str]:
+async def _v2_promoted(admin: KubeClient, namespace: str, **spec: Any) -> tuple[Cluster, str]:
     """Revision 1 healthy, then revision 2 promoted (full); returns the CLI's cluster and revision 1's hash."""
     await admin.create(rollouts(GROUP), rollout_body(namespace, **spec))
     await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="revision 1 healthy")

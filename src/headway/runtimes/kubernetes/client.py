@@ -202,7 +202,8 @@ class KubeClient:
         if response.status_code == 404:
             return False
         if response.status_code >= 400:
-            raise _translate(httpx2.HTTPStatusError("", request=response.request, response=response), f"discover {group}")
+            failed = httpx2.HTTPStatusError("", request=response.request, response=response)
+            raise _translate(failed, f"discover {group}/{version}")
         resources = (response.json() or {}).get("resources") or []
         return any(resource.get("name") == plural for resource in resources)
 
