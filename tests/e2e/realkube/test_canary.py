@@ -170,9 +170,10 @@ async def test_blue_green_switches_the_active_service_on_promotion(
 
         async def previewed() -> bool:
             active, preview = await image_behind("web-active"), await image_behind("web-preview")
-            return active == "example/web:1" and preview == "example/web:2"
+            paused = bool((await status(admin, namespace)).get("pauseConditions"))
+            return active == "example/web:1" and preview == "example/web:2" and paused
 
-        await eventually(previewed, what="green on the preview Service, blue still active")
+        await eventually(previewed, what="green on the preview Service, blue still active, waiting for promotion")
         await cluster.promote("web")
         await eventually(lambda: healthy_on(admin, namespace, "example/web:2"), what="green promoted")
     assert await image_behind("web-active") == "example/web:2"
