@@ -115,7 +115,9 @@ def unpack_extensions(status: dict[str, Any]) -> dict[str, Any]:
 def status_of(obj: dict[str, Any]) -> RolloutStatus:
     """The RolloutStatus in an object; a status that no longer parses (edited by hand) is a permanent error."""
     try:
-        return RolloutStatus.model_validate(unpack_extensions(obj.get("status") or {}))
+        raw = unpack_extensions(obj.get("status") or {})
+        # HPAReplicas repeats replicas (`status_wire` writes it again): loaded, it would be an extra field.
+        return RolloutStatus.model_validate({k: v for k, v in raw.items() if k != "HPAReplicas"})
     except ValidationError as error:
         name = obj.get("metadata", {}).get("name", "?")
         raise PermanentError(f"status of Rollout {name} does not parse: {error.errors()[0]['msg']}") from error
