@@ -149,14 +149,28 @@ class KubernetesStatusStore:
     ``selector``: the ``status.selector`` string to write with each save (None: keep what the status carries).
     """
 
-    def __init__(self, kube: BlockingKube, kind: Kind | None = None, *, selector: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: BlockingKube,
+        kind: Kind | None = None,
+        *,
+        selector: str | None = None,
+        cached: dict[str, Any] | None = None,
+    ) -> None:
         self._kube = kube
         self._kind = kind or rollouts()
         self._selector = selector
+        self._cached = cached
+        """The Rollout as the controller's watch last delivered it: the first `load` reads it instead of a GET
+        (a stale copy only costs a 409 on save, which re-reads); later loads GET."""
+        self.saved: dict[str, Any] | None = None
+        """The Rollout as the server returned it from the last save (fresher than any watch event yet)."""
 
     def load(self, key: str) -> tuple[RolloutStatus, str]:
         namespace, name = split_key(key)
-        obj = self._kube.get(self._kind, name, namespace)
+        obj, self._cached = self._cached, None
+        if obj is None or not (obj.get("metadata") or {}).get("resourceVersion"):
+            obj = self._kube.get(self._kind, name, namespace)
         if obj is None or "status" not in obj:
             return RolloutStatus(), NO_VERSION
         return status_of(obj), str(obj["metadata"]["resourceVersion"])
@@ -181,6 +195,7 @@ class KubernetesStatusStore:
             saved = self._kube.patch(self._kind, name, namespace, patch, status=True)
         except ApiConflictError as error:
             raise ConflictError(key, reported, "newer") from error
+        self.saved = saved
         return str(saved["metadata"]["resourceVersion"])
 
     def _wire(self, status: RolloutStatus) -> dict[str, Any]:

@@ -194,6 +194,9 @@ class Controller:
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
+        self._fresh: dict[str, dict[str, Any]] = {}
+        """The Rollout as the server returned it from a pass's status write, until the worker keeps it: the next
+        pass reads the Rollout from the worker's body (not a GET), which must not be older than our own write."""
         self._workload_refs: dict[str, str] = {}
         """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
         self._register()
@@ -277,6 +280,7 @@ class Controller:
 
     async def forget(self, key: str) -> None:
         worker = self.workers.pop(key, None)
+        self._fresh.pop(key, None)
         self._own_writes.pop(key, None)
         self._workload_refs.pop(key, None)
         if worker is not None and worker.task is not None:
@@ -312,6 +316,9 @@ class Controller:
                 log.exception("reconciling %s failed", key)
                 self.metrics.errors.labels("exception").inc()
                 delay = RETRY_AFTER_ERROR
+            fresh = self._fresh.pop(key, None)
+            if fresh is not None and (worker.body is None or _newer(fresh, unpack(worker.body))):
+                worker.body = pack(fresh)
             self._release(key, worker)
             try:
                 await asyncio.wait_for(worker.wake.wait(), timeout=delay)
@@ -347,7 +354,7 @@ class Controller:
             except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
                 await self._mark_invalid(body, (str(error),))
                 return RETRY_AFTER_ERROR
-        engine = engine_for(rollout, kube, self.config.api_group)
+        engine = engine_for(rollout, kube, self.config.api_group, cached=body)
         if _has_condition(body, INVALID_SPEC):
             await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
@@ -358,6 +365,8 @@ class Controller:
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
             self._own_writes[key_of(body)] = result.saved_version
+            if isinstance(engine.store, KubernetesStatusStore) and engine.store.saved is not None:
+                self._fresh[key_of(body)] = engine.store.saved
         elif result.failure is None and not result.conflict and _stale_selector(body, rollout):
             # A status written before status.selector existed (or by an older release): /scale needs it now.
             with contextlib.suppress(ConflictError):  # someone wrote meanwhile: the next save carries it
@@ -565,6 +574,15 @@ def kopf_login(path: Path, context: str | None) -> kopf.ConnectionInfo:
         token=user.get("token"),
         default_namespace=ctx.get("namespace"),
     )
+
+
+def _newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    """Whether ``candidate`` is a later version of the object than ``kept`` (resourceVersions are etcd revisions,
+    so numbers on a real server; where either is not a number, the candidate: it is our own write's answer)."""
+    versions = [str((body.get("metadata") or {}).get("resourceVersion") or "") for body in (candidate, kept)]
+    if all(version.isdigit() for version in versions):
+        return int(versions[0]) > int(versions[1])
+    return True
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

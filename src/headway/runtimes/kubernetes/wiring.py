@@ -71,13 +71,16 @@ def _routers(rollout: Rollout) -> list[str]:
     return canary.traffic_routing.routers()
 
 
-def engine_for(rollout: Rollout, kube: BlockingKube, group: str) -> Engine:
-    """The adapters for one rollout: its router (if any) and the shared platform, runs and status store."""
+def engine_for(rollout: Rollout, kube: BlockingKube, group: str, *, cached: dict[str, Any] | None = None) -> Engine:
+    """The adapters for one rollout: its router (if any) and the shared platform, runs and status store
+    (``cached``: the Rollout as the watch delivered it, read instead of a GET at the start of the pass)."""
     names = _routers(rollout)
     router = ROUTERS[names[0]](kube) if names else None
     return Engine(
         platform=KubernetesPlatform(kube),
         router=router,
         runs=KubernetesRunBackend(kube, group),
-        store=KubernetesStatusStore(kube, rollouts(group), selector=label_selector(rollout.spec.selector)),
+        store=KubernetesStatusStore(
+            kube, rollouts(group), selector=label_selector(rollout.spec.selector), cached=cached
+        ),
     )
