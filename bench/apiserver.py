@@ -55,7 +55,7 @@ READS = {"get", "list"}
 def count(audit: Path, offset: int) -> dict[str, Any]:
     """The controller's requests in the audit log after byte ``offset``, grouped."""
     by_request: collections.Counter[str] = collections.Counter()
-    reads = writes = lease = watches = 0
+    reads = writes = lease = watches = conflicts = 0
     with audit.open("rb") as log:
         log.seek(offset)
         for line in log:
@@ -72,6 +72,7 @@ def count(audit: Path, offset: int) -> dict[str, Any]:
                 watches += 1
                 continue
             by_request[f"{verb} {resource}"] += 1
+            conflicts += (entry.get("responseStatus") or {}).get("code") == 409
             if verb in READS:
                 reads += 1
             else:
@@ -81,6 +82,7 @@ def count(audit: Path, offset: int) -> dict[str, Any]:
         "reads": reads,
         "writes": writes,
         "by_request": dict(sorted(by_request.items())),
+        "conflicts_409": conflicts,
         "lease_requests": lease,
         "watch_requests_closed": watches,
     }

@@ -46,6 +46,7 @@ from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
 from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
+from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -194,6 +195,8 @@ class Controller:
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
+        self.replica_sets = ReplicaSetCache()
+        """Each Rollout's ReplicaSets from the watch and our writes: a pass lists them without a request."""
         self._fresh: dict[str, dict[str, Any]] = {}
         """The Rollout as the server returned it from a pass's status write, until the worker keeps it: the next
         pass reads the Rollout from the worker's body (not a GET), which must not be older than our own write."""
@@ -242,8 +245,12 @@ class Controller:
             labels = body.get("metadata", {}).get("labels") or {}
             self.wake(f"{body.get('metadata', {}).get('namespace')}/{labels.get(ROLLOUT_LABEL)}")
 
+        @kopf.on.event("apps", "v1", "replicasets", labels={ROLLOUT_LABEL: kopf.PRESENT}, registry=registry)
+        async def replica_set_changed(event: Mapping[str, Any], body: kopf.Body, **kwargs: Any) -> None:
+            self.replica_sets.observed(dict(body), deleted=event.get("type") == "DELETED")
+            await owned_changed(body, **kwargs)
+
         present = {ROLLOUT_LABEL: kopf.PRESENT}
-        kopf.on.event("apps", "v1", "replicasets", labels=present, registry=registry)(owned_changed)
         kopf.on.event(group, "v1alpha1", "analysisruns", labels=present, registry=registry)(owned_changed)
         kopf.on.event(group, "v1alpha1", "experiments", labels=present, registry=registry)(owned_changed)
 
@@ -286,6 +293,7 @@ class Controller:
         if worker is not None and worker.task is not None:
             worker.task.cancel()
         namespace, _, name = key.partition("/")
+        self.replica_sets.forget(namespace, name)
         self.metrics.forget(namespace, name)
 
     # --- the worker ----------------------------------------------------------------------------------------------
@@ -339,7 +347,7 @@ class Controller:
 
     async def reconcile(self, body: dict[str, Any]) -> float | None:
         """One pass for one Rollout body; returns when to look again (None: on the next change)."""
-        kube = self.kube
+        kube = CachedKube(self.kube, self.replica_sets)
         admission = admit(body)
         if admission.rollout is None:
             await self._mark_invalid(body, admission.problems)
