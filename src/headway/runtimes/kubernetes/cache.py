@@ -52,7 +52,7 @@ class ReplicaSetCache:
     def seed(self, key: Key, items: builtins.list[Body]) -> None:
         with self._lock:
             kept = self._sets.get(key) or {}
-            fresh = {str(item["metadata"]["name"]): item for item in items}
+            fresh = {str(item["metadata"]["name"]): _slim(item) for item in items}
             for name, body in kept.items():  # a write answered while the LIST was in flight may be newer
                 if name in fresh and _newer(body, fresh[name]):
                     fresh[name] = body
@@ -72,7 +72,7 @@ class ReplicaSetCache:
                 kept.pop(name, None)
                 self._deleted.get(key, set()).discard(name)
             elif name not in self._deleted.get(key, set()) and (name not in kept or _newer(body, kept[name])):
-                kept[name] = body
+                kept[name] = _slim(body)
 
     def wrote(self, body: Body) -> None:
         where = _key(body)
@@ -92,6 +92,14 @@ class ReplicaSetCache:
         with self._lock:
             self._sets.pop((namespace, rollout), None)
             self._deleted.pop((namespace, rollout), None)
+
+
+def _slim(body: Body) -> Body:
+    """Without ``managedFields`` (often the largest part of an object, and never read by a pass)."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
