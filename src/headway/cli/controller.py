@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import click
 
@@ -26,8 +27,22 @@ import click
     "--server", default=None, help="API server URL without credentials (tests); default: in-cluster/kubeconfig."
 )
 @click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Kubeconfig file (default: the in-cluster account, else $KUBECONFIG or ~/.kube/config).",
+)
+@click.option("--context", "kube_context", default=None, help="Kubeconfig context (default: the current one).")
+@click.option(
     "--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics and /healthz; 0 disables."
 )
+@click.option(
+    "--metrics-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address /metrics and /healthz listen on; 0.0.0.0 in a pod, for the probes and a scraping Service.",
+)
+@click.option("--lease-name", default=None, help="Leader-election Lease (default: headway-controller, per API group).")
 @click.option("--lease-namespace", default="default", show_default=True, help="Namespace of the leader-election Lease.")
 @click.option("--no-leader-election", is_flag=True, help="Act without a Lease (only one replica may run).")
 @click.option("--verbose", "-v", is_flag=True, help="Log every pass.")
@@ -36,7 +51,11 @@ def controller(
     namespace: str | None,
     api_group: str,
     server: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
     metrics_port: int,
+    metrics_bind: str,
+    lease_name: str | None,
     lease_namespace: str,
     no_leader_election: bool,
     verbose: bool,
@@ -60,9 +79,13 @@ def controller(
         api_group=api_group,
         namespace=namespace,
         server=server,
+        kubeconfig=kubeconfig,
+        context=kube_context,
         leader_election=not no_leader_election,
+        lease_name=lease_name,
         lease_namespace=lease_namespace,
         metrics_port=metrics_port or None,
+        metrics_host=metrics_bind,
     )
 
     async def run() -> None:

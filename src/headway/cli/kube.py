@@ -53,8 +53,26 @@ def cluster_operations() -> ModuleType:
     return operate
 
 
+API_GROUP_KEY = "headway.api_group"
+"""Where ``--api-group`` is kept in click's context (read by `target_of`, so command signatures stay as they are)."""
+
+
+def _keep_api_group(context: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None and value not in ("headway.dev", "argoproj.io"):
+        raise click.BadParameter(f"must be headway.dev or argoproj.io, got {value!r}", param_hint="--api-group")
+    context.meta[API_GROUP_KEY] = value
+
+
 def cluster_options(function: F) -> F:
     """kubectl's targeting flags; giving any of them means "against the cluster"."""
+    function = click.option(
+        "--api-group",
+        default=None,
+        envvar="HEADWAY_API_GROUP",
+        expose_value=False,
+        callback=_keep_api_group,
+        help="API group of the Rollouts: headway.dev or argoproj.io (default: what the cluster serves).",
+    )(function)
     function = click.option(
         "--kubeconfig",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -78,7 +96,11 @@ def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path 
     if namespace is not None:
         checked_namespace(namespace)
     if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
-        target: Target = cluster_operations().Target(context=kube_context, namespace=namespace, kubeconfig=kubeconfig)
+        context = click.get_current_context(silent=True)
+        group = context.meta.get(API_GROUP_KEY) if context is not None else None
+        target: Target = cluster_operations().Target(
+            context=kube_context, namespace=namespace, kubeconfig=kubeconfig, group=group
+        )
         return target
     return None
 

@@ -43,6 +43,10 @@ RESTARTED_AT_ANNOTATION = "headway.dev/restartedAt"
 EPHEMERAL_ANNOTATION = "rollout.argoproj.io/ephemeral-metadata"
 """On a ReplicaSet: the ephemeral metadata (JSON) its pods were last given in full, so the next role change knows
 which keys to take away again (Argo's annotation, so a cluster moving between the two keeps working)."""
+TEMPLATE_ANNOTATION = "headway.dev/pod-template"
+"""On a ReplicaSet: the Rollout's pod template exactly as it was hashed (compact JSON, keys sorted). The API server
+defaults the copy in ``spec.template`` (``imagePullPolicy``, ``dnsPolicy``, ``securityContext: {}``, ...), so only
+this copy hashes back to the revision: ``undo`` writes it into the Rollout and finds the same ReplicaSet again."""
 PODS = Kind("", "v1", "Pod", "pods")
 
 
@@ -74,7 +78,10 @@ def replica_set(
         "name": replica_set_name(rollout, pod_hash),
         "namespace": rollout.metadata.namespace,
         "labels": labels,
-        "annotations": {REVISION_ANNOTATION: str(number)},
+        "annotations": {
+            REVISION_ANNOTATION: str(number),
+            TEMPLATE_ANNOTATION: json.dumps(template, sort_keys=True, separators=(",", ":"), default=str),
+        },
     }
     if rollout.metadata.uid:
         metadata["ownerReferences"] = [owner_reference(rollout)]
@@ -91,6 +98,17 @@ def replica_set(
 
 Metadata = tuple[dict[str, str], dict[str, str]]
 """(labels, annotations)."""
+
+
+def written_template(replica_set: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod template as the Rollout had it when the revision was made (`TEMPLATE_ANNOTATION`); None when the
+    ReplicaSet has none (made by an older release, or by Argo) or it does not parse."""
+    raw = ((replica_set.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+    try:
+        template = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return template if isinstance(template, dict) else None
 
 
 def ephemeral_of(replica_set: dict[str, Any]) -> Metadata:

@@ -62,3 +62,42 @@ def test_every_save_writes_the_selector_and_a_store_without_one_keeps_it(api: Ap
     stored = api.kube.get(rollouts(), "web", "default")
     assert stored is not None
     assert (stored["status"]["selector"], stored["status"]["message"]) == ("app=web", "promoted")
+
+
+def test_headways_own_fields_round_trip_through_argos_schema_in_one_condition() -> None:
+    from datetime import UTC, datetime
+
+    from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of, status_wire
+
+    status = RolloutStatus.model_validate(
+        {
+            "phase": "Progressing",
+            "replicas": 3,
+            "progressMarker": "abc/1",
+            "progressSince": "2026-01-01T00:00:00Z",
+            "scaleDownAt": {"old": "2026-01-01T00:00:30Z"},
+            "gatesPassed": ["confirm-rollout/abc"],
+            "canary": {"selectors": {"web-stable": "abc"}, "headerRoutes": ["h"]},
+        }
+    )
+    wire = status_wire(status, "argoproj.io")
+    assert wire["HPAReplicas"] == 3  # what Argo's /scale reads
+    for pruned in ("progressMarker", "progressSince", "scaleDownAt", "gatesPassed", "deadlineExceeded"):
+        assert pruned not in wire
+    assert "selectors" not in wire["canary"] and "headerRoutes" not in wire["canary"]
+    assert [c["type"] for c in wire["conditions"]] == [EXTENSIONS_CONDITION]
+    loaded = status_of({"status": wire})
+    assert loaded.conditions == []  # the core never sees the carrier
+    assert loaded.progress_since == datetime(2026, 1, 1, tzinfo=UTC)
+    assert loaded.scale_down_at == {"old": datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)}
+    assert loaded.canary.selectors == {"web-stable": "abc"} and loaded.gates_passed == ["confirm-rollout/abc"]
+    again = status_wire(loaded, "argoproj.io")
+    assert [c["type"] for c in again["conditions"]] == [EXTENSIONS_CONDITION]  # one carrier, never two
+
+
+def test_our_own_group_keeps_the_fields_where_they_are() -> None:
+    from headway.stores.k8s_status import status_wire
+
+    wire = status_wire(RolloutStatus.model_validate({"progressMarker": "abc/1", "replicas": 2}), "headway.dev")
+    assert wire["progressMarker"] == "abc/1" and wire["HPAReplicas"] == 2
+    assert wire.get("conditions") == []

@@ -190,6 +190,23 @@ class KubeClient:
     async def close(self) -> None:
         await self._client.close()
 
+    async def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the server serves ``plural`` in ``group/version`` (API discovery: ``GET /apis/<group>/<version>``);
+        a group it does not know is False, any other failure an error."""
+        self.requests["read"] += 1
+        http: Any = self._client._client._client  # lightkube keeps its httpx2 client (base URL, auth, TLS) there
+        try:
+            response = await http.get(f"/apis/{group}/{version}")
+        except Exception as error:
+            raise _translate(error, f"discover {group}/{version}") from error
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            failed = httpx2.HTTPStatusError("", request=response.request, response=response)
+            raise _translate(failed, f"discover {group}/{version}")
+        resources = (response.json() or {}).get("resources") or []
+        return any(resource.get("name") == plural for resource in resources)
+
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Body | None:
         """The object, or None when it does not exist."""
         self.requests["read"] += 1

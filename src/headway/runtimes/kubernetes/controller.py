@@ -34,9 +34,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
+import yaml
 from aiohttp import web
 
 from headway.core.decision import Event, EventType
@@ -45,11 +47,13 @@ from headway.engine.gates import HttpGates
 from headway.engine.reconcile import PassResult
 from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
 from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
+from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
     BlockingKube,
     KubeClient,
+    KubeconfigError,
     rollouts,
 )
 from headway.runtimes.kubernetes.experiments import ExperimentRunner
@@ -89,18 +93,28 @@ class ControllerConfig:
     """Watch one namespace; None: the whole cluster."""
     server: str | None = None
     """An API server URL to use without credentials (tests); None: in-cluster account or kubeconfig."""
+    kubeconfig: Path | None = None
+    """A kubeconfig file (its current context, or ``context``); None: in-cluster account, else $KUBECONFIG."""
+    context: str | None = None
     identity: str = field(default_factory=default_identity)
     leader_election: bool = True
-    lease_name: str = "headway-controller"
+    lease_name: str | None = None
+    """None: `lease_name_for` the API group, so controllers of both groups in one namespace never contend."""
     lease_namespace: str = "default"
     lease_seconds: float = 15.0
     metrics_port: int | None = None
-    """Serve /metrics and /healthz on 127.0.0.1-or-all:<port>; None: do not serve."""
-    metrics_host: str = "0.0.0.0"
+    """Serve /metrics and /healthz on ``metrics_host``:<port>; None: do not serve."""
+    metrics_host: str = "127.0.0.1"
+    """Loopback unless told otherwise: in a pod, the probes and a scraping Service need ``0.0.0.0``."""
     workers: int = 16
     """Rollouts reconciled at the same time."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """What "now" is for passes, analysis and experiments (time is an input: tests move it forward)."""
+
+
+def lease_name_for(group: str) -> str:
+    """``headway-controller`` for our own group (as before), ``headway-controller-<group>`` for another one."""
+    return "headway-controller" if group == DEFAULT_GROUP else f"headway-controller-{group.replace('.', '-')}"
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -151,9 +165,7 @@ class Controller:
 
     def __init__(self, config: ControllerConfig, client: KubeClient | None = None) -> None:
         self.config = config
-        self.client = client or (
-            KubeClient.for_server(config.server) if config.server else KubeClient.from_environment()
-        )
+        self.client = client or _client_for(config)
         self.metrics = ControllerMetrics()
         self.registry = kopf.OperatorRegistry()
         self.workers: dict[str, _Worker] = {}
@@ -161,7 +173,7 @@ class Controller:
         """Seconds per pass, in order, the newest `LATENCIES_KEPT` (the benchmark reads them)."""
         self.leader = LeaderElector(
             self.client,
-            name=config.lease_name,
+            name=config.lease_name or lease_name_for(config.api_group),
             namespace=config.lease_namespace,
             identity=config.identity,
             lease_seconds=config.lease_seconds,
@@ -184,6 +196,11 @@ class Controller:
         """Measures AnalysisRuns; the ``job`` provider runs batch/v1 Jobs in the cluster."""
         self._own_writes: dict[str, str] = {}
         """The resourceVersion of each Rollout's status as this controller last wrote it."""
+        self.replica_sets = ReplicaSetCache()
+        """Each Rollout's ReplicaSets from the watch and our writes: a pass lists them without a request."""
+        self._fresh: dict[str, dict[str, Any]] = {}
+        """The Rollout as the server returned it from a pass's status write, until the worker keeps it: the next
+        pass reads the Rollout from the worker's body (not a GET), which must not be older than our own write."""
         self._workload_refs: dict[str, str] = {}
         """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
         self.gates = HttpGates()
@@ -206,6 +223,8 @@ class Controller:
         def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
             if self.config.server:
                 return kopf.ConnectionInfo(server=self.config.server, insecure=True)
+            if self.config.kubeconfig is not None:
+                return kopf_login(self.config.kubeconfig, self.config.context)
             return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
         @kopf.on.event(group, "v1alpha1", "rollouts", registry=registry)
@@ -229,8 +248,12 @@ class Controller:
             labels = body.get("metadata", {}).get("labels") or {}
             self.wake(f"{body.get('metadata', {}).get('namespace')}/{labels.get(ROLLOUT_LABEL)}")
 
+        @kopf.on.event("apps", "v1", "replicasets", labels={ROLLOUT_LABEL: kopf.PRESENT}, registry=registry)
+        async def replica_set_changed(event: Mapping[str, Any], body: kopf.Body, **kwargs: Any) -> None:
+            self.replica_sets.observed(dict(body), deleted=event.get("type") == "DELETED")
+            await owned_changed(body, **kwargs)
+
         present = {ROLLOUT_LABEL: kopf.PRESENT}
-        kopf.on.event("apps", "v1", "replicasets", labels=present, registry=registry)(owned_changed)
         kopf.on.event(group, "v1alpha1", "analysisruns", labels=present, registry=registry)(owned_changed)
         kopf.on.event(group, "v1alpha1", "experiments", labels=present, registry=registry)(owned_changed)
 
@@ -267,11 +290,13 @@ class Controller:
 
     async def forget(self, key: str) -> None:
         worker = self.workers.pop(key, None)
+        self._fresh.pop(key, None)
         self._own_writes.pop(key, None)
         self._workload_refs.pop(key, None)
         if worker is not None and worker.task is not None:
             worker.task.cancel()
         namespace, _, name = key.partition("/")
+        self.replica_sets.forget(namespace, name)
         self.metrics.forget(namespace, name)
 
     # --- the worker ----------------------------------------------------------------------------------------------
@@ -302,6 +327,9 @@ class Controller:
                 log.exception("reconciling %s failed", key)
                 self.metrics.errors.labels("exception").inc()
                 delay = RETRY_AFTER_ERROR
+            fresh = self._fresh.pop(key, None)
+            if fresh is not None and (worker.body is None or _newer(fresh, unpack(worker.body))):
+                worker.body = pack(fresh)
             self._release(key, worker)
             try:
                 await asyncio.wait_for(worker.wake.wait(), timeout=delay)
@@ -322,7 +350,7 @@ class Controller:
 
     async def reconcile(self, body: dict[str, Any]) -> float | None:
         """One pass for one Rollout body; returns when to look again (None: on the next change)."""
-        kube = self.kube
+        kube = CachedKube(self.kube, self.replica_sets)
         admission = admit(body)
         if admission.rollout is None:
             await self._mark_invalid(body, admission.problems)
@@ -337,7 +365,7 @@ class Controller:
             except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
                 await self._mark_invalid(body, (str(error),))
                 return RETRY_AFTER_ERROR
-        engine = engine_for(rollout, kube, self.config.api_group, self.gates)
+        engine = engine_for(rollout, kube, self.config.api_group, self.gates, cached=body)
         if _has_condition(body, INVALID_SPEC):
             await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()
@@ -348,6 +376,8 @@ class Controller:
         elapsed = time.perf_counter() - started
         if result.saved_version is not None:
             self._own_writes[key_of(body)] = result.saved_version
+            if isinstance(engine.store, KubernetesStatusStore) and engine.store.saved is not None:
+                self._fresh[key_of(body)] = engine.store.saved
         elif result.failure is None and not result.conflict and _stale_selector(body, rollout):
             # A status written before status.selector existed (or by an older release): /scale needs it now.
             with contextlib.suppress(ConflictError):  # someone wrote meanwhile: the next save carries it
@@ -520,6 +550,52 @@ class Controller:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.gates.close()
+
+
+def _client_for(config: ControllerConfig) -> KubeClient:
+    if config.server:
+        return KubeClient.for_server(config.server)
+    if config.kubeconfig is not None or config.context is not None:
+        return KubeClient.from_kubeconfig(config.kubeconfig, context=config.context, field_manager="headway")
+    return KubeClient.from_environment()
+
+
+def kopf_login(path: Path, context: str | None) -> kopf.ConnectionInfo:
+    """kopf's credentials from one kubeconfig file and context (kopf's own handler reads only $KUBECONFIG): the
+    server, its CA, and a token or a client certificate, inline or as files."""
+    config = yaml.safe_load(path.read_text()) or {}
+    chosen = context or config.get("current-context")
+
+    def entry(section: str, name: object) -> dict[str, Any]:
+        for item in config.get(section) or []:
+            if item.get("name") == name:
+                found: dict[str, Any] = item.get(section[:-1]) or {}
+                return found
+        raise KubeconfigError(f"kubeconfig {path}: no {section[:-1]} {name!r}: check --kubeconfig and --context")
+
+    ctx = entry("contexts", chosen)
+    cluster, user = entry("clusters", ctx.get("cluster")), entry("users", ctx.get("user"))
+    return kopf.ConnectionInfo(
+        server=cluster["server"],
+        ca_path=cluster.get("certificate-authority"),
+        ca_data=cluster.get("certificate-authority-data"),
+        insecure=cluster.get("insecure-skip-tls-verify"),
+        certificate_path=user.get("client-certificate"),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_path=user.get("client-key"),
+        private_key_data=user.get("client-key-data"),
+        token=user.get("token"),
+        default_namespace=ctx.get("namespace"),
+    )
+
+
+def _newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    """Whether ``candidate`` is a later version of the object than ``kept`` (resourceVersions are etcd revisions,
+    so numbers on a real server; where either is not a number, the candidate: it is our own write's answer)."""
+    versions = [str((body.get("metadata") or {}).get("resourceVersion") or "") for body in (candidate, kept)]
+    if all(version.isdigit() for version in versions):
+        return int(versions[0]) > int(versions[1])
+    return True
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -57,12 +57,12 @@ class ClusterSource:
         client: KubeClient,
         *,
         namespace: str | None = None,
-        group: str = DEFAULT_GROUP,
+        group: str | None = DEFAULT_GROUP,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.group = group
+        self.group = group or DEFAULT_GROUP
         self.poll_seconds = poll_seconds
         self._weights: dict[str, collections.deque[WeightPoint]] = {}
         self._subscribers: list[asyncio.Queue[ChangeEvent]] = []

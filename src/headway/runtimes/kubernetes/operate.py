@@ -36,7 +36,7 @@ from headway.dashboard.model import (
     with_roles,
 )
 from headway.dashboard.runs import run_view_of
-from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of
+from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of, written_template
 from headway.runtimes.kubernetes.client import (
     DEFAULT_GROUP,
     EVENTS,
@@ -51,7 +51,7 @@ from headway.runtimes.kubernetes.client import (
     rollouts,
 )
 from headway.spec.rollout import Rollout
-from headway.stores.k8s_status import status_of
+from headway.stores.k8s_status import status_of, status_wire
 
 Shown = TypeVar("Shown", RolloutView, list[RolloutView])
 
@@ -80,7 +80,8 @@ class Target:
     context: str | None = None
     namespace: str | None = None
     kubeconfig: Path | None = None
-    group: str = DEFAULT_GROUP
+    group: str | None = None
+    """The API group of the Rollouts (``--api-group``); None: the one the cluster serves (`discover_groups`)."""
 
     def connect(self) -> tuple[KubeClient, str, str]:
         """A client, the namespace to use (flag, else the context's, else ``default``) and the server URL."""
@@ -91,21 +92,59 @@ class Target:
         return client, self.namespace or client.namespace, client.server
 
 
-class Cluster:
-    """The CLI's operations on one namespace of a cluster."""
+GROUPS = (DEFAULT_GROUP, "argoproj.io")
+"""The API groups a Rollout may live in, in the order `discover_groups` prefers them."""
 
-    def __init__(self, client: KubeClient, namespace: str, *, group: str = DEFAULT_GROUP, server: str = "") -> None:
+
+async def discover_groups(client: KubeClient) -> tuple[str, ...]:
+    """The groups of `GROUPS` whose Rollouts the cluster serves (API discovery), preferred first; none is an
+    `OperationError` that says what to install or which flag to pass."""
+    served = tuple([group for group in GROUPS if await client.serves(group, "v1alpha1", "rollouts")])
+    if not served:
+        raise OperationError(
+            f"the cluster at {client.server} serves no Rollouts (neither headway.dev nor argoproj.io): "
+            "install the CRDs (kubectl apply -k deploy/base) or pass --api-group"
+        )
+    return served
+
+
+class Cluster:
+    """The CLI's operations on one namespace of a cluster.
+
+    ``also``: further API groups the cluster serves Rollouts in; a rollout not found in ``group`` is looked for
+    there (a cluster with both Headway's and Argo's CRDs), and the group it is found in is used from then on."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        *,
+        group: str = DEFAULT_GROUP,
+        server: str = "",
+        also: tuple[str, ...] = (),
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.server = server
+        self.also = tuple(g for g in also if g != group)
+        self._use(group)
+
+    def _use(self, group: str) -> None:
+        self.group = group
         self.kind = rollouts(group)
         self.runs = analysis_runs(group)
         self.experiments = experiments(group)
-        self.server = server
 
     # --- reads ------------------------------------------------------------------------------------------------
 
     async def rollout(self, name: str) -> Body:
         body = await self.client.get(self.kind, name, self.namespace)
+        for group in self.also if body is None else ():
+            body = await self.client.get(rollouts(group), name, self.namespace)
+            if body is not None:
+                self._use(group)
+                self.also = ()
+                break
         if body is None:
             names = [item["metadata"]["name"] for item in await self.client.list(self.kind, self.namespace)]
             known = ", ".join(sorted(names)) or "none"
@@ -158,7 +197,10 @@ class Cluster:
 
     async def views(self, *, all_namespaces: bool = False) -> list[RolloutView]:
         """Summaries of every rollout in the namespace (or all namespaces)."""
-        items = await self.client.list(self.kind, ALL_NS if all_namespaces else self.namespace)
+        scope = ALL_NS if all_namespaces else self.namespace
+        items = await self.client.list(self.kind, scope)
+        for group in self.also:
+            items += await self.client.list(rollouts(group), scope)
         return [build_view(item, [], []) for item in items]
 
     # --- controls ---------------------------------------------------------------------------------------------
@@ -230,7 +272,8 @@ class Cluster:
             version = str(body["metadata"]["resourceVersion"])
             try:
                 if new_status is not None and new_status != status_of(body):
-                    saved = await self._patch(name, version, "/status", new_status.wire(), status=True)
+                    wire = status_wire(new_status, self.kind.group)
+                    saved = await self._patch(name, version, "/status", wire, status=True)
                     version = str(saved["metadata"]["resourceVersion"])
                 await self._write_spec(name, version, rollout, new_rollout)
             except ApiConflictError:
@@ -293,7 +336,9 @@ def _revision_number(rs: Body) -> int:
 
 
 def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -> dict[str, Any]:
-    """The pod template of revision ``to_revision`` (default: the second newest), without our hash label."""
+    """The pod template of revision ``to_revision`` (default: the second newest) as the user wrote it: the copy
+    kept on the ReplicaSet when there is one (the server defaults ``spec.template``, which would hash as a new
+    revision), else ``spec.template`` without our hash label and ephemeral metadata."""
     ordered = sorted(replica_sets, key=_revision_number, reverse=True)
     numbers = [_revision_number(rs) for rs in ordered]
     if to_revision is None:
@@ -306,6 +351,9 @@ def _template_of(replica_sets: list[Body], to_revision: int | None, name: str) -
             known = ", ".join(str(n) for n in numbers) or "none"
             raise OperationError(f"rollout {name} has no revision {to_revision} (revisions: {known})")
         chosen = matching[0]
+    written = written_template(chosen)
+    if written is not None:
+        return written
     template: dict[str, Any] = dict((chosen.get("spec") or {}).get("template") or {})
     meta = dict(template.get("metadata") or {})
     # Our hash label and the ephemeral metadata of its last role (canaryMetadata etc.) are not the user's
@@ -436,7 +484,8 @@ async def connected(target: Target) -> AsyncIterator[Cluster]:
     """A `Cluster` for ``target`` inside a running event loop, closed afterwards; failures become `OperationError`."""
     client, namespace, server = target.connect()
     try:
-        yield Cluster(client, namespace, group=target.group, server=server)
+        groups = (target.group,) if target.group else await discover_groups(client)
+        yield Cluster(client, namespace, group=groups[0], server=server, also=groups[1:])
     except AdapterError as error:
         raise failure(error, server) from None
     finally:

@@ -85,13 +85,23 @@ def router_for(rollout: Rollout, kube: BlockingKube) -> TrafficRouter | None:
     return CompositeRouter(tuple((name, ROUTERS[name](kube)) for name in names)) if names else None
 
 
-def engine_for(rollout: Rollout, kube: BlockingKube, group: str, gates: GateBackend | None = None) -> Engine:
+def engine_for(
+    rollout: Rollout,
+    kube: BlockingKube,
+    group: str,
+    gates: GateBackend | None = None,
+    *,
+    cached: dict[str, Any] | None = None,
+) -> Engine:
     """The adapters for one (admitted) rollout: its router(s) and the shared platform, runs, status store and
-    gates (shared by the controller: the answers of gates asked in one pass are read in a later one)."""
+    gates (shared by the controller: the answers of gates asked in one pass are read in a later one); ``cached``
+    is the Rollout as the watch delivered it, read instead of a GET at the start of the pass."""
     return Engine(
         platform=KubernetesPlatform(kube),
         router=router_for(rollout, kube),
         runs=KubernetesRunBackend(kube, group),
-        store=KubernetesStatusStore(kube, rollouts(group), selector=label_selector(rollout.spec.selector)),
+        store=KubernetesStatusStore(
+            kube, rollouts(group), selector=label_selector(rollout.spec.selector), cached=cached
+        ),
         gates=gates,
     )

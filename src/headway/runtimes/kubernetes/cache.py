@@ -1,0 +1,148 @@
+"""The ReplicaSets of each Rollout, kept from the controller's watch, so a pass reads them without a LIST.
+
+Argo serves its reads from informer caches; this is the same idea for the one read that every pass and every round
+of a pass makes (`KubernetesPlatform.revisions`). A Rollout's set is seeded by one real LIST (authoritative at that
+moment), then kept current by the watch's events and by the answers of the controller's own writes (a create or
+patch returns the object as stored, so a pass never reads back less than it wrote). An event older than what is
+kept (resourceVersions are etcd revisions: numbers) is ignored; a ReplicaSet the controller deleted stays gone until
+the watch says it was deleted or the controller creates it again. Everything else goes to the server unchanged.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.runtimes.kubernetes.client import REPLICA_SETS, BlockingKube, Body, Kind
+
+Key = tuple[str, str]
+"""(namespace, rollout name)."""
+
+
+def _version(body: Mapping[str, Any]) -> int | None:
+    raw = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _key(body: Mapping[str, Any]) -> tuple[Key, str] | None:
+    meta = body.get("metadata") or {}
+    rollout = (meta.get("labels") or {}).get(ROLLOUT_LABEL)
+    if not rollout or not meta.get("name"):
+        return None
+    return (str(meta.get("namespace") or "default"), str(rollout)), str(meta["name"])
+
+
+class ReplicaSetCache:
+    """Per Rollout, its ReplicaSets by name; fed from the event loop (watch) and pass threads (writes)."""
+
+    def __init__(self) -> None:
+        self._sets: dict[Key, dict[str, Body]] = {}
+        self._deleted: dict[Key, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def listed(self, key: Key) -> builtins.list[Body] | None:
+        """The Rollout's ReplicaSets, or None until a LIST seeded them."""
+        with self._lock:
+            found = self._sets.get(key)
+            return None if found is None else list(found.values())
+
+    def seed(self, key: Key, items: builtins.list[Body]) -> None:
+        with self._lock:
+            kept = self._sets.get(key) or {}
+            fresh = {str(item["metadata"]["name"]): _slim(item) for item in items}
+            for name, body in kept.items():  # a write answered while the LIST was in flight may be newer
+                if name in fresh and _newer(body, fresh[name]):
+                    fresh[name] = body
+            self._sets[key] = fresh
+
+    def observed(self, body: Body, *, deleted: bool = False) -> None:
+        """A watch event (or a write's answer, ``deleted`` False)."""
+        where = _key(body)
+        if where is None:
+            return
+        key, name = where
+        with self._lock:
+            kept = self._sets.get(key)
+            if kept is None:
+                return  # not seeded yet: its first LIST sees the server's state
+            if deleted:
+                kept.pop(name, None)
+                self._deleted.get(key, set()).discard(name)
+            elif name not in self._deleted.get(key, set()) and (name not in kept or _newer(body, kept[name])):
+                kept[name] = _slim(body)
+
+    def wrote(self, body: Body) -> None:
+        where = _key(body)
+        if where is not None:
+            with self._lock:
+                self._deleted.get(where[0], set()).discard(where[1])
+        self.observed(body)
+
+    def removed(self, namespace: str, rollout: str, name: str) -> None:
+        with self._lock:
+            key = (namespace, rollout)
+            if key in self._sets:
+                self._sets[key].pop(name, None)
+                self._deleted.setdefault(key, set()).add(name)
+
+    def forget(self, namespace: str, rollout: str) -> None:
+        with self._lock:
+            self._sets.pop((namespace, rollout), None)
+            self._deleted.pop((namespace, rollout), None)
+
+
+def _slim(body: Body) -> Body:
+    """Without ``managedFields`` (often the largest part of an object, and never read by a pass)."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+def _newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    new, old = _version(candidate), _version(kept)
+    return new is None or old is None or new > old
+
+
+class CachedKube(BlockingKube):
+    """`BlockingKube` whose LIST of one Rollout's ReplicaSets comes from a `ReplicaSetCache` and whose ReplicaSet
+    writes update it; every other call is the server's."""
+
+    def __init__(self, kube: BlockingKube, cache: ReplicaSetCache) -> None:
+        super().__init__(kube.client, kube._loop, timeout=kube._timeout)
+        self._cache = cache
+
+    def list(
+        self, kind: Kind, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Body]:
+        if kind != REPLICA_SETS or namespace is None or not labels or set(labels) != {ROLLOUT_LABEL}:
+            return super().list(kind, namespace, labels)
+        key = (namespace, labels[ROLLOUT_LABEL])
+        found = self._cache.listed(key)
+        if found is None:
+            found = super().list(kind, namespace, labels)
+            self._cache.seed(key, found)
+        return found
+
+    def create(self, kind: Kind, body: Body) -> Body:
+        created = super().create(kind, body)
+        if kind == REPLICA_SETS:
+            self._cache.wrote(created)
+        return created
+
+    def patch(
+        self, kind: Kind, name: str, namespace: str | None, patch: Body | builtins.list[Body], *, status: bool = False
+    ) -> Body:
+        patched = super().patch(kind, name, namespace, patch, status=status)
+        if kind == REPLICA_SETS:
+            self._cache.wrote(patched)
+        return patched
+
+    def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
+        if kind == REPLICA_SETS and namespace is not None:
+            rollout = name.rsplit("-", 1)[0]
+            self._cache.removed(namespace, rollout, name)
+        super().delete(kind, name, namespace)

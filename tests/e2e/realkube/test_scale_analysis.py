@@ -1,0 +1,138 @@
+"""The /scale subresource (``kubectl scale`` and an HPA's patch) and AnalysisRuns on a real API server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from headway.runtimes.kubernetes.client import KubeClient, analysis_runs, analysis_templates, rollouts
+from tests.e2e.realkube.cluster import (
+    GROUP,
+    RealCluster,
+    eventually,
+    healthy_on,
+    replica_sets,
+    rollout_body,
+    running,
+    set_image,
+    status,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+
+def _kubectl(cluster: RealCluster, *args: str) -> str:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def _available(admin: KubeClient, namespace: str) -> int:
+    return sum(
+        int((rs.get("status") or {}).get("availableReplicas") or 0) for rs in await replica_sets(admin, namespace)
+    )
+
+
+async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_the_rollout(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    await admin.create(rollouts(GROUP), rollout_body(namespace))
+    path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="healthy at 2")
+        assert json.loads(_kubectl(real_cluster, "get", "--raw", path))["status"] == {
+            "replicas": 2,
+            "selector": "app=web",
+        }
+        _kubectl(real_cluster, "-n", namespace, "scale", f"rollouts.{GROUP}/web", "--replicas=4")
+
+        async def at(count: int) -> bool:
+            scale = json.loads(_kubectl(real_cluster, "get", "--raw", path))
+            return await _available(admin, namespace) == count and scale["status"]["replicas"] == count
+
+        await eventually(lambda: at(4), what="4 pods after kubectl scale")
+        patch = json.dumps({"spec": {"replicas": 3}})  # what the HPA controller sends
+        _kubectl(
+            real_cluster,
+            "-n",
+            namespace,
+            "patch",
+            f"rollouts.{GROUP}/web",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            patch,
+        )
+        await eventually(lambda: at(3), what="3 pods after the HPA-style patch")
+    assert len(await replica_sets(admin, namespace)) == 1  # resizing is not a new revision
+
+
+@pytest_asyncio.fixture
+async def rate() -> AsyncIterator[tuple[str, dict[str, float]]]:
+    """A metrics endpoint on 127.0.0.1 answering ``{"rate": answer["rate"]}`` (the test may change it)."""
+    answer = {"rate": 1.0}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/rate", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate", answer
+    finally:
+        await runner.cleanup()
+
+
+def _template(namespace: str, url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate", "namespace": namespace},
+        "spec": {
+            "metrics": [
+                {
+                    "name": "success-rate",
+                    "successCondition": "result >= 0.99",
+                    "failureLimit": 0,
+                    "provider": {"web": {"url": url, "jsonPath": "{$.rate}"}},
+                }
+            ]
+        },
+    }
+
+
+async def test_a_step_analysis_promotes_a_good_canary_and_rolls_a_bad_one_back(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient, rate: tuple[str, dict[str, float]]
+) -> None:
+    url, answer = rate
+    await admin.create(analysis_templates(GROUP), _template(namespace, url))
+    steps: list[dict[str, Any]] = [
+        {"setWeight": 50},
+        {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+    ]
+    await admin.create(rollouts(GROUP), rollout_body(namespace, strategy={"canary": {"steps": steps}}))
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="revision 1 healthy")
+        await set_image(admin, namespace, "example/web:2")
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:2"), what="promoted after a good analysis")
+        answer["rate"] = 0.5
+        await set_image(admin, namespace, "example/web:3")
+
+        async def rolled_back() -> bool:
+            current = await status(admin, namespace)
+            return current.get("abort") is True and current.get("phase") == "Degraded"
+
+        await eventually(rolled_back, what="the rollback after a failed analysis")
+    phases = sorted(run["status"]["phase"] for run in await admin.list(analysis_runs(GROUP), namespace))
+    assert phases == ["Failed", "Successful"]
