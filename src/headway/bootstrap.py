@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -601,9 +602,17 @@ class Embedded:
         loop = asyncio.get_running_loop()
 
         def apply(documents: Sequence[Document], source: str) -> list[str]:
-            # Called from the sync's thread: the apply itself runs on the runner's worker, after any pass.
+            # Called from the sync's thread: the apply itself runs on the runner's worker, after any pass. It is
+            # waited for as long as it takes (a timeout here would not stop it, and the commit would be applied
+            # with no record of it), unless the daemon stops first.
             future = asyncio.run_coroutine_threadsafe(self.runner.apply_loaded(documents, source), loop)
-            return future.result(timeout=gitsync.GIT_TIMEOUT)
+            while True:
+                try:
+                    return future.result(timeout=1.0)
+                except concurrent.futures.TimeoutError:
+                    if self._git_stop.is_set():
+                        future.cancel()
+                        raise gitsync.GitError("the daemon is stopping: the commit was not applied") from None
 
         sync = gitsync.GitSync(
             source=gitsync.GitSource(config, private_dir(self.state_dir / GIT_DIR)),
@@ -846,7 +855,15 @@ def teardown(state_dir: Path | str) -> None:
     forget(path)
 
 
-STATE_FILES = ("headway.db", "headway.db-wal", "headway.db-shm", "platform.json", TOKEN_FILE, ENDPOINT_FILE)
+STATE_FILES = (
+    "headway.db",
+    "headway.db-wal",
+    "headway.db-shm",
+    "platform.json",
+    TOKEN_FILE,
+    ENDPOINT_FILE,
+    GIT_STATE_FILE,  # the commit last applied dies with the rollouts it made: the next start applies it again
+)
 
 
 def forget(state_dir: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from headway.core import readiness
 from headway.core.actions import Action
 from headway.core.dataplane import expected_routing
 from headway.core.decide import decide as core_decide
@@ -238,12 +239,15 @@ def _health_seen(kept: RolloutStatus, decided: RolloutStatus) -> RolloutStatus:
 
     Fail closed: a pass that finds the data plane broken (the stable revision unrouted, drifted routing) and then
     fails to repair it must not leave the rollout listed as Healthy until some later pass succeeds; only the
-    phase, its message and the Healthy condition are taken from the decision, nothing it did not achieve.
+    phase, its message and the conditions that say whether it is healthy (Argo's ``Healthy``, kstatus' ``Ready``,
+    ``Reconciling`` and ``Stalled``, which Flux and ``kubectl wait`` read) are taken from the decision, nothing it
+    did not achieve.
     """
     if kept.phase != Phase.HEALTHY or decided.phase in (None, Phase.HEALTHY):
         return kept
-    healthy = decided.condition("Healthy")
-    conditions = [c for c in kept.conditions if c.type != "Healthy"] + ([healthy] if healthy is not None else [])
+    health = ("Healthy", *readiness.KINDS)
+    conditions = [c for c in kept.conditions if c.type not in health]
+    conditions += [c for c in decided.conditions if c.type in health]
     return kept.model_copy(
         update={"phase": decided.phase, "message": decided.message, "conditions": sorted(conditions, key=_type)}
     )

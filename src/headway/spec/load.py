@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml._yaml import CParser  # PyYAML's libyaml binding
-from yaml.composer import Composer
+from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
 from yaml.resolver import Resolver
@@ -285,6 +285,8 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
         self.limits = limits
         self.nodes = self.depth = self.aliases = self.document_count = 0
         self.anchor_sizes: dict[str, int] = {}
+        self.open_anchors: set[str] = set()
+        """Anchors whose node is still being composed: an alias to one of them would make a cycle."""
         self.duplicates: list[tuple[str, int]] = []
 
     def _refuse(self, name: str, what: str, mark: Any) -> LimitExceeded:
@@ -307,6 +309,8 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
             self.aliases += 1
             if self.aliases > self.limits.max_aliases:
                 raise self._refuse("max_aliases", f"more than {self.limits.max_aliases} aliases", mark)
+            if event.anchor in self.open_anchors:  # `a: &x {b: *x}`: a cycle every walker would recurse into
+                raise ComposerError(None, None, f"alias *{event.anchor} refers to the node it is inside", mark)
             self._count(self.anchor_sizes.get(event.anchor or "", 1), mark)
             alias: yaml.Node | None = super().compose_node(parent, index)
             return alias
@@ -315,10 +319,13 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
             raise self._refuse("max_depth", f"nesting deeper than {self.limits.max_depth} levels", mark)
         before = self.nodes
         self._count(1, mark)
-        node: yaml.Node | None = super().compose_node(parent, index)
-        self.depth -= 1
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
+            self.open_anchors.add(anchor)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        self.depth -= 1
+        if anchor is not None:
+            self.open_anchors.discard(anchor)
             self.anchor_sizes[anchor] = self.nodes - before
         return node
 

@@ -18,8 +18,9 @@ SUBDOMAIN_MAX = 253
 LABEL_MAX = 63
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_LABEL_RE = re.compile(rf"^{_LABEL}$")
-_SUBDOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_LABEL_RE = re.compile(_LABEL)
+_SUBDOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+# Matched with fullmatch: ``$`` would also match before a final newline, letting ``"web\n"`` through.
 
 SUBDOMAIN_RULE = (
     "a lowercase RFC 1123 subdomain: at most 253 characters, lower case letters, digits, '-' and '.', "
@@ -47,7 +48,7 @@ def subdomain_problem(value: str) -> str | None:
         return "it is empty; it must be " + SUBDOMAIN_RULE
     if len(value) > SUBDOMAIN_MAX:
         return f"it is {len(value)} characters long; it must be " + SUBDOMAIN_RULE
-    if not _SUBDOMAIN_RE.match(value):
+    if not _SUBDOMAIN_RE.fullmatch(value):
         return "it must be " + SUBDOMAIN_RULE
     return None
 
@@ -58,7 +59,7 @@ def label_problem(value: str) -> str | None:
         return "it is empty; it must be " + LABEL_RULE
     if len(value) > LABEL_MAX:
         return f"it is {len(value)} characters long; it must be " + LABEL_RULE
-    if not _LABEL_RE.match(value):
+    if not _LABEL_RE.fullmatch(value):
         return "it must be " + LABEL_RULE
     return None
 

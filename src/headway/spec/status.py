@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from headway.spec.analysis import AnalysisPhase
 from headway.spec.base import Model
+
+
+def _int_or_string(schema: dict[str, Any]) -> None:
+    """The CRD types ``observedGeneration`` as int-or-string: Argo's string, or the integer kstatus reads."""
+    schema.clear()
+    schema["anyOf"] = [{"type": "integer"}, {"type": "string"}, {"type": "null"}]
 
 
 class Phase(StrEnum):
@@ -114,13 +120,20 @@ class RolloutStatus(Model):
     blue_green: BlueGreenStatus = BlueGreenStatus()
     promote_full: bool = False
     restarted_at: datetime | None = None
-    observed_generation: str | None = None
+    observed_generation: str | None = Field(default=None, json_schema_extra=_int_or_string)
+    """Argo writes the generation as a string; in the ``headway.dev`` group the store writes an integer, which
+    kstatus (Flux, ``kubectl wait``-style tools) can compare with ``metadata.generation``. Read either way."""
     scale_down_at: dict[str, datetime] = {}
     progress_marker: str = ""
     progress_since: datetime | None = None
     deadline_exceeded: bool = False
     gates_passed: list[str] = []
     """Headway: gate webhooks (``<gate>/<hash>``) that said yes for the current update."""
+
+    @field_validator("observed_generation", mode="before")
+    @classmethod
+    def _generation_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     def pause_reasons(self) -> set[PauseReason]:
         return {condition.reason for condition in self.pause_conditions}

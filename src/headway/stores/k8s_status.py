@@ -10,6 +10,9 @@ subresource serves it as ``labelSelectorPath``, so an HPA can find the pods whos
 writes it with every save when it is given one (the status model does not carry it; a status loaded with one
 keeps it as an extra field, so a save by a store without one, e.g. the CLI's, leaves it in place).
 
+``status.observedGeneration`` is an integer in ``headway.dev``, so kstatus (Flux's health checks and other
+"is it done" tools) can compare it with ``metadata.generation``; Argo's schema types it as a string, kept there.
+
 ``status.HPAReplicas`` repeats ``status.replicas``: Argo's own CRD serves that field as the /scale subresource's
 ``statusReplicasPath``, so without it an HPA reads 0 replicas on a cluster with Argo's CRDs installed.
 
@@ -210,4 +213,9 @@ def status_wire(status: RolloutStatus, group: str) -> dict[str, Any]:
     fields packed into Argo's schema (see the module docstring)."""
     wire = status.wire()
     wire["HPAReplicas"] = wire.get("replicas", 0)
-    return wire if group == DEFAULT_GROUP else pack_extensions(wire)
+    if group != DEFAULT_GROUP:
+        return pack_extensions(wire)
+    observed = wire.get("observedGeneration")
+    if isinstance(observed, str) and observed.isdigit():
+        wire["observedGeneration"] = int(observed)  # kstatus reads an integer (Argo's schema wants a string)
+    return wire

@@ -155,3 +155,32 @@ def test_credentials_never_reach_a_message(tmp_path: Path) -> None:
 def test_options_that_could_escape_are_refused(field: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GitConfig("file:///tmp/x", **{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_commit_that_crashes_the_checks_is_refused_not_retried_forever(served: Served, tmp_path: Path) -> None:
+    world = World()
+    sync = _sync(served, world, tmp_path)
+    served.commit({"web.yaml": MANIFEST + "---\nrecursive: &r\n  again: *r\n"}, "a recursive alias")
+    outcome = sync.poll()
+    assert outcome.applied == () and (outcome.problems or outcome.error)
+    assert sync.poll().changed is False, "refused once, not retried every poll"
+
+
+def test_a_commit_too_big_to_read_is_refused_before_it_is_read(served: Served, tmp_path: Path) -> None:
+    world = World()
+    sync = _sync(served, world, tmp_path)
+    filler = "# " + "x" * 1000 + "\n"
+    served.commit({f"f{i:03d}.yaml": filler * 1000 for i in range(20)}, "twenty files of a megabyte")
+    outcome = sync.poll()
+    assert outcome.error is not None and "more than" in outcome.error, outcome
+    assert outcome.applied == ()
+
+
+def test_headway_down_forgets_the_commit_with_the_rollouts_it_made(tmp_path: Path) -> None:
+    from headway.bootstrap import forget
+    from headway.runtimes.embedded.state_files import GIT_STATE_FILE
+
+    (tmp_path / GIT_STATE_FILE).write_text('{"url": "x", "applied": "abc", "refused": null}')
+    forget(tmp_path)
+    assert not (tmp_path / GIT_STATE_FILE).exists(), "the next start must apply the branch again"

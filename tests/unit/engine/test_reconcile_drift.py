@@ -176,5 +176,9 @@ def test_a_drift_whose_repair_fails_is_not_left_healthy() -> None:
     assert "ActionFailed" in reasons(result) and TRAFFIC_DRIFT in reasons(result)
     assert world.status().phase == Phase.PROGRESSING, "saved as the pass saw it, not left Healthy"
     assert "traffic routing drifted" in world.status().message
+    ready = world.status().condition("Ready")
+    assert ready is not None and ready.status == "False", "kstatus' Ready (Flux, kubectl wait) is not left True"
     world.run()
     assert world.status().phase == Phase.HEALTHY, "the next pass repairs it"
+    ready = world.status().condition("Ready")
+    assert ready is not None and ready.status == "True"

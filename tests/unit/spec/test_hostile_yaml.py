@@ -238,3 +238,20 @@ def test_the_loader_is_fast_for_honest_files() -> None:
     text = dump(*[rollout(f"web{i}") for i in range(300)])
     documents = within(lambda: load_text(text, "many.yaml"), seconds=1.0)
     assert len(documents) == 300 and all(document.model is not None for document in documents)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "spec: &s\n  x: *s\n",  # a mapping holding itself
+        "spec: &s\n  - *s\n",  # a list holding itself
+        "a: &x\n  <<: *x\n",  # a merge of itself
+        "a: &x [1, {b: *x}]\n",  # deeper inside
+    ],
+    ids=["mapping", "sequence", "merge", "nested"],
+)
+def test_a_recursive_alias_is_an_error_at_its_place_not_a_recursion(text: str) -> None:
+    documents = load_text("apiVersion: headway.dev/v1alpha1\nkind: Rollout\nmetadata: {name: web}\n" + text)
+    [problem] = [problem for document in documents for problem in document.problems]
+    assert "refers to the node it is inside" in problem.message
+    assert problem.line is not None and problem.line >= 4

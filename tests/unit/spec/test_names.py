@@ -65,3 +65,9 @@ def test_a_manifest_with_a_bad_namespace_is_an_error_at_its_field() -> None:
     problems = lint(bad)
     assert len(problems) == 1 and "metadata.namespace: 'Shop_EU' is not a valid namespace" in problems[0]
     assert "lowercase RFC 1123 label" in problems[0]
+
+
+@pytest.mark.parametrize("value", ["web\n", "web\r", "shop\n"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(value: str) -> None:
+    assert names.subdomain_problem(value) is not None
+    assert names.label_problem(value) is not None

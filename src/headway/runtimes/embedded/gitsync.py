@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from headway.manifest_files import load_manifest_text
+from headway.manifest_files import limits, load_manifest_text
 from headway.private_files import private_dir, write_private_atomically
 from headway.spec.load import Document, Problem
 from headway.spec.validate import validate
@@ -57,8 +57,10 @@ SYNC_REF = "refs/headway/synced"
 STATE_FILE = "git-sync.json"
 GIT_TIMEOUT = 60.0
 """Seconds one git command may take before the poll fails (a hung remote must not hang the sync)."""
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-"""Largest manifest file read from a commit; a bigger blob is refused by name instead of read."""
+MAX_COMMIT_FILES = 500
+"""Most manifest files read from one commit's folder; more is refused before anything is read."""
+COMMIT_BYTES_FACTOR = 16
+"""A commit's manifests together may hold this many times the per-file limit (``HEADWAY_MAX_MANIFEST_BYTES``)."""
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
@@ -196,9 +198,18 @@ class GitSource:
                 continue
             wanted.append((path, blob.decode("ascii"), int(length)))
         wanted.sort()
+        # Sizes come from the tree listing, so an oversized commit is refused before a byte of it is read.
+        per_file = limits().max_bytes
+        if len(wanted) > MAX_COMMIT_FILES:
+            raise GitError(f"{len(wanted)} manifest files under {folder or '.'}: more than the {MAX_COMMIT_FILES} read")
         for path, _, size in wanted:
-            if size > MAX_MANIFEST_BYTES:
-                raise GitError(f"{path}: {size} bytes is more than the {MAX_MANIFEST_BYTES} a manifest may have")
+            if size > per_file:
+                raise GitError(f"{path}: {size} bytes is more than the {per_file} a manifest may have")
+        total = sum(size for _, _, size in wanted)
+        if total > COMMIT_BYTES_FACTOR * per_file:
+            raise GitError(
+                f"the manifests under {folder or '.'} hold {total} bytes: more than {COMMIT_BYTES_FACTOR * per_file}"
+            )
         # One process reads every blob: "<sha> blob <size>\n<bytes>\n" per object requested.
         request = "".join(f"{blob}\n" for _, blob, _ in wanted).encode("ascii")
         output = self._run("cat-file", "--batch", what=f"reading the manifests of {sha[:12]}", stdin=request)
@@ -257,16 +268,23 @@ class GitSync:
         """Fetch; when the branch moved to a commit not seen yet, check all of it and apply it or refuse it."""
         try:
             sha = self.source.fetch()
-            if sha in (self.last, self.refused):
-                return SyncOutcome(sha=None)
-            commit = self.source.read(sha)
         except GitError as error:
             return SyncOutcome(sha=None, error=str(error))
-        documents: list[Document] = []
-        for path, text in commit.files:
-            documents.extend(load_manifest_text(text, path))
-        rollouts = tuple(_rollout_key(doc) for doc in documents if doc.kind == "Rollout" and doc.name)
-        problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
+        if sha in (self.last, self.refused):
+            return SyncOutcome(sha=None)
+        try:
+            commit = self.source.read(sha)
+            documents: list[Document] = []
+            for path, text in commit.files:
+                documents.extend(load_manifest_text(text, path))
+            rollouts = tuple(_rollout_key(doc) for doc in documents if doc.kind == "Rollout" and doc.name)
+            problems = [problem for doc in documents for problem in doc.problems] + validate(documents)
+        except Exception as error:  # a commit that cannot be read or checked is refused, never retried forever
+            log.warning("git sync: commit %s could not be checked", sha[:12], exc_info=not isinstance(error, GitError))
+            self.refused = sha
+            self._save()
+            message = str(error) if isinstance(error, GitError) else f"{type(error).__name__}: {error}"
+            return SyncOutcome(sha=sha, error=redact(message))
         errors = tuple(problem for problem in problems if problem.is_error)
         if not errors and not any(doc.model is not None for doc in documents):
             where = self.source.config.folder or "the repository root"

@@ -41,6 +41,7 @@ import kopf
 import yaml
 from aiohttp import web
 
+from headway.core import readiness
 from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.gates import HttpGates
@@ -453,6 +454,10 @@ class Controller:
                 "message": f"InvalidSpec: {message}",
                 "observed_generation": observed,  # seen (and refused): `status` must fail now, not time out
             }
+        )
+        # Stalled for kstatus (Flux, `kubectl wait`): an invalid spec will not progress until it is edited.
+        status = readiness.with_readiness(
+            status, generation=generation if isinstance(generation, int) else None, now=now
         )
         try:
             await self._blocking(store.save, key, status, version)
