@@ -210,7 +210,9 @@ ROUTERS: list[RouterAdapter] = [
     RouterAdapter("fake", FakeRouter, lambda _: FakeRouter()),
     RouterAdapter("composite", CompositeRouter, composite),
     RouterAdapter("proxy", ProxyRouter, proxy_router, real_process=True),
-    RouterAdapter("haproxy", HAProxyRouter, haproxy_router, real_process=True, header_routes=False, mirror_routes=False),
+    RouterAdapter(
+        "haproxy", HAProxyRouter, haproxy_router, real_process=True, header_routes=False, mirror_routes=False
+    ),
     RouterAdapter("gatewayapi", GatewayApiRouter, gateway_router, rollout=gateway_rollout),
     RouterAdapter("istio", IstioRouter, istio_router, rollout=istio_rollout),
     RouterAdapter("nginx", NginxRouter, nginx_router, rollout=nginx_rollout, mirror_routes=False),
@@ -281,4 +283,3 @@ def every_adapter() -> Iterator[Adapter[Any]]:
     yield from PLATFORMS
     yield from STORES
     yield from RUN_BACKENDS
-

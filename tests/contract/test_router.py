@@ -119,9 +119,9 @@ def test_routes_are_set_and_removed_idempotently(
     assert router.read_state(rollout, with_routes).drift == once.drift == (), "set routes read back as set"
     # (kinds, not names: NGINX keeps one unnamed header route, reported under its annotation's name)
     present = [(kind, wanted) for kind, _, wanted in route_drift(router.read_state(rollout, without))]
-    assert present == [(DriftKind.HEADER_ROUTE, "absent")] * len(headers) + [
-        (DriftKind.MIRROR_ROUTE, "absent")
-    ] * len(mirrors), "a route that is set is found on the data plane"
+    assert present == [(DriftKind.HEADER_ROUTE, "absent")] * len(headers) + [(DriftKind.MIRROR_ROUTE, "absent")] * len(
+        mirrors
+    ), "a route that is set is found on the data plane"
 
     for name, _ in headers:
         router.set_header_route(rollout, name, None)
