@@ -14,19 +14,24 @@ the request by name instead of skipping the test.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
 from _pytest.mark import ParameterSet
 
+from headway.engine.analysis import AnalysisExecutor
 from headway.engine.runs import RunBackend
 from headway.platforms.base import Platform
-from headway.platforms.fake import FakePlatform
+from headway.platforms.fake import EPOCH, FakePlatform
 from headway.platforms.kubernetes import KubernetesPlatform
 from headway.platforms.local import LocalPlatform
+from headway.providers.base import MetricProvider
+from headway.providers.static import StaticProvider
 from headway.routers.base import TrafficRouter
 from headway.routers.composite import CompositeRouter
 from headway.routers.fake import FakeRouter
@@ -36,8 +41,12 @@ from headway.routers.istio import VIRTUAL_SERVICES, IstioRouter
 from headway.routers.nginx import INGRESSES, NginxRouter
 from headway.routers.proxy import ProxyRouter
 from headway.routers.smi import SmiRouter
-from headway.runtimes.kubernetes.client import HTTP_ROUTES, SERVICES, rollouts
+from headway.runtimes.kubernetes.analysis import RunMeasurer
+from headway.runtimes.kubernetes.client import DEFAULT_GROUP, HTTP_ROUTES, SERVICES, analysis_templates, rollouts
+from headway.runtimes.kubernetes.runs import KubernetesRunBackend
+from headway.sim.analysis import SimAnalysis
 from headway.sim.runs import ScriptedRuns
+from headway.spec.analysis import AnalysisTemplate
 from headway.spec.rollout import Rollout
 from headway.stores.base import StatusStore
 from headway.stores.k8s_status import KubernetesStatusStore
@@ -273,8 +282,83 @@ STORES: list[Adapter[StatusStore]] = [
 # --- RunBackend -----------------------------------------------------------------------------------------------
 
 
-RUN_BACKENDS: list[Adapter[RunBackend]] = [
-    Adapter("scripted", ScriptedRuns, lambda _: ScriptedRuns()),
+TEMPLATE = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "AnalysisTemplate",
+    "metadata": {"name": "error-rate", "namespace": "default"},
+    "spec": {
+        "metrics": [
+            {
+                "name": "rate",
+                "interval": "1h",
+                "successCondition": "result > 0.9",
+                "provider": {"plugin": {"static": {"values": [0.99]}}},
+            }
+        ]
+    },
+}
+"""The template the contract's analysis runs reference: one static measurement (the runs contract is about
+starting, stopping and observing runs, not about measuring)."""
+
+
+@dataclass(frozen=True)
+class RunAdapter(Adapter[RunBackend]):
+    settle: Callable[[RunBackend], None] = lambda _: None
+    """Let the backend's own machinery act once (its measuring loop), as it would between two passes: where a
+    terminate is a request (an AnalysisRun's ``spec.terminate``), this is what completes the run."""
+
+
+def _providers() -> dict[str, MetricProvider]:
+    return {StaticProvider.type: StaticProvider()}
+
+
+def executor(_: pytest.FixtureRequest) -> RunBackend:
+    template = AnalysisTemplate.model_validate(TEMPLATE)
+    return AnalysisExecutor(templates={"default/error-rate": template}, providers=_providers())
+
+
+def tick(backend: RunBackend) -> None:
+    assert isinstance(backend, AnalysisExecutor)
+    asyncio.run(backend.tick(datetime.now(UTC)))
+
+
+def simulated(request: pytest.FixtureRequest) -> RunBackend:
+    template = AnalysisTemplate.model_validate(TEMPLATE)
+    sim = SimAnalysis(templates={"default/error-rate": template}, providers=_providers(), now=EPOCH)
+    request.addfinalizer(sim.close)
+    return sim
+
+
+def advance(backend: RunBackend) -> None:
+    assert isinstance(backend, SimAnalysis)
+    backend.advance(backend.now + timedelta(seconds=1))
+
+
+def kubernetes_runs(request: pytest.FixtureRequest) -> RunBackend:
+    """AnalysisRun and Experiment objects on the emulator, measured by the controller's `RunMeasurer`."""
+    api = kube(request)
+    api.kube.create(analysis_templates(DEFAULT_GROUP), TEMPLATE)
+    backend = KubernetesRunBackend(api.kube, DEFAULT_GROUP)
+    _measurers[id(backend)] = (api, RunMeasurer(api.client, DEFAULT_GROUP, _providers()))
+    request.addfinalizer(lambda: _measurers.pop(id(backend), None))
+    return backend
+
+
+_measurers: dict[int, tuple[ApiServer, RunMeasurer]] = {}
+
+
+def measure(backend: RunBackend) -> None:
+    api, measurer = _measurers[id(backend)]
+    for app in APPS:
+        call = measurer.measure("default", app, datetime.now(UTC), (5, 5))
+        asyncio.run_coroutine_threadsafe(call, api.loop).result(30)
+
+
+RUN_BACKENDS: list[RunAdapter] = [
+    RunAdapter("scripted", ScriptedRuns, lambda _: ScriptedRuns()),
+    RunAdapter("executor", AnalysisExecutor, executor, settle=tick),
+    RunAdapter("simulated", SimAnalysis, simulated, settle=advance),
+    RunAdapter("kubernetes", KubernetesRunBackend, kubernetes_runs, settle=measure),
 ]
 
 

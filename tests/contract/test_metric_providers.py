@@ -18,13 +18,14 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from headway.bootstrap import RolloutProxyProvider
+from headway.bootstrap import Proxies, RolloutProxyProvider
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.job import LocalJobProvider
 from headway.providers.k8s_job import KubernetesJobProvider
@@ -133,12 +134,13 @@ def prometheus_harness(data: server.Backfill) -> Harness:
     )
 
 
-def proxy_harness(proxies: Mapping[str, Running]) -> Harness:
+def proxy_harness(proxies: Mapping[str, Running], state_dir: Path) -> Harness:
     admin = proxies["web"].admin
     call("PUT", admin + "/state", {"stable": "old", "weights": {"old": 100}})  # no request yet: zero counted
 
     def registered(_: Metric) -> MetricProvider:
-        return RolloutProxyProvider({}, lambda _run: None)  # the embedded mode aims it at the run's proxy
+        # The embedded mode registers it as the bootstrap does: aimed at the proxy of the run's rollout.
+        return RolloutProxyProvider(Proxies(state_dir), lambda _run: None)
 
     return Harness(
         provider=ProxyProvider(),
@@ -258,7 +260,10 @@ PROVIDERS: list[ProviderAdapter] = [
         real_process=True,
     ),
     ProviderAdapter(
-        "proxy", ProxyProvider, _ready(lambda request: proxy_harness(request.getfixturevalue("proxies"))), True
+        "proxy",
+        ProxyProvider,
+        _ready(lambda request: proxy_harness(request.getfixturevalue("proxies"), request.getfixturevalue("tmp_path"))),
+        True,
     ),
     ProviderAdapter(
         "k8s_job", KubernetesJobProvider, _ready(lambda request: cluster_job_harness(adapters.kube(request)))
