@@ -69,7 +69,8 @@ class Adapter(Generic[T]):
     """The adapter's class (its module is what `test_adapters.py` checks is listed)."""
     build: Callable[[pytest.FixtureRequest], T]
     real_process: bool = False
-    """Starts real processes: marked ``slow`` (out of the fast loop)."""
+    """Starts a server or long-lived processes (a proxy, haproxy, replicas): marked ``slow``, out of the fast
+    loop. Short commands a measurement runs (``sh -c``) do not count."""
 
     def param(self) -> ParameterSet:
         return pytest.param(self, id=self.name, marks=[pytest.mark.slow] if self.real_process else [])
