@@ -1,34 +1,50 @@
-"""The MetricProvider contract, run against every provider with real backends.
+"""The MetricProvider contract, run against every provider in ``headway/providers`` with real backends.
 
-Each provider gets a harness: a metric that measures a known value, one whose query fails, and a few that are
-broken in the ways users break them. The contract: success is a value, failure is an error message, broken
-input is an error message too (never an exception), every answer is exactly one of value/error/pending,
-cancel is idempotent, and polling a handle the provider never issued is an error. Prometheus runs against a
-real server (skipped locally without the binary, a failure under CI), web against a real HTTP server, job
-with real ``sh -c`` processes.
+`PROVIDERS` lists them (one line each; `tests/contract/test_adapters.py` checks none is missing). Each provider
+gets a harness: a metric that measures a known value, one whose query fails, and a few that are broken in the
+ways users break them. The contract: success is a value, failure is an error message, broken input is an error
+message too (never an exception), every answer is exactly one of value/error/pending, cancel is idempotent, and
+polling a handle the provider never issued is an error. Prometheus runs against a real server (skipped locally
+without the binary, a failure under CI), web against a real HTTP server, job with real ``sh -c`` processes, the
+proxy provider against a real embedded proxy, and the cluster's job provider creates batch/v1 Jobs on the API
+server emulator, whose commands `EmulatedJobs` runs as local processes (the emulator runs no pods).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from headway.bootstrap import Proxies, RolloutProxyProvider
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.job import LocalJobProvider
+from headway.providers.k8s_job import KubernetesJobProvider
 from headway.providers.prometheus import PrometheusProvider
+from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry, provider_type
 from headway.providers.static import StaticProvider
 from headway.providers.web import WebProvider
+from headway.runtimes.kubernetes.analysis import ClusterJobs, cluster_providers
+from headway.runtimes.kubernetes.client import JOBS, NotFoundError
 from headway.spec.analysis import Metric
+from tests.contract import adapters
+from tests.e2e.kubernetes.emulator import ApiServer
+from tests.e2e.kubernetes.harness import GROUP
 from tests.e2e.prometheus import server
+from tests.e2e.proxy.processes import Running, call
 from tests.unit.providers.servers import serve
+
+T = TypeVar("T")
 
 
 def metric(name: str, provider: dict[str, Any]) -> Metric:
@@ -47,6 +63,10 @@ class Harness:
     context: MeasureContext = field(
         default_factory=lambda: MeasureContext(args={}, now=datetime.now(UTC), run_name="contract")
     )
+    measured: Callable[[Any], object] = lambda value: value
+    """The part of a good measurement compared with ``expected`` (the whole value unless it is a document)."""
+    registered: Callable[[Metric], MetricProvider] = lambda metric: default_registry().for_metric(metric)
+    """The provider the mode that offers this one hands out for a metric (the embedded mode's table by default)."""
 
 
 def job(name: str, script: str | None) -> Metric:
@@ -114,6 +134,87 @@ def prometheus_harness(data: server.Backfill) -> Harness:
     )
 
 
+def proxy_harness(proxies: Mapping[str, Running], state_dir: Path) -> Harness:
+    admin = proxies["web"].admin
+    call("PUT", admin + "/state", {"stable": "old", "weights": {"old": 100}})  # no request yet: zero counted
+
+    def registered(_: Metric) -> MetricProvider:
+        # The embedded mode registers it as the bootstrap does: aimed at the proxy of the run's rollout.
+        return RolloutProxyProvider(Proxies(state_dir), lambda _run: None)
+
+    return Harness(
+        provider=ProxyProvider(),
+        good=metric("good", {"plugin": {"proxy": {"address": admin, "window": "30s"}}}),
+        expected=("old", 0),
+        measured=lambda value: (value["stable"]["revision"], value["stable"]["requests"]),
+        bad=metric("bad", {"plugin": {"proxy": {"address": "http://127.0.0.1:9"}}}),
+        broken=[
+            metric("window", {"plugin": {"proxy": {"address": admin, "window": "soon"}}}),
+            metric("cut", {"plugin": {"proxy": {"address": admin, "latencyCut": "fast"}}}),
+            metric("address", {"plugin": {"proxy": {"address": "nope"}}}),
+        ],
+        registered=registered,
+    )
+
+
+class EmulatedJobs:
+    """The cluster's `JobApi` (`ClusterJobs`) on the API server emulator, plus the Job controller it lacks.
+
+    Each created Job's first container command runs as a local process; its exit is written to the Job's
+    status as the Job controller would (``succeeded``, or a ``Failed`` condition). A Job with no command to run
+    fails the same way, as its pod would. Calls hop to the emulator's event loop, where its client lives.
+    """
+
+    def __init__(self, api: ApiServer) -> None:
+        self._api = api
+        self._jobs = ClusterJobs(api.client, GROUP)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def _there(self, call: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, self._api.loop))
+
+    async def create_job(self, namespace: str, run_name: str, body: dict[str, Any]) -> None:
+        await self._there(self._jobs.create_job(namespace, run_name, body))
+        task = asyncio.create_task(self._run(namespace, body))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def read_job(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return await self._there(self._jobs.read_job(namespace, name))
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._there(self._jobs.delete_job(namespace, name))
+
+    async def _run(self, namespace: str, body: dict[str, Any]) -> None:
+        containers = ((body["spec"].get("template") or {}).get("spec") or {}).get("containers") or [{}]
+        command = containers[0].get("command")
+        code = 127
+        if command:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            code = await process.wait()
+        failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": f"exit {code}"}
+        status = {"succeeded": 1} if code == 0 else {"failed": 1, "conditions": [failed]}
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile (cancelled): nothing to report
+            await self._there(
+                self._api.client.patch(JOBS, body["metadata"]["name"], namespace, {"status": status}, status=True)
+            )
+
+
+def cluster_job_harness(api: ApiServer) -> Harness:
+    local = job_harness()
+    return Harness(
+        provider=KubernetesJobProvider(EmulatedJobs(api)),
+        good=local.good,
+        expected=1,
+        bad=local.bad,
+        broken=[job("no-command", None), metric("no-template", {"job": {"spec": {"backoffLimit": 1}}})],
+        context=MeasureContext(args={}, now=datetime.now(UTC), namespace="default", run_name="contract"),
+        registered=lambda m: cluster_providers(api.client, GROUP)[provider_type(m)],
+    )
+
+
 @pytest.fixture(scope="session")
 def contract_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.Backfill]:
     process, data = server.backfilled(tmp_path_factory.mktemp("contract-prometheus"))
@@ -123,21 +224,60 @@ def contract_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[se
         process.stop()
 
 
-PROVIDERS = ["static", "job", "web", "prometheus"]
+@dataclass(frozen=True)
+class ProviderAdapter:
+    """A provider of ``headway/providers`` and how a test gets its harness."""
+
+    name: str
+    implementation: type
+    harness: Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Harness]]
+    real_process: bool = False
+    """Starts a server process: marked ``slow`` (out of the fast loop)."""
 
 
-@pytest_asyncio.fixture(params=PROVIDERS)
+def _ready(build: Callable[[pytest.FixtureRequest], Harness]) -> Callable[..., Any]:
+    @contextlib.asynccontextmanager
+    async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+        yield build(request)
+
+    return harness
+
+
+@contextlib.asynccontextmanager
+async def web_harness_served(_: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    async with serve([("GET", "/ok", ok), ("GET", "/down", down)]) as base:
+        yield web_harness(base)
+
+
+PROVIDERS: list[ProviderAdapter] = [
+    ProviderAdapter("static", StaticProvider, _ready(lambda _: static_harness())),
+    ProviderAdapter("job", LocalJobProvider, _ready(lambda _: job_harness())),
+    ProviderAdapter("web", WebProvider, web_harness_served),
+    ProviderAdapter(
+        "prometheus",
+        PrometheusProvider,
+        _ready(lambda request: prometheus_harness(request.getfixturevalue("contract_prometheus"))),
+        real_process=True,
+    ),
+    ProviderAdapter(
+        "proxy",
+        ProxyProvider,
+        _ready(lambda request: proxy_harness(request.getfixturevalue("proxies"), request.getfixturevalue("tmp_path"))),
+        True,
+    ),
+    ProviderAdapter(
+        "k8s_job", KubernetesJobProvider, _ready(lambda request: cluster_job_harness(adapters.kube(request)))
+    ),
+]
+
+
+@pytest_asyncio.fixture(
+    params=[pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.real_process else []) for p in PROVIDERS]
+)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    name: str = request.param
-    if name == "static":
-        yield static_harness()
-    elif name == "job":
-        yield job_harness()
-    elif name == "web":
-        async with serve([("GET", "/ok", ok), ("GET", "/down", down)]) as base:
-            yield web_harness(base)
-    else:
-        yield prometheus_harness(request.getfixturevalue("contract_prometheus"))
+    entry: ProviderAdapter = request.param
+    async with entry.harness(request) as built:
+        yield built
 
 
 def exactly_one(result: ProviderResult) -> None:
@@ -149,6 +289,13 @@ def exactly_one(result: ProviderResult) -> None:
         assert isinstance(result.error, str)
         assert result.error.strip()
     assert all(isinstance(key, str) and isinstance(value, str) for key, value in result.metadata.items())
+
+
+def same(value: object, expected: object) -> bool:
+    """Numbers within rounding, anything else exactly."""
+    if isinstance(expected, tuple):
+        return value == expected
+    return bool(value == pytest.approx(expected))
 
 
 async def drive(harness: Harness, m: Metric, timeout: float = 20.0) -> ProviderResult:
@@ -170,7 +317,7 @@ async def test_success_is_a_value(harness: Harness) -> None:
     result = await drive(harness, harness.good)
 
     assert result.error is None
-    assert result.value == pytest.approx(harness.expected)
+    assert same(harness.measured(result.value), harness.expected)
 
 
 @pytest.mark.asyncio
@@ -229,17 +376,19 @@ async def test_cancel_is_idempotent(harness: Harness) -> None:
 async def test_concurrent_measurements_do_not_interfere(harness: Harness) -> None:
     results = await asyncio.gather(*(drive(harness, harness.good) for _ in range(4)), drive(harness, harness.bad))
 
-    assert [result.value for result in results[:4]] == [pytest.approx(harness.expected)] * 4
+    assert all(same(harness.measured(result.value), harness.expected) for result in results[:4])
     assert results[4].error
 
 
 @pytest.mark.asyncio
 async def test_the_registry_maps_the_metric_to_this_kind_of_provider(harness: Harness) -> None:
-    registered = default_registry().for_metric(harness.good)
+    registered = harness.registered(harness.good)
 
-    assert type(registered) is type(harness.provider)
-    assert registered.type == provider_type(harness.good)
+    assert type(registered) in (type(harness.provider), RolloutProxyProvider)
+    assert registered.type == harness.provider.type == provider_type(harness.good)
 
 
-def test_every_provider_has_a_harness() -> None:
-    assert sorted(PROVIDERS) == sorted(default_registry().known())
+def test_every_provider_the_embedded_mode_registers_has_a_harness() -> None:
+    registered = {type(default_registry().get(name)) for name in default_registry().known()}
+
+    assert registered <= {entry.implementation for entry in PROVIDERS}

@@ -1,29 +1,33 @@
-"""The Platform contract: read-back and idempotency, for every platform adapter (the fake today).
+"""The Platform contract: read-back and idempotency, for every platform (`tests.contract.adapters.PLATFORMS`).
 
-A new adapter joins by adding a factory to `PLATFORMS`; the fake-only section below pins the behaviour the
-simulator relies on (startup delays, crashloops, minReadySeconds, unready pods removed first).
+The fake, the embedded mode's local processes and the Kubernetes ReplicaSets (on the API server emulator) pass
+the same assertions. The sections after the contract pin what only one adapter shows: what the Kubernetes
+platform writes, and the fake's virtual time the simulator relies on (startup delays, crashloops,
+minReadySeconds, unready pods removed first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from headway.core.actions import ServiceRole
 from headway.platforms.base import Platform
 from headway.platforms.fake import EPOCH, FakePlatform
+from headway.platforms.kubernetes import KubernetesPlatform
+from headway.runtimes.kubernetes.client import REPLICA_SETS, SERVICES
 from headway.spec.rollout import Rollout
+from tests.contract import adapters
+from tests.e2e.kubernetes.emulator import ApiServer
 from tests.scenarios.harness import canary
 
-PLATFORMS: list[Callable[[], Platform]] = [FakePlatform]
 
-
-@pytest.fixture(params=PLATFORMS, ids=lambda factory: getattr(factory, "__name__", "platform"))
+@pytest.fixture(params=adapters.params(adapters.PLATFORMS))
 def platform(request: pytest.FixtureRequest) -> Platform:
-    factory: Callable[[], Platform] = request.param
-    return factory()
+    entry: adapters.Adapter[Platform] = request.param
+    return entry.build(request)
 
 
 @pytest.fixture
@@ -103,6 +107,52 @@ def test_rollouts_do_not_see_each_others_revisions(platform: Platform) -> None:
 
     assert dict(platform.revisions(api)) == {}
     assert platform.revisions(web)["abc"].replicas == 2
+
+
+# --- what only the Kubernetes platform shows -----------------------------------------------------------------
+
+
+def _replica_sets(api: ApiServer) -> list[dict[str, Any]]:
+    return list(api.objects("replicasets"))
+
+
+def test_a_revision_is_a_labelled_owned_replica_set(api: ApiServer) -> None:
+    rollout = canary().model_copy(update={"metadata": canary().metadata.model_copy(update={"uid": "u-1"})})
+
+    KubernetesPlatform(api.kube).create_revision(rollout, "abc", 4, 2)
+
+    (replica_set,) = _replica_sets(api)
+    meta = replica_set["metadata"]
+    assert meta["name"] == "web-abc"
+    assert meta["labels"]["rollouts-pod-template-hash"] == "abc"
+    assert meta["annotations"]["rollout.argoproj.io/revision"] == "4"
+    assert meta["ownerReferences"][0]["uid"] == "u-1"
+    assert replica_set["spec"]["selector"]["matchLabels"]["rollouts-pod-template-hash"] == "abc"
+    assert replica_set["spec"]["template"]["metadata"]["labels"]["rollouts-pod-template-hash"] == "abc"
+
+
+def test_readiness_is_read_from_the_replica_set_status(api: ApiServer) -> None:
+    platform, rollout = KubernetesPlatform(api.kube), canary()
+    platform.create_revision(rollout, "abc", 1, 3)
+
+    api.kube.patch(
+        REPLICA_SETS, "web-abc", "default", {"status": {"readyReplicas": 2, "availableReplicas": 1}}, status=True
+    )
+
+    revision = platform.revisions(rollout)["abc"]
+    assert (revision.replicas, revision.ready, revision.available) == (3, 2, 1)
+
+
+def test_switching_a_service_pins_its_selector_and_keeps_the_users(api: ApiServer) -> None:
+    api.kube.create(
+        SERVICES, {"metadata": {"name": "web-stable", "namespace": "default"}, "spec": {"selector": {"app": "web"}}}
+    )
+
+    KubernetesPlatform(api.kube).switch_service(canary(), ServiceRole.STABLE, "web-stable", "abc")
+
+    service = api.kube.get(SERVICES, "web-stable", "default")
+    assert service is not None
+    assert service["spec"]["selector"] == {"app": "web", "rollouts-pod-template-hash": "abc"}
 
 
 # --- the fake's virtual time ---------------------------------------------------------------------------------

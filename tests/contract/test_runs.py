@@ -1,11 +1,12 @@
 """The RunBackend contract: starting by name is idempotent, terminating completes, observing reads back.
 
-Run today against the simulator's scripted backend; the analysis controller joins via `BACKENDS`.
+Run against every backend (`tests.contract.adapters.RUN_BACKENDS`): the simulator's scripted one, the in-process
+`AnalysisExecutor` (embedded mode), the simulator's `SimAnalysis` over it, and the Kubernetes backend's
+AnalysisRun and Experiment objects on the API server emulator, measured by the controller's `RunMeasurer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -16,10 +17,14 @@ from headway.platforms.fake import EPOCH
 from headway.sim.runs import RunScript, ScriptedRuns, Verdict
 from headway.spec.rollout import RolloutAnalysis, RolloutExperimentStep
 from headway.spec.status import RunPhase
+from tests.contract import adapters
 from tests.scenarios.harness import canary
 
-BACKENDS: list[Callable[[], RunBackend]] = [ScriptedRuns]
-ROLLOUT = canary()
+ROLLOUT = canary(
+    [{"setWeight": 20}, {"experiment": {"templates": [{"name": "baseline", "specRef": "stable"}]}}],
+    analysis={"templates": [{"templateName": "error-rate"}]},
+)
+"""A rollout with background analysis and an experiment step (a backend may look only where the spec says)."""
 ANALYSIS = RolloutAnalysis.model_validate({"templates": [{"templateName": "error-rate"}]})
 EXPERIMENT = RolloutExperimentStep.model_validate({"templates": [{"name": "baseline", "specRef": "stable"}]})
 
@@ -28,10 +33,15 @@ def start(name: str, kind: RunKind = RunKind.STEP) -> StartAnalysisRun:
     return StartAnalysisRun(name=name, kind=kind, analysis=ANALYSIS, hash="new", stable_hash="old")
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda factory: getattr(factory, "__name__", "runs"))
-def runs(request: pytest.FixtureRequest) -> RunBackend:
-    factory: Callable[[], RunBackend] = request.param
-    return factory()
+@pytest.fixture(params=adapters.params(adapters.RUN_BACKENDS))
+def adapter(request: pytest.FixtureRequest) -> adapters.RunAdapter:
+    entry: adapters.RunAdapter = request.param
+    return entry
+
+
+@pytest.fixture
+def runs(adapter: adapters.RunAdapter, request: pytest.FixtureRequest) -> RunBackend:
+    return adapter.build(request)
 
 
 def test_a_started_run_is_observed(runs: RunBackend) -> None:
@@ -51,11 +61,14 @@ def test_starting_twice_is_starting_once(runs: RunBackend) -> None:
     assert list(runs.observe(ROLLOUT)[0]) == ["web-1"]
 
 
-def test_terminating_completes_a_run_and_is_idempotent(runs: RunBackend) -> None:
+def test_terminating_completes_a_run_and_is_idempotent(adapter: adapters.RunAdapter, runs: RunBackend) -> None:
     runs.start_analysis(ROLLOUT, start("web-bg", RunKind.BACKGROUND))
+    adapter.settle(runs)
+    assert not runs.observe(ROLLOUT)[0]["web-bg"].phase.completed, "a background run keeps running until told"
 
     runs.terminate_analysis(ROLLOUT, "web-bg")
     runs.terminate_analysis(ROLLOUT, "web-bg")
+    adapter.settle(runs)
 
     assert runs.observe(ROLLOUT)[0]["web-bg"].phase.completed
 
@@ -67,12 +80,13 @@ def test_terminating_an_unknown_run_is_a_no_op(runs: RunBackend) -> None:
     assert runs.observe(ROLLOUT) == ({}, {})
 
 
-def test_experiments_start_once_and_terminate(runs: RunBackend) -> None:
+def test_experiments_start_once_and_terminate(adapter: adapters.RunAdapter, runs: RunBackend) -> None:
     experiment = StartExperiment(name="web-exp", experiment=EXPERIMENT, canary_hash="new", stable_hash="old")
     runs.start_experiment(ROLLOUT, experiment)
     runs.start_experiment(ROLLOUT, experiment)
 
     runs.terminate_experiment(ROLLOUT, "web-exp")
+    adapter.settle(runs)
 
     experiments = runs.observe(ROLLOUT)[1]
     assert list(experiments) == ["web-exp"]

@@ -1,23 +1,28 @@
-"""The StatusStore contract: read-back, versions that move on every write, and conflicts instead of overwrites."""
+"""The StatusStore contract: read-back, versions that move on every write, and conflicts instead of overwrites.
+
+Run against every store (`tests.contract.adapters.STORES`): memory, SQLite, and the Rollout's /status
+subresource on the API server emulator.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
+from headway.runtimes.kubernetes.client import rollouts
 from headway.spec.status import Phase, RolloutStatus
 from headway.stores.base import NO_VERSION, ConflictError, StatusStore
+from headway.stores.k8s_status import KubernetesStatusStore
 from headway.stores.memory import MemoryStore
+from tests.contract import adapters
+from tests.e2e.kubernetes.emulator import ApiServer
 
-STORES: list[Callable[[], StatusStore]] = [MemoryStore]
 KEY = "default/web"
 
 
-@pytest.fixture(params=STORES, ids=lambda factory: getattr(factory, "__name__", "store"))
+@pytest.fixture(params=adapters.params(adapters.STORES))
 def store(request: pytest.FixtureRequest) -> StatusStore:
-    factory: Callable[[], StatusStore] = request.param
-    return factory()
+    entry: adapters.Adapter[StatusStore] = request.param
+    return entry.build(request)
 
 
 def test_a_key_never_saved_loads_empty(store: StatusStore) -> None:
@@ -70,3 +75,15 @@ def test_memory_store_keeps_the_history_of_saves() -> None:
     store.save(KEY, RolloutStatus(message="two"), version)
 
     assert [status.message for status in store.saves(KEY)] == ["one", "two"]
+
+
+def test_a_status_written_meanwhile_is_a_conflict_not_an_overwrite(api: ApiServer) -> None:
+    for app in ("web", "api"):
+        api.kube.create(rollouts(), {"metadata": {"name": app, "namespace": "default"}, "spec": {}})
+    store = KubernetesStatusStore(api.kube)
+    read = store.save("default/web", RolloutStatus(message="one"), NO_VERSION)
+    api.kube.patch(rollouts(), "web", "default", {"spec": {"paused": True}})  # a user's edit moves the version
+
+    with pytest.raises(ConflictError):
+        store.save("default/web", RolloutStatus(message="stale"), read)
+    assert store.load("default/web")[0].message == "one"

@@ -26,7 +26,6 @@ from headway.sim.traffic import Profile, TrafficModel
 from headway.spec.analysis import AnalysisPhase, AnalysisRun, AnalysisTemplate, Metric
 from headway.spec.rollout import RolloutAnalysis, RolloutExperimentStep
 from headway.spec.status import RunPhase
-from tests.contract import test_runs as contract
 from tests.scenarios.harness import canary
 
 ROLLOUT = canary()
@@ -357,29 +356,6 @@ def test_experiments_are_reported_unsupported() -> None:
 
     state = executor.observe(ROLLOUT)[1]["exp"]
     assert (state.phase, state.message) == (RunPhase.ERROR, EXPERIMENTS_UNSUPPORTED)
-
-
-# --- the RunBackend contract ---------------------------------------------------------------------------------
-
-
-def contract_backend() -> AnalysisExecutor:
-    return executor_for(Scripted(values(1)), template("error-rate", web(interval="1m"), args=[{"name": "service"}]))
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        contract.test_a_started_run_is_observed,
-        contract.test_starting_twice_is_starting_once,
-        contract.test_terminating_completes_a_run_and_is_idempotent,
-        contract.test_terminating_an_unknown_run_is_a_no_op,
-        contract.test_experiments_start_once_and_terminate,
-        contract.test_rollouts_see_only_their_runs,
-    ],
-    ids=lambda check: check.__name__,
-)
-def test_the_run_backend_contract_holds(check: Callable[[AnalysisExecutor], None]) -> None:
-    check(contract_backend())
 
 
 # --- judge metrics ----------------------------------------------------------------------------------------------
