@@ -39,7 +39,7 @@ from tests.e2e.realkube.cluster import (  # noqa: E402
     status,
 )
 
-from headway.runtimes.kubernetes.client import KubeClient, rollouts  # noqa: E402
+from headway.kube.client import KubeClient, rollouts  # noqa: E402
 
 USER = "system:serviceaccount:headway-system:headway-controller"
 STEPS: list[dict[str, Any]] = [

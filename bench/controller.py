@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, install, rollout_body  # noqa: E402
 
-from headway.runtimes.kubernetes.client import Body, Kind, KubeClient, rollouts  # noqa: E402
+from headway.kube.client import Body, Kind, KubeClient, rollouts  # noqa: E402
 from headway.runtimes.kubernetes.controller import KOPF_IDLE_SECONDS, Controller, ControllerConfig  # noqa: E402
 
 SERVE = "; ".join(

@@ -26,6 +26,7 @@ from _pytest.mark import ParameterSet
 
 from headway.engine.analysis import AnalysisExecutor
 from headway.engine.runs import RunBackend
+from headway.kube.client import DEFAULT_GROUP, HTTP_ROUTES, SERVICES, analysis_templates, rollouts
 from headway.platforms.base import Platform
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.platforms.kubernetes import KubernetesPlatform
@@ -42,7 +43,6 @@ from headway.routers.nginx import INGRESSES, NginxRouter
 from headway.routers.proxy import ProxyRouter
 from headway.routers.smi import SmiRouter
 from headway.runtimes.kubernetes.analysis import RunMeasurer
-from headway.runtimes.kubernetes.client import DEFAULT_GROUP, HTTP_ROUTES, SERVICES, analysis_templates, rollouts
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.sim.analysis import SimAnalysis
 from headway.sim.runs import ScriptedRuns

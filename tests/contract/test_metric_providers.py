@@ -26,6 +26,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from headway.bootstrap import Proxies, RolloutProxyProvider
+from headway.kube.client import JOBS, NotFoundError
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.job import LocalJobProvider
 from headway.providers.k8s_job import KubernetesJobProvider
@@ -35,7 +36,6 @@ from headway.providers.registry import default_registry, provider_type
 from headway.providers.static import StaticProvider
 from headway.providers.web import WebProvider
 from headway.runtimes.kubernetes.analysis import ClusterJobs, cluster_providers
-from headway.runtimes.kubernetes.client import JOBS, NotFoundError
 from headway.spec.analysis import Metric
 from tests.contract import adapters
 from tests.e2e.kubernetes.emulator import ApiServer

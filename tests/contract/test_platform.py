@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from headway.core.actions import ServiceRole
+from headway.kube.client import REPLICA_SETS, SERVICES
 from headway.platforms.base import Platform
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.platforms.kubernetes import KubernetesPlatform
-from headway.runtimes.kubernetes.client import REPLICA_SETS, SERVICES
 from headway.spec.rollout import Rollout
 from tests.contract import adapters
 from tests.e2e.kubernetes.emulator import ApiServer

@@ -18,12 +18,12 @@ import pytest
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
 from headway.core.observation import DriftKind, RouterState
+from headway.kube.client import HTTP_ROUTES, ApiConflictError
 from headway.routers.base import TrafficRouter, Verification
 from headway.routers.fake import EPOCH, FakeRouter
 from headway.routers.gatewayapi import ORIGINAL_ANNOTATION, GatewayApiRouter, set_weights, target_of
 from headway.routers.haproxy import HAProxyRuntime
 from headway.routers.istio import VIRTUAL_SERVICES, IstioRouter
-from headway.runtimes.kubernetes.client import HTTP_ROUTES, ApiConflictError
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 from tests.contract import adapters
 from tests.contract.adapters import ROUTERS, RouterAdapter

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from headway.runtimes.kubernetes.client import rollouts
+from headway.kube.client import rollouts
 from headway.spec.status import Phase, RolloutStatus
 from headway.stores.base import NO_VERSION, ConflictError, StatusStore
 from headway.stores.k8s_status import KubernetesStatusStore

@@ -26,9 +26,9 @@ from click.testing import CliRunner
 
 from headway.bootstrap import build_embedded
 from headway.cli.main import main
+from headway.kube.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.routers.nginx import INGRESSES, WEIGHT
 from headway.routers.smi import TRAFFIC_SPLITS
-from headway.runtimes.kubernetes.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.spec.load import SpecError
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (

@@ -24,7 +24,7 @@ from typing import Any
 from headway.core.actions import ServiceRole
 from headway.core.errors import PermanentError
 from headway.core.observation import RevisionState
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     DEPLOYMENTS,
     REPLICA_SETS,
     SERVICES,

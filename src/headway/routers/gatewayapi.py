@@ -23,9 +23,9 @@ from typing import Any
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
 from headway.core.observation import Drift, DriftKind, RouterState
+from headway.kube.client import HTTP_ROUTES, BlockingKube
 from headway.routers.base import Verification
 from headway.routers.drift import route_drift, weight_drift
-from headway.runtimes.kubernetes.client import HTTP_ROUTES, BlockingKube
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
 PLUGIN = "argoproj-labs/gatewayAPI"

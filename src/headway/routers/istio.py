@@ -20,9 +20,9 @@ from typing import Any
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
 from headway.core.observation import Drift, DriftKind, RouterState
+from headway.kube.client import BlockingKube, Kind
 from headway.routers.base import Verification
 from headway.routers.drift import route_drift, weight_drift
-from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
 VIRTUAL_SERVICES = Kind("networking.istio.io", "v1beta1", "VirtualService", "virtualservices")

@@ -17,9 +17,9 @@ from typing import Any
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
 from headway.core.observation import Drift, RouterState
+from headway.kube.client import BlockingKube, Kind
 from headway.routers.base import Verification
 from headway.routers.drift import weight_drift
-from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 TRAFFIC_SPLITS = Kind("split.smi-spec.io", "v1alpha2", "TrafficSplit", "trafficsplits")

@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from headway.core.errors import PermanentError
-from headway.runtimes.kubernetes.client import DEFAULT_GROUP, ApiConflictError, BlockingKube, Kind, rollouts
+from headway.kube.client import DEFAULT_GROUP, ApiConflictError, BlockingKube, Kind, rollouts
 from headway.spec.rollout import LabelSelector
 from headway.spec.status import RolloutStatus
 from headway.stores.base import NO_VERSION, ConflictError

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import KubeClient
+from headway.kube.client import KubeClient
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import serve
 

@@ -44,7 +44,7 @@ from kmock._internal.k8s import (
     KubernetesScaffold,
 )
 
-from headway.runtimes.kubernetes.client import BlockingKube, KubeClient
+from headway.kube.client import BlockingKube, KubeClient
 
 
 def _refused(status: int, reason: str, message: str) -> KubernetesError:

@@ -16,7 +16,7 @@ from aiohttp import web
 from headway.core import commands
 from headway.core.errors import AdapterError
 from headway.engine.reconcile import update_status
-from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
+from headway.kube.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
 from headway.spec.rollout import Rollout
 from headway.stores.k8s_status import KubernetesStatusStore

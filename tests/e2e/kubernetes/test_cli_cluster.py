@@ -21,8 +21,8 @@ from click.testing import CliRunner, Result
 from headway.cli import kube
 from headway.cli.main import main
 from headway.dashboard.model import RolloutView
+from headway.kube.client import REPLICA_SETS, KubeClient, analysis_runs, experiments, rollouts
 from headway.platforms.kubernetes import PODS
-from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, experiments, rollouts
 from headway.runtimes.kubernetes.operate import Cluster, Target
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body

@@ -23,7 +23,7 @@ import pytest
 
 from headway.core.errors import TemporaryError
 from headway.dashboard.model import RolloutView
-from headway.runtimes.kubernetes.client import rollouts
+from headway.kube.client import rollouts
 from headway.runtimes.kubernetes.operate import follow
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from headway.cli.main import main
 from headway.dashboard.app import create_app
-from headway.runtimes.kubernetes.client import EVENTS, KubeClient, rollouts
+from headway.kube.client import EVENTS, KubeClient, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
 from tests.e2e.dashboard.test_api import call
 from tests.e2e.kubernetes.emulator import ApiServer

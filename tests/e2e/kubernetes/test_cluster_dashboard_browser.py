@@ -15,7 +15,7 @@ from aiohttp import web
 from playwright.async_api import Browser, expect
 
 from headway.dashboard.app import create_app
-from headway.runtimes.kubernetes.client import KubeClient, rollouts
+from headway.kube.client import KubeClient, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
 from tests.e2e.browser import confirm, open_page
 from tests.e2e.kubernetes.emulator import ApiServer

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from headway.cli.main import main
 from headway.dashboard.app import create_app
-from headway.runtimes.kubernetes.client import KubeClient, analysis_templates, rollouts
+from headway.kube.client import KubeClient, analysis_templates, rollouts
 from headway.runtimes.kubernetes.dashboard_source import ClusterSource
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import (

@@ -16,12 +16,7 @@ from prometheus_client import generate_latest
 from headway.core.actions import RunKind, StartAnalysisRun
 from headway.core.errors import TemporaryError
 from headway.engine.analysis import AnalysisExecutor
-from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.providers.registry import default_registry
-from headway.runtimes.kubernetes import analysis as analysis_module
-from headway.runtimes.kubernetes import runs as runs_module
-from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     JOBS,
     SECRETS,
     KubeClient,
@@ -30,6 +25,11 @@ from headway.runtimes.kubernetes.client import (
     cluster_analysis_templates,
     rollouts,
 )
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.providers.registry import default_registry
+from headway.runtimes.kubernetes import analysis as analysis_module
+from headway.runtimes.kubernetes import runs as runs_module
+from headway.runtimes.kubernetes.analysis import ProviderTable, RunMeasurer
 from headway.spec.analysis import AnalysisRun
 from headway.spec.rollout import Rollout, RolloutAnalysis
 from tests.e2e.kubernetes.emulator import ApiServer

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from headway.runtimes.kubernetes.client import REPLICA_SETS, rollouts
+from headway.kube.client import REPLICA_SETS, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body
 

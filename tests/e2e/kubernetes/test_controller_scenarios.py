@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     EVENTS,
     REPLICA_SETS,
     SERVICES,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, analysis_runs, analysis_templates, rollouts
+from headway.kube.client import REPLICA_SETS, KubeClient, analysis_runs, analysis_templates, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, rate_endpoint, running
 

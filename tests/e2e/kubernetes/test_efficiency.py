@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from headway.runtimes.kubernetes.client import Body, Kind, KubeClient, rollouts
+from headway.kube.client import Body, Kind, KubeClient, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, eventually, install, rollout_body, running
 from tests.e2e.kubernetes.harness import status as status_of

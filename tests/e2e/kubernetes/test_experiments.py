@@ -18,8 +18,7 @@ import pytest
 import pytest_asyncio
 
 from headway.core.actions import StartExperiment
-from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     REPLICA_SETS,
     BlockingKube,
     KubeClient,
@@ -28,6 +27,7 @@ from headway.runtimes.kubernetes.client import (
     experiments,
     rollouts,
 )
+from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
 from headway.runtimes.kubernetes.controller import Controller
 from headway.runtimes.kubernetes.experiments import (
     EXPERIMENT_NAME_ANNOTATION,

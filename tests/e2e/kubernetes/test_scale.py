@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, rollouts
+from headway.kube.client import REPLICA_SETS, KubeClient, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, eventually, rollout_body, running, status
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from headway.core.errors import AdapterError
+from headway.kube.client import DEPLOYMENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.platforms.kubernetes import EPHEMERAL_ANNOTATION, HASH_LABEL, PODS, REVISION_ANNOTATION
-from headway.runtimes.kubernetes.client import DEPLOYMENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, eventually, promote, running, status
 

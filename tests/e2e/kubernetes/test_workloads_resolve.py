@@ -8,8 +8,8 @@ import pytest
 
 from headway.core.errors import PermanentError
 from headway.core.hashing import pod_template_hash
+from headway.kube.client import DEPLOYMENTS
 from headway.platforms.kubernetes import KubernetesPlatform
-from headway.runtimes.kubernetes.client import DEPLOYMENTS
 from headway.spec.rollout import Rollout
 from tests.e2e.kubernetes.emulator import ApiServer
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from headway.runtimes.kubernetes.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
+from headway.kube.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
 
 GROUP = "headway.dev"

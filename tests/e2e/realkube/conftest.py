@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import KubeClient
+from headway.kube.client import KubeClient
 from tests.e2e.realkube.cluster import RealCluster, control_plane, kubectl, missing
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headway.runtimes.kubernetes.client import REPLICA_SETS, SERVICES, KubeClient, rollouts
+from headway.kube.client import REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.operate import Cluster
 from tests.e2e.realkube.cluster import (
     GROUP,

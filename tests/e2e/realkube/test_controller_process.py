@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from headway.runtimes.kubernetes.client import LEASES, KubeClient
+from headway.kube.client import LEASES, KubeClient
 from tests.e2e.realkube.cluster import RealCluster
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from headway.runtimes.kubernetes.client import REPLICA_SETS, KubeClient, rollouts
+from headway.kube.client import REPLICA_SETS, KubeClient, rollouts
 from headway.runtimes.kubernetes.crds import crds
 from headway.runtimes.kubernetes.operate import Cluster
 from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of

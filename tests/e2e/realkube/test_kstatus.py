@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from headway.runtimes.kubernetes.client import KubeClient, rollouts
+from headway.kube.client import KubeClient, rollouts
 from headway.runtimes.kubernetes.operate import Cluster
 from tests.e2e.realkube.cluster import GROUP, RealCluster, eventually, healthy_on, rollout_body, running, set_image
 

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from headway.runtimes.kubernetes.client import KubeClient, analysis_runs, analysis_templates, rollouts
+from headway.kube.client import KubeClient, analysis_runs, analysis_templates, rollouts
 from tests.e2e.realkube.cluster import (
     GROUP,
     RealCluster,

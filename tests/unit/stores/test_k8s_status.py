@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from headway.runtimes.kubernetes.client import rollouts
+from headway.kube.client import rollouts
 from headway.spec.rollout import LabelSelector
 from headway.spec.status import Phase, RolloutStatus
 from headway.stores.base import NO_VERSION

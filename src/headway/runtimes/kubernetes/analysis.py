@@ -34,11 +34,7 @@ from headway.core.actions import StartAnalysisRun
 from headway.core.errors import AdapterError
 from headway.engine import admission
 from headway.engine.analysis import DEFAULT_MEASURE_TIMEOUT, AnalysisExecutor, describe_exception
-from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.providers.base import MetricProvider
-from headway.providers.k8s_job import KubernetesJobProvider
-from headway.providers.registry import ProviderRegistry, default_registry
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     JOBS,
     SECRETS,
     ApiConflictError,
@@ -50,6 +46,10 @@ from headway.runtimes.kubernetes.client import (
     analysis_templates,
     cluster_analysis_templates,
 )
+from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.providers.base import MetricProvider
+from headway.providers.k8s_job import KubernetesJobProvider
+from headway.providers.registry import ProviderRegistry, default_registry
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate
 from headway.spec.rollout import Rollout
 

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from headway.kube.client import REPLICA_SETS, BlockingKube, Body, Kind
 from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.runtimes.kubernetes.client import REPLICA_SETS, BlockingKube, Body, Kind
 
 Key = tuple[str, str]
 """(namespace, rollout name)."""

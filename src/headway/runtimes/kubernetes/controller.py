@@ -46,10 +46,7 @@ from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.gates import HttpGates
 from headway.engine.reconcile import PassResult
-from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
-from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
-from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     DEFAULT_GROUP,
     EVENTS,
     BlockingKube,
@@ -57,6 +54,9 @@ from headway.runtimes.kubernetes.client import (
     KubeconfigError,
     rollouts,
 )
+from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
+from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
+from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
 from headway.runtimes.kubernetes.experiments import ExperimentRunner
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics

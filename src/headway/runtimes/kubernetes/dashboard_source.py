@@ -36,8 +36,8 @@ from headway.dashboard.model import (
     SourceUnavailableError,
     WeightPoint,
 )
+from headway.kube.client import DEFAULT_GROUP, EVENTS, Body, KubeClient, analysis_runs, rollouts
 from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.runtimes.kubernetes.client import DEFAULT_GROUP, EVENTS, Body, KubeClient, analysis_runs, rollouts
 from headway.runtimes.kubernetes.operate import Cluster, OperationError, RolloutMissingError, build_view, failure
 
 log = logging.getLogger(__name__)

@@ -46,9 +46,7 @@ from headway.core.experiments import (
 )
 from headway.core.hashing import pod_template_hash
 from headway.core.observation import RunState
-from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
-from headway.runtimes.kubernetes.analysis import resolve_run_spec
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     REPLICA_SETS,
     RUN_KIND_LABEL,
     ApiConflictError,
@@ -58,6 +56,8 @@ from headway.runtimes.kubernetes.client import (
     experiments,
     rollouts,
 )
+from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
+from headway.runtimes.kubernetes.analysis import resolve_run_spec
 from headway.runtimes.kubernetes.runs import STABLE_REVISION_ANNOTATION, create_analysis_run, has_experiments, phase_of
 from headway.spec.experiment import Experiment, ExperimentSpec, ExperimentTemplate
 from headway.spec.rollout import Rollout, RolloutAnalysis

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headway.core.errors import AdapterError
-from headway.runtimes.kubernetes.client import LEASES, KubeClient
+from headway.kube.client import LEASES, KubeClient
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,7 @@ from headway.dashboard.model import (
     with_roles,
 )
 from headway.dashboard.runs import run_view_of
-from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of, written_template
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     DEFAULT_GROUP,
     EVENTS,
     REPLICA_SETS,
@@ -50,6 +49,7 @@ from headway.runtimes.kubernetes.client import (
     experiments,
     rollouts,
 )
+from headway.platforms.kubernetes import HASH_LABEL, PODS, REVISION_ANNOTATION, ephemeral_of, written_template
 from headway.spec.rollout import Rollout
 from headway.stores.k8s_status import status_of, status_wire
 

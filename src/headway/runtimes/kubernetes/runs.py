@@ -33,9 +33,7 @@ from headway.core.observation import RunState
 from headway.core.templates import TemplateError
 from headway.engine.analysis import describe_exception
 from headway.engine.runs import RunStates
-from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
-from headway.runtimes.kubernetes.analysis import resolve_run_spec, uses_analysis
-from headway.runtimes.kubernetes.client import (
+from headway.kube.client import (
     REPLICA_SETS,
     RUN_KIND_LABEL,
     BlockingKube,
@@ -44,6 +42,8 @@ from headway.runtimes.kubernetes.client import (
     analysis_runs,
     experiments,
 )
+from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
+from headway.runtimes.kubernetes.analysis import resolve_run_spec, uses_analysis
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisRunStatus
 from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase

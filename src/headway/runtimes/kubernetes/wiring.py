@@ -17,6 +17,7 @@ from typing import Any
 from headway.engine import admission
 from headway.engine.gates import GateBackend
 from headway.engine.reconcile import Engine
+from headway.kube.client import BlockingKube, rollouts
 from headway.platforms.kubernetes import KubernetesPlatform
 from headway.routers.base import TrafficRouter
 from headway.routers.composite import CompositeRouter
@@ -25,7 +26,6 @@ from headway.routers.gatewayapi import GatewayApiRouter
 from headway.routers.istio import IstioRouter
 from headway.routers.nginx import NginxRouter
 from headway.routers.smi import SmiRouter
-from headway.runtimes.kubernetes.client import BlockingKube, rollouts
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.spec.load import load_document
 from headway.spec.rollout import Rollout

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from headway.core.actions import RunKind, StartAnalysisRun
+from headway.kube.client import BlockingKube, analysis_runs, analysis_templates
 from headway.routers.composite import CompositeRouter
 from headway.routers.nginx import NginxRouter
 from headway.routers.smi import SmiRouter
-from headway.runtimes.kubernetes.client import BlockingKube, analysis_runs, analysis_templates
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
 from headway.runtimes.kubernetes.wiring import admit, router_for
 from headway.spec.rollout import RolloutAnalysis

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
-from headway.runtimes.kubernetes.client import LEASES, KubeClient
+from headway.kube.client import LEASES, KubeClient
 from headway.runtimes.kubernetes.leader import LeaderElector
 from tests.e2e.kubernetes.emulator import ApiServer
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from headway.kube.client import BlockingKube
 from headway.routers.gatewayapi import GatewayApiRouter
-from headway.runtimes.kubernetes.client import BlockingKube
 from headway.runtimes.kubernetes.wiring import admit, engine_for
 from tests.e2e.kubernetes.harness import rollout_body
 
