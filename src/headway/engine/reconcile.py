@@ -263,25 +263,6 @@ def _save_quietly(store: StatusStore, key: str, status: RolloutStatus, version: 
         store.save(key, status, version)
 
 
-def reconcile(
-    rollout: Rollout,
-    *,
-    now: datetime,
-    platform: Platform,
-    router: TrafficRouter | None,
-    runs: RunBackend,
-    store: StatusStore,
-    key: str | None = None,
-    decide: Decide = core_decide,
-    gates: GateBackend | None = None,
-) -> Decision:
-    """One pass; returns the decision with the shell's warnings appended and ``requeue_after`` to honour."""
-    result = run_pass(
-        rollout, now=now, platform=platform, router=router, runs=runs, store=store, key=key, decide=decide, gates=gates
-    )
-    return result.outcome()
-
-
 def update_status(
     store: StatusStore,
     key: str,
@@ -330,9 +311,6 @@ class Engine:
             decide=self.decide,
             gates=self.gates,
         )
-
-    def reconcile(self, rollout: Rollout, *, now: datetime, key: str | None = None) -> Decision:
-        return self.run_pass(rollout, now=now, key=key).outcome()
 
     def update_status(self, key: str, change: Callable[[RolloutStatus], RolloutStatus]) -> RolloutStatus:
         return update_status(self.store, key, change)

@@ -17,9 +17,9 @@ from typing import Any
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
 from headway.core.observation import Drift, DriftKind, RouterState
+from headway.kube.client import BlockingKube, Kind
 from headway.routers.base import Verification
 from headway.routers.drift import route_drift, weight_drift
-from headway.runtimes.kubernetes.client import BlockingKube, Kind
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 INGRESSES = Kind("networking.k8s.io", "v1", "Ingress", "ingresses")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from headway.engine.reconcile import reconcile
+from headway.engine.reconcile import run_pass
 from headway.platforms.local import LocalPlatform
 from headway.sim.runs import ScriptedRuns
 from headway.spec.rollout import Rollout
@@ -46,7 +46,7 @@ def drive(
     while True:
         now = datetime.now(UTC)
         runs.advance(now)
-        reconcile(spec, now=now, platform=platform, router=None, runs=runs, store=store)
+        run_pass(spec, now=now, platform=platform, router=None, runs=runs, store=store)
         status = store.load(KEY)[0]
         if until(status):
             return status

@@ -19,7 +19,7 @@ from headway.engine.reconcile import (
     STATUS_CONFLICT,
     Decide,
     Engine,
-    reconcile,
+    run_pass,
     update_status,
 )
 from headway.platforms.fake import EPOCH, FakePlatform
@@ -59,7 +59,8 @@ class World:
     store: MemoryStore = field(default_factory=MemoryStore)
 
     def reconcile(self, decide: Decide, *, now: datetime = NOW) -> Decision:
-        return reconcile(
+        """One pass's outcome: its decision with the shell's warnings appended."""
+        return run_pass(
             self.rollout,
             now=now,
             platform=self.platform,
@@ -68,7 +69,7 @@ class World:
             store=self.store,
             key=KEY,
             decide=decide,
-        )
+        ).outcome()
 
     def engine(self, decide: Decide) -> Engine:
         return Engine(platform=self.platform, router=self.router, runs=self.runs, store=self.store, decide=decide)
@@ -223,7 +224,7 @@ def test_the_engine_runs_the_real_core_by_default() -> None:
     world = World(rollout=canary())
     engine = Engine(platform=world.platform, router=None, runs=world.runs, store=world.store)
 
-    engine.reconcile(world.rollout, now=NOW)
+    engine.run_pass(world.rollout, now=NOW)
 
     (revision,) = world.platform.revisions(world.rollout).values()
     assert revision.replicas == world.rollout.spec.replicas
