@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -66,6 +67,8 @@ PORT_ANNOTATION = "headway.dev/proxy-port"
 """Where a blue/green rollout (no trafficRouting) names its traffic port; 0 or absent: any free port."""
 PROXY_MODULE = "headway.runtimes.embedded.proxy"
 PROXY_START_SECONDS = 15.0
+PROXY_TOKEN_FILE = "admin.token"
+"""In ``<state_dir>/proxies/``: the token every proxy of this instance requires on its admin API (mode 0600)."""
 DEFAULT_RESYNC = 1.0
 
 
@@ -96,12 +99,18 @@ class Proxies:
     A proxy's endpoint is recorded in ``<state_dir>/proxies/<namespace>_<name>.json`` and its routing state in
     ``….state.json`` (the proxy saves and reloads that file itself), so a restarted controller finds the
     proxy that kept serving, and a proxy that died comes back on the same port with the same weights.
+
+    Their admin APIs require the instance's proxy token, kept in ``<state_dir>/proxies/admin.token`` (0600) from
+    the first start until `stop_all`, so proxies adopted after a controller restart still accept it. A proxy
+    reads it from that file (``--token-file``): on the command line every local user could read it in ``ps``.
     """
 
     def __init__(self, state_dir: Path, *, python: str = sys.executable) -> None:
         self.dir = state_dir / "proxies"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.python = python
+        self.token_file = self.dir / PROXY_TOKEN_FILE
+        self.token = _proxy_token(self.token_file)
         self._running: dict[str, ProxyProcess] = {}
         self._pushed: dict[str, dict[str, list[str]]] = {}
         self._active: dict[str, str] = {}
@@ -127,10 +136,10 @@ class Proxies:
         """The rollout's proxy, adopted if alive, else started (on its previous port when it had one)."""
         key = rollout_key(rollout)
         current = self._running.get(key)
-        if current is not None and _is_proxy(current.pid) and _healthy(current.admin_url):
+        if current is not None and _is_proxy(current.pid) and _healthy(current.admin_url, self.token):
             return current
         recorded = self.known().get(key)
-        if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url):
+        if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url, self.token):
             self._running[key] = recorded
             self._forget(key)
             return recorded
@@ -167,7 +176,11 @@ class Proxies:
             "127.0.0.1:0",
             "--state-file",
             str(self._file(key, ".state.json")),
+            "--token-file",
+            str(self.token_file),
         ]
+        if not self.token_file.exists():  # removed by a `stop_all` of this same object: write it again
+            _write_token(self.token_file, self.token)
         with log_path.open("ab") as log_file:
             offset = log_file.tell()
             child = subprocess.Popen(
@@ -202,7 +215,7 @@ class Proxies:
         if not patch:
             return
         proxy = self.ensure(rollout)
-        _request("PATCH", proxy.admin_url + "/state", {"backends": patch})
+        _request("PATCH", proxy.admin_url + "/state", self.token, {"backends": patch})
         self._pushed[key] = wanted
 
     def route_active(self, rollout: Rollout, active: str | None) -> None:
@@ -211,11 +224,12 @@ class Proxies:
         if active is None or self._active.get(key) == active:
             return
         proxy = self.ensure(rollout)
-        _request("PATCH", proxy.admin_url + "/state", {"stable": active, "canary": None, "weights": {active: 100}})
+        body = {"stable": active, "canary": None, "weights": {active: 100}}
+        _request("PATCH", proxy.admin_url + "/state", self.token, body)
         self._active[key] = active
 
     def stop_all(self, grace: float = 10.0) -> None:
-        """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints."""
+        """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints and token."""
         recorded = {**self.known(), **self._running}
         for process in recorded.values():
             if _is_proxy(process.pid):
@@ -229,6 +243,7 @@ class Proxies:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
             self._file(process.key, ".endpoint.json").unlink(missing_ok=True)
+        self.token_file.unlink(missing_ok=True)
         self._running.clear()
         self._pushed.clear()
         self._active.clear()
@@ -281,6 +296,31 @@ def _first_json_line(path: Path, offset: int) -> dict[str, Any] | None:
     return None
 
 
+def _proxy_token(path: Path) -> str:
+    """The instance's proxy token: the one in ``path`` if there is one, else a new one written there (0600)."""
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        _write_token(path, token)
+    elif path.stat().st_mode & 0o077:
+        log.warning("%s was readable by others: restricted to its owner (headway down replaces the token)", path)
+        path.chmod(0o600)
+    return token
+
+
+def _write_token(path: Path, token: str) -> None:
+    """Created 0600 before the token is written (never widened); replaced atomically."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token)
+    partial.replace(path)
+
+
 def _is_proxy(pid: int) -> bool:
     """Alive, not a zombie, and really a proxy (a recycled PID must never be killed)."""
     try:
@@ -291,17 +331,19 @@ def _is_proxy(pid: int) -> bool:
     return PROXY_MODULE in cmdline and stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
-def _healthy(admin_url: str) -> bool:
+def _healthy(admin_url: str, token: str) -> bool:
+    """Alive and accepting our token: a proxy that refuses it could not be driven, so it is not adopted."""
     try:
-        _request("GET", admin_url + "/healthz")
+        _request("GET", admin_url + "/state", token)
     except OSError:
         return False
     return True
 
 
-def _request(method: str, url: str, body: object = None, timeout: float = 2.0) -> Any:
+def _request(method: str, url: str, token: str, body: object = None, timeout: float = 2.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
 
@@ -353,7 +395,8 @@ class RolloutProxyProvider:
     def _provider(self, context: MeasureContext) -> ProxyProvider:
         key = self.owner(context.run_name)
         proxy = self.proxies.get(key) if key is not None else None
-        return ProxyProvider(default_address=proxy.admin_url if proxy is not None else None)
+        address = proxy.admin_url if proxy is not None else None
+        return ProxyProvider(default_address=address, token=self.proxies.token)
 
     async def start(self, metric: Metric, context: MeasureContext) -> ProviderResult:
         return await self._provider(context).start(metric, context)
@@ -507,7 +550,8 @@ def build_embedded(
     proxies = Proxies(path)
     executor, analysis_tick = build_analysis(store, proxies, path)
     gates = HttpGates()
-    engine = Engine(platform=platform, router=ProxyRouter(proxies.admin_url), runs=executor, store=store, gates=gates)
+    router = ProxyRouter(proxies.admin_url, token=proxies.token)
+    engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None
 
     async def sync_backends(_now: datetime) -> None:

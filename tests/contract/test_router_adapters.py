@@ -19,7 +19,7 @@ from headway.routers.haproxy import HAProxyRouter, HAProxyRuntime, Site, haproxy
 from headway.routers.proxy import ProxyRouter
 from tests.contract import test_router as contract
 from tests.e2e.proxy.conftest import require_binary
-from tests.e2e.proxy.processes import Running, call, free_port, proxy
+from tests.e2e.proxy.processes import TOKEN, Running, call, free_port, proxy
 from tests.scenarios.harness import canary
 
 rollout = contract.rollout
@@ -70,7 +70,7 @@ def haproxy_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProx
 def reset_proxies(proxies: dict[str, Running]) -> ProxyRouter:
     for running in proxies.values():
         call("PUT", running.admin + "/state", {"stable": "old", "weights": {"old": 100}})
-    return ProxyRouter({f"default/{app}": running.admin for app, running in proxies.items()})
+    return ProxyRouter({f"default/{app}": running.admin for app, running in proxies.items()}, token=TOKEN)
 
 
 def reset_haproxy(runtime: HAProxyRuntime) -> HAProxyRouter:
