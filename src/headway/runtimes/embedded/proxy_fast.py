@@ -83,7 +83,7 @@ class Downstream(asyncio.Protocol):
     where the last read ended, so a head trickling in byte by byte costs linear, not quadratic, time.
     """
 
-    __slots__ = ("buffer", "closed", "exchange", "peer", "plane", "scanned", "since", "transport")
+    __slots__ = ("buffer", "closed", "exchange", "lingering", "peer", "plane", "scanned", "since", "transport")
 
     def __init__(self, plane: FastDataPlane) -> None:
         self.plane = plane
@@ -95,6 +95,8 @@ class Downstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
+        self.lingering = False
+        """Refused and half-closed: what the client still sends is read and dropped (see `refuse`)."""
         self.peer: bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,6 +131,8 @@ class Downstream(asyncio.Protocol):
             self.exchange.pause_upstream(False)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         exchange = self.exchange
         if exchange is not None and not exchange.request_done:
             used = exchange.request_body(data)
@@ -242,7 +246,7 @@ class Downstream(asyncio.Protocol):
         """Called by `FastDataPlane.sweep`: a head not received in time (408 if it had begun), or idle too long."""
         if self.transport is None or self.closed:
             return
-        if self.buffer:
+        if self.buffer and not self.lingering:
             self.refuse(TIMED_OUT_HEAD)
         else:
             self.close()
@@ -257,10 +261,27 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
 
     def refuse(self, response: bytes) -> None:
-        """Answer ``response`` and close: after a malformed message, where the next one starts is unknowable."""
-        assert self.transport is not None
-        self.transport.write(response)
-        self.close()
+        """Answer ``response`` and close: after a malformed message, where the next one starts is unknowable.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy the answer before
+        the client reads it. So between requests the connection is only half-closed and what still arrives is
+        dropped until the client closes (as it does once answered) or the head timeout ends it (a lingering
+        close, as nginx does). During an exchange the answer is cut short anyway: close at once.
+        """
+        transport = self.transport
+        assert transport is not None
+        transport.write(response)
+        if self.exchange is not None or self.lingering or not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self.lingering = True
+        self.buffer = b""
+        plane = self.plane
+        plane.idle_clients.pop(self, None)
+        plane.heads.pop(self, None)
+        self.since = plane.loop.time()
+        plane.heads[self] = None
 
 
 class Exchange:

@@ -167,10 +167,11 @@ class Head:
             if kind == _CONTENT_LENGTH:
                 if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
                     raise ProtocolError("Content-Length is not a number")
-                if length is not None and int(value) != length:
+                if length is None:
+                    length = int(value)
+                    kept.append(line)  # repeated equal copies are forwarded as one (RFC 9112 §6.3), like they mean
+                elif int(value) != length:
                     raise ProtocolError("Content-Length values disagree")
-                length = int(value)
-                kept.append(line)
             elif kind == _TRANSFER_ENCODING:
                 codings.extend(coding.strip(_OWS).lower() for coding in value.split(b","))
             elif kind == _CONNECTION:
