@@ -60,7 +60,7 @@ class ProxyProvider:
         except ValueError as error:
             return ProviderResult(error=f"metric {metric.name!r}: provider.plugin.proxy.{error}")
         query = {} if window is None else {"window": repr(window)}
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token and is_loopback(address) else {}
+        headers = self.headers_for(address)
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout)
             async with (
@@ -77,6 +77,10 @@ class ProxyProvider:
             return ProviderResult(value=summarise(body, cut), metadata={"address": address})
         except (KeyError, TypeError, ValueError) as error:
             return ProviderResult(error=f"proxy at {address} sent unexpected counters: {error!r}")
+
+    def headers_for(self, address: str) -> dict[str, str]:
+        """The admin token for a loopback address (where embedded proxies listen), else nothing."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token and is_loopback(address) else {}
 
     async def poll(self, metric: Metric, pending: str, context: MeasureContext) -> ProviderResult:
         return ProviderResult(error="the proxy provider finishes in start; there is nothing to poll")
