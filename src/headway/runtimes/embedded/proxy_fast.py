@@ -159,11 +159,12 @@ class Downstream(asyncio.Protocol):
         plane = self.plane
         if self.closed or transport.is_closing() or (plane.stopping and not buffer):
             return
-        if buffer[:2] == b"\r\n":
+        if buffer[:1] == b"\r":
             if not self.skip_empty_lines():
                 return
             buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n", max(0, self.scanned - 3))
+        scanned = self.scanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end < 0:
             self.incomplete_head()
             return

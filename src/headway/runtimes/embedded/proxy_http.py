@@ -16,10 +16,11 @@ closed. In particular:
   ``Content-Length`` or in an HTTP/1.0 request;
 - a chunk size is 1-16 hex digits, chunk extensions follow the grammar, trailers are field lines.
 
-Speed matters (every request and response goes through `Head`), so validation is a handful of C-level passes
-over the whole block (`bytes.translate` deletes allowed bytes and must leave nothing; counting CR and LF proves
-every one belongs to a CRLF) plus one `translate` per field name; regular expressions are used only for the
-rare chunk lines.
+Speed matters (every request and response goes through `Head`), so validation is a few C-level passes over
+the whole block: `bytes.translate` turns LF and every forbidden control character into CR, then counting CRs
+proves each CR and LF belongs to a CRLF line break. Field names, methods and hosts are checked once each and
+remembered (bounded sets of values seen valid), so the usual ones cost a set lookup; the usual request line
+(a known method, a path) takes a short path. Regular expressions are used only for the rare chunk lines.
 """
 
 from __future__ import annotations
@@ -40,11 +41,50 @@ MAX_LENGTH_DIGITS = 18
 
 _TCHAR = (string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~").encode()
 """RFC 9110 §5.6.2 token characters: a field name or method is made of these only."""
-_VISIBLE = bytes(range(0x21, 0x7F))
-_HEAD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
-"""Bytes a head may contain at all (CR and LF only as CRLF, checked separately): no NUL, no other control."""
 _HOST_BYTES = (string.ascii_letters + string.digits + "-._~!$&'()*+,;=:[]%").encode()
 _OWS = b" \t"
+
+
+def _flagging(allowed: bytes, flag: int) -> bytes:
+    """A `bytes.translate` table keeping ``allowed`` bytes and turning every other into ``flag``."""
+    return bytes(byte if byte in allowed else flag for byte in range(256))
+
+
+_CONTROLS_AS_CR = _flagging(b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)), 0x0D)
+"""Maps LF and every control character a head may not contain (all but HTAB) to CR: a valid head then holds
+exactly two CRs per CRLF line break, and any stray CR, LF, NUL or other control makes more."""
+_NOT_TOKEN_AS_SP = _flagging(_TCHAR, 0x20)
+_NOT_HOST_AS_SP = _flagging(_HOST_BYTES, 0x20)
+_KNOWN_TOKENS: set[bytes] = set()
+"""Field names and methods already found to be tokens: most requests repeat the same few."""
+_KNOWN_TOKENS_LIMIT = 4096
+
+
+_KNOWN_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE"})
+_KNOWN_HOSTS: set[bytes] = set()
+"""Host values already found valid (bounded like `_KNOWN_TOKENS`)."""
+
+
+def is_host(value: bytes) -> bool:
+    """``uri-host [":" port]`` characters only (RFC 9110 §7.2), possibly empty."""
+    if value in _KNOWN_HOSTS:
+        return True
+    if 0x20 in value.translate(_NOT_HOST_AS_SP):
+        return False
+    if len(_KNOWN_HOSTS) < _KNOWN_TOKENS_LIMIT:
+        _KNOWN_HOSTS.add(value)
+    return True
+
+
+def is_token(text: bytes) -> bool:
+    """RFC 9110 token: one or more tchar."""
+    if text in _KNOWN_TOKENS:
+        return True
+    if not text or 0x20 in text.translate(_NOT_TOKEN_AS_SP):
+        return False
+    if len(_KNOWN_TOKENS) < _KNOWN_TOKENS_LIMIT:
+        _KNOWN_TOKENS.add(text)
+    return True
 
 
 class ProtocolError(Exception):
@@ -84,12 +124,10 @@ _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 
 def check_lines(block: bytes) -> list[bytes]:
     """The CRLF-separated lines of a head or trailer block, refusing control characters and bare CR or LF."""
-    if block.translate(None, _HEAD_BYTES):
-        raise ProtocolError("a control character in the header block")
     lines = block.split(b"\r\n")
     separators = len(lines) - 1
-    if block.count(b"\r") != separators or block.count(b"\n") != separators:
-        raise ProtocolError("a bare CR or LF in the header block")
+    if block.translate(_CONTROLS_AS_CR).count(b"\r") != 2 * separators:
+        raise ProtocolError("a control character, or a bare CR or LF, in the header block")
     if separators > MAX_FIELDS:
         raise ProtocolError("too many header fields", 431)
     return lines
@@ -101,11 +139,19 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     if len(parts) != 3:
         raise ProtocolError("the request line is not method, target and version separated by single spaces")
     method, target, version = parts
-    if not method or method.translate(None, _TCHAR):
+    if (  # the usual case first, in as few steps as it takes: a known method and a path
+        version in _VERSIONS
+        and method in _KNOWN_METHODS
+        and target[:1] == b"/"
+        and target.isascii()
+        and 9 not in target  # no HTAB; the head holds no other control character (`check_lines`)
+    ):
+        return method, target, version
+    if not is_token(method):
         raise ProtocolError("the method is not a token")
     if version not in _VERSIONS:
         raise ProtocolError("the version is not HTTP/1.1 or HTTP/1.0")
-    if not target or target.translate(None, _VISIBLE):
+    if not target or not target.isascii() or 9 in target:  # no HTAB, and no other control (`check_lines`)
         raise ProtocolError("the request target is not printable ASCII")
     if method == b"CONNECT":
         raise ProtocolError("CONNECT is not implemented", 501)
@@ -155,7 +201,7 @@ class Head:
         for index in range(1, len(lines)):
             line = lines[index]
             name, colon, value = line.partition(b":")
-            if not colon or not name or name.translate(None, _TCHAR):
+            if not colon or not is_token(name):
                 raise ProtocolError(f"a field name that is not a token: {line[:40]!r}")
             lower = name.lower()
             kind = special.get(lower)
@@ -163,7 +209,7 @@ class Head:
                 if not request or not lower.startswith(b"x-forwarded-"):
                     kept.append(line)
                 continue
-            value = value.strip(_OWS)
+            value = value.strip()  # only SP and HTAB are left to strip once `check_lines` passed
             if kind == _CONTENT_LENGTH:
                 if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
                     raise ProtocolError("Content-Length is not a number")
@@ -178,7 +224,7 @@ class Head:
                 connection.update(token.strip(_OWS).lower() for token in value.split(b","))
             elif kind == _HOST:
                 hosts += 1
-                if value.translate(None, _HOST_BYTES):
+                if not is_host(value):
                     raise ProtocolError("Host is not a host[:port]")
                 self.host = value
                 kept.append(line)
@@ -298,7 +344,7 @@ class ChunkScanner:
                 raise ProtocolError("a bare LF in a trailer line")
             field = check_lines(line[:-1])[0]
             name, colon, _ = field.partition(b":")
-            if not colon or not name or name.translate(None, _TCHAR):
+            if not colon or not is_token(name):
                 raise ProtocolError(f"a malformed trailer line {line[:40]!r}")
 
 
