@@ -12,12 +12,12 @@ library would cost more CPU than the proxy under test, on the same two cores). T
 - closed loop: ``concurrency`` connections each send the next request as soon as the previous answer arrives, for
   ``seconds`` (in rounds, the paths taking turns as below): requests per second and p50/p99 latency;
 - open loop at a fixed rate (500 req/s): requests are scheduled on a clock and latency is measured from the
-  scheduled time (no coordinated omission). The paths take turns in short rounds (direct, proxy, ..., again), so
-  each sees the same load from whatever else runs on the machine; "added p50/p99" is the proxy's percentile
-  minus the direct one from the same rounds. The client's own timer wakes up to 1 ms late (asyncio rounds poll
-  timeouts up to whole milliseconds), which inflates both sides alike; latencies from the moment each request
-  was actually written are reported too (``*_from_send``), counted from the schedule when a request had to wait
-  for a free connection (the only way the system under test can hold the client back).
+  scheduled time (no coordinated omission). The paths take turns in short rounds (direct, proxy, ..., then in
+  reverse), so each sees the same load from whatever else runs on the machine; "added p50/p99" is the proxy's
+  percentile minus the direct one from the same rounds. The client's own timer wakes up to 1 ms late (asyncio
+  rounds poll timeouts up to whole milliseconds), which inflates both sides alike; latencies from the moment each
+  request was actually written are reported too (``*_from_send``), counted from the schedule when a request had
+  to wait for a free connection (the only way the system under test can hold the client back).
 
 The load generator is this process; the backend and each proxy run in processes of their own.
 
@@ -362,14 +362,14 @@ async def run(seconds: float, concurrency: int, rate: int, baseline: Path | None
         rounds = max(1, round(seconds))
         results["settings"] = {"seconds": seconds, "concurrency": concurrency, "fixed_rate": rate, "rounds": rounds}
         closed = {name: ClosedLoop(pids.get(name)) for name in targets}
-        for _ in range(rounds):
-            for name, address in targets.items():
+        for turn in range(rounds):
+            for name, address in _in_turn(targets, turn):
                 await closed_loop(address, seconds / rounds, concurrency, closed[name])
         for name, loop in closed.items():
             results[name] = {"closed_loop": loop.result()}
         fixed = {name: OpenLoop() for name in targets}
-        for _ in range(rounds):
-            for name, address in targets.items():
+        for turn in range(rounds):
+            for name, address in _in_turn(targets, turn):
                 await open_loop(address, seconds / rounds, rate, fixed[name])
         for name, gathered in fixed.items():
             results[name]["fixed_rate"] = gathered.result(rate)
@@ -378,6 +378,12 @@ async def run(seconds: float, concurrency: int, rate: int, baseline: Path | None
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+def _in_turn(targets: dict[str, tuple[str, int]], turn: int) -> list[tuple[str, tuple[str, int]]]:
+    """The paths in order, reversed every other round: no path always follows the same one (position bias)."""
+    items = list(targets.items())
+    return items if turn % 2 == 0 else items[::-1]
 
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
