@@ -154,16 +154,15 @@ async def test_past_the_connection_cap_the_longest_idle_connection_makes_room_el
         assert (await answer(served_reader)).startswith(b"HTTP/1.1 200 ")
         assert await until_closed(idle[0][0], 10) == b""
 
-        busy = [await connect(running) for _ in range(19)]  # now 20 with 19 heads still owed and 1 idle: full
+        busy = [await connect(running) for _ in range(19)]  # each replaces an idle one: 19 heads owed, 1 idle
         for _, writer in busy:
             writer.write(b"GET / HTTP/1.1\r\n")
-        await asyncio.sleep(0.2)  # let the proxy read them (not an assertion: a late read only loses the race)
-        evicted_idle = [await connect(running) for _ in range(19)]
+        more = [await connect(running) for _ in range(19)]  # the first replaces the last idle one; the rest: 503
         refused_reader, refused_writer = await connect(running)
         refused = await until_closed(refused_reader, 10)
 
         assert refused.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 1\r\n" in refused, refused[:80]
-        for _, writer in [*idle, *busy, *evicted_idle, (served_reader, served_writer), (None, refused_writer)]:
+        for _, writer in [*idle, *busy, *more, (served_reader, served_writer), (None, refused_writer)]:
             writer.close()
         deadline = time.monotonic() + 10
         while True:  # the proxy notices the closes asynchronously; then new clients are served again
