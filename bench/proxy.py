@@ -1,22 +1,23 @@
 """Proxy speed: throughput and latency direct, through the built-in proxy, and through HAProxy, side by side.
 
 Run on demand: ``.venv/bin/python bench/proxy.py [--seconds 5] [--concurrency 32]``. Prints one JSON document.
-Everything is on 127.0.0.1 and bounded (about 50 s with the defaults; never more than 60 s). "proxy" is the
-built-in proxy's default (fast) engine; "proxy_aiohttp_engine" its aiohttp engine, for comparison.
+Everything is on 127.0.0.1 and bounded (about 40 s with the defaults; never more than 60 s). "proxy" is the
+built-in proxy (`headway.runtimes.embedded.proxy`); ``--baseline DIR`` adds "proxy_baseline", the same proxy from
+another checkout's ``src`` (for before/after comparisons under the same load).
 
 The backend is a tiny fixed-answer HTTP/1.1 server (an asyncio Protocol, in its own process) so it is not the
 bottleneck. The load generator is also a raw asyncio Protocol client over keep-alive connections (an HTTP client
 library would cost more CPU than the proxy under test, on the same two cores). Two measurements per path:
 
 - closed loop: ``concurrency`` connections each send the next request as soon as the previous answer arrives, for
-  ``seconds``: requests per second and p50/p99 latency;
+  ``seconds`` (in rounds, the paths taking turns as below): requests per second and p50/p99 latency;
 - open loop at a fixed rate (500 req/s): requests are scheduled on a clock and latency is measured from the
-  scheduled time (no coordinated omission). The paths take turns in short rounds (direct, proxy, ..., again), so
-  each sees the same load from whatever else runs on the machine; "added p50/p99" is the proxy's percentile
-  minus the direct one from the same rounds. The client's own timer wakes up to 1 ms late (asyncio rounds poll
-  timeouts up to whole milliseconds), which inflates both sides alike; latencies from the moment each request
-  was actually written are reported too (``*_from_send``), counted from the schedule when a request had to wait
-  for a free connection (the only way the system under test can hold the client back).
+  scheduled time (no coordinated omission). The paths take turns in short rounds (direct, proxy, ..., then in
+  reverse), so each sees the same load from whatever else runs on the machine; "added p50/p99" is the proxy's
+  percentile minus the direct one from the same rounds. The client's own timer wakes up to 1 ms late (asyncio
+  rounds poll timeouts up to whole milliseconds), which inflates both sides alike; latencies from the moment each
+  request was actually written are reported too (``*_from_send``), counted from the schedule when a request had
+  to wait for a free connection (the only way the system under test can hold the client back).
 
 The load generator is this process; the backend and each proxy run in processes of their own.
 
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -130,36 +132,61 @@ def _request(address: tuple[str, int]) -> bytes:
     return f"GET / HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\n\r\n".encode()
 
 
-async def closed_loop(address: tuple[str, int], seconds: float, concurrency: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
+class ClosedLoop:
+    """Answers of one path under closed-loop load, gathered over several rounds (see `closed_loop`)."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.seconds = 0.0
+        self.cpu = 0.0
+        """CPU seconds (user + system) the process under test spent during the rounds."""
+
+    def result(self) -> dict[str, Any]:
+        cpu = {"cpu_us_per_request": round(1e6 * self.cpu / len(self.latencies), 1)} if self.pid else {}
+        return {
+            "requests": len(self.latencies),
+            "errors": self.errors,
+            "rps": round(len(self.latencies) / self.seconds),
+            **_percentiles(self.latencies),
+            **cpu,
+        }
+
+
+async def closed_loop(address: tuple[str, int], seconds: float, concurrency: int, into: ClosedLoop) -> None:
+    """``concurrency`` connections send the next request as soon as an answer arrives; answers until the end count."""
     deadline = 0.0
 
     def done(client: _Client, status: int, latency: float) -> None:
-        nonlocal errors
-        latencies.append(latency)
+        now = time.perf_counter()
+        if now > deadline:
+            return
+        into.latencies.append(latency)
         if status >= 500:
-            errors += 1
-        if time.perf_counter() < deadline:
-            client.send(time.perf_counter())
+            into.errors += 1
+        client.send(now)
 
     request = _request(address)
     clients = [await _connect(address, request, done) for _ in range(concurrency)]
     await _warm(clients)
-    latencies.clear()
+    cpu = _cpu_seconds(into.pid)
     start = time.perf_counter()
     deadline = start + seconds
     for client in clients:
         client.send(time.perf_counter())
-    await asyncio.sleep(seconds + 0.5)
-    elapsed = time.perf_counter() - start
+    await asyncio.sleep(seconds)
+    into.seconds += time.perf_counter() - start
+    into.cpu += _cpu_seconds(into.pid) - cpu
     _close(clients)
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": round(len(latencies) / elapsed),
-        **_percentiles(latencies),
-    }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (0 if unknown): per-request CPU is steadier than rates on a busy host."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class OpenLoop:
@@ -265,10 +292,9 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
 # --- the processes -------------------------------------------------------------------------------------------
 
 
-def _spawn(args: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    process = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    )
+def _spawn(args: list[str], src: Path = ROOT / "src") -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    env = {**os.environ, "PYTHONPATH": str(src), "HEADWAY_PROXY_TOKEN": secrets.token_urlsafe(32)}
+    process = subprocess.Popen(args, cwd=src.parent, stdout=subprocess.PIPE, env=env)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
@@ -301,17 +327,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-async def run(seconds: float, concurrency: int, rate: int) -> dict[str, Any]:
+async def run(seconds: float, concurrency: int, rate: int, baseline: Path | None = None) -> dict[str, Any]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         backend, info = _spawn([sys.executable, __file__, "--serve-backend"])
         processes.append(backend)
         backend_address = f"127.0.0.1:{info['port']}"
         targets: dict[str, tuple[str, int]] = {"direct": ("127.0.0.1", int(backend_address.rsplit(":", 1)[1]))}
+        pids: dict[str, int] = {}
         command = [sys.executable, "-m", "headway.runtimes.embedded.proxy", "--listen", "127.0.0.1:0"]
-        for name, engine in (("proxy", "fast"), ("proxy_aiohttp_engine", "aiohttp")):
-            proxy, info = _spawn([*command, "--admin", "127.0.0.1:0", "--backend", backend_address, "--engine", engine])
+        command += ["--admin", "127.0.0.1:0", "--backend", backend_address]
+        sources = {"proxy": ROOT / "src"} | ({"proxy_baseline": baseline / "src"} if baseline else {})
+        for name, src in sources.items():
+            proxy, info = _spawn(command, src)
             processes.append(proxy)
+            pids[name] = proxy.pid
             targets[name] = ("127.0.0.1", int(info["listen"].rsplit(":", 1)[1]))
         haproxy = shutil.which("haproxy")
         if haproxy:
@@ -331,11 +361,15 @@ async def run(seconds: float, concurrency: int, rate: int) -> dict[str, Any]:
         results: dict[str, Any] = {"machine": machine}
         rounds = max(1, round(seconds))
         results["settings"] = {"seconds": seconds, "concurrency": concurrency, "fixed_rate": rate, "rounds": rounds}
-        for name, address in targets.items():
-            results[name] = {"closed_loop": await closed_loop(address, seconds, concurrency)}
+        closed = {name: ClosedLoop(pids.get(name)) for name in targets}
+        for turn in range(rounds):
+            for name, address in _in_turn(targets, turn):
+                await closed_loop(address, seconds / rounds, concurrency, closed[name])
+        for name, loop in closed.items():
+            results[name] = {"closed_loop": loop.result()}
         fixed = {name: OpenLoop() for name in targets}
-        for _ in range(rounds):
-            for name, address in targets.items():
+        for turn in range(rounds):
+            for name, address in _in_turn(targets, turn):
                 await open_loop(address, seconds / rounds, rate, fixed[name])
         for name, gathered in fixed.items():
             results[name]["fixed_rate"] = gathered.result(rate)
@@ -344,6 +378,12 @@ async def run(seconds: float, concurrency: int, rate: int) -> dict[str, Any]:
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+def _in_turn(targets: dict[str, tuple[str, int]], turn: int) -> list[tuple[str, tuple[str, int]]]:
+    """The paths in order, reversed every other round: no path always follows the same one (position bias)."""
+    items = list(targets.items())
+    return items if turn % 2 == 0 else items[::-1]
 
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
@@ -365,6 +405,15 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     if "haproxy" in results:
         share = results["haproxy"]["closed_loop"]["rps"] / direct["closed_loop"]["rps"]
         summary |= {"haproxy_share_of_direct": round(share, 3), "haproxy_target_40pct_met": share >= 0.4}
+    summary["proxy_cpu_us_per_request"] = proxy["closed_loop"]["cpu_us_per_request"]
+    if "proxy_baseline" in results:
+        baseline = results["proxy_baseline"]
+        summary["baseline_cpu_us_per_request"] = baseline["closed_loop"]["cpu_us_per_request"]
+        summary["baseline_rps"] = baseline["closed_loop"]["rps"]
+        summary["baseline_share_of_direct"] = round(baseline["closed_loop"]["rps"] / direct["closed_loop"]["rps"], 3)
+        summary["baseline_added_p99_ms_at_fixed_rate"] = round(
+            float(baseline["fixed_rate"]["p99_ms"] - direct["fixed_rate"]["p99_ms"]), 3
+        )
     else:
         summary["haproxy"] = "not installed (apt-get install haproxy)"
     return summary
@@ -375,6 +424,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement (8 measurements; max 6)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=int, default=500, help="requests per second of the fixed-rate run")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose src/ proxy is measured alongside")
     parser.add_argument("--serve-backend", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
@@ -382,7 +432,7 @@ def main() -> None:
         return
     if not 0 < args.seconds <= 6:
         parser.error("--seconds must be within (0, 8] so the whole run stays under 60 s")
-    print(json.dumps(asyncio.run(run(args.seconds, args.concurrency, args.rate)), indent=2))
+    print(json.dumps(asyncio.run(run(args.seconds, args.concurrency, args.rate, args.baseline)), indent=2))
 
 
 if __name__ == "__main__":

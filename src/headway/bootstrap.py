@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -83,6 +84,8 @@ PORT_ANNOTATION = "headway.dev/proxy-port"
 """Where a blue/green rollout (no trafficRouting) names its traffic port; 0 or absent: any free port."""
 PROXY_MODULE = "headway.runtimes.embedded.proxy"
 PROXY_START_SECONDS = 15.0
+PROXY_TOKEN_FILE = "admin.token"
+"""In ``<state_dir>/proxies/``: the token every proxy of this instance requires on its admin API (mode 0600)."""
 DEFAULT_RESYNC = 1.0
 GIT_DIR = "git"
 """The private copy of the followed repository (fetched commits only)."""
@@ -115,11 +118,17 @@ class Proxies:
     A proxy's endpoint is recorded in ``<state_dir>/proxies/<namespace>_<name>.json`` and its routing state in
     ``….state.json`` (the proxy saves and reloads that file itself), so a restarted controller finds the
     proxy that kept serving, and a proxy that died comes back on the same port with the same weights.
+
+    Their admin APIs require the instance's proxy token, kept in ``<state_dir>/proxies/admin.token`` (0600) from
+    the first start until `stop_all`, so proxies adopted after a controller restart still accept it. A proxy
+    reads it from that file (``--token-file``): on the command line every local user could read it in ``ps``.
     """
 
     def __init__(self, state_dir: Path, *, python: str = sys.executable) -> None:
         self.dir = private_dir(state_dir / "proxies")
         self.python = python
+        self.token_file = self.dir / PROXY_TOKEN_FILE
+        self.token = _proxy_token(self.token_file)
         self._running: dict[str, ProxyProcess] = {}
         self._pushed: dict[str, dict[str, list[str]]] = {}
         self._active: dict[str, str] = {}
@@ -145,10 +154,10 @@ class Proxies:
         """The rollout's proxy, adopted if alive, else started (on its previous port when it had one)."""
         key = rollout_key(rollout)
         current = self._running.get(key)
-        if current is not None and _is_proxy(current.pid) and _healthy(current.admin_url):
+        if current is not None and _is_proxy(current.pid) and _healthy(current.admin_url, self.token):
             return current
         recorded = self.known().get(key)
-        if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url):
+        if recorded is not None and _is_proxy(recorded.pid) and _healthy(recorded.admin_url, self.token):
             self._running[key] = recorded
             self._forget(key)
             return recorded
@@ -194,7 +203,11 @@ class Proxies:
             "127.0.0.1:0",
             "--state-file",
             str(self._file(key, ".state.json")),
+            "--token-file",
+            str(self.token_file),
         ]
+        if not self.token_file.exists():  # removed by a `stop_all` of this same object: write it again
+            write_private_atomically(self.token_file, self.token)
         with append_private(log_path) as log_file:
             offset = log_file.tell()
             child = subprocess.Popen(
@@ -229,7 +242,7 @@ class Proxies:
         if not patch:
             return
         proxy = self.ensure(rollout)
-        _request("PATCH", proxy.admin_url + "/state", {"backends": patch})
+        _request("PATCH", proxy.admin_url + "/state", self.token, {"backends": patch})
         self._pushed[key] = wanted
 
     def repair(self, rollout: Rollout, backends: Mapping[str, list[tuple[str, int]]], active: str | None) -> list[str]:
@@ -242,7 +255,7 @@ class Proxies:
         """
         key = rollout_key(rollout)
         proxy = self.ensure(rollout)
-        live = _request("GET", proxy.admin_url + "/state")
+        live = _request("GET", proxy.admin_url + "/state", self.token)
         if not isinstance(live, dict):
             raise OSError(f"the proxy of {key} answered GET /state with {type(live).__name__}")
         wanted = {h: sorted(f"{host}:{port}" for host, port in items) for h, items in backends.items()}
@@ -270,7 +283,7 @@ class Proxies:
                     found_split = json.dumps(live_split, sort_keys=True)
                     changed.append(f"traffic split: expected all traffic to {active}, found {found_split}")
         if body:
-            _request("PATCH", proxy.admin_url + "/state", body)
+            _request("PATCH", proxy.admin_url + "/state", self.token, body)
         self._pushed[key] = {h: [f"{host}:{port}" for host, port in items] for h, items in backends.items()}
         if active is not None:
             self._active[key] = active
@@ -294,11 +307,12 @@ class Proxies:
         if active is None or self._active.get(key) == active:
             return
         proxy = self.ensure(rollout)
-        _request("PATCH", proxy.admin_url + "/state", {"stable": active, "canary": None, "weights": {active: 100}})
+        body = {"stable": active, "canary": None, "weights": {active: 100}}
+        _request("PATCH", proxy.admin_url + "/state", self.token, body)
         self._active[key] = active
 
     def stop_all(self, grace: float = 10.0) -> None:
-        """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints."""
+        """SIGTERM every recorded proxy (it drains), SIGKILL after ``grace``; forget their endpoints and token."""
         recorded = {**self.known(), **self._running}
         for process in recorded.values():
             if _is_proxy(process.pid):
@@ -312,6 +326,7 @@ class Proxies:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
             self._file(process.key, ".endpoint.json").unlink(missing_ok=True)
+        self.token_file.unlink(missing_ok=True)
         self._running.clear()
         self._pushed.clear()
         self._active.clear()
@@ -376,6 +391,21 @@ def _first_json_line(path: Path, offset: int) -> dict[str, Any] | None:
     return None
 
 
+def _proxy_token(path: Path) -> str:
+    """The instance's proxy token: the one in ``path`` if there is one, else a new one written there (0600)."""
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        write_private_atomically(path, token)
+    elif path.stat().st_mode & 0o077:
+        log.warning("%s was readable by others: restricted to its owner (headway down replaces the token)", path)
+        path.chmod(0o600)
+    return token
+
+
 def _is_proxy(pid: int) -> bool:
     """Alive, not a zombie, and really a proxy (a recycled PID must never be killed)."""
     try:
@@ -386,17 +416,19 @@ def _is_proxy(pid: int) -> bool:
     return PROXY_MODULE in cmdline and stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
-def _healthy(admin_url: str) -> bool:
+def _healthy(admin_url: str, token: str) -> bool:
+    """Alive and accepting our token: a proxy that refuses it could not be driven, so it is not adopted."""
     try:
-        _request("GET", admin_url + "/healthz")
+        _request("GET", admin_url + "/state", token)
     except OSError:
         return False
     return True
 
 
-def _request(method: str, url: str, body: object = None, timeout: float = 2.0) -> Any:
+def _request(method: str, url: str, token: str, body: object = None, timeout: float = 2.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
 
@@ -448,7 +480,8 @@ class RolloutProxyProvider:
     def _provider(self, context: MeasureContext) -> ProxyProvider:
         key = self.owner(context.run_name)
         proxy = self.proxies.get(key) if key is not None else None
-        return ProxyProvider(default_address=proxy.admin_url if proxy is not None else None)
+        address = proxy.admin_url if proxy is not None else None
+        return ProxyProvider(default_address=address, token=self.proxies.token)
 
     async def start(self, metric: Metric, context: MeasureContext) -> ProviderResult:
         return await self._provider(context).start(metric, context)
@@ -690,7 +723,7 @@ def build_embedded(
     proxies = Proxies(path)
     executor, analysis_tick = build_analysis(store, proxies, path)
     gates = HttpGates()
-    router = ProxyRouter(proxies.admin_url)
+    router = ProxyRouter(proxies.admin_url, token=proxies.token)
     router.instance_of = proxies.instance  # so the engine tells a restarted proxy from an edited one
     engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None

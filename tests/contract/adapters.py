@@ -54,7 +54,7 @@ from headway.stores.memory import MemoryStore
 from headway.stores.sqlite import SqliteStore
 from tests.contract.conftest import APPS
 from tests.e2e.kubernetes.emulator import ApiServer
-from tests.e2e.proxy.processes import Running, call
+from tests.e2e.proxy.processes import TOKEN, Running, call
 from tests.scenarios.harness import canary, make_rollout
 
 T = TypeVar("T")
@@ -166,7 +166,7 @@ def proxy_router(request: pytest.FixtureRequest) -> TrafficRouter:
     proxies: dict[str, Running] = request.getfixturevalue("proxies")
     for running in proxies.values():
         call("PUT", running.admin + "/state", {"stable": "old", "weights": {"old": 100}})
-    return ProxyRouter({f"default/{app}": running.admin for app, running in proxies.items()})
+    return ProxyRouter({f"default/{app}": running.admin for app, running in proxies.items()}, token=TOKEN)
 
 
 def haproxy_router(request: pytest.FixtureRequest) -> TrafficRouter:

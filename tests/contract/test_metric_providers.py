@@ -41,7 +41,7 @@ from tests.contract import adapters
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP
 from tests.e2e.prometheus import server
-from tests.e2e.proxy.processes import Running, call
+from tests.e2e.proxy.processes import TOKEN, Running, call
 from tests.unit.providers.servers import serve
 
 T = TypeVar("T")
@@ -143,7 +143,7 @@ def proxy_harness(proxies: Mapping[str, Running], state_dir: Path) -> Harness:
         return RolloutProxyProvider(Proxies(state_dir), lambda _run: None)
 
     return Harness(
-        provider=ProxyProvider(),
+        provider=ProxyProvider(token=TOKEN),
         good=metric("good", {"plugin": {"proxy": {"address": admin, "window": "30s"}}}),
         expected=("old", 0),
         measured=lambda value: (value["stable"]["revision"], value["stable"]["requests"]),

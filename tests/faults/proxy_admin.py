@@ -24,7 +24,7 @@ def headers(state_dir: Path, name: str = "web", namespace: str = "default") -> d
         endpoint = {}
     if isinstance(endpoint.get("token"), str):
         return {"Authorization": f"Bearer {endpoint['token']}"}
-    candidates = [*sorted(proxies.glob(f"{namespace}_{name}*token*")), state_dir / TOKEN_FILE]
+    candidates = [proxies / "admin.token", *sorted(proxies.glob(f"{namespace}_{name}*token*")), state_dir / TOKEN_FILE]
     token = next((path for path in candidates if path.is_file()), None)
     return {"Authorization": f"Bearer {token.read_text().strip()}"} if token is not None else {}
 

@@ -18,14 +18,20 @@ window, plus rates for simple conditions (``result.canary.errorRate < 0.05``)::
 A revision with no requests has ``errorRate``/``slowRate`` null, never 0: no data is no evidence, so a condition
 on it cannot pass by accident. The latency cut is rounded up to the proxy's next histogram bound (reported as
 ``latencyCut``). Failed queries are results with ``error`` set, never exceptions.
+
+The counters are behind the proxy's admin token. The runtime that configured the provider gives it the token, and
+it is sent only to loopback addresses (where the embedded proxies listen), so a metric naming some other address
+cannot collect it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -43,8 +49,9 @@ class ProxyProvider:
 
     type: ClassVar[str] = "proxy"
 
-    def __init__(self, default_address: str | None = None, *, timeout: float = 2.0) -> None:
+    def __init__(self, default_address: str | None = None, *, token: str | None = None, timeout: float = 2.0) -> None:
         self.default_address = default_address
+        self.token = token
         self.timeout = timeout
 
     async def start(self, metric: Metric, context: MeasureContext) -> ProviderResult:
@@ -53,11 +60,12 @@ class ProxyProvider:
         except ValueError as error:
             return ProviderResult(error=f"metric {metric.name!r}: provider.plugin.proxy.{error}")
         query = {} if window is None else {"window": repr(window)}
+        headers = self.headers_for(address)
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(f"{address.rstrip('/')}/counters", params=query) as response,
+                session.get(f"{address.rstrip('/')}/counters", params=query, headers=headers) as response,
             ):
                 body = await response.json(content_type=None)
                 if response.status != 200:
@@ -69,6 +77,10 @@ class ProxyProvider:
             return ProviderResult(value=summarise(body, cut), metadata={"address": address})
         except (KeyError, TypeError, ValueError) as error:
             return ProviderResult(error=f"proxy at {address} sent unexpected counters: {error!r}")
+
+    def headers_for(self, address: str) -> dict[str, str]:
+        """The admin token for a loopback address (where embedded proxies listen), else nothing."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token and is_loopback(address) else {}
 
     async def poll(self, metric: Metric, pending: str, context: MeasureContext) -> ProviderResult:
         return ProviderResult(error="the proxy provider finishes in start; there is nothing to poll")
@@ -92,6 +104,15 @@ class ProxyProvider:
             None if window is None else duration(window, "window"),
             duration(config.get("latencyCut", DEFAULT_LATENCY_CUT), "latencyCut"),
         )
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine's loopback interface (``localhost`` or a loopback IP)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def duration(value: object, field: str) -> float:

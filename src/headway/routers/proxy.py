@@ -8,6 +8,9 @@ The proxy owns backends (the supervisor registers and drains them); this router 
 ``canary``, ``weights`` and the routes, and patches just those keys so the two writers never overwrite each
 other. Weights are written as percentages of the two revisions (stable gets ``100 - canary``).
 
+Every call carries the instance's token (``Authorization: Bearer``): the admin API refuses anything else with a
+401, which surfaces here as a `PermanentError` naming the missing or wrong token.
+
 "Restore" puts the proxy back to what it is with no rollout in progress: all traffic to stable, no canary, no
 routes. Failures become `TemporaryError` (proxy down, timeout, 5xx) or `PermanentError` (the proxy refused the
 request as invalid, or no proxy is configured for the rollout).
@@ -37,9 +40,19 @@ class ProxyRouter:
 
     type: ClassVar[str] = "proxy"
 
-    def __init__(self, admin: str | Mapping[str, str] | Callable[[Rollout], str], *, timeout: float = 2.0) -> None:
-        """``admin`` is the admin base URL (one app), a map from ``namespace/name`` to URL, or a function."""
+    def __init__(
+        self,
+        admin: str | Mapping[str, str] | Callable[[Rollout], str],
+        *,
+        token: str | None = None,
+        timeout: float = 2.0,
+    ) -> None:
+        """``admin`` is the admin base URL (one app), a map from ``namespace/name`` to URL, or a function;
+        ``token`` is the proxies' admin token."""
         self._admin = admin
+        self._headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
 
     # --- the TrafficRouter Protocol ------------------------------------------------------------------------
@@ -137,7 +150,7 @@ class ProxyRouter:
     def _call(self, rollout: Rollout, method: str, path: str, body: object = None) -> dict[str, Any]:
         url = self.admin_url(rollout) + path
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=data, method=method, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()

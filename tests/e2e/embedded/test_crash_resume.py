@@ -22,7 +22,12 @@ STEPS: list[dict[str, Any]] = [{"setWeight": 40}, {"pause": {}}, {"setWeight": 8
 
 async def proxy_state(daemon: DaemonProcess) -> dict[str, Any]:
     endpoint = json.loads((daemon.state_dir / "proxies" / "default_web.endpoint.json").read_text())
-    async with aiohttp.ClientSession() as session, session.get(f"http://{endpoint['admin']}/state") as response:
+    token = (daemon.state_dir / "proxies" / "admin.token").read_text()  # the admin API requires the token
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{endpoint['admin']}/state", headers=headers) as response,
+    ):
         state: dict[str, Any] = await response.json()
     return state
 

@@ -26,14 +26,8 @@ def state_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine() -> str:
-    """The data-plane engine under test; `test_aiohttp_engine.py` overrides it."""
-    return "fast"
-
-
-@pytest.fixture
-def running_proxy(state_file: Path, backends: dict[str, Running], engine: str) -> Iterator[Running]:
-    started = proxy(state_file, engine=engine)
+def running_proxy(state_file: Path, backends: dict[str, Running]) -> Iterator[Running]:
+    started = proxy(state_file)
     status, body = call(
         "PUT",
         started.admin + "/state",

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "test-proxy-admin-token-0123456789"
+"""The admin token every test proxy is started with (through its environment, as `proxy` does)."""
 
 
 @dataclass
@@ -56,9 +58,9 @@ class Running:
         return self.process.returncode
 
 
-def spawn(args: list[str], timeout: float = 15.0) -> Running:
+def spawn(args: list[str], timeout: float = 15.0, env: dict[str, str] | None = None) -> Running:
     """Start ``python -m ...args`` from the repository root and wait for its JSON line on stdout."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -81,18 +83,21 @@ def backend(name: str) -> Running:
     return spawn(["tests.e2e.proxy.backend", "--name", name])
 
 
-def proxy(state_file: Path | None = None, *extra: str, engine: str = "fast") -> Running:
+def proxy(state_file: Path | None = None, *extra: str, token: str = TOKEN) -> Running:
+    """A proxy process on ephemeral ports, its admin token ``token`` passed in ``HEADWAY_PROXY_TOKEN``."""
     args = ["headway.runtimes.embedded.proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
-    args += ["--engine", engine]
     if state_file is not None:
         args += ["--state-file", str(state_file)]
-    return spawn(args)
+    return spawn(args, env={"HEADWAY_PROXY_TOKEN": token})
 
 
-def call(method: str, url: str, body: object = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """A blocking JSON call (the admin API); returns status and decoded body, errors included."""
+def call(
+    method: str, url: str, body: object = None, timeout: float = 5.0, token: str | None = TOKEN
+) -> tuple[int, Any]:
+    """A blocking JSON call (the admin API, with ``token`` unless None); returns status and decoded body."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token is not None else {})
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()

@@ -20,7 +20,7 @@ from headway.routers.proxy import ProxyRouter
 from headway.spec.analysis import Metric
 from headway.spec.rollout import HeaderRoutingMatch, StringMatch
 from tests.e2e.proxy.conftest import require_binary
-from tests.e2e.proxy.processes import Running, call, free_port
+from tests.e2e.proxy.processes import TOKEN, Running, call, free_port
 from tests.scenarios.harness import canary
 
 ROLLOUT = canary(routed=True)
@@ -42,7 +42,7 @@ async def hit(url: str, count: int) -> Counter[str]:
 
 @pytest.mark.asyncio
 async def test_the_proxy_router_drives_the_live_split(running_proxy: Running) -> None:
-    router = ProxyRouter(running_proxy.admin)
+    router = ProxyRouter(running_proxy.admin, token=TOKEN)
 
     await asyncio.to_thread(router.set_weight, ROLLOUT, 25, "new", "old")
     got = await hit(f"http://{running_proxy.listen}/", 40)
@@ -68,7 +68,7 @@ def test_the_proxy_router_reports_a_down_proxy_as_temporary() -> None:
 
 
 def test_the_proxy_router_reports_refused_input_as_permanent(running_proxy: Running) -> None:
-    router = ProxyRouter(running_proxy.admin)
+    router = ProxyRouter(running_proxy.admin, token=TOKEN)
 
     with pytest.raises(PermanentError, match=r"weights.not a hash!: expected a name"):
         router.set_weight(ROLLOUT, 10, "new", "not a hash!")
@@ -84,7 +84,7 @@ async def test_the_proxy_provider_counts_bad_events_per_role(running_proxy: Runn
             async with session.get(f"http://{running_proxy.listen}{path}") as response:
                 await response.read()
 
-    result = await ProxyProvider().start(metric(address=running_proxy.admin, latencyCut="100ms"), CONTEXT)
+    result = await ProxyProvider(token=TOKEN).start(metric(address=running_proxy.admin, latencyCut="100ms"), CONTEXT)
 
     assert result.error is None, result.error
     canary, stable = result.value["canary"], result.value["stable"]

@@ -15,7 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.proxy.processes import Running, backend, call, proxy, spawn
+from tests.e2e.proxy.processes import TOKEN, Running, backend, call, proxy, spawn
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def names(url: str, count: int, headers: dict[str, str] | None = None) -> list[str]:
@@ -249,7 +251,7 @@ async def test_counters_are_served_as_json_and_prometheus_text(running_proxy: Ru
         for path in ["/", "/status/500", "/", "/status/502"]:
             async with session.get(f"http://{running_proxy.listen}{path}") as response:
                 await response.read()
-        async with session.get(f"{running_proxy.admin}/metrics") as response:
+        async with session.get(f"{running_proxy.admin}/metrics", headers=AUTH) as response:
             text = await response.text()
 
     counters = call("GET", running_proxy.admin + "/counters?window=60")[1]

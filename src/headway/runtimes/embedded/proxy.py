@@ -1,23 +1,25 @@
 """The embedded weighted reverse proxy: the data plane of embedded mode, run as its own OS process.
 
 Run it as ``python -m headway.runtimes.embedded.proxy --listen 127.0.0.1:8080 --admin 127.0.0.1:8081
---state-file DIR/proxy.json``. It is a separate process so that traffic keeps flowing while the controller is
-killed and restarted: the controller only talks to its admin API, and the proxy reloads its last routing state
-from the state file when it starts. Once bound it prints one JSON line (``{"listen": ..., "admin": ...}``) on
-stdout, so a parent that asked for port 0 learns the real ports.
+--state-file DIR/proxy.json --token-file DIR/admin.token``. It is a separate process so that traffic keeps
+flowing while the controller is killed and restarted: the controller only talks to its admin API, and the proxy
+reloads its last routing state from the state file when it starts. Once bound it prints one JSON line
+(``{"listen": ..., "admin": ...}``) on stdout, so a parent that asked for port 0 learns the real ports.
 
 Per request: header routes, then smooth weighted round-robin pick a revision (`proxy_balancing`), round-robin
 picks one of its ready backends, and the request is forwarded over a keep-alive pool with hop-by-hop headers
-stripped and ``X-Forwarded-For/Proto/Host`` set; bodies stream both ways. If the connection to the backend is
-refused (nothing was sent yet) or a pooled keep-alive connection turns out closed on a bodiless idempotent
-request, it is retried once on another ready backend of the revision, else of stable, so a replica restarting
-never surfaces as a 502. Mirror routes copy a share of matching requests to the canary without waiting.
+stripped and ``X-Forwarded-For/Proto/Host`` set; bodies stream both ways (`proxy_fast`, HTTP/1.1 parsed strictly
+by `proxy_http`). If the connection to the backend is refused (nothing was sent yet) or a pooled keep-alive
+connection turns out closed on a bodiless idempotent request, it is retried once on another ready backend of the
+revision, else of stable, so a replica restarting never surfaces as a 502. Mirror routes copy a share of
+matching requests to the canary without waiting. The hot path avoids work that is not needed: the routing table
+is rebuilt only when the state changes, counters are plain integers, nothing is logged per request.
 
-Two engines share the routing table, counters, admin API and mirroring: ``fast`` (the default, `proxy_fast`:
-HTTP/1.1 relayed between asyncio Protocols; 8-11k req/s on two cores) and ``aiohttp`` (an aiohttp server handing
-requests to an aiohttp client session; ~2-3k req/s, kept as the conservative fallback). Choose with ``--engine``
-or ``HEADWAY_PROXY_ENGINE``. Either way the hot path avoids work that is not needed: the routing table is
-rebuilt only when the state changes, counters are plain integers, nothing is logged per request.
+The admin API changes where all traffic goes, so every endpoint but ``GET /healthz`` needs the instance's token
+as ``Authorization: Bearer <token>`` (compared in constant time; otherwise 401 and nothing changes). The token is
+read from a file readable by its owner only (``--token-file``) or the ``HEADWAY_PROXY_TOKEN`` environment
+variable, never from the command line, which every local user can read in ``ps``. Without one the proxy does
+not start.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hmac
 import ipaddress
 import json
 import logging
 import os
+import resource
+import secrets
 import signal
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,7 +46,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from yarl import URL
@@ -48,7 +54,7 @@ from yarl import URL
 from headway.http_guard import host_guard
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, RoutingTable
 from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
-from headway.runtimes.embedded.proxy_fast import FastDataPlane
+from headway.runtimes.embedded.proxy_fast import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, FastDataPlane
 from headway.runtimes.embedded.proxy_state import (
     RoutingState,
     StateError,
@@ -62,53 +68,42 @@ from headway.runtimes.embedded.proxy_state import (
 
 log = logging.getLogger("headway.proxy")
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-"""RFC 9110 §7.6.1 connection-specific headers, never forwarded (plus any the Connection header names)."""
-
-BUFFERED_LIMIT = 256 * 1024
-"""Responses with a Content-Length up to this are read at once (faster); longer or unknown ones are streamed."""
 MIRROR_BODY_LIMIT = 1024 * 1024
 """A request body is copied to a mirror only up to this size; larger requests are forwarded but not mirrored."""
 MIRROR_CONCURRENCY = 64
 """At most this many mirror copies in flight; beyond it copies are dropped so mirroring never builds a backlog."""
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
-ENGINES = ("fast", "aiohttp")
-"""Data-plane engines: raw asyncio protocols (`proxy_fast`, the default) or an aiohttp server and client."""
-RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-"""Failures before any byte of the request left: retried once on another backend, whatever the method."""
-STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-"""A reused keep-alive connection found closed: retried only for bodiless idempotent requests."""
+TOKEN_ENV = "HEADWAY_PROXY_TOKEN"
+"""The environment variable a token may come in (when no ``--token-file`` is given)."""
+MIN_TOKEN_LENGTH = 16
+FILES_PER_CONNECTION = 2
+"""A client connection with a request in flight also holds a connection to a backend."""
+RESERVED_FILES = 256
+"""Open files kept back from client connections: idle backend pools, the admin API, the state file."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Proxy:
-    """The routing table, the upstream session, the counters and the admin API of one proxied app."""
+    """The routing table, the data plane, the counters and the admin API of one proxied app."""
 
     def __init__(
         self,
         state: RoutingState | None = None,
         *,
         state_file: Path | None = None,
+        token: str | None = None,
         connect_timeout: float = 2.0,
         read_timeout: float = 300.0,
-        engine: str = "fast",
+        head_timeout: float = HEAD_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        if engine not in ENGINES:
-            raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-        self.engine = engine
+        """``token`` guards the admin API; None makes a random one (only this process knows it: fail closed)."""
+        self.token = token if token is not None else secrets.token_urlsafe(32)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self._fast: FastDataPlane | None = None
         self.state_file = state_file
         self.slots: dict[str, BackendSlot] = {}
@@ -121,7 +116,6 @@ class Proxy:
         self._session: aiohttp.ClientSession | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._admin_runner: web.AppRunner | None = None
-        self._low_level: web.Server | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._apply(state or RoutingState(), persist=False)
@@ -131,26 +125,23 @@ class Proxy:
     async def start(self, listen: tuple[str, int], admin: tuple[str, int]) -> tuple[str, str]:
         """Bind both ports (0 picks a free one) and return the bound ``host:port`` of each."""
         loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
+        self._session = aiohttp.ClientSession(  # for mirrored copies only: they are not on the hot path
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, use_dns_cache=True),
             timeout=self._timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-        if self.engine == "fast":
-            self._fast = FastDataPlane(
-                self,
-                connect_timeout=self.connect_timeout,
-                head_timeout=self.read_timeout,
-                mirror_body_limit=MIRROR_BODY_LIMIT,
-            )
-            data_server: asyncio.AbstractServer = await self._fast.start(listen[0], listen[1])
-        else:
-            self._low_level = web.Server(self.handle, access_log=None)
-            data_server = await loop.create_server(
-                self._low_level, listen[0], listen[1], reuse_address=True, backlog=1024
-            )
+        self._fast = FastDataPlane(
+            self,
+            connect_timeout=self.connect_timeout,
+            response_timeout=self.read_timeout,
+            head_timeout=self.head_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+            mirror_body_limit=MIRROR_BODY_LIMIT,
+        )
+        data_server = await self._fast.start(listen[0], listen[1])
         self._servers.append(data_server)
         self._admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await self._admin_runner.setup()
@@ -170,8 +161,6 @@ class Proxy:
         deadline = time.monotonic() + grace
         while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if self._low_level is not None:
-            await self._low_level.shutdown(timeout=0.25)
         if self._fast is not None:
             self._fast.close()
         if self._ticker is not None:
@@ -210,97 +199,10 @@ class Proxy:
         """Swap in a new routing state (already validated) and persist it."""
         self._apply(state)
 
-    # --- the data plane --------------------------------------------------------------------------------------
-
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        table = self.table
-        headers = request.headers
-        pool = table.choose(headers)
-        slot = pool.pick() if pool is not None else None
-        if pool is None or slot is None:
-            return web.Response(status=503, text="headway proxy: no ready backend\n")
-        method = request.method
-        out = _forward_headers(request)
-        body: Any = None
-        mirror = table.mirror_target(method, request.path, headers) if table.mirrors else None
-        if request.body_exists:
-            length = request.content_length
-            if mirror is not None and length is not None and length <= MIRROR_BODY_LIMIT:
-                body = await request.read()
-            else:
-                mirror = None
-                body = request.content.iter_chunked(65536)
-        if mirror is not None:
-            self.mirror(mirror, method, request.raw_path, out, body)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        status = 502
-        revision = pool.revision
-        upstream: aiohttp.ClientResponse | None = None
-        try:
-            for attempt in (1, 2):
-                slot.inflight += 1
-                try:
-                    upstream = await self._forward(slot, method, request.raw_path, out, body)
-                except RETRYABLE:
-                    retry = True  # refused or timed out connecting: no byte was sent, any request may be retried
-                except STALE:
-                    # a pooled keep-alive connection the backend had closed: safe to resend only without a body
-                    retry = body is None and method in IDEMPOTENT
-                except TimeoutError:
-                    status = 504
-                    retry = False
-                except aiohttp.ClientError:
-                    retry = False
-                except BaseException:
-                    slot.inflight -= 1
-                    raise
-                if upstream is not None:
-                    break
-                slot.inflight -= 1
-                slot.failures += 1
-                other = table.failover(pool, slot) if retry and attempt == 1 else None
-                if other is None:
-                    return _failure(status)
-                if other not in pool.slots and table.stable is not None:
-                    pool = table.stable
-                slot, revision = other, pool.revision
-            assert upstream is not None
-            status = upstream.status
-            try:
-                return await self._respond(request, upstream)
-            finally:
-                upstream.release()
-                slot.inflight -= 1
-        finally:
-            self.counters.of(revision).observe(status, loop.time() - started)
-
-    def _forward(
-        self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any
-    ) -> Awaitable[aiohttp.ClientResponse]:
-        assert self._session is not None
-        return self._session.request(
-            method, URL(slot.url + path, encoded=True), headers=headers, data=body, allow_redirects=False
-        )
-
-    async def _respond(self, request: web.BaseRequest, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        headers = _backward_headers(upstream.headers)
-        length = upstream.content_length
-        if request.method != "HEAD" and length is not None and length <= BUFFERED_LIMIT:
-            body = await upstream.read()
-            return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
-        if length is not None:
-            headers["Content-Length"] = str(length)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-        await response.prepare(request)
-        if request.method != "HEAD":
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+    # --- mirroring -----------------------------------------------------------------------------------------
 
     def mirror(self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any) -> None:
-        """Copy a request to ``slot`` in the background (both engines use this; it is not on the hot path)."""
+        """Copy a request to ``slot`` in the background (it is not on the hot path)."""
         if len(self._mirrors) >= MIRROR_CONCURRENCY or not isinstance(body, bytes | None):
             return
         task = asyncio.create_task(self._send_mirror(slot, method, path, CIMultiDict(headers), body))
@@ -325,7 +227,8 @@ class Proxy:
     # --- the admin API -------------------------------------------------------------------------------------
 
     def admin_app(self) -> web.Application:
-        app = web.Application(middlewares=[host_guard()], client_max_size=4 * 1024 * 1024)  # no DNS rebinding
+        # The Host guard first (no DNS rebinding), then the instance's token on everything but /healthz.
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[host_guard(), self._authorize])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/state", self._get_state)
         app.router.add_put("/state", self._put_state)
@@ -339,6 +242,21 @@ class Proxy:
         app.router.add_get("/counters", self._get_counters)
         app.router.add_get("/metrics", self._get_metrics)
         return app
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every endpoint but liveness needs the token; checked before a handler reads or changes anything."""
+        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        wanted = self.token.encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(errors="replace"), wanted):
+            return web.json_response(
+                {"error": f"{request.path}: missing or wrong token (Authorization: Bearer <the instance's token>)"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="headway proxy admin"'},
+            )
+        return await handler(request)
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -450,36 +368,6 @@ class Proxy:
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-def _forward_headers(request: web.BaseRequest) -> CIMultiDict[str]:
-    incoming = request.headers
-    connection = incoming.get("Connection")
-    named = {token.strip().lower() for token in connection.split(",")} if connection else ()
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in incoming.items():
-        lower = key.lower()
-        if lower in HOP_BY_HOP or lower in named or lower.startswith("x-forwarded-"):
-            continue
-        out.add(key, value)
-    peer = request.remote or ""
-    previous = incoming.get("X-Forwarded-For")
-    out["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-    out["X-Forwarded-Proto"] = request.scheme
-    out["X-Forwarded-Host"] = incoming.get("Host") or ""
-    return out
-
-
-def _backward_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    connection = incoming.get("Connection")
-    named = {token.strip().lower() for token in connection.split(",")} if connection else ()
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in incoming.items():
-        lower = key.lower()
-        if lower in HOP_BY_HOP or lower in named or lower == "content-length":
-            continue
-        out.add(key, value)
-    return out
-
-
 async def _json(request: web.Request) -> object:
     try:
         return await request.json()
@@ -511,12 +399,6 @@ def _replace(state: RoutingState, **changes: Any) -> RoutingState:
     return replace(state, **changes)
 
 
-def _failure(status: int) -> web.Response:
-    if status == 504:
-        return web.Response(status=504, text="headway proxy: backend timed out\n")
-    return web.Response(status=502, text="headway proxy: backend unavailable\n")
-
-
 def _problem(message: str) -> web.Response:
     return web.json_response({"error": message}, status=400)
 
@@ -545,6 +427,46 @@ def parse_address(value: str, what: str, *, loopback: bool = False) -> tuple[str
     return host.strip("[]"), int(port)
 
 
+def read_token(token_file: str | None, environ: Mapping[str, str]) -> str:
+    """The admin token from ``token_file`` (its owner's only) or ``HEADWAY_PROXY_TOKEN``; a ValueError if none."""
+    if token_file:
+        path = Path(token_file)
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(f"--token-file: {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it")
+        token, what = path.read_text().strip(), f"--token-file {path}"
+    elif environ.get(TOKEN_ENV):
+        token, what = environ[TOKEN_ENV].strip(), TOKEN_ENV
+    else:
+        raise ValueError(f"the admin API needs a token: --token-file PATH (mode 600) or the {TOKEN_ENV} variable")
+    if len(token) < MIN_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        raise ValueError(f"{what}: expected a token of at least {MIN_TOKEN_LENGTH} printable ASCII characters")
+    return token
+
+
+def connection_cap(wanted: int | None) -> int:
+    """How many client connections to allow: ``wanted`` (or the default) within the open-file limit.
+
+    The soft limit is raised to the hard one first (raising it is allowed to any process). An explicit cap the
+    limit cannot hold is refused, naming the limit, rather than failing on ``accept`` later.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    room = max(1, (soft - RESERVED_FILES) // FILES_PER_CONNECTION)
+    if wanted is None:
+        return min(MAX_CONNECTIONS, room)
+    if wanted > room:
+        raise ValueError(
+            f"--max-connections: {wanted} needs about {wanted * FILES_PER_CONNECTION + RESERVED_FILES} open files "
+            f"but the limit is {soft} (raise it with ulimit -n, or ask for at most {room})"
+        )
+    return wanted
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
     state_file = Path(args.state_file) if args.state_file else None
@@ -552,7 +474,15 @@ async def serve(args: argparse.Namespace) -> int:
     if args.backends:
         state = _replace(state, backends={**state.backends, "default": parse_backends(args.backends, "--backend")})
         state = _replace(state, stable=state.stable or "default", weights={**state.weights, "default": 100})
-    proxy = Proxy(state, state_file=state_file, connect_timeout=args.connect_timeout, engine=args.engine)
+    proxy = Proxy(
+        state,
+        state_file=state_file,
+        token=args.token,
+        connect_timeout=args.connect_timeout,
+        head_timeout=args.head_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+    )
     listen, admin = await proxy.start(args.listen, args.admin)
     # Everything allocated so far lives as long as the process: keep it out of the collector's generations, and
     # collect young objects less often, so per-request garbage does not trigger frequent full-heap pauses.
@@ -576,16 +506,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin", default="127.0.0.1:8081", help="admin API host:port, loopback only")
     parser.add_argument("--state-file", help="where routing state is saved and reloaded from")
     parser.add_argument("--backend", dest="backends", action="append", help="host:port of a backend (repeatable)")
+    parser.add_argument("--token-file", help=f"the admin API's token, in a file of mode 600 (or env {TOKEN_ENV})")
     parser.add_argument("--connect-timeout", type=float, default=2.0, help="seconds to connect to a backend")
-    engine = os.environ.get("HEADWAY_PROXY_ENGINE", "fast")
     parser.add_argument(
-        "--engine", choices=ENGINES, default=engine, help="data plane (default fast; env HEADWAY_PROXY_ENGINE)"
+        "--head-timeout", type=float, default=HEAD_TIMEOUT, help="seconds a client has to send a whole request head"
+    )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=IDLE_TIMEOUT, help="seconds an idle keep-alive client connection lives"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help=f"client connections open at once (default {MAX_CONNECTIONS}, or what the open-file limit allows)",
     )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get at shutdown")
     args = parser.parse_args(argv)
     try:
         args.listen = parse_address(args.listen, "--listen")
         args.admin = parse_address(args.admin, "--admin", loopback=True)
+        for name in ("connect_timeout", "head_timeout", "idle_timeout", "grace"):
+            value = getattr(args, name)
+            if not 0 <= value <= 86_400 or (value == 0 and name != "grace"):
+                raise ValueError(f"--{name.replace('_', '-')}: expected seconds within (0, 86400], got {value}")
+        if args.max_connections is not None and args.max_connections < 1:
+            raise ValueError(f"--max-connections: expected at least 1, got {args.max_connections}")
+        args.max_connections = connection_cap(args.max_connections)
+        args.token = read_token(args.token_file, os.environ)
         return asyncio.run(serve(args))
     except (ValueError, OSError) as error:
         print(f"headway proxy: {error}", file=sys.stderr)

@@ -1,292 +1,124 @@
-"""The proxy's fast data plane: HTTP/1.1 relayed between asyncio Protocols, without per-request client objects.
+"""The proxy's data plane: HTTP/1.1 relayed between asyncio Protocols, without per-request client objects.
 
-Profiling the aiohttp data plane (an aiohttp server handing each request to an aiohttp client session) showed
-most of its time in building and tearing down request/response objects on both sides. This engine parses only
-what routing needs (request line, headers, body framing), rewrites the header block once, and relays body bytes
-as they arrive, keeping chunked framing as it is (re-encoding identically is allowed for a proxy). It gives
-about three times the aiohttp engine's throughput on two cores; the aiohttp engine stays available
-(``--engine aiohttp``).
+Profiling an aiohttp data plane (an aiohttp server handing each request to an aiohttp client session) showed
+most of its time in building and tearing down request/response objects on both sides; this engine gave about
+four times its throughput on two cores (``bench/proxy.py``), so it is the only one. It parses what routing and
+framing need (request line, header fields, body framing: `proxy_http`, strictly), rewrites the header block
+once, and relays body bytes as they arrive, keeping chunked framing as it is (re-encoding identically is allowed
+for a proxy).
 
 Per request the hot path costs two recv and two send calls (TCP_NODELAY is set by asyncio on every TCP
 transport), one pass over each header block (`Head`), no timer (`FastDataPlane.sweep`), and no task: upstream
-keep-alive connections come from a per-backend pool synchronously. Measured with ``bench/proxy.py``: about
-35 us of user CPU per request on asyncio's loop (about 24 us on uvloop, which these protocols also run on).
+keep-alive connections come from a per-backend pool synchronously.
 
-Scope, on purpose: HTTP/1.1 and 1.0 over plain TCP; requests framed by Content-Length or chunked (both at once
-is refused, as request smuggling defence); responses framed by Content-Length, chunked, or the connection's end;
-no-body responses (HEAD, 1xx, 204, 304); interim 1xx responses relayed; pipelined requests answered in order;
-``Upgrade`` is stripped like any hop-by-hop header. Backpressure goes both ways through pause/resume reading.
+Scope, on purpose: HTTP/1.1 and 1.0 over plain TCP; requests framed by Content-Length or chunked; responses
+framed by Content-Length, chunked, or the connection's end; no-body responses (HEAD, 1xx, 204, 304); interim 1xx
+responses relayed; pipelined requests answered in order; ``Upgrade`` is stripped like any hop-by-hop header.
+Backpressure goes both ways through pause/resume reading. A request that is not exactly valid HTTP/1.1 is
+answered 400 (431, 501) and its connection closed; an invalid response is a 502.
 
-Failover is the same as the aiohttp engine's: a refused or timed-out connect is retried once on another ready
-backend of the revision, else of stable; a pooled keep-alive connection found closed before any answer is
-retried once for bodiless idempotent requests.
+Hostile clients are bounded: a head must arrive whole within ``head_timeout`` of its first byte (or of the
+connection's start) and fit in `MAX_HEAD`; a keep-alive connection idle for ``idle_timeout`` is closed; at most
+``max_connections`` client connections are open (past it, a new one replaces the longest-idle keep-alive
+connection, or is answered 503 with ``Retry-After`` and closed). All timeouts are checked by one periodic sweep,
+never a timer per connection.
+
+Failover: a refused or timed-out connect is retried once on another ready backend of the revision, else of
+stable; a pooled keep-alive connection found closed before any answer is retried once for bodiless idempotent
+requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from multidict import CIMultiDict
 
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, Pool, RoutingTable
+from headway.runtimes.embedded.proxy_http import (
+    BAD_GATEWAY,
+    BAD_REQUEST,
+    MAX_HEAD,
+    NO_BACKEND,
+    OVER_CAPACITY,
+    REFUSALS,
+    TIMED_OUT_HEAD,
+    TIMEOUT,
+    BodyFraming,
+    Head,
+    ProtocolError,
+    incomplete_head_error,
+    routing_view,
+)
 
 if TYPE_CHECKING:
     from headway.runtimes.embedded.proxy import Proxy
 
-MAX_HEAD = 64 * 1024
-"""Largest accepted request or response header block; a larger one is a 431 (request) or 502 (response)."""
-MAX_CHUNK_LINE = 8 * 1024
 CONNECT_TIMEOUT = 2.0
-HEAD_TIMEOUT = 300.0
+RESPONSE_TIMEOUT = 300.0
 """Seconds a backend may take to start answering before the client gets a 504."""
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a whole request head, from its first byte (or from connecting)."""
+IDLE_TIMEOUT = 60.0
+"""Seconds a keep-alive client connection may stay idle between requests before it is closed."""
+MAX_CONNECTIONS = 10_000
+"""Client connections open at once, by default (lowered to what the open-file limit allows)."""
 IDLE_POOL = 64
 """Idle keep-alive connections kept per backend."""
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 NO_BODY_STATUS = frozenset({204, 304})
-
-
-class ProtocolError(Exception):
-    """The peer sent something that is not HTTP/1.1 this proxy can relay."""
-
-
-def _canned(status: int, reason: str, text: str, *, close: bool = False) -> bytes:
-    body = text.encode()
-    connection = b"Connection: close\r\n" if close else b""
-    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-    return head.encode() + connection + b"\r\n" + body
-
-
-BAD_REQUEST = _canned(400, "Bad Request", "headway proxy: malformed request\n", close=True)
-TOO_LARGE = _canned(431, "Request Header Fields Too Large", "headway proxy: header block too large\n", close=True)
-NO_BACKEND = _canned(503, "Service Unavailable", "headway proxy: no ready backend\n")
-BAD_GATEWAY = _canned(502, "Bad Gateway", "headway proxy: backend unavailable\n")
-TIMEOUT = _canned(504, "Gateway Timeout", "headway proxy: backend timed out\n")
-
-
-class ChunkScanner:
-    """Finds where a chunked body ends without decoding it (the bytes are relayed as they are)."""
-
-    __slots__ = ("done", "line", "remaining", "state")
-
-    def __init__(self) -> None:
-        self.state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailers
-        self.remaining = 0
-        self.line = b""
-        self.done = False
-
-    def feed(self, data: bytes) -> int:
-        """How many bytes of ``data`` belong to this body; `done` is set once its end is seen."""
-        index, size = 0, len(data)
-        while index < size and not self.done:
-            if self.state == 1:
-                take = min(self.remaining, size - index)
-                index += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state = 2
-                continue
-            newline = data.find(b"\n", index)
-            if newline < 0:
-                self.line += data[index:]
-                if len(self.line) > MAX_CHUNK_LINE:
-                    raise ProtocolError("chunk line too long")
-                return size
-            line = (self.line + data[index:newline]).rstrip(b"\r")
-            self.line = b""
-            index = newline + 1
-            if self.state == 0:
-                try:
-                    chunk = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise ProtocolError(f"bad chunk size {line[:20]!r}") from None
-                self.state, self.remaining = (3, 0) if chunk == 0 else (1, chunk)
-            elif self.state == 2:
-                if line:
-                    raise ProtocolError("missing CRLF after chunk data")
-                self.state = 0
-            elif not line:
-                self.done = True
-        return index
-
-
-class BodyFraming:
-    """Counts a Content-Length body, scans a chunked one, or (``until_close``) takes everything."""
-
-    __slots__ = ("chunks", "remaining", "until_close")
-
-    def __init__(self, length: int | None, chunked: bool, until_close: bool = False) -> None:
-        self.remaining = length or 0
-        self.chunks = ChunkScanner() if chunked else None
-        self.until_close = until_close
-
-    @property
-    def done(self) -> bool:
-        if self.chunks is not None:
-            return self.chunks.done
-        return not self.until_close and self.remaining <= 0
-
-    def take(self, data: bytes) -> int:
-        if self.chunks is not None:
-            return self.chunks.feed(data)
-        if self.until_close:
-            return len(data)
-        take = min(self.remaining, len(data))
-        self.remaining -= take
-        return take
-
-
-def parse_head(block: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """Start line and ``(name, value)`` headers (names as sent) of a header block without the blank line."""
-    lines = block.split(b"\r\n")
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or b" " in name:
-            raise ProtocolError(f"bad header line {line[:40]!r}")
-        headers.append((name, value.strip()))
-    return lines[0], headers
-
-
-def framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, set[bytes], dict[str, str]]:
-    """Content-Length, chunked, the tokens of Connection, and a lower-cased str view for routing."""
-    length: int | None = None
-    chunked = False
-    connection: set[bytes] = set()
-    view: dict[str, str] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                raise ProtocolError("bad Content-Length")
-            length = int(value)
-        elif lower == b"transfer-encoding":
-            if value.lower() != b"chunked" or chunked:
-                raise ProtocolError("unsupported Transfer-Encoding")
-            chunked = True
-        elif lower == b"connection":
-            connection.update(token.strip().lower() for token in value.split(b","))
-        key = lower.decode("latin-1")
-        view[key] = f"{view[key]}, {value.decode('latin-1')}" if key in view else value.decode("latin-1")
-    if chunked and length is not None:
-        raise ProtocolError("both Content-Length and Transfer-Encoding")
-    return length, chunked, connection, view
-
-
-def routing_view(block: bytes) -> dict[str, str]:
-    """The lower-cased str view of a header block that header and mirror routes match on (built only for them)."""
-    return framing(parse_head(block)[1])[3]
-
-
-_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _FORWARDED_FOR, _HOP = range(6)
-_SPECIAL = {
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"connection": _CONNECTION,
-    b"host": _HOST,
-    b"x-forwarded-for": _FORWARDED_FOR,
-} | dict.fromkeys(HOP_BY_HOP - {b"connection", b"transfer-encoding"}, _HOP)
-_SPECIAL_RESPONSE = {name: kind for name, kind in _SPECIAL.items() if kind not in (_HOST, _FORWARDED_FOR)}
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 _NO_HEADERS: dict[str, str] = {}
 """The routing view when no route looks at headers: the weighted split does not."""
 
 
-class Head:
-    """One header block, scanned in a single pass: framing, Connection tokens, and the lines worth forwarding.
+class Downstream(asyncio.Protocol):
+    """One client connection: parses requests, hands each to an `Exchange`, answers in order.
 
-    The hot path used to parse a block into pairs, derive framing from them, then rebuild the forwarded block
-    from the pairs again (three loops over the headers per message, each way). Here every line is split once and
-    kept as sent unless it is hop-by-hop or ``X-Forwarded-*``; the routing view is left to `routing_view`, built
-    only when a header or mirror route needs it. Validation is `parse_head`'s and `framing`'s, unchanged.
-    A response (``request=False``) keeps its ``Host`` and ``X-Forwarded-*`` lines: only requests get those set.
+    Between requests it waits in one of the plane's two queues: `FastDataPlane.heads` while a head is due (from
+    the connection's start, or from the first byte after an idle spell) and `FastDataPlane.idle_clients` while
+    it is an idle keep-alive connection. An incomplete head is gathered in a ``bytearray`` and scanned only from
+    where the last read ended, so a head trickling in byte by byte costs linear, not quadratic, time.
     """
 
-    __slots__ = ("chunked", "connection", "forwarded_for", "host", "length", "lines", "start")
-
-    def __init__(self, block: bytes, *, request: bool = True) -> None:
-        lines = block.split(b"\r\n")
-        self.start = lines[0]
-        kept: list[bytes] = []
-        length: int | None = None
-        chunked = False
-        connection: set[bytes] = set()
-        self.host = self.forwarded_for = b""
-        special = _SPECIAL if request else _SPECIAL_RESPONSE
-        for index in range(1, len(lines)):
-            line = lines[index]
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or b" " in name:
-                raise ProtocolError(f"bad header line {line[:40]!r}")
-            lower = name.lower()
-            kind = special.get(lower)
-            if kind is None:
-                if not request or not lower.startswith(b"x-forwarded-"):
-                    kept.append(line)
-                continue
-            value = value.strip()
-            if kind == _CONTENT_LENGTH:
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise ProtocolError("bad Content-Length")
-                length = int(value)
-                kept.append(line)
-            elif kind == _TRANSFER_ENCODING:
-                if value.lower() != b"chunked" or chunked:
-                    raise ProtocolError("unsupported Transfer-Encoding")
-                chunked = True
-            elif kind == _CONNECTION:
-                connection.update(token.strip().lower() for token in value.split(b","))
-            elif kind == _HOST:
-                self.host = value
-                kept.append(line)
-            elif kind == _FORWARDED_FOR:
-                self.forwarded_for = value
-        if chunked and length is not None:
-            raise ProtocolError("both Content-Length and Transfer-Encoding")
-        named = connection - _PLAIN_CONNECTION
-        if named:  # Connection may name further hop-by-hop headers (RFC 9110 §7.6.1): rare, so a second pass
-            kept = [line for line in kept if line.partition(b":")[0].lower() not in named]
-        self.lines = kept
-        self.length = length
-        self.chunked = chunked
-        self.connection = connection
-
-
-class Downstream(asyncio.Protocol):
-    """One client connection: parses requests, hands each to an `Exchange`, answers in order."""
+    __slots__ = ("buffer", "closed", "exchange", "lingering", "peer", "plane", "scanned", "since", "transport")
 
     def __init__(self, plane: FastDataPlane) -> None:
         self.plane = plane
-        self.buffer = b""
+        self.buffer: bytes | bytearray = b""
+        self.scanned = 0
+        """How much of an incomplete head in `buffer` is already checked."""
+        self.since = 0.0
+        """When this connection entered the queue it waits in (loop time)."""
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
+        self.lingering = False
+        """Refused and half-closed: what the client still sends is read and dropped (see `refuse`)."""
         self.peer: bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
+        plane = self.plane
+        if not plane.admit():
+            self.closed = True
+            self.transport.write(OVER_CAPACITY)
+            self.transport.close()
+            return
         peer = transport.get_extra_info("peername")
         self.peer = peer[0].encode() if peer else b""
-        self.plane.connections.add(self)
+        plane.connections.add(self)
+        self.since = plane.loop.time()
+        plane.heads[self] = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.plane.connections.discard(self)
+        plane = self.plane
+        plane.connections.discard(self)
+        plane.heads.pop(self, None)
+        plane.idle_clients.pop(self, None)
         if self.exchange is not None:
             self.exchange.client_gone()
 
@@ -299,13 +131,21 @@ class Downstream(asyncio.Protocol):
             self.exchange.pause_upstream(False)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         exchange = self.exchange
         if exchange is not None and not exchange.request_done:
             used = exchange.request_body(data)
             data = data[used:]
-            if not data:
+            if not data or self.closed:
                 return
-        self.buffer += data
+        buffer = self.buffer
+        if not buffer:
+            self.buffer = data
+        elif isinstance(buffer, bytearray):
+            buffer += data
+        else:
+            self.buffer = bytearray(buffer) + data
         if self.exchange is None:
             self.next_request()
         elif len(self.buffer) > MAX_HEAD:
@@ -315,27 +155,38 @@ class Downstream(asyncio.Protocol):
     def next_request(self) -> None:
         transport = self.transport
         assert transport is not None
-        if self.closed or transport.is_closing() or (self.plane.stopping and not self.buffer):
+        buffer = self.buffer
+        plane = self.plane
+        if self.closed or transport.is_closing() or (plane.stopping and not buffer):
             return
-        end = self.buffer.find(b"\r\n\r\n")
+        if buffer[:1] == b"\r":
+            if not self.skip_empty_lines():
+                return
+            buffer = self.buffer
+        scanned = self.scanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end < 0:
-            if len(self.buffer) > MAX_HEAD:
-                self.fail(TOO_LARGE)
+            self.incomplete_head()
             return
-        block, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        if end > MAX_HEAD:
+            self.refuse(REFUSALS[431])
+            return
+        if isinstance(buffer, bytearray):
+            block, rest = bytes(buffer[:end]), bytes(buffer[end + 4 :])
+        else:
+            block, rest = buffer[:end], buffer[end + 4 :]
+        self.buffer, self.scanned = b"", 0
+        plane.heads.pop(self, None)
+        plane.idle_clients.pop(self, None)
         try:
             head = Head(block)
-            method, target, version = head.start.split(b" ")
-            if version not in (b"HTTP/1.1", b"HTTP/1.0") or not target:
-                raise ProtocolError("bad request line")
-        except (ProtocolError, ValueError):
-            self.fail(BAD_REQUEST)
+        except ProtocolError as error:
+            self.refuse(REFUSALS[error.status])
             return
         connection = head.connection
-        keep_alive = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
-        exchange = Exchange(self, method=method, target=target, block=block, head=head, keep_alive=keep_alive)
+        keep_alive = b"close" not in connection if head.version == b"HTTP/1.1" else b"keep-alive" in connection
+        exchange = Exchange(self, block=block, head=head, keep_alive=keep_alive)
         self.exchange = exchange
-        rest, self.buffer = self.buffer, b""
         if exchange.route():
             if rest and not exchange.request_done:
                 # body bytes that came with the head go out in the same send as the head
@@ -343,8 +194,36 @@ class Downstream(asyncio.Protocol):
                 rest = rest[used:]
             if not transport.is_closing():
                 exchange.dispatch()
-        if rest:
+        if rest and not self.closed:
             self.data_received(rest)
+
+    def skip_empty_lines(self) -> bool:
+        """Drop empty lines before a request line (RFC 9112 §2.2), exactly CRLF pairs; False if refused."""
+        buffer = self.buffer
+        stripped = buffer.lstrip(b"\r\n")
+        skip = len(buffer) - len(stripped)
+        skip -= skip % 2
+        if buffer[:skip] != b"\r\n" * (skip // 2):
+            self.refuse(BAD_REQUEST)
+            return False
+        self.buffer, self.scanned = buffer[skip:], max(0, self.scanned - skip)
+        return True
+
+    def incomplete_head(self) -> None:
+        """More of the head is due: refuse what is already wrong, else wait (in `FastDataPlane.heads`)."""
+        buffer = self.buffer
+        error = incomplete_head_error(buffer, self.scanned)
+        if error is not None:
+            self.refuse(REFUSALS[error.status])
+            return
+        self.scanned = len(buffer)
+        if isinstance(buffer, bytes):
+            self.buffer = bytearray(buffer)  # later reads extend it in place
+        plane = self.plane
+        if self not in plane.heads:
+            plane.idle_clients.pop(self, None)
+            self.since = plane.loop.time()
+            plane.heads[self] = None
 
     def finished(self, keep_alive: bool) -> None:
         """The exchange answered: read the next request, or close."""
@@ -355,15 +234,55 @@ class Downstream(asyncio.Protocol):
             transport.close()
             return
         transport.resume_reading()
+        plane = self.plane
         if self.buffer:
             self.next_request()
-        elif self.plane.stopping:
+        elif plane.stopping:
             transport.close()
+        else:
+            self.since = plane.loop.time()
+            plane.idle_clients[self] = None
 
-    def fail(self, response: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(response)
-        self.transport.close()
+    def timed_out(self) -> None:
+        """Called by `FastDataPlane.sweep`: a head not received in time (408 if it had begun), or idle too long."""
+        if self.transport is None or self.closed:
+            return
+        if self.buffer and not self.lingering:
+            self.refuse(TIMED_OUT_HEAD)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        plane = self.plane
+        plane.connections.discard(self)
+        plane.heads.pop(self, None)
+        plane.idle_clients.pop(self, None)
+        if self.transport is not None:
+            self.transport.close()
+
+    def refuse(self, response: bytes) -> None:
+        """Answer ``response`` and close: after a malformed message, where the next one starts is unknowable.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy the answer before
+        the client reads it. So between requests the connection is only half-closed and what still arrives is
+        dropped until the client closes (as it does once answered) or the head timeout ends it (a lingering
+        close, as nginx does). During an exchange the answer is cut short anyway: close at once.
+        """
+        transport = self.transport
+        assert transport is not None
+        transport.write(response)
+        if self.exchange is not None or self.lingering or not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self.lingering = True
+        self.buffer = b""
+        plane = self.plane
+        plane.idle_clients.pop(self, None)
+        plane.heads.pop(self, None)
+        self.since = plane.loop.time()
+        plane.heads[self] = None
 
 
 class Exchange:
@@ -393,12 +312,10 @@ class Exchange:
         "upstream",
     )
 
-    def __init__(
-        self, client: Downstream, *, method: bytes, target: bytes, block: bytes, head: Head, keep_alive: bool
-    ) -> None:
+    def __init__(self, client: Downstream, *, block: bytes, head: Head, keep_alive: bool) -> None:
         self.client = client
-        self.method = method
-        self.target = target
+        self.method = head.method
+        self.target = head.target
         self.block = block
         self.length = head.length
         self.chunked = head.chunked
@@ -470,8 +387,8 @@ class Exchange:
         assert body is not None
         try:
             used = body.take(data)
-        except ProtocolError:
-            self.client.fail(BAD_REQUEST)
+        except ProtocolError as error:
+            self.client.refuse(REFUSALS[error.status])
             return len(data)
         piece = data[:used] if used < len(data) else data
         if piece:
@@ -694,13 +611,12 @@ class Upstream(asyncio.Protocol):
         self.buffer += data
         while self.body is None:
             end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    self.reusable = False
-                    self.close()
+            if end < 0 and incomplete_head_error(self.buffer, 0) is None:
                 return
             block, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             try:
+                if end < 0 or end > MAX_HEAD:
+                    raise ProtocolError("a response head too large or with a bare CR or LF")
                 self.begin_response(exchange, block)
             except (ProtocolError, ValueError):
                 self.reusable = False
@@ -770,25 +686,37 @@ class Upstream(asyncio.Protocol):
 
 
 class FastDataPlane:
-    """The listening side: accepts clients, keeps idle keep-alive connections per backend."""
+    """The listening side: accepts clients (up to a cap), times out heads and idle ones, pools backend connections."""
 
     def __init__(
         self,
         proxy: Proxy,
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
+        response_timeout: float = RESPONSE_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
         mirror_body_limit: int,
     ) -> None:
         self.proxy = proxy
         self.loop = asyncio.get_running_loop()
         self.connect_timeout = connect_timeout
+        self.response_timeout = response_timeout
         self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.mirror_body_limit = mirror_body_limit
         self.idle: dict[str, list[Upstream]] = {}
         self.connections: set[Downstream] = set()
         self.waiting: dict[Exchange, None] = {}
         """Exchanges awaiting a response head, oldest first (insertion order), for `sweep`."""
+        self.heads: dict[Downstream, None] = {}
+        """Client connections owing a request head, oldest first."""
+        self.idle_clients: dict[Downstream, None] = {}
+        """Idle keep-alive client connections, longest idle first."""
+        self.over_capacity = 0
+        """Connections answered 503 because `max_connections` were open and none was idle."""
         self.stopping = False
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -801,25 +729,35 @@ class FastDataPlane:
 
     @property
     def sweep_interval(self) -> float:
-        return min(1.0, self.head_timeout / 4)
+        return min(1.0, self.response_timeout / 4, self.head_timeout / 4, self.idle_timeout / 4)
+
+    def admit(self) -> bool:
+        """Room for one more client? Past the cap the longest-idle keep-alive connection makes room, if any."""
+        if len(self.connections) < self.max_connections:
+            return True
+        oldest = next(iter(self.idle_clients), None)
+        if oldest is not None:
+            oldest.close()
+            return True
+        self.over_capacity += 1
+        return False
 
     def sweep(self) -> None:
-        """Answer 504 to exchanges past the head timeout.
+        """Answer 504 to exchanges past the response timeout; close heads and idle clients past theirs.
 
-        One periodic sweep instead of a timer per request: arming and cancelling a `call_later` handle cost
-        about 5% of the proxy's CPU per request. The answer comes up to `sweep_interval` late, which is noise
-        next to a timeout of minutes. Exchanges are in start order and share one timeout, so the sweep stops
-        at the first one still in time.
+        One periodic sweep instead of a timer per request or connection: arming and cancelling a `call_later`
+        handle cost about 5% of the proxy's CPU per request. A timeout fires up to `sweep_interval` late. Each
+        queue is in start order and shares one timeout, so the sweep stops at the first entry still in time.
         """
         self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
-        deadline = self.loop.time() - self.head_timeout
-        waiting = self.waiting
-        while waiting:
-            exchange = next(iter(waiting))
-            if exchange.started > deadline:
-                break
-            del waiting[exchange]
+        now = self.loop.time()
+        for exchange in _overdue(self.waiting, now - self.response_timeout, _exchange_since):
+            del self.waiting[exchange]
             exchange.timed_out()
+        for queue, timeout in ((self.heads, self.head_timeout), (self.idle_clients, self.idle_timeout)):
+            for client in _overdue(queue, now - timeout, _client_since):
+                queue.pop(client, None)
+                client.timed_out()
 
     def connect(self, exchange: Exchange, slot: BackendSlot) -> None:
         idle = self.idle.get(slot.address)
@@ -863,19 +801,39 @@ class FastDataPlane:
         if self.server is not None:
             self.server.close()
         for client in list(self.connections):
-            if client.exchange is None and not client.buffer and client.transport is not None:
-                client.transport.close()
+            if client.exchange is None and not client.buffer:
+                client.close()
 
     def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for client in list(self.connections):
-            if client.transport is not None:
-                client.transport.close()
+            client.close()
         for idle in self.idle.values():
             for upstream in idle:
                 upstream.close()
         self.idle.clear()
+
+
+T = TypeVar("T")
+
+
+def _overdue(queue: dict[T, None], deadline: float, since: Callable[[T], float]) -> list[T]:
+    """The entries of an oldest-first queue that started at or before ``deadline``."""
+    due = []
+    for item in queue:
+        if since(item) > deadline:
+            break
+        due.append(item)
+    return due
+
+
+def _exchange_since(exchange: Exchange) -> float:
+    return exchange.started
+
+
+def _client_since(client: Downstream) -> float:
+    return client.since
 
 
 def _ignore(task: asyncio.Task[None]) -> None:

@@ -133,18 +133,19 @@ async def test_the_dashboard_alone_answers_loopback_and_configured_names_only(
 
 @pytest.mark.asyncio
 async def test_a_proxy_admin_api_takes_no_orders_from_a_foreign_host() -> None:
-    proxy = Proxy()
+    proxy = Proxy(token="t" * 40)
+    auth = {"Authorization": f"Bearer {'t' * 40}"}  # even with the token: the Host guard comes first
     runner = web.AppRunner(proxy.admin_app(), shutdown_timeout=0.2)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        status, before = await call("GET", url + "/state")
+        status, before = await call("GET", url + "/state", headers=auth)
         assert status == 200
         patch = {"backends": {"evil": ["203.0.113.9:80"]}}
-        status, body = await call("PATCH", url + "/state", host="evil.example", json=patch)
+        status, body = await call("PATCH", url + "/state", host="evil.example", json=patch, headers=auth)
         assert status == 421, body
-        status, after = await call("GET", url + "/state")
+        status, after = await call("GET", url + "/state", headers=auth)
         assert after == before
     finally:
         await runner.cleanup()
