@@ -40,7 +40,9 @@ def rule(stable: int | None, canary: int | None, *, name: str | None = None) -> 
         ([rule(100, 0)], 25, [rule(75, 25)]),
         ([rule(100, 0), rule(100, 0)], 10, [rule(90, 10), rule(90, 10)]),
         ([rule(60, 40)], 0, [rule(100, 0)]),
-        ([rule(100, None)], 30, [rule(70, None)]),
+        # A rule holding one of the Services splits nothing: weighting its lone ref (to 0 at promotion) would
+        # only make the gateway answer 500; `set_weight` refuses such a route instead (missing_split).
+        ([rule(100, None)], 30, [rule(100, None)]),
         ([{"backendRefs": [{"name": "other", "weight": 1}]}], 50, [{"backendRefs": [{"name": "other", "weight": 1}]}]),
         ([{"matches": []}], 50, [{"matches": []}]),
     ],
