@@ -108,15 +108,17 @@ class HAProxyRuntime:
         result = []
         for line in lines[2:]:
             row = dict(zip(columns, line.split(), strict=False))
-            result.append(
-                ServerState(
+            try:
+                server = ServerState(
                     name=row["srv_name"],
                     address=row["srv_addr"],
                     port=int(row.get("srv_port", "0")),
                     weight=int(row["srv_uweight"]),
                     admin_state=int(row["srv_admin_state"]),
                 )
-            )
+            except (KeyError, ValueError) as error:  # an answer we cannot read is the adapter's error, named
+                raise RuntimeAPIError(f"show servers state {backend}: unreadable line {line!r} ({error!r})") from None
+            result.append(server)
         return result
 
     def set_weight(self, backend: str, server: str, weight: int) -> None:
