@@ -145,14 +145,16 @@ ISTIO = {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}
 
 def test_a_route_name_the_virtual_service_lacks_is_an_error_never_a_promotion(api: ApiServer) -> None:
     api.emulator.declare("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
-    destinations = [
-        {"destination": {"host": "web-stable"}, "weight": 100},
-        {"destination": {"host": "web-canary"}, "weight": 0},
+    http = [
+        {
+            "name": "primry",
+            "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0},
+            ],
+        }
     ]
-    service = {
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"http": [{"name": "primry", "route": destinations}]},
-    }
+    service = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"http": http}}
     api.kube.create(VIRTUAL_SERVICES, service)
     driver = Driver(IstioRouter(api.kube))
 
@@ -164,7 +166,7 @@ def test_a_route_name_the_virtual_service_lacks_is_an_error_never_a_promotion(ap
     assert failures and "VirtualService default/web: no HTTP route named primary" in failures[-1]
     assert "the VirtualService has primry" in failures[-1]
     live = api.kube.get(VIRTUAL_SERVICES, "web", "default")
-    assert live is not None and live["spec"]["http"] == service["spec"]["http"]
+    assert live is not None and live["spec"]["http"] == http
 
 
 # --- NGINX -----------------------------------------------------------------------------------------------------
