@@ -125,12 +125,20 @@ def scale_to(p: Pass, counts: tuple[int, int]) -> None:
 
 
 def applied_weight(p: Pass) -> int | None:
-    """The canary weight in force: read back from the router when it can, else what we last set."""
+    """The canary weight in force: read back from the router when it can, else what we last set.
+
+    Only a router that says it cannot read back (``verified`` None and no weight: `Verification.NOT_IMPLEMENTED`)
+    has its last write trusted. One that reads back and finds no weight (a route without a rule for both
+    Services, an unparsable value, an unreadable data plane: ``verified`` False) reports no weight in force, so
+    no step passes on the strength of a write nobody can see (fail closed).
+    """
     current = p.status.canary.weights
     if current is None or current.canary.pod_template_hash != p.new_hash:
         return None
     if p.obs.router.canary_weight is not None:
         return p.obs.router.canary_weight
+    if p.obs.router.verified is not None:
+        return None
     return current.canary.weight
 
 

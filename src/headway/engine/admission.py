@@ -48,6 +48,10 @@ class RouterAbility:
 
     header_routes: bool
     mirror_routes: bool
+    header_matches: int | None = None
+    """The most header matches one setHeaderRoute may have (None: any number)."""
+    header_routes_at_once: int | None = None
+    """The most header routes that may be in force at once (None: any number)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,8 @@ KUBERNETES = Capabilities(
     mode=Mode.KUBERNETES,
     routers={
         "istio": RouterAbility(header_routes=True, mirror_routes=True),
-        "nginx": RouterAbility(header_routes=True, mirror_routes=False),
+        # ingress-nginx canaries carry one canary-by-header annotation set: one header, one route.
+        "nginx": RouterAbility(header_routes=True, mirror_routes=False, header_matches=1, header_routes_at_once=1),
         "smi": RouterAbility(header_routes=False, mirror_routes=False),
         GATEWAY_API_PLUGIN: RouterAbility(header_routes=True, mirror_routes=True),
         "gatewayAPI": RouterAbility(header_routes=True, mirror_routes=True),
@@ -245,6 +250,7 @@ def _canary(canary: CanaryStrategy, caps: Capabilities) -> Iterator[Finding]:
             f"{path}.pingPong",
             f"the {mode} mode does not route by ping-pong services (use canaryService and stableService)",
         )
+    yield from _header_limits(canary, caps, driven)
     for i, step in enumerate(canary.steps):
         at = f"{path}.steps[{i}]"
         if step.kind not in caps.step_kinds:
@@ -262,6 +268,40 @@ def _canary(canary: CanaryStrategy, caps: Capabilities) -> Iterator[Finding]:
         yield _not_applied(caps, f"{path}.antiAffinity", "pods are placed without it")
     if canary.replica_progress_threshold is not None:
         yield _not_applied(caps, f"{path}.replicaProgressThreshold", "a step waits for all of its replicas")
+
+
+def _header_limits(canary: CanaryStrategy, caps: Capabilities, driven: Sequence[str]) -> Iterator[Finding]:
+    """Header routes beyond what a driven router can express: too many matches in one route, or more routes in
+    force at once than it holds (a second one would overwrite the first, or fail mid-rollout)."""
+    active: list[str] = []
+    for i, step in enumerate(canary.steps):
+        route = step.set_header_route
+        if route is None:
+            continue
+        at = f"spec.strategy.canary.steps[{i}].setHeaderRoute"
+        if not route.match:
+            active = [name for name in active if name != route.name]
+            continue
+        if route.name not in active:
+            active.append(route.name)
+        for name in driven:
+            ability = caps.routers[name]
+            if not ability.header_routes:
+                continue
+            if ability.header_matches is not None and len(route.match) > ability.header_matches:
+                yield Finding(
+                    f"{at}.match",
+                    f"{name} matches at most {ability.header_matches} header per route in the {caps.mode} mode "
+                    f"(got {len(route.match)})",
+                )
+            limit = ability.header_routes_at_once
+            if limit is not None and len(active) > limit:
+                others = ", ".join(repr(other) for other in active if other != route.name)
+                yield Finding(
+                    f"{at}.name",
+                    f"{name} holds at most {limit} header route at once in the {caps.mode} mode: {route.name!r} "
+                    f"would replace {others} (remove it first with a setHeaderRoute without match)",
+                )
 
 
 def _router_path(name: str) -> str:

@@ -96,7 +96,10 @@ def observe(
     status: RolloutStatus | None = None,
 ) -> tuple[Observation, tuple[Event, ...]]:
     """Gather the facts of one pass. Platform or run errors propagate (nothing to decide on without them);
-    a router that cannot be read is data: the weight is unknown and not verified, so the core waits.
+    a router that cannot be read is data: the weight is unknown and not verified, so the core waits. That holds
+    for any exception the router raises, not only `AdapterError`: a live object the adapter cannot parse (a
+    hand-edited annotation) must hold the rollout back with a Warning, never crash the pass and leave the last
+    status (Healthy) standing.
 
     The router is read back every pass, against the routing ``status`` says was set
     (`headway.core.dataplane.expected_routing`), so a change made behind Headway's back shows up as drift."""
@@ -108,9 +111,9 @@ def observe(
         expected = expected_routing(rollout, status) if status is not None else None
         try:
             router_state = router.read_state(rollout, expected)
-        except AdapterError as error:
+        except Exception as error:  # any failure, an adapter's bug included: an unverified state, never a skip
             router_state = RouterState(canary_weight=None, verified=Verification.NOT_VERIFIED.as_bool())
-            warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, f"reading the traffic weight failed: {error}"),)
+            warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, _unreadable(error)),)
     observation = Observation(
         now=now,
         revisions=revisions,
@@ -314,6 +317,13 @@ class Engine:
 
     def update_status(self, key: str, change: Callable[[RolloutStatus], RolloutStatus]) -> RolloutStatus:
         return update_status(self.store, key, change)
+
+
+def _unreadable(error: Exception) -> str:
+    """The RouterUnreadable message; an unexpected exception names its type (an adapter bug to report)."""
+    if isinstance(error, AdapterError):
+        return f"reading the traffic weight failed: {error}"
+    return f"reading the traffic weight failed with an unexpected {type(error).__name__}: {error}"
 
 
 def _reads_router(rollout: Rollout) -> bool:

@@ -25,7 +25,7 @@ from headway.core.errors import PermanentError, TemporaryError
 from headway.core.observation import Drift, DriftKind, RouterState
 from headway.kube.client import HTTP_ROUTES, BlockingKube
 from headway.routers.base import Verification
-from headway.routers.drift import route_drift, weight_drift
+from headway.routers.drift import route_drift, show, weight_drift
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
 PLUGIN = "argoproj-labs/gatewayAPI"
@@ -73,17 +73,50 @@ def _refs(rule: Mapping[str, Any]) -> list[dict[str, Any]]:
     return refs
 
 
+def _splits(rule: Mapping[str, Any], target: Target) -> bool:
+    """A user rule that routes to both Services: the only kind whose weights split traffic between them."""
+    names = {ref.get("name") for ref in _refs(rule) if isinstance(ref, Mapping)}
+    return not _is_ours(rule) and target.canary_service in names and target.stable_service in names
+
+
+def missing_split(rules: Sequence[Mapping[str, Any]], target: Target) -> str | None:
+    """Why no rule can carry the split (None: at least one can), naming what each rule lacks.
+
+    Weighting a rule that holds only one of the Services changes nothing (or, at weight 0, answers 500 to all of
+    its requests), so a route without a rule holding both is an error to report, never a weight silently skipped.
+    """
+    if any(_splits(rule, target) for rule in rules):
+        return None
+    wanted = (target.stable_service, target.canary_service)
+    found = []
+    for index, rule in enumerate(rules):
+        if _is_ours(rule):
+            continue
+        names = {ref.get("name") for ref in _refs(rule) if isinstance(ref, Mapping)}
+        label = f"rules[{index}]" + (f" ({rule['name']})" if rule.get("name") else "")
+        found.append(f"{label} lacks {' and '.join(n for n in wanted if n not in names)}")
+    detail = "; ".join(found) if found else "it has no rules"
+    return (
+        f"HTTPRoute {target.namespace}/{target.route}: no rule has backendRefs to both {target.stable_service} "
+        f"and {target.canary_service} ({detail})"
+    )
+
+
 def set_weights(rules: Sequence[Mapping[str, Any]], target: Target, canary_weight: int) -> Rules:
-    """The rules with every canary/stable backendRef weighted ``canary_weight``/``100 - canary_weight``."""
+    """The rules with the canary/stable backendRefs of every rule holding both weighted ``canary_weight``/
+    ``100 - canary_weight``; other rules (ours, or the user's with one of the Services only) are left alone."""
     result: Rules = []
     for rule in rules:
+        if not _splits(rule, target):
+            result.append(dict(rule))
+            continue
         refs = [dict(ref) for ref in _refs(rule)]
         for ref in refs:
             if ref.get("name") == target.canary_service:
                 ref["weight"] = canary_weight
             elif ref.get("name") == target.stable_service:
                 ref["weight"] = 100 - canary_weight
-        result.append({**rule, "backendRefs": refs} if "backendRefs" in rule else dict(rule))
+        result.append({**rule, "backendRefs": refs})
     return result
 
 
@@ -174,13 +207,24 @@ def without_our_rules(rules: Sequence[Mapping[str, Any]]) -> Rules:
     return [dict(r) for r in rules if not _is_ours(r)]
 
 
+def _weight(ref: Mapping[str, Any]) -> int | None:
+    """A backendRef's weight (1 when absent, as Gateway API defaults it); None when it is not a whole number."""
+    value = ref.get("weight", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def read_canary_weight(rules: Sequence[Mapping[str, Any]], target: Target) -> int | None:
-    """The canary weight of the first user rule that routes to both Services (None: no such rule)."""
-    for rule in without_our_rules(rules):
-        weights = {ref.get("name"): ref.get("weight", 1) for ref in _refs(rule)}
-        if target.canary_service in weights and target.stable_service in weights:
-            total = int(weights[target.canary_service]) + int(weights[target.stable_service])
-            return 0 if total == 0 else round(100 * int(weights[target.canary_service]) / total)
+    """The canary weight of the first user rule that routes to both Services (None: no such rule, or its
+    weights are not whole numbers: nothing that can be read back as a split)."""
+    for rule in rules:
+        if not _splits(rule, target):
+            continue
+        weights = {ref.get("name"): _weight(ref) for ref in _refs(rule)}
+        canary, stable = weights[target.canary_service], weights[target.stable_service]
+        if canary is None or stable is None:
+            return None
+        total = canary + stable
+        return 0 if total == 0 else round(100 * canary / total)
     return None
 
 
@@ -224,7 +268,17 @@ def drift_of(rules: Sequence[Mapping[str, Any]], target: Target, expected: Expec
     live_mirrors = {n: r for n, r in live.items() if n in mirrors or (n not in headers and _mirrors(r))}
     live_headers = {n: r for n, r in live.items() if n not in live_mirrors}
     weights: tuple[Drift, ...] = ()
-    if without_our_rules(rules) != wanted:
+    missing = missing_split(rules, target)
+    if missing is not None:
+        weights = (Drift(DriftKind.WEIGHT, expected=expected.describe_weight(), found=missing),)
+    elif read_canary_weight(rules, target) is None:
+        split_refs = [_refs(rule) for rule in rules if _splits(rule, target)]
+        weights = (
+            Drift(
+                DriftKind.WEIGHT, expected=expected.describe_weight(), found=f"unreadable weights {show(split_refs)}"
+            ),
+        )
+    elif without_our_rules(rules) != wanted:
         found, want = read_canary_weight(rules, target), read_canary_weight(wanted, target)
         weights = weight_drift(expected, f"canary weight {found}", f"canary weight {want}")
     return (
@@ -236,6 +290,12 @@ def drift_of(rules: Sequence[Mapping[str, Any]], target: Target, expected: Expec
 
 def _mirrors(rule: Mapping[str, Any]) -> bool:
     return any(item.get("type") == "RequestMirror" for item in rule.get("filters") or [])
+
+
+def _verified(route: Mapping[str, Any], weight: int | None, expected: ExpectedRouting | None) -> bool | None:
+    """The gateway's verification, but never verified when a weight was set and no split can be read back: an
+    accepted route that sends nothing to the canary does not confirm a canary weight."""
+    return False if weight is None and expected is not None else verification(route).as_bool()
 
 
 # --- the adapter -----------------------------------------------------------------------------------------------
@@ -273,6 +333,9 @@ class GatewayApiRouter:
         if refused and canary_weight > 0:
             raise TemporaryError(f"HTTPRoute {target.route} is refused by its gateway ({'; '.join(refused)})", delay=15)
         rules = (route.get("spec") or {}).get("rules") or []
+        missing = missing_split(rules, target)
+        if missing is not None:
+            raise PermanentError(missing)
         self._write(target, route, set_weights(rules, target, canary_weight))
 
     def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
@@ -300,15 +363,16 @@ class GatewayApiRouter:
         target = target_of(rollout)
         route = self._route(target)
         weight = read_canary_weight((route.get("spec") or {}).get("rules") or [], target)
-        return RouterState(canary_weight=weight, verified=verification(route).as_bool())
+        return RouterState(canary_weight=weight, verified=_verified(route, weight, None))
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         target = target_of(rollout)
         route = self._route(target)
         rules = (route.get("spec") or {}).get("rules") or []
+        weight = read_canary_weight(rules, target)
         return RouterState(
-            canary_weight=read_canary_weight(rules, target),
-            verified=verification(route).as_bool(),
+            canary_weight=weight,
+            verified=_verified(route, weight, expected),
             drift=drift_of(rules, target, expected),
         )
 

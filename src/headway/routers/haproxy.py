@@ -108,15 +108,17 @@ class HAProxyRuntime:
         result = []
         for line in lines[2:]:
             row = dict(zip(columns, line.split(), strict=False))
-            result.append(
-                ServerState(
+            try:
+                server = ServerState(
                     name=row["srv_name"],
                     address=row["srv_addr"],
                     port=int(row.get("srv_port", "0")),
                     weight=int(row["srv_uweight"]),
                     admin_state=int(row["srv_admin_state"]),
                 )
-            )
+            except (KeyError, ValueError) as error:  # an answer we cannot read is the adapter's error, named
+                raise RuntimeAPIError(f"show servers state {backend}: unreadable line {line!r} ({error!r})") from None
+            result.append(server)
         return result
 
     def set_weight(self, backend: str, server: str, weight: int) -> None:
@@ -183,10 +185,12 @@ class HAProxyRouter:
     def remove_managed_routes(self, rollout: Rollout) -> None:
         """Nothing to remove: this router never adds routes."""
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
+    def read_weight(self, rollout: Rollout, roles: tuple[str | None, str | None] | None = None) -> RouterState:
+        """The canary's share of the live server weights; ``roles`` (canary, stable) stand in for the ones
+        this router wrote when it has none (a fresh router that did not write them itself)."""
         backend = self.backend(rollout)
         totals = _totals(self._servers(backend))
-        canary, stable = self._roles.get(backend, (None, None))
+        canary, stable = self._roles.get(backend) or roles or (None, None)
         if canary is None and stable is None:
             # Roles unknown (fresh router): with one weighted revision there is no canary traffic.
             weighted = [revision for revision, total in totals.items() if total > 0]
@@ -198,8 +202,15 @@ class HAProxyRouter:
         return RouterState(canary_weight=round(100 * canary_part / total) if total else 0, verified=True)
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
-        """HAProxy manages only weights (no routes): the revision split read back is compared with the one set."""
-        state = self.read_weight(rollout)
+        """HAProxy manages only weights (no routes): the revision split read back is compared with the one set.
+
+        The revisions' roles come from the status (``expected``) when this router did not write them (restarted
+        since): otherwise two weighted revisions would read as "cannot tell" and the last write be trusted."""
+        roles = None
+        if expected is not None:
+            canary_hash = expected.canary_hash if expected.canary_hash != expected.stable_hash else None
+            roles = (canary_hash, expected.stable_hash)
+        state = self.read_weight(rollout, roles)
         drift: tuple[Drift, ...] = ()
         if expected is not None and state.canary_weight is not None:
             canary = expected.canary_hash != expected.stable_hash and expected.canary_hash is not None

@@ -22,7 +22,7 @@ from headway.core.errors import PermanentError
 from headway.core.observation import Drift, DriftKind, RouterState
 from headway.kube.client import BlockingKube, Kind
 from headway.routers.base import Verification
-from headway.routers.drift import route_drift, weight_drift
+from headway.routers.drift import route_drift, show, weight_drift
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch, StringMatch
 
 VIRTUAL_SERVICES = Kind("networking.istio.io", "v1beta1", "VirtualService", "virtualservices")
@@ -83,7 +83,47 @@ def _selected(route: Mapping[str, Any], target: Target, user_routes: int) -> boo
 
 
 def _is(destination: Mapping[str, Any], mark: tuple[str, str]) -> bool:
-    return (destination.get("destination") or {}).get(mark[0]) == mark[1]
+    inner = destination.get("destination")
+    return isinstance(inner, Mapping) and inner.get(mark[0]) == mark[1]
+
+
+def _splits(route: Mapping[str, Any], target: Target) -> bool:
+    """A route with a canary and a stable destination: the only kind whose weights split traffic between them."""
+    destinations = [d for d in route.get("route") or [] if isinstance(d, Mapping)]
+    return any(_is(d, target.canary) for d in destinations) and any(_is(d, target.stable) for d in destinations)
+
+
+def missing_split(http: Sequence[Mapping[str, Any]], target: Target) -> str | None:
+    """Why the routes to shift cannot carry the split (None: every selected route can), naming what is missing.
+
+    Every route ``routes`` names must exist and hold both destinations (one unnamed user route by default):
+    a weight written to nothing changes nothing, so it is an error to report, never a step silently passed.
+    """
+    where = f"VirtualService {target.namespace}/{target.name}"
+    user = [route for route in http if not _ours(route)]
+    names = [str(route.get("name")) for route in user]
+    if target.routes:
+        absent = [name for name in target.routes if name not in names]
+        if absent:
+            return (
+                f"{where}: no HTTP route named {', '.join(absent)} (spec.strategy.canary.trafficRouting.istio."
+                f"virtualService.routes; the VirtualService has {', '.join(names) or 'none'})"
+            )
+    elif len(user) != 1:
+        return (
+            f"{where}: {len(user)} HTTP routes and none named in "
+            "spec.strategy.canary.trafficRouting.istio.virtualService.routes (name the routes to shift)"
+        )
+    for route in user:
+        if _selected(route, target, len(user)) and not _splits(route, target):
+            lacking = [
+                f"{mark[0]} {mark[1]}"
+                for mark in (target.stable, target.canary)
+                if not any(_is(d, mark) for d in route.get("route") or [] if isinstance(d, Mapping))
+            ]
+            label = repr(route["name"]) if route.get("name") else "the HTTP route"
+            return f"{where}: {label} has no destination with {' and no destination with '.join(lacking)}"
+    return None
 
 
 def set_weights(http: Sequence[Mapping[str, Any]], target: Target, canary_weight: int) -> Routes:
@@ -91,7 +131,7 @@ def set_weights(http: Sequence[Mapping[str, Any]], target: Target, canary_weight
     user_routes = sum(1 for route in http if not _ours(route))
     result: Routes = []
     for route in http:
-        if not _selected(route, target, user_routes):
+        if not _selected(route, target, user_routes) or not _splits(route, target):
             result.append(dict(route))
             continue
         destinations = []
@@ -106,13 +146,21 @@ def set_weights(http: Sequence[Mapping[str, Any]], target: Target, canary_weight
     return result
 
 
+def _weight(destination: Mapping[str, Any]) -> int | None:
+    """A destination's weight (0 when absent); None when it is not a whole number within 0..100."""
+    value = destination.get("weight") or 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100 else None
+
+
 def read_canary_weight(http: Sequence[Mapping[str, Any]], target: Target) -> int | None:
+    """The canary weight of the first selected route holding both destinations (None: no such route, or its
+    canary weight is not a whole number)."""
     user_routes = sum(1 for route in http if not _ours(route))
     for route in http:
-        if _selected(route, target, user_routes):
+        if _selected(route, target, user_routes) and _splits(route, target):
             for destination in route.get("route") or []:
                 if _is(destination, target.canary):
-                    return int(destination.get("weight") or 0)
+                    return _weight(destination)
     return None
 
 
@@ -189,7 +237,17 @@ def drift_of(http: Sequence[Mapping[str, Any]], target: Target, expected: Expect
     live_mirrors = {n: r for n, r in live.items() if n in mirrors or (n not in headers and "mirror" in r)}
     live_headers = {n: r for n, r in live.items() if n not in live_mirrors}
     weights: tuple[Drift, ...] = ()
-    if without_our_routes(http) != wanted:
+    missing = missing_split(http, target)
+    if missing is not None:
+        weights = (Drift(DriftKind.WEIGHT, expected=expected.describe_weight(), found=missing),)
+    elif read_canary_weight(http, target) is None:
+        split_routes = [route.get("route") for route in http if not _ours(route) and _splits(route, target)]
+        weights = (
+            Drift(
+                DriftKind.WEIGHT, expected=expected.describe_weight(), found=f"unreadable weights {show(split_routes)}"
+            ),
+        )
+    elif without_our_routes(http) != wanted:
         found, want = read_canary_weight(http, target), read_canary_weight(wanted, target)
         weights = weight_drift(expected, f"canary weight {found}", f"canary weight {want}")
     return (
@@ -229,6 +287,9 @@ class IstioRouter:
     ) -> None:
         target = target_of(rollout)
         service, http = self._read(target)
+        missing = missing_split(http, target)
+        if missing is not None:
+            raise PermanentError(missing)
         self._write(target, service, set_weights(http, target, canary_weight))
 
     def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
@@ -259,7 +320,9 @@ class IstioRouter:
         target = target_of(rollout)
         _, http = self._read(target)
         weight = read_canary_weight(http, target)
-        return RouterState(weight, Verification.NOT_IMPLEMENTED.as_bool(), drift=drift_of(http, target, expected))
+        # The object is all there is to read back; a weight that was set and cannot be read from it is refuted.
+        verified = False if weight is None and expected is not None else Verification.NOT_IMPLEMENTED.as_bool()
+        return RouterState(weight, verified, drift=drift_of(http, target, expected))
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

@@ -19,7 +19,7 @@ from headway.core.errors import PermanentError
 from headway.core.observation import Drift, DriftKind, RouterState
 from headway.kube.client import BlockingKube, Kind
 from headway.routers.base import Verification
-from headway.routers.drift import route_drift, weight_drift
+from headway.routers.drift import route_drift, show, weight_drift
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 INGRESSES = Kind("networking.k8s.io", "v1", "Ingress", "ingresses")
@@ -102,6 +102,17 @@ def header_annotations(match: Sequence[HeaderRoutingMatch]) -> dict[str, str]:
     return {BY_HEADER: only.header_name, BY_HEADER_PATTERN: f"^{only.header_value.prefix}.*"}
 
 
+def parse_weight(annotations: Mapping[str, Any]) -> int | None:
+    """The canary-weight annotation as ingress-nginx reads it (absent: 0); None when it is not a whole number
+    within 0..100 (a hand edit such as ``100%``): unreadable, which `drift_of` reports and the repair rewrites."""
+    value = annotations.get(WEIGHT, "0")
+    text = value.strip() if isinstance(value, str) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 3:
+        return None
+    weight = int(text)
+    return weight if weight <= 100 else None
+
+
 HEADER_ROUTE = "canary-by-header"
 """The name a header route found on the canary Ingress is reported under when the status names none."""
 
@@ -112,7 +123,7 @@ def drift_of(canary: Mapping[str, Any] | None, expected: ExpectedRouting | None)
         return ()
     annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
     present = canary is not None and WEIGHT in annotations
-    found = f"canary weight {annotations[WEIGHT]}" if present else "no canary Ingress"
+    found = f"canary weight {show(annotations[WEIGHT])}" if present else "no canary Ingress"
     live = {k: v for k, v in annotations.items() if k.startswith(BY_HEADER)}
     wanted = {name: header_annotations(match) for name, match in expected.header_routes[-1:]}
     name = next(iter(wanted), None) or next(iter(expected.unknown_routes), None) or HEADER_ROUTE
@@ -143,7 +154,8 @@ class NginxRouter:
         current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
         annotations = (current or {}).get("metadata", {}).get("annotations") or {}
         if weight is None:
-            weight = int(annotations.get(WEIGHT, "0"))
+            # Keep the weight in force; an unreadable one becomes 0 (no canary traffic) until the repair sets it.
+            weight = parse_weight(annotations) or 0
         if header is None and not clear_header:
             header = {k: v for k, v in annotations.items() if k.startswith(BY_HEADER)}
         desired = desired_object(stable, target, weight, rollout.name, header)
@@ -196,14 +208,16 @@ class NginxRouter:
         target = target_of(rollout)
         current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
         annotations = (current or {}).get("metadata", {}).get("annotations") or {}
-        return RouterState(int(annotations.get(WEIGHT, "0")), Verification.NOT_IMPLEMENTED.as_bool())
+        weight = parse_weight(annotations)
+        return RouterState(weight, False if weight is None else Verification.NOT_IMPLEMENTED.as_bool())
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         target = target_of(rollout)
         current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
         annotations = (current or {}).get("metadata", {}).get("annotations") or {}
-        weight = int(annotations.get(WEIGHT, "0"))
-        return RouterState(weight, Verification.NOT_IMPLEMENTED.as_bool(), drift=drift_of(current, expected))
+        weight = parse_weight(annotations)
+        verified = False if weight is None else Verification.NOT_IMPLEMENTED.as_bool()
+        return RouterState(weight, verified, drift=drift_of(current, expected))
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

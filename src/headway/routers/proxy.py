@@ -18,10 +18,12 @@ request as invalid, or no proxy is configured for the rollout).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -91,11 +93,8 @@ class ProxyRouter:
 
     def read_weight(self, rollout: Rollout) -> RouterState:
         state = self._call(rollout, "GET", "/state")
-        weights: Mapping[str, int] = state.get("weights") or {}
-        canary, stable = state.get("canary"), state.get("stable")
-        canary_part = weights.get(canary, 0) if canary else 0
-        total = canary_part + (weights.get(stable, 0) if stable else 0)
-        return RouterState(canary_weight=round(100 * canary_part / total) if total else 0, verified=True)
+        with _readable(rollout, state):
+            return RouterState(canary_weight=proxy_readback.canary_weight(state), verified=True)
 
     instance_of: Callable[[Rollout], str | None] | None = None
     """Names the proxy process answering for a rollout (embedded mode: its PID and start time), so `read_state`
@@ -103,14 +102,15 @@ class ProxyRouter:
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         state = self._call(rollout, "GET", "/state")
-        return RouterState(
-            canary_weight=proxy_readback.canary_weight(state),
-            verified=True,
-            drift=proxy_readback.drift_of(state, expected),
-            backends=proxy_readback.routed_backends(state),
-            stable_hash=state.get("stable"),
-            restarted=self._restarted(rollout),
-        )
+        with _readable(rollout, state):
+            read = RouterState(
+                canary_weight=proxy_readback.canary_weight(state),
+                verified=True,
+                drift=proxy_readback.drift_of(state, expected),
+                backends=proxy_readback.routed_backends(state),
+                stable_hash=state.get("stable"),
+            )
+        return replace(read, restarted=self._restarted(rollout))
 
     def _restarted(self, rollout: Rollout) -> str:
         """What replaced the proxy since the last read (once), from `instance_of`; empty when unchanged/unknown."""
@@ -169,6 +169,20 @@ class ProxyRouter:
         if not isinstance(decoded, dict):
             raise TemporaryError(f"proxy at {url} answered {method} with {type(decoded).__name__}", delay=RETRY_DELAY)
         return decoded
+
+
+@contextlib.contextmanager
+def _readable(rollout: Rollout, state: Mapping[str, Any]) -> Iterator[None]:
+    """A ``/state`` document of the wrong shape (a weight that is no number, a list where a map belongs) is the
+    adapter's error, named, like an unparsable answer: never a TypeError out of the pass."""
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise TemporaryError(
+            f"proxy for {rollout.metadata.namespace}/{rollout.metadata.name} answered GET /state with an "
+            f"unreadable document ({type(error).__name__}: {error})",
+            delay=RETRY_DELAY,
+        ) from None
 
 
 def _error_message(error: urllib.error.HTTPError) -> str:

@@ -74,7 +74,15 @@ def desired_object(
 
 
 def canary_weight_of(split: Mapping[str, Any], target: Target) -> int | None:
-    weights = {b.get("service"): int(b.get("weight") or 0) for b in (split.get("spec") or {}).get("backends") or []}
+    """The canary's share of the split; None when it has no canary backend or a weight that is not a whole
+    number (a hand edit, or an older API's quantity such as ``500m``): unreadable, reported as drift and
+    rewritten, never a crash of the pass."""
+    weights: dict[object, int] = {}
+    for backend in (split.get("spec") or {}).get("backends") or []:
+        value = backend.get("weight") or 0 if isinstance(backend, Mapping) else None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None
+        weights[backend.get("service")] = value
     if target.canary_service not in weights:
         return None
     total = sum(weights.values())
@@ -132,7 +140,8 @@ class SmiRouter:
             live = (split or {}).get("spec", {}).get("backends") if split is not None else "no TrafficSplit"
             wanted = desired_object(split, target, expected.canary_weight, rollout.name)["spec"]["backends"]
             drift = weight_drift(expected, live, wanted)
-        return RouterState(canary_weight=weight, verified=Verification.NOT_IMPLEMENTED.as_bool(), drift=drift)
+        verified = False if weight is None and expected is not None else Verification.NOT_IMPLEMENTED.as_bool()
+        return RouterState(canary_weight=weight, verified=verified, drift=drift)
 
     def restore(self, rollout: Rollout) -> None:
         target = target_of(rollout)

@@ -123,6 +123,44 @@ def test_each_mode_refuses_what_it_cannot_do(
     assert errors(manifest, Mode.KUBERNETES) == kubernetes
 
 
+def header(name: str, *headers: str) -> dict[str, Any]:
+    match = [{"headerName": h, "headerValue": {"exact": "1"}} for h in headers] or None
+    return {"setHeaderRoute": {"name": name, "match": match}}
+
+
+@pytest.mark.parametrize(
+    ("steps", "kubernetes"),
+    [
+        ([header("testers", "X-Tester")], []),
+        ([header("testers", "X-Tester", "X-Region")], ["spec.strategy.canary.steps[1].setHeaderRoute.match"]),
+        (
+            [header("testers", "X-Tester"), header("beta", "X-Beta")],
+            ["spec.strategy.canary.steps[2].setHeaderRoute.name"],
+        ),
+        ([header("testers", "X-Tester"), header("testers", "X-Other")], []),
+        ([header("testers", "X-Tester"), header("testers"), header("beta", "X-Beta")], []),
+    ],
+    ids=["one-header", "two-matches", "second-route", "same-route-changed", "removed-then-another"],
+)
+def test_nginx_header_routes_are_refused_beyond_one_header_and_one_route(
+    steps: list[dict[str, Any]], kubernetes: list[str]
+) -> None:
+    """ingress-nginx canaries hold one canary-by-header: two matches failed mid-rollout (PermanentError), and a
+    second route silently replaced the first. Istio holds both, so the same steps pass there."""
+    assert errors(routed(NGINX, *steps), Mode.KUBERNETES) == kubernetes
+    assert errors(routed(ISTIO, *steps), Mode.KUBERNETES) == []
+
+
+def test_the_nginx_header_refusals_say_what_to_do() -> None:
+    manifest = routed(NGINX, header("testers", "X-Tester", "X-Region"), header("beta", "X-Beta"))
+    messages = {path: message for path, message, _ in findings(manifest, Mode.KUBERNETES)}
+
+    assert messages["spec.strategy.canary.steps[1].setHeaderRoute.match"] == (
+        "nginx matches at most 1 header per route in the kubernetes mode (got 2)"
+    )
+    assert "'beta' would replace 'testers'" in messages["spec.strategy.canary.steps[2].setHeaderRoute.name"]
+
+
 def test_the_message_names_the_mode_and_the_way_out() -> None:
     ((path, message, severity),) = findings(routed(ISTIO), Mode.EMBEDDED)
 

@@ -203,6 +203,24 @@ def test_an_unreadable_router_is_data_not_verified() -> None:
     assert [event.reason for event in decision.events] == [ROUTER_UNREADABLE]
 
 
+@pytest.mark.parametrize("error", [ValueError("invalid literal for int(): '100%'"), KeyError("weight")])
+def test_any_exception_reading_the_router_is_unreadable_not_a_crash(error: Exception) -> None:
+    """An adapter's bug on a hostile live object (not an AdapterError) must hold the rollout back with a
+    Warning naming it, never escape the pass and leave the last saved status (Healthy) standing."""
+    world = World()
+    world.router.fail_next("read_weight", error)
+    decide = Scripted(Decision(status=RolloutStatus()))
+
+    decision = world.reconcile(decide)
+
+    assert decide.seen[0][1].router.verified is False
+    assert decide.seen[0][1].router.canary_weight is None
+    (event,) = decision.events
+    assert event.reason == ROUTER_UNREADABLE
+    assert event.type is EventType.WARNING
+    assert type(error).__name__ in event.message
+
+
 def test_now_must_be_timezone_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         World().reconcile(Scripted(Decision(status=RolloutStatus())), now=NOW.replace(tzinfo=None))

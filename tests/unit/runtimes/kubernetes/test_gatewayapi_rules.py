@@ -6,11 +6,15 @@ from typing import Any
 
 import pytest
 
+from headway.core.dataplane import ExpectedRouting
+from headway.core.observation import DriftKind
 from headway.routers.base import Verification
 from headway.routers.gatewayapi import (
     Target,
+    drift_of,
     header_rule,
     mirror_rule,
+    missing_split,
     put_rule,
     read_canary_weight,
     set_weights,
@@ -40,7 +44,9 @@ def rule(stable: int | None, canary: int | None, *, name: str | None = None) -> 
         ([rule(100, 0)], 25, [rule(75, 25)]),
         ([rule(100, 0), rule(100, 0)], 10, [rule(90, 10), rule(90, 10)]),
         ([rule(60, 40)], 0, [rule(100, 0)]),
-        ([rule(100, None)], 30, [rule(70, None)]),
+        # A rule holding one of the Services splits nothing: weighting its lone ref (to 0 at promotion) would
+        # only make the gateway answer 500; `set_weight` refuses such a route instead (missing_split).
+        ([rule(100, None)], 30, [rule(100, None)]),
         ([{"backendRefs": [{"name": "other", "weight": 1}]}], 50, [{"backendRefs": [{"name": "other", "weight": 1}]}]),
         ([{"matches": []}], 50, [{"matches": []}]),
     ],
@@ -121,3 +127,48 @@ def test_verification_follows_the_route_status(parents: list[dict[str, Any]], ex
     route = {"metadata": {"generation": 2}, "status": {"parents": parents}}
 
     assert verification(route) is expected
+
+
+# --- a route that cannot carry the split ------------------------------------------------------------------------
+
+EXPECTED = ExpectedRouting(canary_weight=50, canary_hash="new", stable_hash="old")
+
+
+@pytest.mark.parametrize(
+    ("rules", "missing"),
+    [
+        ([rule(100, 0)], None),
+        ([rule(100, None), rule(90, 10)], None),
+        ([rule(100, None)], "rules[0] lacks web-canary"),
+        ([rule(None, 100, name="api")], "rules[0] (api) lacks web-stable"),
+        ([{"backendRefs": [{"name": "other"}]}], "rules[0] lacks web-stable and web-canary"),
+        ([rule(0, 100, name="headway-testers")], "it has no rules"),
+        ([], "it has no rules"),
+    ],
+    ids=["both", "one-of-two-rules", "stable-only", "canary-only", "foreign", "only-ours", "empty"],
+)
+def test_a_route_without_a_rule_for_both_services_is_named(rules: list[dict[str, Any]], missing: str | None) -> None:
+    found = missing_split(rules, TARGET)
+    if missing is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith("HTTPRoute default/web: no rule has backendRefs to both")
+        assert found.endswith(f"({missing})")
+
+
+def test_a_stable_only_route_is_weight_drift_not_agreement() -> None:
+    """The reviewer's route: the canary ref gone, so nothing to weigh. The old drift check compared the rules
+    with themselves (set_weights changed nothing that mattered) and found no drift."""
+    (drift,) = drift_of([rule(100, None)], TARGET, EXPECTED)
+
+    assert drift.kind is DriftKind.WEIGHT
+    assert "no rule has backendRefs to both web-stable and web-canary" in drift.found
+
+
+def test_an_unreadable_weight_reads_back_as_none_and_drifts() -> None:
+    rules = [{"backendRefs": [{"name": "web-stable", "weight": "lots"}, {"name": "web-canary", "weight": 50}]}]
+
+    assert read_canary_weight(rules, TARGET) is None
+    (drift,) = drift_of(rules, TARGET, EXPECTED)
+    assert drift.kind is DriftKind.WEIGHT and "unreadable weights" in drift.found
+    assert set_weights(rules, TARGET, 50)[0]["backendRefs"][0]["weight"] == 50  # the repair rewrites it

@@ -6,7 +6,18 @@ from typing import Any
 
 import pytest
 
-from headway.routers.istio import Target, header_route, put_route, read_canary_weight, set_weights, without_our_routes
+from headway.core.dataplane import ExpectedRouting
+from headway.core.observation import DriftKind
+from headway.routers.istio import (
+    Target,
+    drift_of,
+    header_route,
+    missing_split,
+    put_route,
+    read_canary_weight,
+    set_weights,
+    without_our_routes,
+)
 from headway.spec.rollout import HeaderRoutingMatch, StringMatch
 
 HOSTS = Target("web", "default", ("primary",), ("host", "web-canary"), ("host", "web-stable"))
@@ -59,3 +70,60 @@ def test_header_routes_go_in_front_read_back_ignores_them_and_they_are_removed()
     assert added[0]["route"] == [{"destination": {"host": "web-canary"}, "weight": 100}]
     assert read_canary_weight(added, HOSTS) == 10
     assert without_our_routes(added) == http
+
+
+# --- routes that cannot carry the split -------------------------------------------------------------------------
+
+EXPECTED = ExpectedRouting(canary_weight=50, canary_hash="new", stable_hash="old")
+
+
+def stable_only(name: str) -> dict[str, Any]:
+    return {"name": name, "route": [{"destination": {"host": "web-stable"}, "weight": 100}]}
+
+
+@pytest.mark.parametrize(
+    ("target", "http", "missing"),
+    [
+        (HOSTS, [route("primary", 0, 100)], None),
+        (HOSTS, [route("primry", 0, 100)], "no HTTP route named primary (spec.strategy.canary.trafficRouting.istio"),
+        (HOSTS, [stable_only("primary")], "'primary' has no destination with host web-canary"),
+        (SUBSETS, [route("a", 0, 100, field="subset"), route("b", 0, 100, field="subset")], "2 HTTP routes and none"),
+        (SUBSETS, [], "0 HTTP routes and none named"),
+    ],
+    ids=["named-route", "misspelt-route", "no-canary-destination", "ambiguous-without-names", "no-routes"],
+)
+def test_routes_that_cannot_carry_the_split_are_named(
+    target: Target, http: list[dict[str, Any]], missing: str | None
+) -> None:
+    found = missing_split(http, target)
+    if missing is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith("VirtualService default/web: ")
+        assert missing in found
+
+
+def test_a_misspelt_route_is_weight_drift_not_agreement() -> None:
+    """The reviewer's VirtualService: ``routes: [primary]`` against a route named ``primry``. The old code wrote
+    nothing, read back None and reported no drift."""
+    http = [route("primry", 0, 100)]
+
+    assert set_weights(http, HOSTS, 50) == http
+    assert read_canary_weight(http, HOSTS) is None
+    (drift,) = drift_of(http, HOSTS, EXPECTED)
+    assert drift.kind is DriftKind.WEIGHT
+    assert "no HTTP route named primary" in drift.found and "has primry" in drift.found
+
+
+def test_a_stable_only_route_keeps_its_weight() -> None:
+    """Weighting the lone stable destination 50 would be a VirtualService Istio rejects (weights must sum to 100)."""
+    assert set_weights([stable_only("primary")], HOSTS, 50) == [stable_only("primary")]
+
+
+def test_an_unreadable_canary_weight_drifts() -> None:
+    http = [route("primary", 0, 100)]
+    http[0]["route"][0]["weight"] = "half"
+
+    assert read_canary_weight(http, HOSTS) is None
+    (drift,) = drift_of(http, HOSTS, EXPECTED)
+    assert "unreadable weights" in drift.found

@@ -10,7 +10,17 @@ import pytest
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError
 from headway.core.observation import DriftKind
-from headway.routers.nginx import BY_HEADER, BY_HEADER_VALUE, INGRESSES, WEIGHT, NginxRouter, Target, desired_object
+from headway.routers.nginx import (
+    BY_HEADER,
+    BY_HEADER_VALUE,
+    INGRESSES,
+    WEIGHT,
+    NginxRouter,
+    Target,
+    desired_object,
+    drift_of,
+    parse_weight,
+)
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, StringMatch
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.scenarios.harness import make_rollout
@@ -107,3 +117,53 @@ def test_a_deleted_canary_ingress_or_header_reads_back_as_drift(api: ApiServer) 
     api.kube.delete(INGRESSES, "web-web-canary", "default")
     drift = router.read_state(rollout, expected).drift
     assert drift[0].kind == DriftKind.WEIGHT and drift[0].found == "no canary Ingress"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0),
+        ("35", 35),
+        ("100", 100),
+        (" 7 ", 7),
+        ("100%", None),
+        ("", None),
+        ("-5", None),
+        ("101", None),
+        ("1e2", None),
+        ("٣", None),
+        ("0" * 5000, None),
+    ],
+)
+def test_the_weight_annotation_is_parsed_defensively(value: str, expected: int | None) -> None:
+    """A hand edit is unreadable (None), never a ValueError out of every pass; a huge digit string is refused
+    before int() (which would spend time on it, or refuse it with its own ValueError)."""
+    assert parse_weight({WEIGHT: value}) == expected
+
+
+def test_an_absent_weight_annotation_is_zero() -> None:
+    assert parse_weight({}) == 0
+
+
+def test_an_unparsable_weight_is_drift_and_reads_back_unverified(api: ApiServer) -> None:
+    router, rollout = NginxRouter(api.kube), nginx_rollout()
+    router.set_weight(rollout, 20, "new", "old")
+    api.kube.patch(INGRESSES, "web-web-canary", "default", {"metadata": {"annotations": {WEIGHT: "100%"}}})
+    expected = ExpectedRouting(canary_weight=20, canary_hash="new", stable_hash="old")
+
+    state = router.read_state(rollout, expected)
+
+    assert state.canary_weight is None and state.verified is False
+    (drift,) = state.drift
+    assert drift.kind is DriftKind.WEIGHT and drift.found == "canary weight 100%"
+    router.set_weight(rollout, 20, "new", "old")  # the repair
+    assert router.read_state(rollout, expected).canary_weight == 20
+
+
+def test_drift_of_names_the_live_annotation() -> None:
+    canary = {"metadata": {"annotations": {WEIGHT: "half"}}}
+    expected = ExpectedRouting(canary_weight=0, canary_hash="new", stable_hash="old")
+
+    (drift,) = drift_of(canary, expected)
+
+    assert drift.found == "canary weight half"

@@ -100,3 +100,17 @@ def test_a_split_edited_or_deleted_reads_back_as_drift(api: ApiServer) -> None:
     api.kube.delete(TRAFFIC_SPLITS, "web", "default")
     drift = router.read_state(rollout, expected).drift
     assert [d.kind for d in drift] == [DriftKind.WEIGHT] and drift[0].found == "no TrafficSplit"
+
+
+@pytest.mark.parametrize(
+    "weight",
+    ["500m", "half", None, -1, True],
+    ids=["quantity", "text", "null-is-zero", "negative", "bool"],
+)
+def test_an_unparsable_backend_weight_reads_as_unknown_not_a_crash(weight: object) -> None:
+    split = {
+        "spec": {"backends": [{"service": "web-canary", "weight": weight}, {"service": "web-stable", "weight": 50}]}
+    }
+
+    expected = 0 if weight is None else None
+    assert canary_weight_of(split, TARGET) == expected
