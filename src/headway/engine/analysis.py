@@ -63,12 +63,11 @@ from headway.spec.analysis import (
     Metric,
 )
 from headway.spec.base import ObjectMeta
-from headway.spec.rollout import Rollout, rollout_key
+from headway.spec.rollout import POD_TEMPLATE_HASH_LABEL, Rollout, rollout_key
 from headway.spec.status import RunPhase
 
 log = logging.getLogger(__name__)
 
-ROLLOUT_LABEL = "rollouts-pod-template-hash"
 OWNER_ANNOTATION = "headway.dev/rollout"
 EXPERIMENTS_UNSUPPORTED = "experiments are not supported by the in-process analysis executor"
 DEFAULT_MEASURE_TIMEOUT = 60.0
@@ -144,7 +143,11 @@ class AnalysisExecutor:
         metadata = ObjectMeta(
             name=run.name,
             namespace=rollout.metadata.namespace,
-            labels={**(extra.labels if extra else {}), ROLLOUT_LABEL: run.hash, "headway.dev/kind": run.kind.value},
+            labels={
+                **(extra.labels if extra else {}),
+                POD_TEMPLATE_HASH_LABEL: run.hash,
+                "headway.dev/kind": run.kind.value,
+            },
             annotations={**(extra.annotations if extra else {}), OWNER_ANNOTATION: key},
         )
         if isinstance(resolved, templates.TemplateError):
