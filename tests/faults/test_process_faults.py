@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.embedded.harness import alive
+from tests.faults import proxy_admin
 from tests.faults.conftest import Record
 from tests.faults.harness import DaemonProcess, deploy, loaded, manifest, proxy_endpoint, running_daemon
 
@@ -62,7 +63,8 @@ def replica_pids(state_dir: Path) -> dict[str, list[int]]:
 
 async def admin_state(daemon: DaemonProcess) -> dict[str, Any]:
     admin = proxy_endpoint(daemon.state_dir)["admin"]
-    async with aiohttp.ClientSession() as session, session.get(f"http://{admin}/state") as response:
+    auth = proxy_admin.headers(daemon.state_dir)  # the proxy's admin API takes the instance's token
+    async with aiohttp.ClientSession() as session, session.get(f"http://{admin}/state", headers=auth) as response:
         state: dict[str, Any] = await response.json()
     return state
 

@@ -176,7 +176,10 @@ async def test_an_invalid_rollout_gets_a_condition_and_an_event_not_a_crash_loop
         assert "example.com/unknown" in message
         current = await client.get(rollouts(GROUP), "web", "default")
         assert current is not None  # seen and refused: `headway status` fails at once instead of waiting
-        assert current["status"]["observedGeneration"] == str(current["metadata"]["generation"])
+        # An integer in headway.dev, as kstatus reads it (Argo's group keeps Argo's string).
+        assert current["status"]["observedGeneration"] == current["metadata"]["generation"]
+        stalled = next(c for c in current["status"]["conditions"] if c["type"] == "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
         events = [e for e in await client.list(EVENTS, "default") if e["reason"] == "InvalidSpec"]
         assert len(events) == 1
         passes = len(controller.latencies)
