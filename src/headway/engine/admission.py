@@ -29,6 +29,7 @@ from headway.core.analysis import JUDGE_PLUGIN
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.load import Document, Manifest, Problem, Severity
 from headway.spec.rollout import CanaryStrategy, Rollout
+from headway.spec.validate import Finding, located  # one thing a mode cannot do: path, message, severity
 
 PROXY_PLUGIN = "headway.dev/proxy"
 GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
@@ -123,15 +124,6 @@ KUBERNETES = Capabilities(
 CAPABILITIES: Mapping[Mode, Capabilities] = {Mode.EMBEDDED: EMBEDDED, Mode.KUBERNETES: KUBERNETES}
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing ``mode`` cannot do: the wire path, the message (naming the mode) and how bad it is."""
-
-    path: str
-    message: str
-    severity: Severity = Severity.ERROR
-
-
 # --- the checks --------------------------------------------------------------------------------------------------
 
 
@@ -141,7 +133,7 @@ def admit(document: Document, mode: Mode) -> list[Problem]:
     A document that did not load (``model`` None) has its own errors already and is not judged here."""
     if document.model is None:
         return []
-    return [_located(document, finding) for finding in check(document.model, mode)]
+    return [located(document, finding) for finding in check(document.model, mode)]
 
 
 def admit_all(documents: Sequence[Document], mode: Mode) -> list[Problem]:
@@ -321,24 +313,3 @@ def _pod_metadata(caps: Capabilities, path: str, field: tuple[str, object]) -> I
 
 def _not_applied(caps: Capabilities, path: str, consequence: str) -> Finding:
     return Finding(path, f"is not applied by the {caps.mode} mode ({consequence})", Severity.WARNING)
-
-
-def _located(document: Document, finding: Finding) -> Problem:
-    """The finding with the document's file, object and the line of the nearest enclosing field."""
-    line, path = None, finding.path
-    while line is None:
-        line = document.lines.get(path)
-        if not path:
-            break
-        cut = max(path.rfind("."), path.rfind("["))
-        path = path[:cut] if cut > 0 else ""
-    return Problem(
-        document.file,
-        document.kind,
-        document.name,
-        finding.path,
-        finding.message,
-        finding.severity,
-        document.index,
-        line,
-    )

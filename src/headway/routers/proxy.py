@@ -64,13 +64,7 @@ class ProxyRouter:
     ) -> None:
         if not 0 <= canary_weight <= 100:
             raise PermanentError(f"canary weight must be within 0..100, got {canary_weight}")
-        canary = canary_hash if canary_hash != stable_hash else None
-        weights: dict[str, int] = {}
-        if stable_hash:
-            weights[stable_hash] = 100 - canary_weight if canary else 100
-        if canary:
-            weights[canary] = canary_weight
-        self._call(rollout, "PATCH", "/state", {"stable": stable_hash, "canary": canary, "weights": weights})
+        self._call(rollout, "PATCH", "/state", proxy_readback.written_split(canary_weight, canary_hash, stable_hash))
 
     def set_header_route(self, rollout: Rollout, name: str, match: Sequence[HeaderRoutingMatch] | None) -> None:
         path = f"/header-routes/{quote(name, safe='')}"

@@ -98,7 +98,7 @@ def validate(documents: Sequence[Document]) -> list[Problem]:
     for document in documents:
         if document.model is None:
             continue
-        found = [_problem(document, finding) for finding in check(document.model, templates)]
+        found = [located(document, finding) for finding in check(document.model, templates)]
         problems.extend(sorted(found, key=lambda problem: problem.line or 0))
     problems.extend(_duplicate_objects(documents))
     return problems
@@ -117,7 +117,8 @@ def check(model: object, templates: TemplateIndex = EMPTY_INDEX) -> list[Finding
     return []
 
 
-def _problem(document: Document, finding: Finding) -> Problem:
+def located(document: Document, finding: Finding) -> Problem:
+    """The finding as a Problem of ``document``: its file, object, and the line of the nearest enclosing field."""
     line = None
     path = finding.path
     while line is None:
@@ -150,7 +151,7 @@ def _duplicate_objects(documents: Sequence[Document]) -> Iterator[Problem]:
         if first is not document:
             where = f"{first.file} (document {first.index})"
             finding = Finding("metadata.name", f"{document.kind}/{document.name} is already defined in {where}")
-            yield _problem(document, finding)
+            yield located(document, finding)
 
 
 # --- Rollout -----------------------------------------------------------------------------------------------------
