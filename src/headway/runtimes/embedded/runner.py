@@ -75,14 +75,23 @@ class SteadyClock:
     """
 
     def __init__(
-        self, wall: Callable[[], datetime] | None = None, monotonic: Callable[[], float] = time.monotonic
+        self, wall: Callable[[], datetime] | None = None, monotonic: Callable[[], float] | None = None
     ) -> None:
+        # CLOCK_BOOTTIME counts a suspend (a laptop's sleep), CLOCK_MONOTONIC does not: after a night asleep the
+        # runner would be hours behind, and a metric query at its time would read data from before the canary.
+        monotonic = monotonic or _boot_time
         self._monotonic = monotonic
         self._anchor = (wall or (lambda: datetime.now(UTC)))()
         self._started = monotonic()
 
     def __call__(self) -> datetime:
         return self._anchor + timedelta(seconds=self._monotonic() - self._started)
+
+
+def _boot_time() -> float:
+    """Seconds since boot, suspends included (Linux); the monotonic clock where the system has no such clock."""
+    boot = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boot) if boot is not None else time.monotonic()
 
 
 Hook = Callable[[datetime], Awaitable[None]]

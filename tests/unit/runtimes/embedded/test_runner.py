@@ -206,3 +206,16 @@ def test_the_steady_clock_moves_with_real_time_not_with_steps_of_the_wall_clock(
     ticks[0] += 1.0
     wall[0] -= timedelta(hours=3)  # and back
     assert clock() == EPOCH + timedelta(seconds=6)
+
+
+def test_the_steady_clock_counts_time_spent_suspended() -> None:
+    """It follows CLOCK_BOOTTIME (which a suspend advances), not CLOCK_MONOTONIC (which a suspend stops)."""
+    import time
+
+    from headway.runtimes.embedded.runner import _boot_time
+
+    if not hasattr(time, "CLOCK_BOOTTIME"):
+        pytest.skip("this system has no CLOCK_BOOTTIME")
+    assert abs(_boot_time() - time.clock_gettime(time.CLOCK_BOOTTIME)) < 0.5
+    clock = SteadyClock()
+    assert clock._monotonic is _boot_time
