@@ -20,10 +20,11 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from headway.bootstrap import ANALYSIS_RUN, Proxies, build_analysis
+from headway.bootstrap import ANALYSIS_RUN, build_analysis
 from headway.engine.reconcile import Engine
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.embedded.runner import Runner, put
 from headway.spec.analysis import AnalysisPhase, AnalysisRun, Metric
 from headway.spec.status import Phase, RolloutStatus

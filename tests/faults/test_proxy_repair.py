@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from headway.bootstrap import Proxies
+from headway.runtimes.embedded.proxies import Proxies
 from headway.spec.rollout import Rollout
 from tests.faults import proxy_admin
 from tests.scenarios.harness import blue_green, canary

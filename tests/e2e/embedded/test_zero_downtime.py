@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from headway.bootstrap import Proxies
 from headway.core.hashing import pod_template_hash
 from headway.platforms.local import LocalPlatform
+from headway.runtimes.embedded.proxies import Proxies
 from headway.spec.load import parse
 from headway.spec.rollout import Rollout
 from tests.e2e.embedded.harness import DaemonProcess, loadgen, manifest, wait_for

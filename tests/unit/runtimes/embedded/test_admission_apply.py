@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from headway.bootstrap import Proxies, build_analysis
+from headway.bootstrap import build_analysis
 from headway.core.actions import RunKind, StartAnalysisRun
+from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.embedded.runner import put
 from headway.spec.analysis import AnalysisPhase
 from headway.spec.load import SpecError

@@ -6,8 +6,8 @@ import sys
 
 import yaml
 
-from headway.bootstrap import PROXY_PLUGIN
 from headway.cli.demo import EXAMPLE_DIR, _why, manifest
+from headway.runtimes.embedded.proxies import PROXY_PLUGIN
 from headway.spec.load import load_text
 from headway.spec.validate import validate
 
