@@ -64,7 +64,7 @@ class JudgeVerdict(StrEnum):
     """Fail: roll back. Pass: this step may advance. Hold: not enough evidence either way yet."""
 
     FAIL = "Fail"
-    PASS = "Pass"
+    PASS = "Pass"  # noqa: S105 - a name, not a secret
     HOLD = "Hold"
 
 

@@ -168,7 +168,7 @@ class AnalysisExecutor:
         Dry-run metrics are left to their measurements (an Error there decides nothing, as in Argo)."""
         try:
             invalid = ladder.validate_run(spec)
-        except Exception as error:  # the checks themselves crashed (a condition the evaluator chokes on)
+        except Exception as error:  # the checks themselves crashed (a condition the evaluator chokes on)  # noqa: BLE001 - fail closed: any failure becomes an error result
             where = _crashing_condition(spec) or "the metrics"
             return f"Analysis spec invalid: {where} could not be checked: {describe_exception(error)}"
         if invalid is not None:
@@ -378,7 +378,7 @@ class AnalysisExecutor:
             result = await asyncio.wait_for(call(), timeout=self.measure_timeout)
         except TimeoutError:
             return ProviderResult(error=f"the provider did not answer within {self.measure_timeout:g}s")
-        except Exception as error:  # a provider bug must not stop the other runs' measurements
+        except Exception as error:  # a provider bug must not stop the other runs' measurements  # noqa: BLE001 - fail closed: any failure becomes an error result
             return ProviderResult(error=f"the provider failed: {describe_exception(error)}")
         if isinstance(result, ProviderResult):
             return result
@@ -398,7 +398,7 @@ class AnalysisExecutor:
                 kind = config["source"]
         try:
             provider = self.providers.get(kind)
-        except Exception as error:  # a provider whose construction fails (bad configuration, missing library)
+        except Exception as error:  # a provider whose construction fails (bad configuration, missing library)  # noqa: BLE001 - fail closed: any failure becomes an error result
             raise LookupError(
                 f"metric {metric.name!r}: the metric provider for type {kind!r} could not be built: "
                 f"{describe_exception(error)}"
@@ -414,7 +414,7 @@ class AnalysisExecutor:
             return metric, {}, None
         values: dict[str, str] = {}
         for arg in secret_args:
-            assert arg.value_from is not None
+            assert arg.value_from is not None  # noqa: S101 - an invariant for the type checker, not a check of input
             ref = arg.value_from.secret_key_ref
             if ref is None:
                 return metric, {}, f"args.{arg.name}: valueFrom.fieldRef is only resolved from a Rollout"
@@ -424,11 +424,11 @@ class AnalysisExecutor:
                 values[arg.name] = self.secrets(run.metadata.namespace, ref.name, ref.key)
             except LookupError as error:
                 return metric, {}, f"args.{arg.name}: {str(error).strip(chr(39) + chr(34))}"
-            except Exception as error:  # a resolver that crashed: no value, and nothing of it in the message
+            except Exception as error:  # a resolver that crashed: no value, and nothing of it in the message  # noqa: BLE001 - fail closed: any failure becomes an error result
                 return metric, {}, f"args.{arg.name}: reading the secret failed: {type(error).__name__}"
         try:
             resolved = templates.resolve_metric(metric, templates.values_of(run.spec.args) | values)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - fail closed: any failure becomes an error result
             text = _mask_text(describe_exception(error), values.values())
             return metric, {}, f"resolving the secret arguments failed: {text}"
         if isinstance(resolved, templates.TemplateError):
@@ -442,7 +442,7 @@ class AnalysisExecutor:
         status = self._status(held)
         try:
             gap = ladder.evidence_gap(held.run.spec, status)
-        except Exception as error:  # fail closed: a run whose measurements cannot be read proves nothing
+        except Exception as error:  # fail closed: a run whose measurements cannot be read proves nothing  # noqa: BLE001 - fail closed: any failure becomes an error result
             gap = f"its measurements cannot be read: {describe_exception(error)}"
         return RunState(
             name=held.run.metadata.name,
@@ -514,7 +514,7 @@ def _crashing_condition(spec: AnalysisRunSpec) -> str | None:
                 continue
             try:
                 conditions.compile_condition(text)
-            except Exception:
+            except Exception:  # noqa: BLE001 - fail closed: any failure becomes an error result
                 return f"metrics[{index}].{field_name}"
     return None
 

@@ -95,7 +95,7 @@ def apply_actions(
     return Applied(done=tuple(done))
 
 
-def apply_action(
+def apply_action(  # noqa: C901 - one branch per kind it dispatches on, kept together on purpose
     rollout: Rollout,
     action: Action,
     *,

@@ -294,7 +294,7 @@ class Notifier:
             await self._session.close()
             self._session = None
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the caller's time budget for this one call
         """Wait until every queued notification was delivered or given up on; False on timeout."""
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
@@ -365,7 +365,7 @@ class Notifier:
 
     async def _post(self, sink: Sink, body: Mapping[str, Any]) -> str | None:
         """One attempt; None when the receiver answered 2xx, else what went wrong."""
-        assert self._session is not None, "Notifier.start() was not called"
+        assert self._session is not None, "Notifier.start() was not called"  # noqa: S101 - an invariant for the type checker, not a check of input
         timeout = aiohttp.ClientTimeout(total=sink.timeout_seconds)
         try:
             async with self._session.post(sink.url, json=body, headers=sink.headers, timeout=timeout) as response:

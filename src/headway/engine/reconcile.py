@@ -111,7 +111,7 @@ def observe(
         expected = expected_routing(rollout, status) if status is not None else None
         try:
             router_state = router.read_state(rollout, expected)
-        except Exception as error:  # any failure, an adapter's bug included: an unverified state, never a skip
+        except Exception as error:  # any failure, an adapter's bug included: an unverified state, never a skip  # noqa: BLE001 - fail closed: any failure becomes an error result
             router_state = RouterState(canary_weight=None, verified=Verification.NOT_VERIFIED.as_bool())
             warnings = (Event(EventType.WARNING, ROUTER_UNREADABLE, _unreadable(error)),)
     observation = Observation(

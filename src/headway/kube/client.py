@@ -171,7 +171,7 @@ class KubeClient:
         try:
             config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
             single = config.get(context_name=context)
-        except Exception as error:  # lightkube raises several types for missing/invalid files and contexts
+        except Exception as error:  # lightkube raises several types for missing/invalid files and contexts  # noqa: BLE001 - fail closed: any failure becomes an error result
             if context is not None and "context" in str(error).lower():
                 raise KubeconfigError(f"no context {context!r} in the kubeconfig: check --context") from None
             where = f"kubeconfig {path}" if path is not None else "the default kubeconfig"

@@ -44,7 +44,7 @@ class ReplicaProcess:
         with append_private(log) as out:
             out.write(f"--- headway: starting {list(argv)} (PORT={env.get('PORT')})\n".encode())
             out.flush()
-            popen = subprocess.Popen(
+            popen = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
                 list(argv),
                 env=dict(env),
                 cwd=cwd,
@@ -161,7 +161,7 @@ def run_probe(probe: Probe, port: int, env: Mapping[str, str], cwd: str | None) 
         if probe.kind == "tcp":
             with socket.create_connection((HOST, port), timeout=probe.timeout):
                 return True
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: S603 - a fixed argv, no shell
             list(probe.command),
             env=dict(env),
             cwd=cwd,

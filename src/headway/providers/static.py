@@ -125,7 +125,7 @@ class StaticProvider:
         if callable(script):
             try:
                 return script(number)
-            except Exception as error:  # a script is user code in a test; its bug becomes the measurement's
+            except Exception as error:  # a script is user code in a test; its bug becomes the measurement's  # noqa: BLE001 - fail closed: any failure becomes an error result
                 return Fail(f"static: script raised {type(error).__name__}: {error}")
         if not script:
             return Fail("static: the script is empty")

@@ -151,7 +151,7 @@ def _check_url(url: str) -> str | None:
     return None
 
 
-async def _call(spec: WebMetric, timeout: float) -> tuple[int, str, bytes]:
+async def _call(spec: WebMetric, timeout: float) -> tuple[int, str, bytes]:  # noqa: ASYNC109 - the caller's time budget for this one call
     headers = {header.key: header.value for header in spec.headers}
     data: str | bytes | None = spec.body
     if spec.json_body is not None:

@@ -86,7 +86,7 @@ class CompositeRouter:
         for _, router in self.routers:
             try:
                 router.restore(rollout)
-            except Exception as error:  # re-raised below, once the others had their turn
+            except Exception as error:  # re-raised below, once the others had their turn  # noqa: BLE001 - fail closed: any failure becomes an error result
                 failure = failure or error
         if failure is not None:
             raise failure

@@ -9,9 +9,10 @@ than written into the model, so that a manifest round-trips unchanged.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, StrictBool, ValidationError, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, StrictBool, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -414,6 +415,9 @@ class WorkloadRef(Model):
 GateType = Literal["confirm-rollout", "pre-rollout", "confirm-promotion", "rollback"]
 
 
+_HTTP_URL = re.compile(r"(?i)https?://[^/\s?#@]+(?::\d+)?(?:[/?#]\S*)?")
+
+
 class Webhook(Model):
     """A gate in Flagger's sense (a Headway extension; Argo has none): an HTTP endpoint asked before a move.
 
@@ -428,6 +432,15 @@ class Webhook(Model):
     timeout_seconds: Annotated[int, in_range(1, 300)] = 10
     interval_seconds: Annotated[int, in_range(1, 3600)] = 10
     metadata: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        # The gate is POSTed to from the controller's host: a file:// or custom scheme would make a manifest read
+        # local files or reach what it should not, so only http(s) with a host is accepted.
+        if not _HTTP_URL.fullmatch(value):
+            raise ValueError(f"{value!r} must be an http:// or https:// URL with a host")
+        return value
 
 
 class RollbackWindow(Model):

@@ -253,7 +253,7 @@ def _canary(rollout: Rollout, canary: CanaryStrategy) -> Iterator[Finding]:
 
 
 def _managed_routes(canary: CanaryStrategy, path: str) -> Iterator[Finding]:
-    assert canary.traffic_routing is not None
+    assert canary.traffic_routing is not None  # noqa: S101 - an invariant for the type checker, not a check of input
     for i, name in _repeats(route.name for route in canary.traffic_routing.managed_routes):
         yield Finding(f"{path}.trafficRouting.managedRoutes[{i}].name", f"{name!r} is listed twice")
 

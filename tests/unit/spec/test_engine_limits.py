@@ -246,3 +246,11 @@ def test_numbers_and_booleans_in_messages_read_as_yaml() -> None:
     assert lint(canary(steps=[{"setWeight": 50}], antiAffinity=affinity)) == [
         f"{C}.antiAffinity.preferredDuringSchedulingIgnoredDuringExecution.weight: true is out of range 1..100"
     ]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://gate.example/x", "http://", "http://a b", "gate.example"])
+def test_a_gate_webhook_is_an_http_url_with_a_host(url: str) -> None:
+    body = rollout()
+    body["spec"]["webhooks"] = [{"name": "g", "type": "confirm-promotion", "url": url}]
+    problems = [line for line in lint(body) if "spec.webhooks[0].url" in line]
+    assert problems and "http:// or https:// URL" in problems[0], lint(body)

@@ -72,7 +72,7 @@ MIRROR_BODY_LIMIT = 1024 * 1024
 """A request body is copied to a mirror only up to this size; larger requests are forwarded but not mirrored."""
 MIRROR_CONCURRENCY = 64
 """At most this many mirror copies in flight; beyond it copies are dropped so mirroring never builds a backlog."""
-TOKEN_ENV = "HEADWAY_PROXY_TOKEN"
+TOKEN_ENV = "HEADWAY_PROXY_TOKEN"  # noqa: S105 - a name, not a secret
 """The environment variable a token may come in (when no ``--token-file`` is given)."""
 MIN_TOKEN_LENGTH = 16
 FILES_PER_CONNECTION = 2
@@ -159,7 +159,7 @@ class Proxy:
         if self._fast is not None:
             self._fast.stop_accepting()
         deadline = time.monotonic() + grace
-        while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:
+        while any(slot.inflight for slot in self.slots.values()) and time.monotonic() < deadline:  # noqa: ASYNC110 - draining in-flight requests: a counter polled for a bounded grace, no event to wait on
             await asyncio.sleep(0.02)
         if self._fast is not None:
             self._fast.close()
@@ -213,7 +213,7 @@ class Proxy:
         self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: bytes | None
     ) -> None:
         """Fire and forget: the response is read and discarded, failures only counted."""
-        assert self._session is not None
+        assert self._session is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         revision = self.state.canary or ""
         counters = self.counters.of(revision) if revision else None
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):

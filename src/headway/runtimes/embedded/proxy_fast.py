@@ -149,12 +149,12 @@ class Downstream(asyncio.Protocol):
         if self.exchange is None:
             self.next_request()
         elif len(self.buffer) > MAX_HEAD:
-            assert self.transport is not None
+            assert self.transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
             self.transport.pause_reading()  # pipelined requests wait until the current answer is sent
 
     def next_request(self) -> None:
         transport = self.transport
-        assert transport is not None
+        assert transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         buffer = self.buffer
         plane = self.plane
         if self.closed or transport.is_closing() or (plane.stopping and not buffer):
@@ -229,7 +229,7 @@ class Downstream(asyncio.Protocol):
         """The exchange answered: read the next request, or close."""
         self.exchange = None
         transport = self.transport
-        assert transport is not None
+        assert transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         if not keep_alive or self.closed:
             transport.close()
             return
@@ -270,7 +270,7 @@ class Downstream(asyncio.Protocol):
         close, as nginx does). During an exchange the answer is cut short anyway: close at once.
         """
         transport = self.transport
-        assert transport is not None
+        assert transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         transport.write(response)
         if self.exchange is not None or self.lingering or not transport.can_write_eof():
             self.close()
@@ -384,7 +384,7 @@ class Exchange:
     def request_body(self, data: bytes) -> int:
         """Relay request body bytes (or hold them until connected); returns how many belonged to the body."""
         body = self.body
-        assert body is not None
+        assert body is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         try:
             used = body.take(data)
         except ProtocolError as error:
@@ -429,7 +429,7 @@ class Exchange:
             return
         self.upstream = upstream
         upstream.exchange = self
-        assert upstream.transport is not None
+        assert upstream.transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         if self.pending:  # head and the body read so far in one send
             upstream.transport.write(b"".join([self.head, *self.pending]))
             self.pending.clear()
@@ -456,7 +456,7 @@ class Exchange:
 
     def retry(self, failed: BackendSlot) -> None:
         plane = self.client.plane
-        assert self.pool is not None
+        assert self.pool is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         table: RoutingTable = plane.proxy.table
         other = table.failover(self.pool, failed) if self.attempts == 1 else None
         if other is None:
@@ -481,7 +481,7 @@ class Exchange:
         if self.unsent:
             data, self.unsent = self.unsent + data, b""
         if not self.client.closed:
-            assert self.client.transport is not None
+            assert self.client.transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
             self.client.transport.write(data)
 
     def flush(self) -> None:
@@ -535,7 +535,7 @@ class Exchange:
             self.finish(self.status, keep_alive=False)
             return
         if not self.client.closed:
-            assert self.client.transport is not None
+            assert self.client.transport is not None  # noqa: S101 - an invariant for the type checker, not a check of input
             self.client.transport.write(response)
         status = int(response[9:12])
         if count:
@@ -550,7 +550,7 @@ class Exchange:
         plane = self.client.plane
         plane.waiting.pop(self, None)
         slot.inflight -= 1
-        assert self.pool is not None
+        assert self.pool is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         plane.proxy.counters.of(self.pool.revision).observe(status, plane.loop.time() - self.started)
         self.client.finished(keep_alive)
 
@@ -666,7 +666,7 @@ class Upstream(asyncio.Protocol):
 
     def relay(self, exchange: Exchange, data: bytes) -> None:
         body = self.body
-        assert body is not None
+        assert body is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         try:
             used = body.take(data)
         except ProtocolError:

@@ -182,7 +182,7 @@ class Head:
         "version",
     )
 
-    def __init__(self, block: bytes, *, request: bool = True) -> None:
+    def __init__(self, block: bytes, *, request: bool = True) -> None:  # noqa: C901 - one branch per kind it dispatches on, kept together on purpose
         lines = block.split(b"\r\n")
         count = len(lines)  # `check_lines`, inlined: the hot path avoids calls where it can
         if block.translate(_CONTROLS_AS_CR).count(b"\r") != 2 * count - 2 or count > MAX_FIELDS + 1:

@@ -47,7 +47,7 @@ class StringMatch:
             return value == self.exact
         if self.prefix is not None:
             return value.startswith(self.prefix)
-        assert self.regex is not None
+        assert self.regex is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         return self.regex.search(value) is not None
 
     def wire(self) -> dict[str, str]:
@@ -55,7 +55,7 @@ class StringMatch:
             return {"exact": self.exact}
         if self.prefix is not None:
             return {"prefix": self.prefix}
-        assert self.regex is not None
+        assert self.regex is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         return {"regex": self.regex.pattern}
 
 

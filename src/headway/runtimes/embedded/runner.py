@@ -246,7 +246,7 @@ class Runner:
         if data is None:
             raise CommandError(f"rollout {name!r} not found", status=404)
         model = parse(dict(data), file=f"state:{key}")
-        assert isinstance(model, Rollout)
+        assert isinstance(model, Rollout)  # noqa: S101 - an invariant for the type checker, not a check of input
         return model
 
     def status(self, rollout: Rollout) -> RolloutStatus:
@@ -284,13 +284,13 @@ class Runner:
 
     def _exists(self, document: Document) -> bool:
         model = document.model
-        assert model is not None
+        assert model is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         key = f"{model.metadata.namespace}/{model.metadata.name}"
         return self.documents.get_document(model.kind, key)[0] is not None
 
     def _store(self, document: Document) -> str:
         model = document.model
-        assert model is not None and document.data is not None
+        assert model is not None and document.data is not None  # noqa: S101 - an invariant for the type checker, not a check of input
         key = f"{model.metadata.namespace}/{model.metadata.name}"
         put(self.documents, model.kind, key, document.data)
         if isinstance(model, Rollout):
@@ -600,7 +600,7 @@ class Runner:
         with self._books:
             return [e for e in self.events if e.seq > seq and (rollout is None or e.rollout == rollout)]
 
-    async def wait_for_change(self, after: int, timeout: float) -> int:
+    async def wait_for_change(self, after: int, timeout: float) -> int:  # noqa: ASYNC109 - the caller's time budget for this one call
         """Return when `sequence` passes ``after`` or after ``timeout`` seconds; the current sequence."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

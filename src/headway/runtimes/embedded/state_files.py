@@ -5,7 +5,7 @@ Kept apart from the daemon (which imports aiohttp and the whole engine) so that 
 paying for those imports on every invocation.
 """
 
-TOKEN_FILE = "token"
+TOKEN_FILE = "token"  # noqa: S105 - a name, not a secret
 """The API token, readable by the owner only."""
 
 ENDPOINT_FILE = "daemon.json"

@@ -463,7 +463,7 @@ class Controller:
             await self._blocking(store.save, key, status, version)
         except AdapterError as error:
             log.warning("could not mark %s invalid: %s", key, error)
-        except Exception as error:  # ConflictError: the next event carries the newer object
+        except Exception as error:  # ConflictError: the next event carries the newer object  # noqa: BLE001 - fail closed: any failure becomes an error result
             log.info("marking %s invalid deferred: %s", key, error)
             return
         self.metrics.errors.labels("invalid_spec").inc()

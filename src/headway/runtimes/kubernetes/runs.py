@@ -73,7 +73,7 @@ def analysis_state(obj: dict[str, Any]) -> RunState:
     try:
         run = AnalysisRun.model_validate({**obj, "apiVersion": obj.get("apiVersion") or "argoproj.io/v1alpha1"})
         gap = ladder.evidence_gap(run.spec, run.status or AnalysisRunStatus())
-    except Exception as error:  # fail closed: a run that cannot be read proves nothing
+    except Exception as error:  # fail closed: a run that cannot be read proves nothing  # noqa: BLE001 - fail closed: any failure becomes an error result
         gap = f"the run cannot be read: {describe_exception(error)}"
     return replace(state, evidence_gap=gap)
 
