@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.e2e.embedded.harness import DaemonProcess, running_daemon
+from tests.faults.harness import DaemonProcess, MetricEndpoint, running_daemon
 
 RESULTS_FILE = Path(__file__).with_name("results.json")
 _rows: list[dict[str, Any]] = []
@@ -63,3 +63,12 @@ async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
     """A real embedded daemon per test (as in the embedded end-to-end tests), shut down with what it started."""
     async for process in running_daemon(tmp_path):
         yield process
+
+
+@pytest_asyncio.fixture
+async def metric() -> AsyncIterator[MetricEndpoint]:
+    """A local metric endpoint whose answers a test scripts (HTTP 500s, timeouts, values)."""
+    endpoint = MetricEndpoint()
+    await endpoint.start()
+    yield endpoint
+    await endpoint.close()

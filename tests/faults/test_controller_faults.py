@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.faults.conftest import Record
 from tests.faults.harness import (
@@ -25,7 +22,6 @@ from tests.faults.harness import (
     MetricEndpoint,
     deploy_all,
     manifest,
-    running_daemon,
     template,
     web_provider,
 )
@@ -39,20 +35,6 @@ STEPS: dict[str, list[dict[str, Any]]] = {
     "pause": [{"setWeight": 40}, {"pause": {}}, {"setWeight": 70}],
     "analysis": [{"setWeight": 30}, {"analysis": {"templates": [{"templateName": "check"}]}}],
 }
-
-
-@pytest_asyncio.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    async for process in running_daemon(tmp_path):
-        yield process
-
-
-@pytest_asyncio.fixture
-async def metric() -> AsyncIterator[MetricEndpoint]:
-    endpoint = MetricEndpoint()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.close()
 
 
 async def set_v2(daemon: DaemonProcess, name: str) -> None:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.faults.conftest import Record
 from tests.faults.harness import (
@@ -24,7 +21,6 @@ from tests.faults.harness import (
     MetricEndpoint,
     deploy_all,
     manifest,
-    running_daemon,
     template,
     web_provider,
 )
@@ -32,20 +28,6 @@ from tests.faults.harness import (
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
 RATE = 80.0
-
-
-@pytest_asyncio.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    async for process in running_daemon(tmp_path):
-        yield process
-
-
-@pytest_asyncio.fixture
-async def metric() -> AsyncIterator[MetricEndpoint]:
-    endpoint = MetricEndpoint()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.close()
 
 
 def closed_port() -> int:

@@ -15,30 +15,22 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.e2e.embedded.harness import alive
 from tests.faults import proxy_admin
 from tests.faults.conftest import Record
-from tests.faults.harness import DaemonProcess, deploy, loaded, manifest, proxy_endpoint, running_daemon
+from tests.faults.harness import DaemonProcess, deploy, loaded, manifest, proxy_endpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
 STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
 ANSWER_WITHIN = 0.3
 """Seconds for the daemon's API while its pass is stuck: generous for a shared CI core (the unit test asks 0.2)."""
-
-
-@pytest_asyncio.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    async for process in running_daemon(tmp_path):
-        yield process
 
 
 async def canary_at_50(daemon: DaemonProcess) -> dict[str, Any]:
