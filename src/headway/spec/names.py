@@ -44,23 +44,21 @@ class InvalidNameError(ValueError):
 
 def subdomain_problem(value: str) -> str | None:
     """Why ``value`` is not a DNS-1123 subdomain (an object's ``metadata.name``), or None when it is one."""
-    if not value:
-        return "it is empty; it must be " + SUBDOMAIN_RULE
-    if len(value) > SUBDOMAIN_MAX:
-        return f"it is {len(value)} characters long; it must be " + SUBDOMAIN_RULE
-    if not _SUBDOMAIN_RE.fullmatch(value):
-        return "it must be " + SUBDOMAIN_RULE
-    return None
+    return _problem(value, SUBDOMAIN_MAX, _SUBDOMAIN_RE, SUBDOMAIN_RULE)
 
 
 def label_problem(value: str) -> str | None:
     """Why ``value`` is not a DNS-1123 label (a namespace), or None when it is one."""
+    return _problem(value, LABEL_MAX, _LABEL_RE, LABEL_RULE)
+
+
+def _problem(value: str, longest: int, pattern: re.Pattern[str], rule: str) -> str | None:
     if not value:
-        return "it is empty; it must be " + LABEL_RULE
-    if len(value) > LABEL_MAX:
-        return f"it is {len(value)} characters long; it must be " + LABEL_RULE
-    if not _LABEL_RE.fullmatch(value):
-        return "it must be " + LABEL_RULE
+        return "it is empty; it must be " + rule
+    if len(value) > longest:
+        return f"it is {len(value)} characters long; it must be " + rule
+    if not pattern.fullmatch(value):
+        return "it must be " + rule
     return None
 
 
