@@ -21,29 +21,41 @@ from headway.kube.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient,
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
 
 GROUP = "headway.dev"
-HTTP_ROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"},
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "names": {"kind": "HTTPRoute", "listKind": "HTTPRouteList", "plural": "httproutes", "singular": "httproute"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                "subresources": {"status": {}},
-            }
-        ],
-    },
-}
-"""A stand-in for the Gateway API's HTTPRoute CRD (its schema is not what these tests exercise)."""
+
+
+def stand_in_crd(group: str, version: str, kind: str, plural: str) -> dict[str, Any]:
+    """A CRD for a third-party kind a router writes (its schema is not what these tests exercise)."""
+    approved = {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{group}",
+            # The API server wants this annotation on *.k8s.io groups (the Gateway API's), and only there.
+            "annotations": approved if group.endswith(".k8s.io") else {},
+        },
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    "subresources": {"status": {}},
+                }
+            ],
+        },
+    }
+
+
+STAND_IN_CRDS = (
+    stand_in_crd("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+    stand_in_crd("split.smi-spec.io", "v1alpha2", "TrafficSplit", "trafficsplits"),
+)
+"""The third-party kinds the routers under test write: the Gateway API's HTTPRoute and SMI's TrafficSplit."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +147,9 @@ def _token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
 
 @contextlib.contextmanager
 def control_plane(state: Path) -> Iterator[RealCluster]:
-    """Start the control plane with its state in ``state``, install Headway from ``deploy/base`` (and a stand-in
-    HTTPRoute CRD) as admin, and mint a ``headway-controller`` ServiceAccount token; stop it on exit."""
+    """Start the control plane with its state in ``state``, install Headway from ``deploy/base`` (and stand-in
+    HTTPRoute and TrafficSplit CRDs) as admin, and mint a ``headway-controller`` ServiceAccount token; stop it on
+    exit."""
     env = {**os.environ, "KUBE_PORT_BASE": str(_port_base())}
     try:
         started = subprocess.run(
@@ -146,8 +159,8 @@ def control_plane(state: Path) -> Iterator[RealCluster]:
             raise RuntimeError(f"the control plane did not start: {started.stderr.strip()[-2000:]}")
         admin = state / "kubeconfig"
         kubectl(admin, "apply", "-k", str(REPO / "deploy" / "base"))
-        crd = state / "httproute-crd.yaml"
-        crd.write_text(yaml.safe_dump(HTTP_ROUTE_CRD))
+        crd = state / "stand-in-crds.yaml"
+        crd.write_text(yaml.safe_dump_all(STAND_IN_CRDS))
         kubectl(admin, "apply", "-f", str(crd))
         kubectl(admin, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         token = kubectl(admin, "create", "token", "headway-controller", "-n", "headway-system", "--duration=6h").strip()

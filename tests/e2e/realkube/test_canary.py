@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from headway.kube.client import REPLICA_SETS, SERVICES, KubeClient, rollouts
+from headway.routers.nginx import INGRESSES, WEIGHT
+from headway.routers.smi import TRAFFIC_SPLITS
 from headway.runtimes.kubernetes.operate import Cluster
 from tests.e2e.realkube.cluster import (
     GROUP,
@@ -200,3 +202,43 @@ async def test_a_restarted_controller_resumes_mid_step_with_the_same_replica_set
         await eventually(lambda: paused_at(3), what="the next step, from where the first controller left it")
     after = {rs["metadata"]["name"]: rs["spec"]["replicas"] for rs in await replica_sets(admin, namespace)}
     assert set(after) == set(before) and sorted(after.values()) == [1, 3]
+
+
+async def test_every_router_of_a_rollout_is_driven_nginx_and_smi(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """nginx for traffic entering the cluster and an SMI TrafficSplit inside the mesh: both carry each weight."""
+    await services(admin, namespace, "web-stable", "web-canary")
+    backend = {"service": {"name": "web-stable", "port": {"number": 80}}}
+    path = {"path": "/", "pathType": "Prefix", "backend": backend}
+    ingress = {
+        "metadata": {"name": "web", "namespace": namespace, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {"rules": [{"host": "web.example", "http": {"paths": [path]}}]},
+    }
+    await admin.create(INGRESSES, ingress)
+    strategy = {
+        "canary": {
+            "canaryService": "web-canary",
+            "stableService": "web-stable",
+            "trafficRouting": {"nginx": {"stableIngress": "web"}, "smi": {"rootService": "web"}},
+            "steps": [{"setWeight": 30}, {"pause": {}}],
+            "scaleDownDelaySeconds": 0,
+        }
+    }
+    await admin.create(rollouts(GROUP), rollout_body(namespace, strategy=strategy))
+
+    async def weights() -> tuple[int | None, int | None]:
+        canary_ingress = await admin.get(INGRESSES, "web-web-canary", namespace)
+        split = await admin.get(TRAFFIC_SPLITS, "web", namespace)
+        nginx = int(canary_ingress["metadata"]["annotations"][WEIGHT]) if canary_ingress is not None else None
+        backends = {b["service"]: b["weight"] for b in ((split or {}).get("spec") or {}).get("backends", [])}
+        return nginx, backends.get("web-canary")
+
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="revision 1 healthy")
+        await set_image(admin, namespace, "example/web:2")
+
+        async def both_at_30() -> bool:
+            return (await status(admin, namespace)).get("phase") == "Paused" and await weights() == (30, 30)
+
+        await eventually(both_at_30, what="the canary Ingress and the TrafficSplit both at 30%")
