@@ -26,6 +26,8 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     """The control plane, with Headway installed from ``deploy/base``; stopped at the end of the session."""
     reason = missing()
     if reason is not None:
+        if os.environ.get("CI"):  # CI has shared/kube beside the clone: a skip there would hide the whole suite
+            pytest.fail(f"the real Kubernetes tests cannot run in CI: {reason}")
         pytest.skip(reason)
     with control_plane(tmp_path_factory.mktemp("kube")) as cluster:
         yield cluster

@@ -136,7 +136,8 @@ def test_the_seeds_are_valid_manifests() -> None:
     """The mutations start from manifests lint accepts, so every problem found comes from the mutation."""
     assert len(DOCUMENTS) >= 5
     for path in EXAMPLES:
-        bounded_cli("lint", str(path))
+        result = CliRunner().invoke(main, ["lint", str(path)])
+        assert result.exit_code == 0, (path.name, result.stdout)
 
 
 @examples
