@@ -376,6 +376,9 @@ def build_embedded(
     engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None
 
+    failing: dict[str, str] = {}
+    """The last failure to update each rollout's proxy, so it is reported on the rollout once, not every turn."""
+
     async def sync_backends(_now: datetime, *, repair: bool = False) -> None:
         """Keep every proxy's backends equal to the ready replicas (blue/green: all traffic to the active one).
 
@@ -407,7 +410,13 @@ def build_embedded(
                 if blue_green is not None:
                     proxies.route_active(rollout, active)
             except (OSError, PermanentError, TemporaryError) as error:
-                log.warning("updating the proxy of %s failed: %s", rollout_key(rollout), error)
+                message = f"updating the proxy of {rollout.name} failed: {error}"
+                log.warning("%s: %s", key, message)
+                if failing.get(key) != message:  # on the rollout, once per distinct failure (not every turn)
+                    runner.record(key, "Warning", "ProxyUpdateFailed", message)
+                failing[key] = message
+            else:
+                failing.pop(key, None)
 
     async def repair_backends(now: datetime) -> None:
         await sync_backends(now, repair=True)

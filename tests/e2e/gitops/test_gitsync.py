@@ -184,3 +184,21 @@ def test_headway_down_forgets_the_commit_with_the_rollouts_it_made(tmp_path: Pat
     (tmp_path / GIT_STATE_FILE).write_text('{"url": "x", "applied": "abc", "refused": null}')
     forget(tmp_path)
     assert not (tmp_path / GIT_STATE_FILE).exists(), "the next start must apply the branch again"
+
+
+@pytest.mark.asyncio
+async def test_a_repository_that_cannot_be_reached_is_an_event_once_not_only_a_log_line(tmp_path: Path) -> None:
+    import asyncio
+
+    from headway.runtimes.embedded.gitsync import watch
+
+    config = GitConfig("http://alice:s3cret@127.0.0.1:1/site.git", ref="main", interval=0.1)
+    sync = GitSync(source=GitSource(config, tmp_path), apply=lambda docs, source: [], state=tmp_path / "s.json")
+    recorded: list[tuple[str, str, str, str]] = []
+    stopping = asyncio.Event()
+    task = asyncio.create_task(watch(sync, record=lambda *event: recorded.append(event), stopping=stopping))
+    await asyncio.sleep(1.5)  # many polls, every one failing the same way
+    stopping.set()
+    await task
+    assert [(key, kind, reason) for key, kind, reason, _ in recorded] == [("", "Warning", "GitSyncFailed")]
+    assert "s3cret" not in recorded[0][3] and "127.0.0.1:1" in recorded[0][3]

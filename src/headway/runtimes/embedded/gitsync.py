@@ -37,7 +37,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -253,7 +253,6 @@ class GitSync:
     state: Path
     last: str | None = None
     refused: str | None = None
-    history: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -302,7 +301,6 @@ class GitSync:
             self._save()
             return SyncOutcome(sha=sha, error=redact(str(error)), subject=commit.subject, rollouts=rollouts)
         self.last, self.refused = sha, None
-        self.history.append({"commit": sha, "subject": commit.subject})
         self._save()
         return SyncOutcome(sha=sha, applied=tuple(applied), subject=commit.subject, rollouts=rollouts)
 
@@ -336,7 +334,7 @@ Record = Callable[[str, str, str, str], object]
 
 
 def report(outcome: SyncOutcome, config: GitConfig, record: Record) -> None:
-    """Events for what a poll did, on each Rollout of the commit (a fetch error is logged: it names no rollout)."""
+    """Events for what a poll did, on each Rollout of the commit (a fetch error: see `watch`)."""
     if outcome.error is not None and outcome.sha is None:
         log.warning("git sync: %s", outcome.error)
         return
@@ -357,6 +355,7 @@ def report(outcome: SyncOutcome, config: GitConfig, record: Record) -> None:
 async def watch(sync: GitSync, *, record: Record, stopping: asyncio.Event) -> None:
     """Poll every ``interval`` seconds until ``stopping`` is set; git runs in a thread, so the loop never waits."""
     config = sync.source.config
+    failing = ""  # the last fetch error: a repository that cannot be reached is an Event once, not every poll
     while not stopping.is_set():
         try:
             outcome = await asyncio.to_thread(sync.poll)
@@ -364,6 +363,10 @@ async def watch(sync: GitSync, *, record: Record, stopping: asyncio.Event) -> No
             log.exception("git sync of %s failed", config.shown)
         else:
             report(outcome, config, record)
+            error = outcome.error if outcome.sha is None and outcome.error is not None else ""
+            if error and error != failing:  # no rollout to name: the daemon-wide stream ("" key) shows it
+                record("", "Warning", "GitSyncFailed", f"cannot follow {config.shown}: {error}")
+            failing = error
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=config.interval)
 
