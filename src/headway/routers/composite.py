@@ -7,10 +7,9 @@ the pass fails and the next one sets them all again, setters being idempotent), 
 weight only when every router that can read back reads the same one (a router that cannot, like a single
 one, is trusted with its write, and makes the whole "cannot tell").
 
-When they disagree no single weight is in force, yet the core compares the weight read with the weight it
-wants and trusts its own last write when nothing is read (None). So a disagreement is reported as
-`DISAGREE`, a weight no step can ask for: the rollout waits until every router carries the weight, and
-``verified`` is False. Verified only when every router verified; "cannot tell" when none can and none refuted.
+When they disagree no single weight is in force: no weight and ``verified`` False, which the core reads as "the
+weight could not be read back", so no step passes until every router carries it. Verified only when every router
+verified; "cannot tell" when none can and none refuted.
 """
 
 from __future__ import annotations
@@ -22,9 +21,6 @@ from headway.core.dataplane import ExpectedRouting
 from headway.core.observation import Drift, RouterState
 from headway.routers.base import TrafficRouter, Verification
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
-
-DISAGREE = -1
-"""The canary weight reported when the routers read back different weights (no step asks for it)."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +89,11 @@ class CompositeRouter:
 
 
 def _combined(states: Sequence[RouterState]) -> RouterState:
-    """One weight when every router that reads back agrees (`DISAGREE` otherwise); verified only when all are."""
+    """One weight when every router that reads back agrees (none otherwise); verified only when all are."""
     weights = {state.canary_weight for state in states if state.canary_weight is not None}
     verifications = {Verification.of(state.verified) for state in states}
     if len(weights) > 1:
-        return RouterState(canary_weight=DISAGREE, verified=False)
+        return RouterState(canary_weight=None, verified=False)
     if Verification.NOT_VERIFIED in verifications:
         verified = Verification.NOT_VERIFIED
     elif verifications == {Verification.VERIFIED}:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headway.routers.composite import DISAGREE, CompositeRouter
+from headway.routers.composite import CompositeRouter
 from headway.routers.fake import FakeRouter
 from headway.spec.rollout import HeaderRoutingMatch, StringMatch
 from tests.scenarios.harness import canary
@@ -34,7 +34,7 @@ def test_routers_that_disagree_report_no_weight_any_step_asks_for() -> None:
     second.set_weight(rollout, 0, "new", "old")  # someone reset one of them
 
     state = router.read_weight(rollout)
-    assert (state.canary_weight, state.verified) == (DISAGREE, False)
+    assert (state.canary_weight, state.verified) == (None, False)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_routers_that_disagree_report_no_weight_any_step_asks_for() -> None:
         (FakeRouter(), FakeRouter(), (40, True)),
         (FakeRouter(), FakeRouter(fail_verification=True), (40, False)),
         (FakeRouter(), FakeRouter(verifies=False), (40, None)),  # one cannot read back: trusted, cannot tell
-        (FakeRouter(), FakeRouter(lag_seconds=60), (DISAGREE, False)),  # one still carries the old weight
+        (FakeRouter(), FakeRouter(lag_seconds=60), (None, False)),  # one still carries the old weight
     ],
     ids=["all-verified", "one-refuted", "one-blind", "one-lagging"],
 )
