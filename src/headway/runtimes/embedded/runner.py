@@ -223,6 +223,10 @@ class Runner:
         self._home: asyncio.AbstractEventLoop | None = None
         self._home_thread: int | None = None
         self.worker = Worker()
+        self._with_status: set[str] = set()
+        """Rollouts known to have a saved status (`adopt_serving` has nothing to do for them)."""
+        self._unreadable: set[str] = set()
+        """Stored rollouts that no longer parse, already reported (once, not on every turn)."""
 
     # --- rollouts and their specs ---------------------------------------------------------------------------
 
@@ -232,9 +236,13 @@ class Runner:
         for key, data, _ in self.documents.list_documents(ROLLOUT):
             try:
                 model = parse(dict(data), file=f"state:{key}")
-            except SpecError as error:
+            except SpecError as error:  # not reconciled: said on the rollout, not only in the log
                 log.error("stored rollout %s is invalid, not reconciling it: %s", key, error)
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    self.record(key, "Warning", "InvalidSpec", f"the stored rollout no longer parses: {error}")
                 continue
+            self._unreadable.discard(key)
             if isinstance(model, Rollout):
                 found[key] = model
         return found
@@ -509,7 +517,10 @@ class Runner:
         revision is the one the data plane routes as stable (`serving`) when it says; else the one with the most
         ready replicas, the newer on a tie (a promoted revision whose predecessor waits out its scale-down delay).
         If it is the template's own revision, the rollout is simply steady."""
+        if key in self._with_status:  # once a rollout has a status it keeps one: no read on every pass
+            return None
         if self.engine.store.load(key)[1] != NO_VERSION:
+            self._with_status.add(key)
             return None
         serving = [r for r in self.engine.platform.revisions(rollout).values() if r.ready > 0]
         if not serving:

@@ -13,6 +13,7 @@ from headway.platforms.fake import EPOCH
 from headway.runtimes.embedded.runner import ROLLOUT, CommandError, SteadyClock
 from headway.spec.load import SpecError
 from headway.spec.status import Phase
+from headway.stores.base import NO_VERSION
 from tests.unit.runtimes.embedded.world import MANIFEST, World
 
 
@@ -219,3 +220,22 @@ def test_the_steady_clock_counts_time_spent_suspended() -> None:
     assert abs(_boot_time() - time.clock_gettime(time.CLOCK_BOOTTIME)) < 0.5
     clock = SteadyClock()
     assert clock._monotonic is _boot_time
+
+
+def test_a_stored_rollout_that_no_longer_parses_is_said_on_the_rollout_once() -> None:
+    world = World()
+    world.documents.put_document(
+        "Rollout",
+        "default/old",
+        {
+            "apiVersion": "headway.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "old"},
+            "spec": {"replicas": "2"},
+        },
+        NO_VERSION,
+    )
+    assert "default/old" not in world.runner.rollouts()
+    world.runner.rollouts()
+    events = [e for e in world.runner.events_after(0, "default/old") if e.reason == "InvalidSpec"]
+    assert len(events) == 1 and events[0].type == "Warning" and "no longer parses" in events[0].message
