@@ -12,7 +12,6 @@ may still be running.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from headway.core.errors import PermanentError
 from headway.core.observation import RevisionState
 from headway.platforms.local_process import HOST, ReplicaProcess
 from headway.platforms.local_spec import ProcessSpec
-from headway.private_files import open_private
+from headway.private_files import write_private_atomically
 
 Backend = tuple[str, int]
 
@@ -140,10 +139,7 @@ def write_state(path: Path, revisions: Revisions, leaving: list[Leaving], servic
         ],
         "services": services,
     }
-    temporary = path.with_suffix(".tmp")
-    with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as file:  # env values
-        file.write(json.dumps(state, indent=1))
-    temporary.replace(path)
+    write_private_atomically(path, json.dumps(state, indent=1))  # it holds env values: the owner's only
 
 
 def read_state(path: Path, now: float) -> tuple[Revisions, list[Leaving], Services]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.core.errors import PermanentError, TemporaryError
+from headway.platforms.local_process import start_ticks
 from headway.private_files import append_private, private_dir, write_private_atomically
 from headway.spec.rollout import Rollout, rollout_key
 
@@ -245,11 +246,7 @@ class Proxies:
         process = self._running.get(rollout_key(rollout))
         if process is None:
             return None
-        try:
-            start = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[-1].split()[19]
-        except (OSError, IndexError):
-            start = "?"
-        return f"pid {process.pid} started at tick {start}"
+        return f"pid {process.pid} started at tick {start_ticks(process.pid) or '?'}"
 
     def route_active(self, rollout: Rollout, active: str | None) -> None:
         """Blue/green: send all traffic to the revision the active Service selects (after its backends are in)."""
