@@ -19,6 +19,7 @@ import yaml
 
 from headway.kube.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
+from tests.e2e.kubernetes.harness import eventually as _eventually
 
 GROUP = "headway.dev"
 
@@ -195,13 +196,8 @@ async def running(cluster: RealCluster, namespace: str, **config: Any) -> AsyncI
 
 
 async def eventually(check: Any, *, timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``check`` (an async callable) until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
-        await asyncio.sleep(0.2)
+    """The emulator suite's `eventually`, with a longer default: a real control plane takes its time."""
+    await _eventually(check, timeout=timeout, what=what)
 
 
 def template(name: str, image: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tests.e2e.realkube.cluster import (
     RealCluster,
     eventually,
     healthy_on,
+    kubectl,
     rollout_body,
     running,
     services,
@@ -39,28 +40,20 @@ ARGO = "argoproj.io"
 ARGO_CRDS = Path(__file__).resolve().parents[2] / "data" / "argo-crds"
 
 
-def _kubectl(cluster: RealCluster, *args: str) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture
 def argo_crds(real_cluster: RealCluster) -> RealCluster:
     """Argo's Rollout CRD; the other argoproj.io kinds from our generator (their schemas are not under test)."""
     others = [crd for crd in crds(ARGO) if crd["spec"]["names"]["kind"] != "Rollout"]
     generated = real_cluster.state / "argo-others.yaml"
     generated.write_text(yaml.safe_dump_all(others))
-    _kubectl(real_cluster, "apply", "-f", str(ARGO_CRDS / "rollout-crd.yaml"), "-f", str(generated))
-    _kubectl(real_cluster, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kubectl(real_cluster.admin, "apply", "-f", str(ARGO_CRDS / "rollout-crd.yaml"), "-f", str(generated))
+    kubectl(real_cluster.admin, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     return real_cluster
 
 
 def _scale(cluster: RealCluster, namespace: str) -> dict[str, Any]:
     path = f"/apis/{ARGO}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
-    found: dict[str, Any] = json.loads(_kubectl(cluster, "get", "--raw", path))
+    found: dict[str, Any] = json.loads(kubectl(cluster.admin, "get", "--raw", path))
     return found
 
 
@@ -72,7 +65,7 @@ async def test_the_scale_subresource_of_argos_crd_reports_the_rollouts_pods(
         await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="healthy")
         scale = _scale(argo_crds, namespace)
         assert scale["status"] == {"replicas": 2, "selector": "app=web"}
-        _kubectl(argo_crds, "-n", namespace, "scale", f"rollouts.{ARGO}/web", "--replicas=3")
+        kubectl(argo_crds.admin, "-n", namespace, "scale", f"rollouts.{ARGO}/web", "--replicas=3")
 
         async def scaled() -> bool:
             return bool(_scale(argo_crds, namespace)["status"].get("replicas") == 3)

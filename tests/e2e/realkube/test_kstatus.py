@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from headway.kube.client import KubeClient, rollouts
+from headway.kube.client import EVENTS, KubeClient, rollouts
 from headway.runtimes.kubernetes.operate import Cluster
 from tests.e2e.realkube.cluster import GROUP, RealCluster, eventually, healthy_on, rollout_body, running, set_image
 
@@ -90,3 +90,32 @@ async def test_a_rolled_back_rollout_is_stalled_and_never_ready(
         body = await admin.get(rollouts(GROUP), "web", namespace)
         assert body is not None and _kstatus(body) == "Failed"
         assert _conditions(body)["Stalled"]["reason"] == "RolloutAborted"
+
+
+async def test_an_invalid_rollout_is_stalled_with_an_event_under_the_controllers_own_rbac(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """The refusal is written as the ServiceAccount: its /status write keeps an integer observedGeneration in the
+    CRD's schema, and it may create the Event that says why."""
+    unknown = {"canary": {"trafficRouting": {"plugins": {"example.com/unknown": {}}}, "steps": [{"setWeight": 20}]}}
+    await admin.create(rollouts(GROUP), rollout_body(namespace, strategy=unknown))
+    async with running(real_cluster, namespace):
+
+        async def stalled() -> bool:
+            body = await admin.get(rollouts(GROUP), "web", namespace)
+            if body is None or (body.get("status") or {}).get("observedGeneration") is None:
+                return False  # not written yet
+            return _kstatus(body) == "Failed"
+
+        await eventually(stalled, what="the invalid rollout Stalled")
+
+        async def explained() -> bool:
+            events = await admin.list(EVENTS, namespace)
+            return any(
+                e.get("reason") == "InvalidSpec" and "example.com/unknown" in e.get("message", "") for e in events
+            )
+
+        await eventually(explained, what="an InvalidSpec Event naming the router")
+    body = await admin.get(rollouts(GROUP), "web", namespace)
+    assert body is not None
+    assert (_conditions(body)["Stalled"]["reason"], body["status"]["phase"]) == ("InvalidSpec", "Degraded")

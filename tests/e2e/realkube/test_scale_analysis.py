@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests.e2e.realkube.cluster import (
     RealCluster,
     eventually,
     healthy_on,
+    kubectl,
     replica_sets,
     rollout_body,
     running,
@@ -25,14 +25,6 @@ from tests.e2e.realkube.cluster import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-
-
-def _kubectl(cluster: RealCluster, *args: str) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.admin), *args], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 async def _available(admin: KubeClient, namespace: str) -> int:
@@ -48,20 +40,20 @@ async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_th
     path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
     async with running(real_cluster, namespace):
         await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="healthy at 2")
-        assert json.loads(_kubectl(real_cluster, "get", "--raw", path))["status"] == {
+        assert json.loads(kubectl(real_cluster.admin, "get", "--raw", path))["status"] == {
             "replicas": 2,
             "selector": "app=web",
         }
-        _kubectl(real_cluster, "-n", namespace, "scale", f"rollouts.{GROUP}/web", "--replicas=4")
+        kubectl(real_cluster.admin, "-n", namespace, "scale", f"rollouts.{GROUP}/web", "--replicas=4")
 
         async def at(count: int) -> bool:
-            scale = json.loads(_kubectl(real_cluster, "get", "--raw", path))
+            scale = json.loads(kubectl(real_cluster.admin, "get", "--raw", path))
             return await _available(admin, namespace) == count and scale["status"]["replicas"] == count
 
         await eventually(lambda: at(4), what="4 pods after kubectl scale")
         patch = json.dumps({"spec": {"replicas": 3}})  # what the HPA controller sends
-        _kubectl(
-            real_cluster,
+        kubectl(
+            real_cluster.admin,
             "-n",
             namespace,
             "patch",
