@@ -8,6 +8,7 @@ resumes the rollout at the step it had reached, with the same processes.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,10 +27,10 @@ KEY = "default/web"
 STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
 
 
-def rollout(version: str, **env: str) -> Rollout:
+def rollout(version: str, command: list[str] | None = None) -> Rollout:
     return app_rollout(
         version=version,
-        env=env,
+        command=command,
         replicas=2,
         steps=STEPS,
         progressDeadlineSeconds=3,
@@ -61,7 +62,10 @@ def test_a_crash_looping_canary_is_aborted_by_the_progress_deadline(tmp_path: Pa
         stable = drive(rollout("v1"), platform, store, lambda s: s.phase is Phase.HEALTHY)
         assert stable.stable_rs is not None
 
-        bad = drive(rollout("v2", CRASH_AFTER_SECONDS="0.05"), platform, store, lambda s: s.abort)
+        # It exits at once, so it is never ready: a crash 50 ms after start (the app's CRASH_AFTER_SECONDS) could
+        # answer one readiness probe first on a loaded machine, pass the setWeight step and wait at the pause.
+        crashing = rollout("v2", command=[sys.executable, "-c", "raise SystemExit(1)"])
+        bad = drive(crashing, platform, store, lambda s: s.abort)
 
         assert bad.phase is Phase.DEGRADED
         revisions = platform.revisions(rollout("v1"))
