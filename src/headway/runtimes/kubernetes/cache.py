@@ -54,7 +54,7 @@ class ReplicaSetCache:
             kept = self._sets.get(key) or {}
             fresh = {str(item["metadata"]["name"]): _slim(item) for item in items}
             for name, body in kept.items():  # a write answered while the LIST was in flight may be newer
-                if name in fresh and _newer(body, fresh[name]):
+                if name in fresh and newer(body, fresh[name]):
                     fresh[name] = body
             self._sets[key] = fresh
 
@@ -71,7 +71,7 @@ class ReplicaSetCache:
             if deleted:
                 kept.pop(name, None)
                 self._deleted.get(key, set()).discard(name)
-            elif name not in self._deleted.get(key, set()) and (name not in kept or _newer(body, kept[name])):
+            elif name not in self._deleted.get(key, set()) and (name not in kept or newer(body, kept[name])):
                 kept[name] = _slim(body)
 
     def wrote(self, body: Body) -> None:
@@ -88,6 +88,16 @@ class ReplicaSetCache:
                 self._sets[key].pop(name, None)
                 self._deleted.setdefault(key, set()).add(name)
 
+    def settled(self, namespace: str, rollout: str) -> bool:
+        """Whether every ReplicaSet of the Rollout has caught up with its spec, as far as the watch has told: the
+        ReplicaSet controller has seen its latest generation and all its pods are there and available. Until then
+        more events of the burst a write starts are due (the scale's echo, then the status the ReplicaSet
+        controller writes, then pods becoming available); once settled, nothing is, and a pass can look at once.
+        Unknown (not seeded): settled, the pass LISTs."""
+        with self._lock:
+            kept = self._sets.get((namespace, rollout))
+            return kept is None or all(_caught_up(body) for body in kept.values())
+
     def forget(self, namespace: str, rollout: str) -> None:
         with self._lock:
             self._sets.pop((namespace, rollout), None)
@@ -102,7 +112,19 @@ def _slim(body: Body) -> Body:
     return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
-def _newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+def _caught_up(body: Mapping[str, Any]) -> bool:
+    meta, spec, status = (body.get(part) or {} for part in ("metadata", "spec", "status"))
+    wanted = int(spec.get("replicas", 1))
+    return (
+        int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+        and int(status.get("replicas") or 0) == wanted
+        and int(status.get("availableReplicas") or 0) == wanted
+    )
+
+
+def newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    """Whether ``candidate`` is a later version of the object than ``kept``: resourceVersions are etcd revisions,
+    so numbers on a real server; where either is not a number, the candidate (it is our own write's answer)."""
     new, old = _version(candidate), _version(kept)
     return new is None or old is None or new > old
 

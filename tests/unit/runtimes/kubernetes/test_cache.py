@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+
+from headway.runtimes.kubernetes import controller as controller_module
 from headway.runtimes.kubernetes.cache import ReplicaSetCache
+from headway.runtimes.kubernetes.controller import Controller, ControllerConfig, _Worker
 
 KEY = ("shop", "web")
 
@@ -53,3 +58,46 @@ def test_a_deleted_replica_set_stays_gone_until_the_watch_or_a_create_says_other
     assert sizes(cache) == {"web-a": 2, "web-b": 1}
     cache.observed(rs("web-b", 13), deleted=True)
     assert sizes(cache) == {"web-a": 2}
+
+
+def status(body: dict[str, Any], *, observed: int, replicas: int, available: int) -> dict[str, Any]:
+    body["metadata"]["generation"] = 2
+    body["status"] = {"observedGeneration": observed, "replicas": replicas, "availableReplicas": available}
+    return body
+
+
+def test_settled_once_every_replica_set_caught_up_with_its_spec() -> None:
+    cache = ReplicaSetCache()
+    assert cache.settled("shop", "web")  # never listed: nothing to wait for, the pass LISTs
+    cache.seed(KEY, [status(rs("web-a", 5, replicas=3), observed=2, replicas=3, available=3)])
+    assert cache.settled("shop", "web")
+    cache.wrote(status(rs("web-b", 6, replicas=2), observed=1, replicas=0, available=0))  # a new generation
+    assert not cache.settled("shop", "web")
+    cache.observed(status(rs("web-b", 7, replicas=2), observed=2, replicas=2, available=1))  # a pod not yet up
+    assert not cache.settled("shop", "web")
+    cache.observed(status(rs("web-b", 8, replicas=2), observed=2, replicas=2, available=2))
+    assert cache.settled("shop", "web")
+    assert cache.settled("shop", "other")
+
+
+@pytest.mark.asyncio
+async def test_a_pass_woken_by_owned_objects_runs_once_they_settle_without_waiting_out_the_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(controller_module, "OWNED_SETTLE_SECONDS", 600.0)  # a wait for the timer fails the test
+    controller = Controller(ControllerConfig(server="http://127.0.0.1:9", namespace="shop"))
+    try:
+        controller.replica_sets.seed(KEY, [status(rs("web-a", 5, replicas=2), observed=1, replicas=0, available=0)])
+        worker = _Worker(urgent=False)
+        settling = asyncio.create_task(controller._settle("shop/web", worker))
+        await asyncio.sleep(0)
+        assert not settling.done()  # the scale's burst is still due
+        controller.replica_sets.observed(status(rs("web-a", 6, replicas=2), observed=2, replicas=2, available=2))
+        worker.wake.set()
+        await asyncio.wait_for(settling, timeout=30)  # settled: no wait for the rest of OWNED_SETTLE_SECONDS
+        # Already settled: the pass looks at once.
+        again = asyncio.create_task(controller._settle("shop/web", _Worker(urgent=False)))
+        await asyncio.sleep(0)
+        assert again.done()
+    finally:
+        await controller.client.close()
