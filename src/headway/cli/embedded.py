@@ -316,8 +316,10 @@ def _check_lost_state(state_dir: Path, *, adopt: bool) -> None:
     is an error naming it. The daemon checks again under its lock; this says it before anything starts."""
     if not state_dir.exists():
         return
-    from headway.bootstrap import lost_state  # the heavy imports only for `up` on an existing directory
     from headway.core.errors import PermanentError
+    from headway.runtimes.embedded.state_dir import (
+        lost_state,  # the heavy imports only for `up` on an existing directory
+    )
     from headway.stores.sqlite import StateError
 
     try:
@@ -373,7 +375,9 @@ def down(state_dir: Path, timeout: float) -> None:
             raise click.ClickException(f"headway (PID {api.pid}) did not stop within {timeout:.0f} s")
         click.echo("headway stopped")
         return
-    from headway.bootstrap import teardown  # only when no daemon is alive: clean up what a crash left behind
+    from headway.runtimes.embedded.state_dir import (
+        teardown,  # only when no daemon is alive: clean up what a crash left behind
+    )
     from headway.stores.sqlite import StateError
 
     try:

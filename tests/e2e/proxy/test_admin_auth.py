@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from headway.bootstrap import RolloutProxyProvider
 from headway.core.errors import PermanentError
 from headway.providers.base import MeasureContext
 from headway.providers.proxy import ProxyProvider
 from headway.routers.proxy import ProxyRouter
+from headway.runtimes.embedded.analysis import RolloutProxyProvider
 from headway.runtimes.embedded.proxies import Proxies
 from headway.spec.analysis import Metric
 from headway.spec.rollout import rollout_key
