@@ -2,7 +2,7 @@
 
 The engine calls routers synchronously, so this adapter makes short blocking calls with urllib (one request per
 method, a few milliseconds on loopback) instead of running an event loop. The proxy applies a change before it
-answers, so a weight that reads back is the weight the data plane uses: `read_weight` reports it as verified.
+answers, so a weight that reads back is the weight the data plane uses: `read_state` reports it as verified.
 
 The proxy owns backends (the supervisor registers and drains them); this router owns only ``stable``,
 ``canary``, ``weights`` and the routes, and patches just those keys so the two writers never overwrite each
@@ -105,11 +105,6 @@ class ProxyRouter:
 
     def remove_managed_routes(self, rollout: Rollout) -> None:
         self._call(rollout, "DELETE", "/routes")
-
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        state = self._call(rollout, "GET", "/state")
-        with _readable(rollout, state):
-            return RouterState(canary_weight=proxy_readback.canary_weight(state), verified=True)
 
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         state = self._call(rollout, "GET", "/state")

@@ -168,7 +168,7 @@ def test_the_bootstrap_clients_drive_the_proxy_with_the_token(proxies: Proxies, 
     assert state["stable"] == "new" and state["weights"] == {"new": 100}
     assert set(state["backends"]) == {"old", "new"}
     with pytest.raises(PermanentError, match="missing or wrong token"):
-        ProxyRouter(proxies.admin_url).read_weight(ROLLOUT)
+        ProxyRouter(proxies.admin_url).read_state(ROLLOUT, None)
     with pytest.raises(PermanentError, match="missing or wrong token"):
         ProxyRouter(proxies.admin_url, token="wrong-token-0123456789abcdef").set_weight(ROLLOUT, 0, "new", "old")
     assert call("GET", proxies.ensure(ROLLOUT).admin_url + "/state", token=proxies.token)[1] == state
