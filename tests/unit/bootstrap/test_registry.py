@@ -12,7 +12,11 @@ from headway.engine.admission import Mode, check
 from headway.engine.modes import EMBEDDED, KUBERNETES, MODES
 from headway.kube.client import BlockingKube, KubeClient
 from headway.routers.composite import CompositeRouter
+from headway.routers.gatewayapi import GatewayApiRouter
+from headway.routers.istio import IstioRouter
+from headway.routers.nginx import NginxRouter
 from headway.routers.proxy import ProxyRouter
+from headway.routers.smi import SmiRouter
 from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.kubernetes.analysis import cluster_providers
 from headway.spec.load import Severity, load_document
@@ -20,12 +24,16 @@ from headway.spec.rollout import Rollout
 from tests.unit.spec.manifests import canary, rollout
 
 SERVICES = {"canaryService": "web-canary", "stableService": "web-stable"}
-CONFIG: dict[str, dict[str, Any]] = {  # a valid trafficRouting block per router name the Kubernetes mode lists
-    "istio": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-    "nginx": {"nginx": {"stableIngress": "web"}},
-    "smi": {"smi": {"rootService": "web"}},
-    "argoproj-labs/gatewayAPI": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": "d"}}},
-    "gatewayAPI": {"plugins": {"gatewayAPI": {"httpRoute": "web", "namespace": "d"}}},
+CONFIG: dict[str, tuple[dict[str, Any], type]] = {  # per router name the Kubernetes mode lists: a valid
+    # trafficRouting block, and the adapter that must drive it
+    "istio": ({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}, IstioRouter),
+    "nginx": ({"nginx": {"stableIngress": "web"}}, NginxRouter),
+    "smi": ({"smi": {"rootService": "web"}}, SmiRouter),
+    "argoproj-labs/gatewayAPI": (
+        {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": "d"}}},
+        GatewayApiRouter,
+    ),
+    "gatewayAPI": ({"plugins": {"gatewayAPI": {"httpRoute": "web", "namespace": "d"}}}, GatewayApiRouter),
 }
 
 
@@ -41,15 +49,14 @@ def _kube() -> BlockingKube:
 
 def test_every_router_the_registry_lists_for_kubernetes_is_admitted_and_built() -> None:
     assert set(CONFIG) == set(KUBERNETES.routers), "a router added to the registry needs a line in CONFIG"
-    for name, routing in CONFIG.items():
+    for name, (routing, adapter) in CONFIG.items():
         model = _routed(routing)
         assert [f for f in check(model, Mode.KUBERNETES) if f.severity is Severity.ERROR] == [], name
-        router = kubernetes.router_for(model, _kube())
-        assert router is not None and type(router) is type(KUBERNETES.router(name, _kube())), name
+        assert type(kubernetes.router_for(model, _kube())) is adapter, name
 
 
 def test_several_routers_are_all_built_as_one() -> None:
-    router = kubernetes.router_for(_routed({**CONFIG["istio"], **CONFIG["smi"]}), _kube())
+    router = kubernetes.router_for(_routed({**CONFIG["istio"][0], **CONFIG["smi"][0]}), _kube())
 
     assert isinstance(router, CompositeRouter)
     assert [name for name, _ in router.routers] == ["istio", "smi"]
