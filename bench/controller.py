@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.kubernetes.harness import GROUP, Kubelet, canary_weight, install, rollout_body  # noqa: E402
 
+from headway.bootstrap.kubernetes import build_controller  # noqa: E402
 from headway.kube.client import Body, Kind, KubeClient, rollouts  # noqa: E402
 from headway.runtimes.kubernetes.controller import KOPF_IDLE_SECONDS, Controller, ControllerConfig  # noqa: E402
 
@@ -113,7 +114,7 @@ async def _healthy_count(client: KubeClient) -> int:
 async def measure(url: str, count: int) -> dict[str, Any]:
     client = KubeClient.for_server(url)
     counting = CountingClient(url)
-    controller = Controller(ControllerConfig(server=url, leader_election=False), client=counting)
+    controller = build_controller(ControllerConfig(server=url, leader_election=False), client=counting)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     await ready.wait()

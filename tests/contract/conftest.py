@@ -17,7 +17,8 @@ import pytest
 from headway.routers.haproxy import HAProxyRuntime, Site, haproxy_config
 from tests.e2e.kubernetes.conftest import api
 from tests.e2e.proxy.conftest import require_binary
-from tests.e2e.proxy.processes import Running, free_port, proxy
+from tests.e2e.proxy.processes import Running, proxy
+from tests.ports import free_port
 
 __all__ = ["APPS", "api", "haproxy_runtime", "proxies"]
 

@@ -25,7 +25,6 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from headway.bootstrap import RolloutProxyProvider
 from headway.kube.client import JOBS, NotFoundError
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
 from headway.providers.job import LocalJobProvider
@@ -35,6 +34,7 @@ from headway.providers.proxy import ProxyProvider
 from headway.providers.registry import default_registry, provider_type
 from headway.providers.static import StaticProvider
 from headway.providers.web import WebProvider
+from headway.runtimes.embedded.analysis import RolloutProxyProvider
 from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.kubernetes.analysis import ClusterJobs, cluster_providers
 from headway.spec.analysis import Metric

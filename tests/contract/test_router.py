@@ -1,6 +1,6 @@
 """The TrafficRouter contract, for every router (`tests.contract.adapters.ROUTERS`).
 
-What is set reads back (weights and routes, through `read_weight` and `read_state`), setting twice is setting
+What is set reads back (weights and routes, through `read_state`), setting twice is setting
 once, restore undoes it all, rollouts do not share routing, and a difference from what was set reads back as
 drift. A router that cannot add a kind of route (SMI and HAProxy: none; NGINX: no mirrors) says so in its entry
 and is held to refusing it by name. The sections after the shared contract pin what only one adapter shows: the
@@ -89,7 +89,7 @@ def route_drift(state: RouterState) -> list[tuple[DriftKind, str, str]]:
 def test_a_weight_reads_back(router: TrafficRouter, rollout: Rollout, weight: int) -> None:
     router.set_weight(rollout, weight, "new", "old")
 
-    state = router.read_weight(rollout)
+    state = router.read_state(rollout, None)
 
     assert state.canary_weight == weight
     assert state.verified is not False
@@ -132,7 +132,7 @@ def test_routes_are_set_and_removed_idempotently(
     assert router.read_state(rollout, without).drift == (), "removed routes are gone from the data plane"
     assert all(found == "present" for _, _, found in route_drift(router.read_state(rollout, with_routes)))
     assert len(route_drift(router.read_state(rollout, with_routes))) == len(headers) + len(mirrors)
-    assert router.read_weight(rollout).canary_weight == 30, "removing routes leaves the weight alone"
+    assert router.read_state(rollout, None).canary_weight == 30, "removing routes leaves the weight alone"
 
 
 @pytest.mark.parametrize("kind", ["header", "mirror"])
@@ -160,18 +160,18 @@ def test_a_route_the_router_cannot_carry_is_refused_by_name(
     router.set_mirror_route(rollout, "asked", None, 0)
     router.remove_managed_routes(rollout)
     assert router.read_state(rollout, expected(10)).drift == (), "a refused route left nothing behind"
-    assert router.read_weight(rollout).canary_weight == 10
+    assert router.read_state(rollout, None).canary_weight == 10
 
 
 def test_restore_undoes_every_change(adapter: RouterAdapter, router: TrafficRouter, rollout: Rollout) -> None:
-    before = router.read_weight(rollout)
+    before = router.read_state(rollout, None)
     router.set_weight(rollout, 40, "new", "old")
     set_routes(router, adapter, rollout)
 
     router.restore(rollout)
     router.restore(rollout)
 
-    assert router.read_weight(rollout) == before
+    assert router.read_state(rollout, None) == before
     headers, mirrors = managed_routes(adapter)
     assert route_drift(router.read_state(rollout, expected(0))) == [], "no managed route survives restore"
     assert len(route_drift(router.read_state(rollout, expected(0, headers, mirrors)))) == len(headers) + len(mirrors)
@@ -182,8 +182,8 @@ def test_rollouts_do_not_share_weights(adapter: RouterAdapter, router: TrafficRo
 
     router.set_weight(web, 30, "new", "old")
 
-    assert router.read_weight(api).canary_weight == 0
-    assert router.read_weight(web).canary_weight == 30
+    assert router.read_state(api, None).canary_weight == 0
+    assert router.read_state(web, None).canary_weight == 30
 
 
 def test_rollouts_do_not_share_routes(adapter: RouterAdapter, router: TrafficRouter) -> None:
@@ -289,7 +289,7 @@ def test_a_route_refused_by_its_gateway_gets_no_canary_traffic(
 
     with pytest.raises(TemporaryError, match="NotAllowedByListeners"):
         gateway_router.set_weight(adapters.gateway_rollout("web"), 20, "new", "old")
-    assert gateway_router.read_weight(adapters.gateway_rollout("web")).canary_weight == 0
+    assert gateway_router.read_state(adapters.gateway_rollout("web"), None).canary_weight == 0
 
 
 def test_an_accepted_route_reads_back_verified(gateway_router: GatewayApiRouter, api: ApiServer) -> None:
@@ -303,7 +303,8 @@ def test_an_accepted_route_reads_back_verified(gateway_router: GatewayApiRouter,
     ]
     api.kube.patch(HTTP_ROUTES, "web", "default", {"status": {"parents": [{"conditions": conditions}]}}, status=True)
 
-    assert gateway_router.read_weight(adapters.gateway_rollout("web")) == RouterState(canary_weight=20, verified=True)
+    state = gateway_router.read_state(adapters.gateway_rollout("web"), None)
+    assert state == RouterState(canary_weight=20, verified=True)
 
 
 def test_a_concurrent_edit_of_the_route_is_a_conflict_not_clobbered(api: ApiServer) -> None:
@@ -320,7 +321,7 @@ def test_a_concurrent_edit_of_the_route_is_a_conflict_not_clobbered(api: ApiServ
     route = api.kube.get(HTTP_ROUTES, "web", "default")
     assert route is not None
     assert route["metadata"]["labels"] == {"edited": "by-user"}
-    assert router.read_weight(rollout).canary_weight == 50
+    assert router.read_state(rollout, None).canary_weight == 50
 
 
 # --- what only the proxy and HAProxy routers show (real processes) ------------------------------------------------
@@ -351,13 +352,13 @@ def test_fake_lagging_weight_is_not_verified_until_it_lands() -> None:
     router, rollout = FakeRouter(lag_seconds=15), canary(routed=True)
 
     router.set_weight(rollout, 30, "new", "old")
-    assert router.read_weight(rollout).canary_weight == 0
+    assert router.read_state(rollout, None).canary_weight == 0
     assert router.verification(rollout) is Verification.NOT_VERIFIED
     assert router.next_change_at() == EPOCH + timedelta(seconds=15)
 
     router.advance(EPOCH + timedelta(seconds=15))
-    assert router.read_weight(rollout).canary_weight == 30
-    assert router.read_weight(rollout).verified is True
+    assert router.read_state(rollout, None).canary_weight == 30
+    assert router.read_state(rollout, None).verified is True
 
 
 def test_fake_repeating_a_write_does_not_restart_the_lag() -> None:
@@ -368,7 +369,7 @@ def test_fake_repeating_a_write_does_not_restart_the_lag() -> None:
     router.set_weight(rollout, 30, "new", "old")
     router.advance(EPOCH + timedelta(seconds=10))
 
-    assert router.read_weight(rollout).canary_weight == 30
+    assert router.read_state(rollout, None).canary_weight == 30
 
 
 def test_fake_can_fail_verification_forever() -> None:
@@ -376,7 +377,7 @@ def test_fake_can_fail_verification_forever() -> None:
 
     router.set_weight(rollout, 30, "new", "old")
 
-    assert router.read_weight(rollout).verified is False
+    assert router.read_state(rollout, None).verified is False
 
 
 def test_fake_without_read_back_reports_not_implemented() -> None:
@@ -384,8 +385,8 @@ def test_fake_without_read_back_reports_not_implemented() -> None:
 
     router.set_weight(rollout, 30, "new", "old")
 
-    assert router.read_weight(rollout).canary_weight is None
-    assert router.read_weight(rollout).verified is None
+    assert router.read_state(rollout, None).canary_weight is None
+    assert router.read_state(rollout, None).verified is None
     assert router.verification(rollout) is Verification.NOT_IMPLEMENTED
 
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -148,8 +147,3 @@ def template(name: str, provider: dict[str, Any], *, interval: str = "500ms", co
 
 def web_provider(url: str, timeout: int = 1) -> dict[str, Any]:
     return {"web": {"url": url, "timeoutSeconds": timeout, "jsonPath": "{$.ok}"}}
-
-
-def proxy_endpoint(state_dir: Path, key: str = "default_web") -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((state_dir / "proxies" / f"{key}.endpoint.json").read_text())
-    return data

@@ -16,14 +16,20 @@ from typing import Any
 from headway.runtimes.embedded.state_files import TOKEN_FILE
 
 
+def endpoint(state_dir: Path, name: str = "web", namespace: str = "default") -> dict[str, Any]:
+    """The endpoint record of the rollout's proxy (``listen``, ``admin``, ``pid``...), as the proxy wrote it."""
+    data: dict[str, Any] = json.loads((state_dir / "proxies" / f"{namespace}_{name}.endpoint.json").read_text())
+    return data
+
+
 def headers(state_dir: Path, name: str = "web", namespace: str = "default") -> dict[str, str]:
     proxies = state_dir / "proxies"
     try:
-        endpoint = json.loads((proxies / f"{namespace}_{name}.endpoint.json").read_text())
+        record = endpoint(state_dir, name, namespace)
     except (OSError, ValueError):
-        endpoint = {}
-    if isinstance(endpoint.get("token"), str):
-        return {"Authorization": f"Bearer {endpoint['token']}"}
+        record = {}
+    if isinstance(record.get("token"), str):
+        return {"Authorization": f"Bearer {record['token']}"}
     candidates = [proxies / "admin.token", *sorted(proxies.glob(f"{namespace}_{name}*token*")), state_dir / TOKEN_FILE]
     token = next((path for path in candidates if path.is_file()), None)
     return {"Authorization": f"Bearer {token.read_text().strip()}"} if token is not None else {}

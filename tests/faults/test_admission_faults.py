@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 from click.testing import CliRunner
 
-from headway.bootstrap import build_embedded
+from headway.bootstrap.embedded import build_embedded
 from headway.cli.main import main
 from headway.kube.client import EVENTS, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.routers.nginx import INGRESSES, WEIGHT

@@ -2,7 +2,7 @@
 promote, and one run's failure never keeps another run out of the store.
 
 Embedded mode as it is wired: a real `Runner`, the real analysis hook and executor from
-`headway.bootstrap.build_analysis`, and a SQLite state directory; only the processes are the in-memory fake
+`headway.bootstrap.embedded.wire_analysis`, and a SQLite state directory; only the processes are the in-memory fake
 platform, so minutes of rollout run in virtual time. Templates are written to the store directly, as a state
 directory from before admission checked conditions would hold them (an admission check may refuse to apply them
 now; the runtime must fail closed either way).
@@ -20,10 +20,11 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from headway.bootstrap import ANALYSIS_RUN, build_analysis
+from headway.bootstrap.embedded import wire_analysis
 from headway.engine.reconcile import Engine
 from headway.platforms.fake import EPOCH, FakePlatform
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.runtimes.embedded.analysis import ANALYSIS_RUN
 from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.embedded.runner import Runner, put
 from headway.spec.analysis import AnalysisPhase, AnalysisRun, Metric
@@ -126,7 +127,7 @@ class Embedded:
     def __post_init__(self) -> None:
         self.store = SqliteStore(self.state_dir)
         self.platform = FakePlatform(startup_seconds=1.0)
-        self.executor, self.analysis_tick = build_analysis(self.store, Proxies(self.state_dir), self.state_dir)
+        self.executor, self.analysis_tick = wire_analysis(self.store, Proxies(self.state_dir), self.state_dir)
         providers = cast(dict[str, MetricProvider], self.executor.providers)
         providers.update(self.extra_providers)
         if self.measure_timeout is not None:

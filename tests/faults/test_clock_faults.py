@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from headway.bootstrap import Embedded, build_embedded
+from headway.bootstrap.embedded import build_embedded
 from headway.runtimes.embedded.daemon import detail
 from headway.runtimes.embedded.runner import SteadyClock
+from headway.runtimes.embedded.service import Embedded
 from tests.e2e.embedded.harness import alive, pids_of
 from tests.faults.conftest import Record
 from tests.faults.harness import loaded, manifest

@@ -33,15 +33,10 @@ LATE_SECONDS = 2.0
 """A couple of pass intervals (the embedded resync is 1 s) plus slack for a loaded machine."""
 
 
-def proxy_endpoint(daemon: DaemonProcess, name: str = "web") -> dict[str, Any]:
-    endpoint: dict[str, Any] = json.loads((daemon.state_dir / "proxies" / f"default_{name}.endpoint.json").read_text())
-    return endpoint
-
-
 async def admin(
     daemon: DaemonProcess, method: str, path: str, body: Any = None, *, name: str = "web"
 ) -> dict[str, Any]:
-    url = f"http://{proxy_endpoint(daemon, name)['admin']}{path}"
+    url = f"http://{proxy_admin.endpoint(daemon.state_dir, name)['admin']}{path}"
     async with (
         aiohttp.ClientSession() as session,
         session.request(method, url, json=body, headers=proxy_admin.headers(daemon.state_dir, name)) as response,
@@ -137,7 +132,7 @@ async def test_emptied_stable_backends_are_repaired_and_never_shown_healthy_whil
 @pytest.mark.asyncio
 async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: DaemonProcess) -> None:
     _, load, running = await healthy_under_load(daemon)
-    before = proxy_endpoint(daemon)
+    before = proxy_admin.endpoint(daemon.state_dir)
     routing = await admin(daemon, "GET", "/state")
     try:
         killed_at = time.monotonic()
@@ -145,7 +140,7 @@ async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: 
 
         async def replaced() -> bool:
             try:
-                endpoint = proxy_endpoint(daemon)
+                endpoint = proxy_admin.endpoint(daemon.state_dir)
             except (OSError, ValueError):
                 return False
             if endpoint["pid"] == before["pid"] or not alive(int(endpoint["pid"])):
@@ -162,7 +157,7 @@ async def test_a_killed_proxy_is_restarted_noticed_and_routing_restored(daemon: 
     finally:
         load.stop()
         stats = await running
-    after = proxy_endpoint(daemon)
+    after = proxy_admin.endpoint(daemon.state_dir)
     assert after["listen"] == before["listen"], "the traffic port stayed the same"
     failed = [at for at in stats.machinery_times if at >= killed_at]
     report = {

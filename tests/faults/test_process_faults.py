@@ -24,7 +24,7 @@ import pytest
 from tests.e2e.embedded.harness import alive
 from tests.faults import proxy_admin
 from tests.faults.conftest import Record
-from tests.faults.harness import DaemonProcess, deploy, loaded, manifest, proxy_endpoint
+from tests.faults.harness import DaemonProcess, deploy, loaded, manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -54,7 +54,7 @@ def replica_pids(state_dir: Path) -> dict[str, list[int]]:
 
 
 async def admin_state(daemon: DaemonProcess) -> dict[str, Any]:
-    admin = proxy_endpoint(daemon.state_dir)["admin"]
+    admin = proxy_admin.endpoint(daemon.state_dir)["admin"]
     auth = proxy_admin.headers(daemon.state_dir)  # the proxy's admin API takes the instance's token
     async with aiohttp.ClientSession() as session, session.get(f"http://{admin}/state", headers=auth) as response:
         state: dict[str, Any] = await response.json()
@@ -98,13 +98,13 @@ async def test_the_proxy_killed_mid_canary_comes_back_with_its_weights(
     async with loaded(web["trafficUrl"] + "/") as load:
         await canary_at_50(daemon)
         before = await admin_state(daemon)
-        old = proxy_endpoint(daemon.state_dir)
+        old = proxy_admin.endpoint(daemon.state_dir)
         os.kill(old["pid"], signal.SIGKILL)
         killed = time.monotonic()
 
         def restarted() -> bool:
             try:
-                now = proxy_endpoint(daemon.state_dir)
+                now = proxy_admin.endpoint(daemon.state_dir)
             except (OSError, ValueError):
                 return False
             return now["pid"] != old["pid"] and alive(now["pid"])
@@ -117,7 +117,7 @@ async def test_the_proxy_killed_mid_canary_comes_back_with_its_weights(
                 break
             await asyncio.sleep(0.05)
         after = await admin_state(daemon)
-        new = proxy_endpoint(daemon.state_dir)
+        new = proxy_admin.endpoint(daemon.state_dir)
         served = load.stats.completed
         await asyncio.sleep(1.0)
         serving_again = load.stats.completed - served
@@ -140,7 +140,7 @@ async def test_a_frozen_proxy_does_not_freeze_the_controller_api(daemon: DaemonP
     web = await deploy(daemon, manifest("web", steps=STEPS))
     async with loaded(web["trafficUrl"] + "/", rate=100) as load:
         await canary_at_50(daemon)
-        proxy = proxy_endpoint(daemon.state_dir)
+        proxy = proxy_admin.endpoint(daemon.state_dir)
         os.kill(proxy["pid"], signal.SIGSTOP)
         slowest = 0.0
         try:
@@ -163,4 +163,4 @@ async def test_a_frozen_proxy_does_not_freeze_the_controller_api(daemon: DaemonP
         "proxy frozen (SIGSTOP 2.5 s)", sent=load.stats.sent, failed=load.machinery, outcome=outcome, load=load.stats
     )
     assert slowest < ANSWER_WITHIN, slowest
-    assert proxy_endpoint(daemon.state_dir)["pid"] == proxy["pid"], "a stopped proxy is not replaced under it"
+    assert proxy_admin.endpoint(daemon.state_dir)["pid"] == proxy["pid"], "a stopped proxy is not replaced under it"

@@ -22,8 +22,9 @@ from click.testing import CliRunner, Result
 
 from headway.cli.main import main
 from tests.e2e.embedded.harness import alive, pids_of
+from tests.faults import proxy_admin
 from tests.faults.conftest import Record
-from tests.faults.harness import loaded, manifest, proxy_endpoint
+from tests.faults.harness import loaded, manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -75,7 +76,7 @@ async def test_a_truncated_database_is_refused_then_adopted_with_a_canary(tmp_pa
     file.write_text(manifest("web", steps=[{"setWeight": 30}, {"pause": {}}]))
     try:
         v4 = await serving_v4(state, file)
-        async with loaded(f"http://{proxy_endpoint(state)['listen']}/") as load:
+        async with loaded(f"http://{proxy_admin.endpoint(state)['listen']}/") as load:
             kill_daemon(state)
             lose_database(state)
             refused = await cli(state, "up")

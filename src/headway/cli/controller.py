@@ -67,7 +67,8 @@ def controller(
         checked_namespace(namespace)
     checked_namespace(lease_namespace, "--lease-namespace")
     try:
-        from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
+        from headway.bootstrap.kubernetes import build_controller
+        from headway.runtimes.kubernetes.controller import ControllerConfig
     except ImportError as error:  # the kubernetes extra is not installed
         raise click.ClickException(
             f"the controller needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
@@ -93,7 +94,7 @@ def controller(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        instance = Controller(config)
+        instance = build_controller(config)
         try:
             await instance.run(stop=stop)
         finally:

@@ -36,7 +36,7 @@ from aiohttp import web
 from click.core import ParameterSource
 
 from headway.cli import kube
-from headway.cli.embedded import Api, state_dir_option
+from headway.cli.embedded import Api, EmbeddedTarget, state_dir_option, target_for
 from headway.dashboard.app import create_app, token_of
 from headway.dashboard.model import SourceUnavailableError
 from headway.dashboard.sim_source import SimSource, demo_rollouts
@@ -211,15 +211,15 @@ def dashboard(
     """
     if token is not None and len(token) < 16:
         raise click.BadParameter("use at least 16 characters (or omit it to get a generated one)", param_hint="--token")
-    target = None if demo else kube.target_of(kube_context, namespace, kubeconfig)
-    if target is None and not demo:
-        _embedded(state_dir, read_only=read_only, open_browser=open_browser)
+    target = None if demo else target_for(state_dir, kube_context, namespace, kubeconfig)
+    if isinstance(target, EmbeddedTarget):
+        _embedded(target.state_dir, read_only=read_only, open_browser=open_browser)
         return
     with contextlib.suppress(KeyboardInterrupt):
-        if target is not None:
+        if isinstance(target, kube.ClusterTarget):
             asyncio.run(
                 _cluster(
-                    target,
+                    target.target,
                     host=host,
                     port=port,
                     token=token,

@@ -36,11 +36,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from headway.bootstrap import Embedded, build_embedded
+from headway.bootstrap.embedded import build_embedded
 from headway.manifest_files import read_text
 from headway.runtimes.embedded import gitsync
 from headway.runtimes.embedded.daemon import detail
 from headway.runtimes.embedded.proxies import PROXY_PLUGIN
+from headway.runtimes.embedded.service import Embedded
 from headway.spec.load import load_yaml
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "embedded"

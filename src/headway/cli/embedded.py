@@ -17,6 +17,7 @@ against a Kubernetes cluster: ``--context``/``-n``/``--kubeconfig``, ``HEADWAY_M
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 from rich.console import Console, RenderableType
@@ -316,8 +317,10 @@ def _check_lost_state(state_dir: Path, *, adopt: bool) -> None:
     is an error naming it. The daemon checks again under its lock; this says it before anything starts."""
     if not state_dir.exists():
         return
-    from headway.bootstrap import lost_state  # the heavy imports only for `up` on an existing directory
     from headway.core.errors import PermanentError
+    from headway.runtimes.embedded.state_dir import (
+        lost_state,  # the heavy imports only for `up` on an existing directory
+    )
     from headway.stores.sqlite import StateError
 
     try:
@@ -373,7 +376,9 @@ def down(state_dir: Path, timeout: float) -> None:
             raise click.ClickException(f"headway (PID {api.pid}) did not stop within {timeout:.0f} s")
         click.echo("headway stopped")
         return
-    from headway.bootstrap import teardown  # only when no daemon is alive: clean up what a crash left behind
+    from headway.runtimes.embedded.state_dir import (
+        teardown,  # only when no daemon is alive: clean up what a crash left behind
+    )
     from headway.stores.sqlite import StateError
 
     try:
@@ -389,6 +394,102 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+# --- where a rollout command acts: the embedded instance or a cluster ------------------------------------------
+
+
+class RolloutTarget(Protocol):
+    """What a rollout command acts on; each mode implements it (`EmbeddedTarget`, `headway.cli.kube.ClusterTarget`)
+    and `rollout_target` chooses one, so no command decides the mode itself."""
+
+    cluster: bool
+
+    def control(self, verb: str, name: str, **options: Any) -> None:
+        """Request ``verb`` (``promote``, ``abort``, ``undo``, ``set_image``...) on rollout ``name``; say so."""
+        ...
+
+    def get_rollout(self, name: str | None, output: str, *, watch: bool, watch_timeout: float) -> None: ...
+
+    def list_rollouts(self, output: str, all_namespaces: bool, *, watch: bool, watch_timeout: float) -> None: ...
+
+    def status(self, name: str, timeout: float | None) -> None:
+        """Follow ``name`` until it settles; exit 1 if Degraded."""
+        ...
+
+
+class EmbeddedTarget:
+    """The rollout commands against the embedded instance of ``state_dir``, through its local API."""
+
+    cluster = False
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def control(self, verb: str, name: str, **options: Any) -> None:
+        api = Api(self.state_dir)
+        if verb == "set_image":
+            container, image = options["container"], options["image"]
+            api.call("POST", rollout_path(name, "set-image"), {"container": container, "image": image})
+            click.echo(f"rollout {name}: {container} set to {image}")
+        elif verb == "undo":
+            to_revision = options.get("to_revision")
+            body = {} if to_revision is None else {"toRevision": to_revision}
+            view = api.call("POST", rollout_path(name, "undo"), body)
+            click.echo(f"rollout {name}: undo requested, image now {view.get('currentImage')}")
+        else:
+            full = bool(options.get("full"))
+            view = api.call("POST", rollout_path(name, verb), {"full": full} if verb == "promote" else {})
+            click.echo(f"rollout {name}: {'full ' if full else ''}{verb} requested ({view['phase']})")
+
+    def get_rollout(self, name: str | None, output: str, *, watch: bool, watch_timeout: float) -> None:
+        api = Api(self.state_dir)
+        if name is None:
+            _show_list(api, output=output, watch=watch, watch_timeout=watch_timeout)
+            return
+        _show(
+            api,
+            output=output,
+            watch=watch,
+            watch_timeout=watch_timeout,
+            renderable=lambda: views.rollout_renderable(_view(api, name)),
+            data=lambda: _view(api, name),
+        )
+
+    def list_rollouts(self, output: str, all_namespaces: bool, *, watch: bool, watch_timeout: float) -> None:
+        _show_list(Api(self.state_dir), output=output, watch=watch, watch_timeout=watch_timeout)
+
+    def status(self, name: str, timeout: float | None) -> None:
+        view = _wait(Api(self.state_dir), name, timeout, quiet=False)
+        if view["phase"] == "Degraded":
+            sys.exit(1)
+
+
+def target_for(
+    state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
+) -> RolloutTarget:
+    """The one place a command's mode is decided: a cluster when `headway.cli.kube.target_of` names one (its
+    flags, ``HEADWAY_MODE``, the kubectl plugin), else the embedded instance of ``state_dir``."""
+    cluster = kube.target_of(kube_context, namespace, kubeconfig)
+    return kube.ClusterTarget(cluster) if cluster is not None else EmbeddedTarget(state_dir)
+
+
+def rollout_target(function: Callable[..., None]) -> Callable[..., None]:
+    """``--state-dir`` and kubectl's flags on a command, which receives the `RolloutTarget` they choose as
+    ``target``."""
+
+    @functools.wraps(function)
+    def command(
+        *args: Any,
+        state_dir: Path,
+        kube_context: str | None,
+        namespace: str | None,
+        kubeconfig: Path | None,
+        **kwargs: Any,
+    ) -> None:
+        function(*args, target=target_for(state_dir, kube_context, namespace, kubeconfig), **kwargs)
+
+    return state_dir_option(kube.cluster_options(command))
 
 
 # --- apply / set image / controls ----------------------------------------------------------------------------
@@ -409,46 +510,28 @@ def set_group() -> None:
 
 @set_group.command("image")
 @click.argument("rollout")
-@click.argument("assignment", metavar="CONTAINER=VERSION")
-@state_dir_option
-@kube.cluster_options
-def set_image(
-    rollout: str,
-    *,
-    assignment: str,
-    state_dir: Path,
-    kube_context: str | None,
-    namespace: str | None,
-    kubeconfig: Path | None,
-) -> None:
+@click.argument("assignment", metavar="CONTAINER=VERSION", callback=lambda _c, _p, value: _assignment(value))
+@rollout_target
+def set_image(rollout: str, *, assignment: tuple[str, str], target: RolloutTarget) -> None:
     """Set the image (version) of one container of ROLLOUT, which starts a rollout."""
-    container, sep, image = assignment.partition("=")
+    container, image = assignment
+    checked = checked_name(rollout, cluster=target.cluster, param="ROLLOUT")
+    target.control("set_image", checked, container=container, image=image)
+
+
+def _assignment(value: str) -> tuple[str, str]:
+    container, sep, image = value.partition("=")
     if not sep or not container or not image:
-        raise click.BadParameter(f"expected CONTAINER=VERSION, got {assignment!r}", param_hint="CONTAINER=VERSION")
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    checked_name(rollout, cluster=target is not None, param="ROLLOUT")
-    if target is not None:
-        kube.control(target, "set_image", rollout, container=container, image=image)
-        return
-    Api(state_dir).call("POST", rollout_path(rollout, "set-image"), {"container": container, "image": image})
-    click.echo(f"rollout {rollout}: {container} set to {image}")
+        raise click.BadParameter(f"expected CONTAINER=VERSION, got {value!r}", param_hint="CONTAINER=VERSION")
+    return container, image
 
 
 def _control(verb: str, help_text: str) -> click.Command:
     @click.command(verb, help=help_text)
     @click.argument("name")
-    @state_dir_option
-    @kube.cluster_options
-    def command(
-        name: str, state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
-    ) -> None:
-        target = kube.target_of(kube_context, namespace, kubeconfig)
-        checked_name(name, cluster=target is not None)
-        if target is not None:
-            kube.control(target, verb, name)
-            return
-        view = Api(state_dir).call("POST", rollout_path(name, verb), {})
-        click.echo(f"rollout {name}: {verb} requested ({view['phase']})")
+    @rollout_target
+    def command(name: str, target: RolloutTarget) -> None:
+        target.control(verb, checked_name(name, cluster=target.cluster))
 
     return command
 
@@ -463,44 +546,19 @@ restart = _control("restart", "Restart every replica of the live revisions, one 
 @click.command()
 @click.argument("name")
 @click.option("--full", is_flag=True, help="Skip every remaining step and analysis.")
-@state_dir_option
-@kube.cluster_options
-def promote(
-    name: str, *, full: bool, state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
-) -> None:
+@rollout_target
+def promote(name: str, *, full: bool, target: RolloutTarget) -> None:
     """Resume a paused rollout, or skip the current step."""
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    checked_name(name, cluster=target is not None)
-    if target is not None:
-        kube.control(target, "promote", name, full=full)
-        return
-    view = Api(state_dir).call("POST", rollout_path(name, "promote"), {"full": full})
-    click.echo(f"rollout {name}: {'full ' if full else ''}promote requested ({view['phase']})")
+    target.control("promote", checked_name(name, cluster=target.cluster), full=full)
 
 
 @click.command()
 @click.argument("name")
 @click.option("--to-revision", type=click.IntRange(min=1), default=None, help="Revision number (default: previous).")
-@state_dir_option
-@kube.cluster_options
-def undo(
-    name: str,
-    *,
-    to_revision: int | None,
-    state_dir: Path,
-    kube_context: str | None,
-    namespace: str | None,
-    kubeconfig: Path | None,
-) -> None:
+@rollout_target
+def undo(name: str, *, to_revision: int | None, target: RolloutTarget) -> None:
     """Roll back to an earlier revision's template."""
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    checked_name(name, cluster=target is not None)
-    if target is not None:
-        kube.control(target, "undo", name, to_revision=to_revision)
-        return
-    body = {} if to_revision is None else {"toRevision": to_revision}
-    view = Api(state_dir).call("POST", rollout_path(name, "undo"), body)
-    click.echo(f"rollout {name}: undo requested, image now {view.get('currentImage')}")
+    target.control("undo", checked_name(name, cluster=target.cluster), to_revision=to_revision)
 
 
 # --- get / status -------------------------------------------------------------------------------------------
@@ -518,38 +576,11 @@ def get_group() -> None:
 @click.option(
     "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
 )
-@state_dir_option
-@kube.cluster_options
-def get_rollout(
-    name: str | None,
-    *,
-    output: str,
-    watch: bool,
-    watch_timeout: float,
-    state_dir: Path,
-    kube_context: str | None,
-    namespace: str | None,
-    kubeconfig: Path | None,
-) -> None:
+@rollout_target
+def get_rollout(name: str | None, *, output: str, watch: bool, watch_timeout: float, target: RolloutTarget) -> None:
     """Show rollout NAME as a tree: status, step, weights, revisions, analysis runs (every rollout without NAME)."""
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    if name is not None:
-        checked_name(name, cluster=target is not None)
-    if target is not None:
-        kube.get_rollout(target, name, output, watch=watch, watch_timeout=watch_timeout)
-        return
-    api = Api(state_dir)
-    if name is None:
-        _show_list(api, output=output, watch=watch, watch_timeout=watch_timeout)
-    else:
-        _show(
-            api,
-            output=output,
-            watch=watch,
-            watch_timeout=watch_timeout,
-            renderable=lambda: views.rollout_renderable(_view(api, name)),
-            data=lambda: _view(api, name),
-        )
+    checked = checked_name(name, cluster=target.cluster) if name is not None else None
+    target.get_rollout(checked, output, watch=watch, watch_timeout=watch_timeout)
 
 
 @click.group("list")
@@ -564,25 +595,12 @@ def list_group() -> None:
     "--watch-timeout", type=click.FloatRange(min=0), default=0.0, help="Stop watching after SECONDS (0: never)."
 )
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (cluster mode).")
-@state_dir_option
-@kube.cluster_options
+@rollout_target
 def list_rollouts(
-    *,
-    output: str,
-    watch: bool,
-    watch_timeout: float,
-    all_namespaces: bool,
-    state_dir: Path,
-    kube_context: str | None,
-    namespace: str | None,
-    kubeconfig: Path | None,
+    *, output: str, watch: bool, watch_timeout: float, all_namespaces: bool, target: RolloutTarget
 ) -> None:
     """One line per rollout: strategy, status, step, weights, replicas, image."""
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    if target is not None:
-        kube.list_rollouts(target, output, all_namespaces, watch=watch, watch_timeout=watch_timeout)
-        return
-    _show_list(Api(state_dir), output=output, watch=watch, watch_timeout=watch_timeout)
+    target.list_rollouts(output, all_namespaces, watch=watch, watch_timeout=watch_timeout)
 
 
 def _show_list(api: Api, *, output: str, watch: bool, watch_timeout: float) -> None:
@@ -684,26 +702,10 @@ def _changes(api: Api, deadline: float | None) -> Iterator[int]:
 @click.command()
 @click.argument("name")
 @click.option("--timeout", type=click.FloatRange(min=0), default=0.0, help="Give up after SECONDS (0: wait forever).")
-@state_dir_option
-@kube.cluster_options
-def status(
-    name: str,
-    *,
-    timeout: float,
-    state_dir: Path,
-    kube_context: str | None,
-    namespace: str | None,
-    kubeconfig: Path | None,
-) -> None:
+@rollout_target
+def status(name: str, *, timeout: float, target: RolloutTarget) -> None:
     """Wait until rollout NAME is Healthy, Paused or Degraded; exit 1 if Degraded or on timeout."""
-    target = kube.target_of(kube_context, namespace, kubeconfig)
-    checked_name(name, cluster=target is not None)
-    if target is not None:
-        kube.status(target, name, timeout or None)
-        return
-    view = _wait(Api(state_dir), name, timeout or None, quiet=False)
-    if view["phase"] == "Degraded":
-        sys.exit(1)
+    target.status(checked_name(name, cluster=target.cluster), timeout or None)
 
 
 def _wait(api: Api, name: str, timeout: float | None, *, quiet: bool) -> dict[str, Any]:

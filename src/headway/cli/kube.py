@@ -251,3 +251,24 @@ def status(target: Target, name: str, timeout: float | None) -> None:
 
 def _line(view: RolloutView) -> str:
     return f"{view.phase or 'Pending'}" + (f" - {view.message}" if view.message else "")
+
+
+class ClusterTarget:
+    """The rollout commands against a cluster (`headway.cli.embedded.RolloutTarget`, the cluster side)."""
+
+    cluster = True
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def control(self, verb: str, name: str, **options: Any) -> None:
+        control(self.target, verb, name, **options)
+
+    def get_rollout(self, name: str | None, output: str, *, watch: bool, watch_timeout: float) -> None:
+        get_rollout(self.target, name, output, watch=watch, watch_timeout=watch_timeout)
+
+    def list_rollouts(self, output: str, all_namespaces: bool, *, watch: bool, watch_timeout: float) -> None:
+        list_rollouts(self.target, output, all_namespaces, watch=watch, watch_timeout=watch_timeout)
+
+    def status(self, name: str, timeout: float | None) -> None:
+        status(self.target, name, timeout)

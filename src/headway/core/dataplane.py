@@ -52,10 +52,15 @@ class ExpectedRouting:
         return next(((match, pct) for route, match, pct in self.mirror_routes if route == name), None)
 
     def describe_weight(self) -> str:
-        canary = self.canary_hash if self.canary_hash != self.stable_hash else None
-        if canary is None:
-            return f"all traffic to {self.stable_hash or 'stable'}"
-        return f"{self.canary_weight} to canary {canary}, the rest to stable {self.stable_hash or ''}".rstrip()
+        return describe_split(self.canary_weight, self.canary_hash, self.stable_hash)
+
+
+def describe_split(canary_weight: int, canary_hash: str | None, stable_hash: str | None) -> str:
+    """A weight split in words, as drift messages show what was expected and what was found."""
+    canary = canary_hash if canary_hash != stable_hash else None
+    if canary is None:
+        return f"all traffic to {stable_hash or 'stable'}"
+    return f"{canary_weight} to canary {canary}, the rest to stable {stable_hash or ''}".rstrip()
 
 
 def expected_routing(rollout: Rollout, status: RolloutStatus) -> ExpectedRouting | None:

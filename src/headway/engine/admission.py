@@ -9,8 +9,8 @@ on a proxy with no backends, a router silently skipped), so each mode refuses su
 - the embedded runner refuses the document at apply (nothing stored, nothing started);
 - the controller marks the Rollout ``InvalidSpec`` and acts on nothing, like any invalid spec.
 
-The registry below is plain data, one `Capabilities` per mode, so the modes are compared in one table (and
-tests check it against the wiring: a router or provider listed here is one the mode's wiring really builds).
+What each mode can do is read from the mode registry (`headway.engine.modes`), the same table each mode's wiring
+builds its engine from: a router, provider or gate backend admission lets through is one the mode really builds.
 Pure: no I/O, no clock; the problems carry field paths (``spec.strategy.canary.trafficRouting.istio``) and a
 message that names the mode and the way out.
 
@@ -22,106 +22,24 @@ field has no effect but nothing reported depends on it (pod labels on local proc
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from typing import Any
 
 from headway.core.analysis import JUDGE_PLUGIN
+from headway.engine.modes import MODES, Mode, ModeRegistry
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.load import Document, Manifest, Problem, Severity
-from headway.spec.rollout import CanaryStrategy, Rollout
+from headway.spec.rollout import CanaryStrategy, Rollout, TrafficRouting
 from headway.spec.validate import Finding, located  # one thing a mode cannot do: path, message, severity
 
-PROXY_PLUGIN = "headway.dev/proxy"
-GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
+__all__ = ["Capabilities", "Mode", "admit", "admit_all", "check", "metric_provider", "run_problem"]
+"""`Mode` is the registry's (`headway.engine.modes`), named here too: callers say which mode they admit for."""
+
 ROUTING = "spec.strategy.canary.trafficRouting"
+NOTIFICATION_ANNOTATION = "notifications.argoproj.io/subscribe."
+"""Argo Rollouts' notification subscriptions (``notifications.argoproj.io/subscribe.<trigger>.<service>``)."""
 
-
-class Mode(StrEnum):
-    """Where Headway runs a rollout."""
-
-    EMBEDDED = "embedded"
-    KUBERNETES = "kubernetes"
-
-
-@dataclass(frozen=True)
-class RouterAbility:
-    """What one traffic router of a mode can do besides weights."""
-
-    header_routes: bool
-    mirror_routes: bool
-    header_matches: int | None = None
-    """The most header matches one setHeaderRoute may have (None: any number)."""
-    header_routes_at_once: int | None = None
-    """The most header routes that may be in force at once (None: any number)."""
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """Everything one mode can do with a manifest (what is not listed, it cannot)."""
-
-    mode: Mode
-    routers: Mapping[str, RouterAbility]
-    """``trafficRouting`` keys (``istio``, ``nginx``...; plugins by name) the mode drives."""
-    routing_hint: str
-    """How to route in this mode, for the message that refuses a router."""
-    several_routers: bool
-    """Whether several routers of one Rollout are all driven (and all verified)."""
-    providers: frozenset[str]
-    """Metric provider types the mode runs (a plugin provider by its plugin name)."""
-    step_kinds: frozenset[str]
-    gates: bool
-    """``spec.webhooks`` gates are called."""
-    workload_ref: bool
-    kinds: frozenset[str]
-    """Kinds of manifest the mode acts on."""
-    pod_metadata: bool
-    """canaryMetadata/stableMetadata/activeMetadata/previewMetadata are applied to running replicas."""
-    preview_endpoint: bool
-    """A blue/green ``previewService`` serves the preview revision."""
-    max_traffic_weight: int = 100
-    """The scale the mode's routers weigh traffic on (Argo's ``maxTrafficWeight``)."""
-
-
-COMMON_STEPS = frozenset({"setWeight", "pause", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute"})
-COMMON_PROVIDERS = frozenset({"prometheus", "web", "job", "static"})
-ALL_KINDS = frozenset({"Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun", "Experiment"})
-
-EMBEDDED = Capabilities(
-    mode=Mode.EMBEDDED,
-    routers={PROXY_PLUGIN: RouterAbility(header_routes=True, mirror_routes=True)},
-    routing_hint=f"it routes with its built-in proxy: use trafficRouting.plugins[{PROXY_PLUGIN}], or no trafficRouting",
-    several_routers=False,
-    providers=COMMON_PROVIDERS | {"proxy"},
-    step_kinds=COMMON_STEPS,
-    gates=True,
-    workload_ref=False,
-    kinds=ALL_KINDS - {"Experiment"},
-    pod_metadata=False,
-    preview_endpoint=False,
-)
-
-KUBERNETES = Capabilities(
-    mode=Mode.KUBERNETES,
-    routers={
-        "istio": RouterAbility(header_routes=True, mirror_routes=True),
-        # ingress-nginx canaries carry one canary-by-header annotation set: one header, one route.
-        "nginx": RouterAbility(header_routes=True, mirror_routes=False, header_matches=1, header_routes_at_once=1),
-        "smi": RouterAbility(header_routes=False, mirror_routes=False),
-        GATEWAY_API_PLUGIN: RouterAbility(header_routes=True, mirror_routes=True),
-        "gatewayAPI": RouterAbility(header_routes=True, mirror_routes=True),
-    },
-    routing_hint="use istio, nginx, smi or plugins[argoproj-labs/gatewayAPI]",
-    several_routers=True,
-    providers=COMMON_PROVIDERS,
-    step_kinds=COMMON_STEPS | {"experiment"},
-    gates=True,
-    workload_ref=True,
-    kinds=ALL_KINDS,
-    pod_metadata=True,
-    preview_endpoint=True,
-)
-
-CAPABILITIES: Mapping[Mode, Capabilities] = {Mode.EMBEDDED: EMBEDDED, Mode.KUBERNETES: KUBERNETES}
+Capabilities = ModeRegistry[Any]
+"""A mode as admission reads it: its registry entry."""
 
 
 # --- the checks --------------------------------------------------------------------------------------------------
@@ -142,7 +60,7 @@ def admit_all(documents: Sequence[Document], mode: Mode) -> list[Problem]:
 
 def check(model: Manifest, mode: Mode) -> list[Finding]:
     """Findings for one object of any kind in ``mode``."""
-    caps = CAPABILITIES[mode]
+    caps = MODES[mode]
     if model.kind not in caps.kinds:
         return [Finding("kind", f"the {mode} mode does not run {model.kind}s")]
     if isinstance(model, Rollout):
@@ -156,7 +74,7 @@ def run_problem(spec: AnalysisRunSpec, mode: Mode) -> str | None:
     """Why ``mode`` cannot measure a resolved run (its first metric whose provider the mode lacks), or None.
 
     For the run-time check: templates the mode could not refuse at apply (a cluster's, or stored before)."""
-    for finding in _metrics(spec.metrics, "metrics", CAPABILITIES[mode]):
+    for finding in _metrics(spec.metrics, "metrics", MODES[mode]):
         if finding.severity is Severity.ERROR:
             return f"{finding.path}: {finding.message}"
     return None
@@ -196,8 +114,9 @@ def _metrics(metrics: Sequence[Metric], path: str, caps: Capabilities) -> Iterat
 def _rollout(rollout: Rollout, caps: Capabilities) -> Iterator[Finding]:
     mode = caps.mode
     spec = rollout.spec
-    if spec.webhooks and not caps.gates:
+    if spec.webhooks and caps.gates is None:
         yield Finding("spec.webhooks", f"the {mode} mode does not call gate webhooks")
+    yield from _notifications(rollout, caps)
     if spec.workload_ref is not None and not caps.workload_ref:
         yield Finding(
             "spec.workloadRef",
@@ -228,7 +147,10 @@ def _canary(canary: CanaryStrategy, caps: Capabilities) -> Iterator[Finding]:
     driven = [name for name in names if name in caps.routers]
     for name in names:
         if name not in caps.routers:
-            yield Finding(_router_path(name), f"the {mode} mode cannot drive {name} ({caps.routing_hint})")
+            yield Finding(
+                f"{ROUTING}.{TrafficRouting.field_of(name)}",
+                f"the {mode} mode cannot drive {name} ({caps.routing_hint})",
+            )
     if len(driven) > 1 and not caps.several_routers:
         yield Finding(ROUTING, f"the {mode} mode drives one router per Rollout (got {', '.join(driven)})")
     if routing is not None and routing.max_weight() != caps.max_traffic_weight:
@@ -249,7 +171,7 @@ def _canary(canary: CanaryStrategy, caps: Capabilities) -> Iterator[Finding]:
             yield Finding(f"{at}.{step.kind}", f"the {mode} mode cannot run {step.kind} steps")
         header, mirror = step.set_header_route, step.set_mirror_route
         for name in driven:
-            ability = caps.routers[name]
+            ability = caps.routers[name].ability
             if header is not None and header.match and not ability.header_routes:
                 yield Finding(f"{at}.setHeaderRoute", f"{name} cannot route by header in the {mode} mode")
             if mirror is not None and mirror.match and not ability.mirror_routes:
@@ -277,7 +199,7 @@ def _header_limits(canary: CanaryStrategy, caps: Capabilities, driven: Sequence[
         if route.name not in active:
             active.append(route.name)
         for name in driven:
-            ability = caps.routers[name]
+            ability = caps.routers[name].ability
             if not ability.header_routes:
                 continue
             if ability.header_matches is not None and len(route.match) > ability.header_matches:
@@ -296,9 +218,18 @@ def _header_limits(canary: CanaryStrategy, caps: Capabilities, driven: Sequence[
                 )
 
 
-def _router_path(name: str) -> str:
-    keys = {"istio", "nginx", "alb", "smi", "ambassador", "appMesh", "traefik", "apisix"}
-    return f"{ROUTING}.{name}" if name in keys else f"{ROUTING}.plugins[{name}]"
+def _notifications(rollout: Rollout, caps: Capabilities) -> Iterator[Finding]:
+    """Argo's notification subscriptions: no mode reads them (a warning: nothing reported depends on them), and
+    the message says how the mode notifies instead, or that it does not."""
+    for key in sorted(rollout.metadata.annotations):
+        if not key.startswith(NOTIFICATION_ANNOTATION):
+            continue
+        message = (
+            f"the {caps.mode} mode does not read it: it delivers notifications configured by {caps.notifications}"
+            if caps.notifications is not None
+            else f"the {caps.mode} mode delivers no notifications: it has no effect (events are Kubernetes Events)"
+        )
+        yield Finding(f"metadata.annotations[{key}]", message, Severity.WARNING)
 
 
 def _pod_metadata(caps: Capabilities, path: str, field: tuple[str, object]) -> Iterator[Finding]:

@@ -2,9 +2,10 @@
 
 Each router (Gateway API, Istio, NGINX, SMI, the embedded proxy, the fake) implements `TrafficRouter`. Every
 setter is idempotent, because a pass can stop between two actions and the next pass sets the same values again.
-Every router can read back what it set (`read_weight`, so the core waits until the data plane really sends that
-share before it starts measuring; `read_state`, every pass, so a change made behind Headway's back is found,
-reported and set again) and undo it (`restore`, which puts the user's objects back as they were).
+Every router reads back what it set (`read_state`, every pass: the weight, so the core waits until the data plane
+really sends that share before it starts measuring, and every managed part, so a change made behind Headway's
+back is found, reported and set again) and undoes it (`restore`, which puts the user's objects back as they
+were).
 
 Verification is a tri-state from the start: argo's nullable ``VerifyWeight`` bool later needed an RPC enum
 (``RpcVerified``) to tell "not yet" from "cannot tell".
@@ -63,15 +64,12 @@ class TrafficRouter(Protocol):
         """Remove every header and mirror route Headway added, leaving weights alone; idempotent."""
         ...
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        """The canary weight the data plane reports, and whether it matches the last write; changes nothing."""
-        ...
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
-        """What the data plane does now, read back every pass: `read_weight`'s weight and verification, plus
-        every managed part (weights, header and mirror routes) that differs from ``expected`` (what the status
-        says Headway set; None: nothing to compare), the backends routed per revision where the router owns them,
-        and whether the data plane was replaced since the last read; changes nothing."""
+        """What the data plane does now, read back every pass: the canary weight it reports and whether that
+        matches the last write, every managed part (weights, header and mirror routes) that differs from
+        ``expected`` (what the status says Headway set; None: nothing to compare), the backends routed per
+        revision where the router owns them, and whether the data plane was replaced since the last read;
+        changes nothing."""
         ...
 
     def restore(self, rollout: Rollout) -> None:

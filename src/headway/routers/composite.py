@@ -3,7 +3,7 @@
 Argo reconciles every router a Rollout configures (an NGINX Ingress for traffic entering the cluster and an SMI
 TrafficSplit inside the mesh, say) and verifies each. Driving only the first would report a weight the others
 never got. Here each setter is called on every router in order (the first failure stops the rest and is raised:
-the pass fails and the next one sets them all again, setters being idempotent), and `read_weight` reports a
+the pass fails and the next one sets them all again, setters being idempotent), and `read_state` reports a
 weight only when every router that can read back reads the same one (a router that cannot, like a single
 one, is trusted with its write, and makes the whole "cannot tell").
 
@@ -49,11 +49,8 @@ class CompositeRouter:
         for _, router in self.routers:
             router.remove_managed_routes(rollout)
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        return _combined([router.read_weight(rollout) for _, router in self.routers])
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
-        """Each router's read-back, combined as `read_weight` combines weights; every difference is reported once,
+        """Each router's read-back, one weight when they agree (`_combined`); every difference is reported once,
         naming the routers it was found in unless it was found in all."""
         states = [(name, router.read_state(rollout, expected)) for name, router in self.routers]
         combined = _combined([state for _, state in states])

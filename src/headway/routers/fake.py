@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from headway.core.dataplane import ExpectedRouting
+from headway.core.dataplane import ExpectedRouting, describe_split
 from headway.core.observation import Drift, DriftKind, RouterState
 from headway.routers.base import Verification
 from headway.routers.drift import route_drift, weight_drift
@@ -225,10 +225,9 @@ def drift_of(route: Route, expected: ExpectedRouting | None) -> tuple[Drift, ...
     """What differs between the configured ``route`` and what the status says was set."""
     if expected is None:
         return ()
-    found = (route.canary_weight, route.canary_hash, route.stable_hash)
-    wanted = (expected.canary_weight, expected.canary_hash, expected.stable_hash)
+    found = describe_split(route.canary_weight, route.canary_hash, route.stable_hash)
     return (
-        *weight_drift(expected, _weights(found), _weights(wanted)),
+        *weight_drift(expected, found, expected.describe_weight()),
         *route_drift(
             DriftKind.HEADER_ROUTE,
             {name: [m.wire() for m in match] for name, match in expected.header_routes},
@@ -242,10 +241,3 @@ def drift_of(route: Route, expected: ExpectedRouting | None) -> tuple[Drift, ...
             expected.unknown_routes,
         ),
     )
-
-
-def _weights(split: tuple[int, str | None, str | None]) -> str:
-    weight, canary, stable = split
-    if canary is None or canary == stable:
-        return f"all traffic to {stable or 'stable'}"
-    return f"{weight} to canary {canary}, the rest to stable {stable or ''}".rstrip()

@@ -359,12 +359,6 @@ class GatewayApiRouter:
         route = self._route(target)
         self._write(target, route, without_our_rules((route.get("spec") or {}).get("rules") or []))
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        target = target_of(rollout)
-        route = self._route(target)
-        weight = read_canary_weight((route.get("spec") or {}).get("rules") or [], target)
-        return RouterState(canary_weight=weight, verified=_verified(route, weight, None))
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         target = target_of(rollout)
         route = self._route(target)

@@ -311,11 +311,6 @@ class IstioRouter:
         service, http = self._read(target)
         self._write(target, service, without_our_routes(http))
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        target = target_of(rollout)
-        _, http = self._read(target)
-        return RouterState(read_canary_weight(http, target), Verification.NOT_IMPLEMENTED.as_bool())
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         target = target_of(rollout)
         _, http = self._read(target)

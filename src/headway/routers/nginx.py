@@ -204,13 +204,6 @@ class NginxRouter:
         if self._kube.get(INGRESSES, target.canary_ingress, target.namespace) is not None:
             self._apply(rollout, clear_header=True)
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        target = target_of(rollout)
-        current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)
-        annotations = (current or {}).get("metadata", {}).get("annotations") or {}
-        weight = parse_weight(annotations)
-        return RouterState(weight, False if weight is None else Verification.NOT_IMPLEMENTED.as_bool())
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         target = target_of(rollout)
         current = self._kube.get(INGRESSES, target.canary_ingress, target.namespace)

@@ -2,7 +2,7 @@
 
 The engine calls routers synchronously, so this adapter makes short blocking calls with urllib (one request per
 method, a few milliseconds on loopback) instead of running an event loop. The proxy applies a change before it
-answers, so a weight that reads back is the weight the data plane uses: `read_weight` reports it as verified.
+answers, so a weight that reads back is the weight the data plane uses: `read_state` reports it as verified.
 
 The proxy owns backends (the supervisor registers and drains them); this router owns only ``stable``,
 ``canary``, ``weights`` and the routes, and patches just those keys so the two writers never overwrite each
@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from headway.core.dataplane import ExpectedRouting
@@ -35,6 +35,21 @@ from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 RETRY_DELAY = 2.0
 """Seconds before retrying when the proxy did not answer (it restarts in well under that)."""
+
+
+class ProxyAdmin(Protocol):
+    """Where the proxies of a mode are administered: what `ProxyRouter` is built on (the embedded runtime's
+    proxies, in `headway.engine.modes`)."""
+
+    token: str
+
+    def admin_url(self, rollout: Rollout) -> str:
+        """The admin base URL of the proxy serving ``rollout``."""
+        ...
+
+    def instance(self, rollout: Rollout) -> str | None:
+        """Names the proxy process serving ``rollout`` (None: unknown); a different answer means a new one."""
+        ...
 
 
 class ProxyRouter:
@@ -48,14 +63,20 @@ class ProxyRouter:
         *,
         token: str | None = None,
         timeout: float = 2.0,
+        instance_of: Callable[[Rollout], str | None] | None = None,
     ) -> None:
         """``admin`` is the admin base URL (one app), a map from ``namespace/name`` to URL, or a function;
-        ``token`` is the proxies' admin token."""
+        ``token`` is the proxies' admin token. ``instance_of`` names the proxy process answering for a rollout
+        (embedded mode: its PID and start time), so `read_state` can tell a restarted proxy from an edited one;
+        None: restarts are not told apart."""
         self._admin = admin
         self._headers = {"Content-Type": "application/json"}
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
+        self.instance_of = instance_of
+        self._instances: dict[str, str] = {}
+        """The last instance seen per rollout."""
 
     # --- the TrafficRouter Protocol ------------------------------------------------------------------------
 
@@ -85,15 +106,6 @@ class ProxyRouter:
     def remove_managed_routes(self, rollout: Rollout) -> None:
         self._call(rollout, "DELETE", "/routes")
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        state = self._call(rollout, "GET", "/state")
-        with _readable(rollout, state):
-            return RouterState(canary_weight=proxy_readback.canary_weight(state), verified=True)
-
-    instance_of: Callable[[Rollout], str | None] | None = None
-    """Names the proxy process answering for a rollout (embedded mode: its PID and start time), so `read_state`
-    can tell a restarted proxy from an edited one; None: restarts are not told apart."""
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         state = self._call(rollout, "GET", "/state")
         with _readable(rollout, state):
@@ -110,7 +122,7 @@ class ProxyRouter:
         """What replaced the proxy since the last read (once), from `instance_of`; empty when unchanged/unknown."""
         if self.instance_of is None:
             return ""
-        seen: dict[str, str] = self.__dict__.setdefault("_instances", {})  # per router; no __init__ change needed
+        seen = self._instances
         key = f"{rollout.metadata.namespace}/{rollout.metadata.name}"
         now, before = self.instance_of(rollout), seen.get(key)
         if now is None:

@@ -28,7 +28,7 @@ def written_split(canary_weight: int, canary_hash: str | None, stable_hash: str 
 
 
 def canary_weight(state: Mapping[str, Any]) -> int:
-    """The canary's share of the stable+canary weights, in percent (as `ProxyRouter.read_weight` reports it)."""
+    """The canary's share of the stable+canary weights, in percent (as `ProxyRouter.read_state` reports it)."""
     weights: Mapping[str, int] = state.get("weights") or {}
     canary, stable = state.get("canary"), state.get("stable")
     canary_part = weights.get(canary, 0) if canary else 0

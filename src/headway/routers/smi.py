@@ -124,12 +124,6 @@ class SmiRouter:
     def remove_managed_routes(self, rollout: Rollout) -> None:
         """Nothing to remove: SMI never had header or mirror routes."""
 
-    def read_weight(self, rollout: Rollout) -> RouterState:
-        target = target_of(rollout)
-        split = self._kube.get(TRAFFIC_SPLITS, target.name, target.namespace)
-        weight = canary_weight_of(split, target) if split is not None else 0
-        return RouterState(canary_weight=weight, verified=Verification.NOT_IMPLEMENTED.as_bool())
-
     def read_state(self, rollout: Rollout, expected: ExpectedRouting | None) -> RouterState:
         """SMI manages only the split: its two backends' weights are compared with what `set_weight` writes."""
         target = target_of(rollout)

@@ -245,6 +245,11 @@ class ManagedRoute(Model):
     name: str = Field(min_length=1)
 
 
+BUILT_IN_ROUTERS = ("istio", "nginx", "alb", "smi", "ambassador", "app_mesh", "traefik", "apisix")
+"""The routers Argo configures by a key of their own in ``trafficRouting`` (the rest are ``plugins``)."""
+_BUILT_IN_KEYS = frozenset(to_camel(name) for name in BUILT_IN_ROUTERS)
+
+
 class TrafficRouting(Model):
     """Which router shifts traffic; router configs are kept as given and read by the router adapters."""
 
@@ -262,13 +267,15 @@ class TrafficRouting(Model):
 
     def routers(self) -> list[str]:
         """Wire names of the configured routers (``plugins`` entries by their plugin name)."""
-        names = [
-            to_camel(name)
-            for name in ("istio", "nginx", "alb", "smi", "ambassador", "app_mesh", "traefik", "apisix")
-            if getattr(self, name) is not None
-        ]
+        names = [to_camel(name) for name in BUILT_IN_ROUTERS if getattr(self, name) is not None]
         names.extend((self.plugins or {}).keys())
         return names
+
+    @staticmethod
+    def field_of(name: str) -> str:
+        """Where router ``name`` (as `routers` names it) is configured, relative to ``trafficRouting``: its own
+        key for a built-in router, ``plugins[name]`` for a plugin."""
+        return name if name in _BUILT_IN_KEYS else f"plugins[{name}]"
 
     def max_weight(self) -> int:
         return self.max_traffic_weight or DEFAULT_MAX_TRAFFIC_WEIGHT

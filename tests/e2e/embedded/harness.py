@@ -244,7 +244,7 @@ async def running_daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
             except Exception:  # the test failed mid-way; still leave no process behind
                 process.process.kill()
         await process.close()
-        from headway.bootstrap import teardown
+        from headway.runtimes.embedded.state_dir import teardown
 
         teardown(process.state_dir)  # a no-op after a clean down; cleans up after a failed test
         assert not [pid for pid in started if alive(pid)], "processes left behind"

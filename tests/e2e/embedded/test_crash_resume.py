@@ -16,17 +16,16 @@ import aiohttp
 import pytest
 
 from tests.e2e.embedded.harness import DaemonProcess, alive, loadgen, manifest, pids_of
+from tests.faults import proxy_admin
 
 STEPS: list[dict[str, Any]] = [{"setWeight": 40}, {"pause": {}}, {"setWeight": 80}, {"pause": {"duration": 1}}]
 
 
 async def proxy_state(daemon: DaemonProcess) -> dict[str, Any]:
-    endpoint = json.loads((daemon.state_dir / "proxies" / "default_web.endpoint.json").read_text())
-    token = (daemon.state_dir / "proxies" / "admin.token").read_text()  # the admin API requires the token
-    headers = {"Authorization": f"Bearer {token}"}
+    endpoint = proxy_admin.endpoint(daemon.state_dir)
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://{endpoint['admin']}/state", headers=headers) as response,
+        session.get(f"http://{endpoint['admin']}/state", headers=proxy_admin.headers(daemon.state_dir)) as response,
     ):
         state: dict[str, Any] = await response.json()
     return state

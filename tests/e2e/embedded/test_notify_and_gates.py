@@ -113,7 +113,7 @@ async def test_gate_holds_promotion_until_it_answers_2xx_and_notifications_arriv
         await daemon.down()
     finally:
         await daemon.close()
-        from headway.bootstrap import teardown
+        from headway.runtimes.embedded.state_dir import teardown
 
         teardown(state_dir)
     assert not [pid for pid in started if alive(pid)], "processes left behind"

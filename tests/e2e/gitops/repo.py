@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ports import free_port
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Headway Tests",
     "GIT_AUTHOR_EMAIL": "tests@headway.invalid",
@@ -67,12 +69,6 @@ class Served:
         return git("rev-parse", "HEAD", cwd=self.work)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def served_repository(root: Path) -> Iterator[Served]:
     """A bare repository ``site.git`` under ``root``, served read-only by a real ``git daemon``."""
@@ -83,7 +79,7 @@ def served_repository(root: Path) -> Iterator[Served]:
     work.mkdir()
     git("init", "-q", cwd=work)
     git("remote", "add", "origin", str(bare), cwd=work)
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [
             "git",

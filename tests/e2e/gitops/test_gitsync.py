@@ -178,7 +178,7 @@ def test_a_commit_too_big_to_read_is_refused_before_it_is_read(served: Served, t
 
 
 def test_headway_down_forgets_the_commit_with_the_rollouts_it_made(tmp_path: Path) -> None:
-    from headway.bootstrap import forget
+    from headway.runtimes.embedded.state_dir import forget
     from headway.runtimes.embedded.state_files import GIT_STATE_FILE
 
     (tmp_path / GIT_STATE_FILE).write_text('{"url": "x", "applied": "abc", "refused": null}')

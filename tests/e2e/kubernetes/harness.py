@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from headway.bootstrap.kubernetes import build_controller
 from headway.core import commands
 from headway.core.errors import AdapterError
 from headway.engine.reconcile import update_status
@@ -72,7 +73,7 @@ async def running(api: ApiServer, client: KubeClient | None = None, **config: An
     """A controller embedded in this event loop against ``api`` (through ``client``, e.g. one that records its
     requests), stopped gracefully afterwards."""
     settings = {"server": api.url, "lease_seconds": 3.0, **config}
-    controller = Controller(ControllerConfig(**settings), client=client)
+    controller = build_controller(ControllerConfig(**settings), client=client)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,7 @@ from pathlib import Path
 from headway.kube.client import REPLICA_SETS, rollouts
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 def _get(url: str) -> str:
@@ -42,7 +35,7 @@ def _wait(check: object, timeout: float = 20.0) -> None:
 
 def test_the_controller_process_serves_health_and_metrics_and_stops_on_sigterm(api: ApiServer) -> None:
     api.kube.create(rollouts(GROUP), rollout_body())
-    port = _free_port()
+    port = free_port()
     headway = Path(sys.executable).with_name("headway")
     command = [str(headway), "controller", "--server", api.url, "--metrics-port", str(port), "--no-leader-election"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

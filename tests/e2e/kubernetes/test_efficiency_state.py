@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from headway.bootstrap.kubernetes import build_controller
 from headway.runtimes.kubernetes.controller import (
     LAST_APPLIED,
     Controller,
@@ -44,7 +45,7 @@ def test_a_packed_body_decodes_to_the_body_without_what_no_pass_reads_and_is_a_f
 
 
 def _controller() -> Controller:
-    return Controller(ControllerConfig(server="http://127.0.0.1:9", leader_election=False))
+    return build_controller(ControllerConfig(server="http://127.0.0.1:9", leader_election=False))
 
 
 def test_only_a_foreign_rollout_event_held_during_a_pass_wakes_the_worker_after_it() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 STEP = 15
 """Seconds between backfilled samples."""
@@ -38,13 +39,6 @@ def binaries() -> tuple[str, str]:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

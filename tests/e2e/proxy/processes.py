@@ -108,12 +108,3 @@ def call(
         return status, json.loads(raw)
     except json.JSONDecodeError:
         return status, raw.decode(errors="replace")
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (for configs that need a fixed port, and for refused connections)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

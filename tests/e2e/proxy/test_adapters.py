@@ -20,7 +20,8 @@ from headway.routers.proxy import ProxyRouter
 from headway.spec.analysis import Metric
 from headway.spec.rollout import HeaderRoutingMatch, StringMatch
 from tests.e2e.proxy.conftest import require_binary
-from tests.e2e.proxy.processes import TOKEN, Running, call, free_port
+from tests.e2e.proxy.processes import TOKEN, Running, call
+from tests.ports import free_port
 from tests.scenarios.harness import canary
 
 ROLLOUT = canary(routed=True)
@@ -46,7 +47,7 @@ async def test_the_proxy_router_drives_the_live_split(running_proxy: Running) ->
 
     await asyncio.to_thread(router.set_weight, ROLLOUT, 25, "new", "old")
     got = await hit(f"http://{running_proxy.listen}/", 40)
-    state = await asyncio.to_thread(router.read_weight, ROLLOUT)
+    state = await asyncio.to_thread(router.read_state, ROLLOUT, None)
 
     assert got["v2"] == 10
     assert (state.canary_weight, state.verified) == (25, True)
@@ -64,7 +65,7 @@ def test_the_proxy_router_reports_a_down_proxy_as_temporary() -> None:
     router = ProxyRouter(f"http://127.0.0.1:{free_port()}", timeout=0.5)
 
     with pytest.raises(TemporaryError, match="did not answer"):
-        router.read_weight(ROLLOUT)
+        router.read_state(ROLLOUT, None)
 
 
 def test_the_proxy_router_reports_refused_input_as_permanent(running_proxy: Running) -> None:
@@ -73,7 +74,7 @@ def test_the_proxy_router_reports_refused_input_as_permanent(running_proxy: Runn
     with pytest.raises(PermanentError, match=r"weights.not a hash!: expected a name"):
         router.set_weight(ROLLOUT, 10, "new", "not a hash!")
     with pytest.raises(PermanentError, match="no embedded proxy is configured for rollout default/web"):
-        ProxyRouter({}).read_weight(ROLLOUT)
+        ProxyRouter({}).read_state(ROLLOUT, None)
 
 
 @pytest.mark.asyncio

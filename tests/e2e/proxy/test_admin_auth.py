@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from headway.bootstrap import RolloutProxyProvider
 from headway.core.errors import PermanentError
 from headway.providers.base import MeasureContext
 from headway.providers.proxy import ProxyProvider
 from headway.routers.proxy import ProxyRouter
+from headway.runtimes.embedded.analysis import RolloutProxyProvider
 from headway.runtimes.embedded.proxies import Proxies
 from headway.spec.analysis import Metric
 from headway.spec.rollout import rollout_key
@@ -168,7 +168,7 @@ def test_the_bootstrap_clients_drive_the_proxy_with_the_token(proxies: Proxies, 
     assert state["stable"] == "new" and state["weights"] == {"new": 100}
     assert set(state["backends"]) == {"old", "new"}
     with pytest.raises(PermanentError, match="missing or wrong token"):
-        ProxyRouter(proxies.admin_url).read_weight(ROLLOUT)
+        ProxyRouter(proxies.admin_url).read_state(ROLLOUT, None)
     with pytest.raises(PermanentError, match="missing or wrong token"):
         ProxyRouter(proxies.admin_url, token="wrong-token-0123456789abcdef").set_weight(ROLLOUT, 0, "new", "old")
     assert call("GET", proxies.ensure(ROLLOUT).admin_url + "/state", token=proxies.token)[1] == state

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from headway.bootstrap.kubernetes import build_controller
 from headway.kube.client import HTTP_ROUTES, REPLICA_SETS, SERVICES, KubeClient, rollouts
 from headway.runtimes.kubernetes.controller import Controller, ControllerConfig
 from tests.e2e.kubernetes.harness import eventually as _eventually
@@ -183,7 +184,7 @@ async def running(cluster: RealCluster, namespace: str, **config: Any) -> AsyncI
         "lease_seconds": 3.0,
         **config,
     }
-    controller = Controller(ControllerConfig(**settings))
+    controller = build_controller(ControllerConfig(**settings))
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(controller.run(stop=stop, ready=ready))
     try:

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from headway.engine.admission import CAPABILITIES, EMBEDDED, KUBERNETES, Mode, admit, check, run_problem
-from headway.providers.registry import default_registry
-from headway.runtimes.kubernetes.wiring import ROUTERS
+from headway.engine.admission import Mode, admit, check, run_problem
 from headway.spec.analysis import AnalysisRunSpec, Metric
 from headway.spec.load import Severity, load_document, load_text
 from tests.unit.spec.manifests import canary, dump, rollout, template
@@ -36,20 +34,6 @@ def findings(manifest: dict[str, Any], mode: Mode) -> list[tuple[str, str, Sever
 
 def errors(manifest: dict[str, Any], mode: Mode) -> list[str]:
     return [path for path, _, severity in findings(manifest, mode) if severity is Severity.ERROR]
-
-
-# --- the registry is the wiring --------------------------------------------------------------------------------
-
-
-def test_the_kubernetes_routers_are_the_ones_the_controller_builds() -> None:
-    assert set(KUBERNETES.routers) == set(ROUTERS)
-
-
-def test_the_providers_listed_are_the_ones_each_mode_registers() -> None:
-    registered = set(default_registry().known())  # both modes start from it (job: local process / batch Job)
-
-    assert set(KUBERNETES.providers) == registered
-    assert set(EMBEDDED.providers) == registered | {"proxy"}  # bootstrap adds the rollout's proxy counters
 
 
 # --- per case, per mode ------------------------------------------------------------------------------------------
@@ -176,14 +160,6 @@ def test_workload_ref_only_in_kubernetes() -> None:
 
     assert errors(manifest, Mode.EMBEDDED) == ["spec.workloadRef"]
     assert errors(manifest, Mode.KUBERNETES) == []
-
-
-def test_gates_are_called_in_both_modes() -> None:
-    manifest = rollout()
-    manifest["spec"]["webhooks"] = [{"name": "ok", "type": "confirm-promotion", "url": "http://127.0.0.1:1/"}]
-
-    assert CAPABILITIES[Mode.EMBEDDED].gates and CAPABILITIES[Mode.KUBERNETES].gates
-    assert errors(manifest, Mode.EMBEDDED) == errors(manifest, Mode.KUBERNETES) == []
 
 
 def test_what_has_no_effect_is_a_warning() -> None:

@@ -22,8 +22,8 @@ def test_every_router_gets_every_write() -> None:
     for each in (first, second):
         assert each.route(rollout).canary_weight == 30
         assert [name for name, _ in each.route(rollout).header_routes] == ["testers"]
-    assert router.read_weight(rollout).canary_weight == 30
-    assert router.read_weight(rollout).verified is True
+    assert router.read_state(rollout, None).canary_weight == 30
+    assert router.read_state(rollout, None).verified is True
 
 
 def test_routers_that_disagree_report_no_weight_any_step_asks_for() -> None:
@@ -33,7 +33,7 @@ def test_routers_that_disagree_report_no_weight_any_step_asks_for() -> None:
 
     second.set_weight(rollout, 0, "new", "old")  # someone reset one of them
 
-    state = router.read_weight(rollout)
+    state = router.read_state(rollout, None)
     assert (state.canary_weight, state.verified) == (None, False)
 
 
@@ -54,7 +54,7 @@ def test_verified_only_when_every_router_verified(
 
     router.set_weight(rollout, 40, "new", "old")
 
-    state = router.read_weight(rollout)
+    state = router.read_state(rollout, None)
     assert (state.canary_weight, state.verified) == expected
 
 

@@ -57,11 +57,11 @@ from headway.kube.client import (
 from headway.platforms.kubernetes import ROLLOUT_LABEL, KubernetesPlatform
 from headway.runtimes.kubernetes.analysis import RunMeasurer, cluster_providers, history_limits, uses_analysis
 from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache, newer
+from headway.runtimes.kubernetes.engines import EngineFactory, admit
 from headway.runtimes.kubernetes.experiments import ExperimentRunner
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics
 from headway.runtimes.kubernetes.runs import has_experiments
-from headway.runtimes.kubernetes.wiring import admit, engine_for
 from headway.spec.rollout import Rollout
 from headway.spec.status import Condition, Phase, RolloutStatus
 from headway.stores.base import ConflictError
@@ -164,8 +164,10 @@ def key_of(body: Mapping[str, Any]) -> str:
 class Controller:
     """Reconciles Rollouts of one API group; `run` until `stop` is set."""
 
-    def __init__(self, config: ControllerConfig, client: KubeClient | None = None) -> None:
+    def __init__(self, config: ControllerConfig, client: KubeClient | None = None, *, engines: EngineFactory) -> None:
         self.config = config
+        self.engines = engines
+        """Builds each pass's engine (the composition root's, `headway.bootstrap.kubernetes.engine_for`)."""
         self.client = client or _client_for(config)
         self.metrics = ControllerMetrics()
         self.registry = kopf.OperatorRegistry()
@@ -382,7 +384,7 @@ class Controller:
             except PermanentError as error:  # not there yet (GitOps may apply it later): said, and looked at again
                 await self._mark_invalid(body, (str(error),))
                 return RETRY_AFTER_ERROR
-        engine = engine_for(rollout, kube, self.config.api_group, self.gates, cached=body)
+        engine = self.engines(rollout, kube, self.config.api_group, self.gates, cached=body)
         if _has_condition(body, INVALID_SPEC):
             await self._blocking(engine.update_status, key_of(body), _without_invalid_spec)
         started = time.perf_counter()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from headway.bootstrap import build_analysis
+from headway.bootstrap.embedded import wire_analysis
 from headway.core.actions import RunKind, StartAnalysisRun
 from headway.runtimes.embedded.proxies import Proxies
 from headway.runtimes.embedded.runner import put
@@ -63,7 +63,7 @@ def test_a_stored_template_the_mode_cannot_measure_makes_its_run_error_at_start(
     store = SqliteStore(tmp_path)
     try:
         put(store, "AnalysisTemplate", "default/rate", DATADOG)  # stored before apply checked the mode
-        executor, _ = build_analysis(store, Proxies(tmp_path), tmp_path)
+        executor, _ = wire_analysis(store, Proxies(tmp_path), tmp_path)
         analysis = RolloutAnalysis.model_validate({"templates": [{"templateName": "rate"}]})
         start = StartAnalysisRun(name="web-run", kind=RunKind.STEP, analysis=analysis, hash="new", stable_hash="old")
 

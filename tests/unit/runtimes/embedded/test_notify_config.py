@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from headway.bootstrap import notify_config
 from headway.engine.notify import NotifyConfigError
+from headway.runtimes.embedded.state_dir import notify_config
 
 CONFIG = "sinks: [{name: hook, url: 'http://127.0.0.1:9/x'}]\nsubscriptions: [{sinks: [hook]}]\n"
 

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from headway.bootstrap.kubernetes import router_for
 from headway.core.actions import RunKind, StartAnalysisRun
 from headway.kube.client import BlockingKube, analysis_runs, analysis_templates
 from headway.routers.composite import CompositeRouter
 from headway.routers.nginx import NginxRouter
 from headway.routers.smi import SmiRouter
+from headway.runtimes.kubernetes.engines import admit
 from headway.runtimes.kubernetes.runs import KubernetesRunBackend
-from headway.runtimes.kubernetes.wiring import admit, router_for
 from headway.spec.rollout import RolloutAnalysis
 from tests.e2e.kubernetes.emulator import ApiServer
 from tests.e2e.kubernetes.harness import GROUP, rollout_body, serve

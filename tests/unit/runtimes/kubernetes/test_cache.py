@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from headway.bootstrap.kubernetes import build_controller
 from headway.runtimes.kubernetes import controller as controller_module
 from headway.runtimes.kubernetes.cache import ReplicaSetCache
-from headway.runtimes.kubernetes.controller import Controller, ControllerConfig, _Worker
+from headway.runtimes.kubernetes.controller import ControllerConfig, _Worker
 
 KEY = ("shop", "web")
 
@@ -85,7 +86,7 @@ async def test_a_pass_woken_by_owned_objects_runs_once_they_settle_without_waiti
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(controller_module, "OWNED_SETTLE_SECONDS", 600.0)  # a wait for the timer fails the test
-    controller = Controller(ControllerConfig(server="http://127.0.0.1:9", namespace="shop"))
+    controller = build_controller(ControllerConfig(server="http://127.0.0.1:9", namespace="shop"))
     try:
         controller.replica_sets.seed(KEY, [status(rs("web-a", 5, replicas=2), observed=1, replicas=0, available=0)])
         worker = _Worker(urgent=False)

@@ -80,7 +80,7 @@ def test_weights_and_header_routes_land_on_the_canary_ingress_and_restore_remove
     assert canary is not None
     assert canary["metadata"]["annotations"][WEIGHT] == "30"
     assert canary["metadata"]["annotations"][BY_HEADER_VALUE] == "always"
-    assert router.read_weight(rollout).canary_weight == 30
+    assert router.read_state(rollout, None).canary_weight == 30
 
     router.remove_managed_routes(rollout)
     canary = api.kube.get(INGRESSES, "web-web-canary", "default")

@@ -75,11 +75,11 @@ def test_the_router_owns_its_split_from_first_weight_to_restore(api: ApiServer) 
     router.set_weight(rollout, 40, "new", "old")
     router.set_weight(rollout, 40, "new", "old")
 
-    assert router.read_weight(rollout).canary_weight == 40
-    assert router.read_weight(rollout).verified is None
+    assert router.read_state(rollout, None).canary_weight == 40
+    assert router.read_state(rollout, None).verified is None
     router.restore(rollout)
     assert api.kube.get(TRAFFIC_SPLITS, "web", "default") is None
-    assert router.read_weight(rollout).canary_weight == 0
+    assert router.read_state(rollout, None).canary_weight == 0
 
 
 def test_header_routes_are_refused_by_name() -> None:

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from headway.bootstrap.kubernetes import engine_for
 from headway.kube.client import BlockingKube
 from headway.routers.gatewayapi import GatewayApiRouter
-from headway.runtimes.kubernetes.wiring import admit, engine_for
+from headway.runtimes.kubernetes.engines import admit
 from tests.e2e.kubernetes.harness import rollout_body
 
 
