@@ -5,7 +5,8 @@ engine with the factory given here (`engine_for`): every router the Rollout conf
 mode registry (`headway.engine.modes`) lists for its name (`CompositeRouter` when there are several, as Argo
 reconciles each), the cluster platform, the AnalysisRun/Experiment backend and the ``/status`` store. Admission
 refused any router the registry does not list before this runs. Gate webhooks (``spec.webhooks``) are called
-through the controller's gate backend when the registry says the mode calls gates.
+through the controller's gate backend, which `build_controller` gives it from the registry (none where the
+registry lists none, and admission then refuses webhooks).
 
 The metric providers are the controller's (`headway.runtimes.kubernetes.analysis.cluster_providers`); the
 registry lists the same types (a contract test holds them together). The mode delivers no notifications: the
@@ -56,10 +57,11 @@ def engine_for(
         store=KubernetesStatusStore(
             kube, rollouts(group), selector=label_selector(rollout.spec.selector), cached=cached
         ),
-        gates=gates if REGISTRY.gates is not None else None,
+        gates=gates,
     )
 
 
 def build_controller(config: ControllerConfig, client: KubeClient | None = None) -> Controller:
-    """The controller of ``config``, building its engines with `engine_for`."""
-    return Controller(config, client, engines=engine_for)
+    """The controller of ``config``, building its engines with `engine_for` and its gate backend (if the mode's
+    registry lists one) from the registry."""
+    return Controller(config, client, engines=engine_for, gates=REGISTRY.gates)

@@ -7,14 +7,8 @@ import sys
 from typing import Any
 
 from headway.bootstrap.kubernetes import build_controller
-from headway.runtimes.kubernetes.controller import (
-    LAST_APPLIED,
-    Controller,
-    ControllerConfig,
-    _Worker,
-    pack,
-    unpack,
-)
+from headway.runtimes.kubernetes.controller import Controller, ControllerConfig, _Worker
+from headway.runtimes.kubernetes.packed import LAST_APPLIED, pack, unpack
 from tests.e2e.kubernetes.harness import rollout_body
 
 

@@ -6,6 +6,10 @@ moment), then kept current by the watch's events and by the answers of the contr
 patch returns the object as stored, so a pass never reads back less than it wrote). An event older than what is
 kept (resourceVersions are etcd revisions: numbers) is ignored; a ReplicaSet the controller deleted stays gone until
 the watch says it was deleted or the controller creates it again. Everything else goes to the server unchanged.
+
+Each ReplicaSet is kept `pack`ed, with the two facts the controller asks of it without a pass (its
+resourceVersion, and whether it has caught up with its spec) beside it: a fleet's cache is then one small bytes
+object per ReplicaSet, and every LIST answered from it is a fresh copy a pass may change.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from headway.kube.client import REPLICA_SETS, BlockingKube, Body, Kind
 from headway.platforms.kubernetes import ROLLOUT_LABEL
+from headway.runtimes.kubernetes.packed import pack, unpack
 
 Key = tuple[str, str]
 """(namespace, rollout name)."""
@@ -35,11 +41,36 @@ def _key(body: Mapping[str, Any]) -> tuple[Key, str] | None:
     return (str(meta.get("namespace") or "default"), str(rollout)), str(meta["name"])
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """One ReplicaSet as the cache holds it."""
+
+    version: int | None
+    caught_up: bool
+    packed: bytes
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> _Kept:
+        return cls(_version(body), _caught_up(body), pack(body))
+
+
+def _later(candidate: Mapping[str, Any], kept: _Kept) -> bool:
+    """`newer` for a kept ReplicaSet: the candidate wins unless both versions are numbers and it is not later."""
+    new = _version(candidate)
+    return new is None or kept.version is None or new > kept.version
+
+
+def _kept_later(kept: _Kept, candidate: Mapping[str, Any]) -> bool:
+    """`newer` the other way round: the kept one wins unless both versions are numbers and it is not later."""
+    new = _version(candidate)
+    return new is None or kept.version is None or kept.version > new
+
+
 class ReplicaSetCache:
     """Per Rollout, its ReplicaSets by name; fed from the event loop (watch) and pass threads (writes)."""
 
     def __init__(self) -> None:
-        self._sets: dict[Key, dict[str, Body]] = {}
+        self._sets: dict[Key, dict[str, _Kept]] = {}
         self._deleted: dict[Key, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -47,15 +78,16 @@ class ReplicaSetCache:
         """The Rollout's ReplicaSets, or None until a LIST seeded them."""
         with self._lock:
             found = self._sets.get(key)
-            return None if found is None else list(found.values())
+            return None if found is None else [unpack(kept.packed) for kept in found.values()]
 
     def seed(self, key: Key, items: builtins.list[Body]) -> None:
         with self._lock:
             kept = self._sets.get(key) or {}
-            fresh = {str(item["metadata"]["name"]): _slim(item) for item in items}
-            for name, body in kept.items():  # a write answered while the LIST was in flight may be newer
-                if name in fresh and newer(body, fresh[name]):
-                    fresh[name] = body
+            fresh = {}
+            for item in items:
+                name = str(item["metadata"]["name"])
+                earlier = kept.get(name)  # a write answered while the LIST was in flight may be newer
+                fresh[name] = earlier if earlier is not None and _kept_later(earlier, item) else _Kept.of(item)
             self._sets[key] = fresh
 
     def observed(self, body: Body, *, deleted: bool = False) -> None:
@@ -71,8 +103,8 @@ class ReplicaSetCache:
             if deleted:
                 kept.pop(name, None)
                 self._deleted.get(key, set()).discard(name)
-            elif name not in self._deleted.get(key, set()) and (name not in kept or newer(body, kept[name])):
-                kept[name] = _slim(body)
+            elif name not in self._deleted.get(key, set()) and (name not in kept or _later(body, kept[name])):
+                kept[name] = _Kept.of(body)
 
     def wrote(self, body: Body) -> None:
         where = _key(body)
@@ -96,20 +128,12 @@ class ReplicaSetCache:
         Unknown (not seeded): settled, the pass LISTs."""
         with self._lock:
             kept = self._sets.get((namespace, rollout))
-            return kept is None or all(_caught_up(body) for body in kept.values())
+            return kept is None or all(entry.caught_up for entry in kept.values())
 
     def forget(self, namespace: str, rollout: str) -> None:
         with self._lock:
             self._sets.pop((namespace, rollout), None)
             self._deleted.pop((namespace, rollout), None)
-
-
-def _slim(body: Body) -> Body:
-    """Without ``managedFields`` (often the largest part of an object, and never read by a pass)."""
-    meta = body.get("metadata") or {}
-    if "managedFields" not in meta:
-        return body
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _caught_up(body: Mapping[str, Any]) -> bool:

@@ -24,12 +24,10 @@ import collections
 import contextlib
 import contextvars
 import functools
-import json
 import logging
 import os
 import socket
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +59,7 @@ from headway.runtimes.kubernetes.engines import EngineFactory, admit
 from headway.runtimes.kubernetes.experiments import ExperimentRunner
 from headway.runtimes.kubernetes.leader import LeaderElector
 from headway.runtimes.kubernetes.metrics import ControllerMetrics
+from headway.runtimes.kubernetes.packed import pack, unpack
 from headway.runtimes.kubernetes.runs import has_experiments
 from headway.spec.rollout import Rollout
 from headway.spec.status import Condition, Phase, RolloutStatus
@@ -118,32 +117,6 @@ def lease_name_for(group: str) -> str:
     return "headway-controller" if group == DEFAULT_GROUP else f"headway-controller-{group.replace('.', '-')}"
 
 
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A Rollout body without what no pass reads but a real API server sends: managedFields and kubectl's
-    last-applied copy of the whole object (each often larger than the spec itself). A new top level and
-    metadata; everything else is shared with ``body``, which is left alone (serialise or copy before changing)."""
-    meta = dict(body.get("metadata") or {})
-    meta.pop("managedFields", None)
-    annotations = meta.get("annotations")
-    if isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
-        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    return {**body, "metadata": meta}
-
-
-def pack(body: Mapping[str, Any]) -> bytes:
-    """A Rollout body as kept between passes: `slim`, as compact JSON, deflated (a body of ~2 KB JSON decodes
-    to a dict tree of ~10 KiB; packed it is well under 1 KiB)."""
-    return zlib.compress(json.dumps(slim(body), separators=(",", ":"), default=str).encode(), 1)
-
-
-def unpack(packed: bytes) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(zlib.decompress(packed))
-    return body
-
-
 @dataclass(slots=True)
 class _Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -164,7 +137,14 @@ def key_of(body: Mapping[str, Any]) -> str:
 class Controller:
     """Reconciles Rollouts of one API group; `run` until `stop` is set."""
 
-    def __init__(self, config: ControllerConfig, client: KubeClient | None = None, *, engines: EngineFactory) -> None:
+    def __init__(
+        self,
+        config: ControllerConfig,
+        client: KubeClient | None = None,
+        *,
+        engines: EngineFactory,
+        gates: Callable[[], HttpGates] | None = None,
+    ) -> None:
         self.config = config
         self.engines = engines
         """Builds each pass's engine (the composition root's, `headway.bootstrap.kubernetes.engine_for`)."""
@@ -206,8 +186,10 @@ class Controller:
         pass reads the Rollout from the worker's body (not a GET), which must not be older than our own write."""
         self._workload_refs: dict[str, str] = {}
         """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
-        self.gates = HttpGates()
-        """Calls ``spec.webhooks`` gates off the pass (their answers are read by a later pass), as embedded does."""
+        self._new_gates = gates
+        self.gates = gates() if gates is not None else None
+        """Calls ``spec.webhooks`` gates off the pass (their answers are read by a later pass), as embedded does;
+        None where the mode's registry lists no gate backend (admission then refuses webhooks)."""
         self._register()
 
     # --- kopf wiring ---------------------------------------------------------------------------------------------
@@ -533,7 +515,8 @@ class Controller:
     async def run(self, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
         """Watch and reconcile until ``stop`` is set; then finish gracefully (workers, lease, server)."""
         self._kube = BlockingKube(self.client, asyncio.get_running_loop())
-        self.gates = HttpGates()  # a fresh pool per run: the last run closed its own
+        if self._new_gates is not None:
+            self.gates = self._new_gates()  # a fresh pool per run: the last run closed its own
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         runner: web.AppRunner | None = None
@@ -572,7 +555,8 @@ class Controller:
             if runner is not None:
                 await runner.cleanup()
             self._executor.shutdown(wait=False, cancel_futures=True)
-            self.gates.close()
+            if self.gates is not None:
+                self.gates.close()
 
 
 def _client_for(config: ControllerConfig) -> KubeClient:

@@ -13,7 +13,7 @@ from headway.providers.base import MeasureContext
 from headway.providers.k8s_job import KubernetesJobProvider, job_name
 from headway.providers.registry import default_registry
 from headway.runtimes.kubernetes.analysis import ProviderTable, history_limits, uses_analysis
-from headway.runtimes.kubernetes.controller import LAST_APPLIED, slim
+from headway.runtimes.kubernetes.packed import LAST_APPLIED, slim
 from headway.runtimes.kubernetes.runs import analysis_state
 from headway.spec.analysis import Metric
 from headway.spec.rollout import Rollout

@@ -102,3 +102,15 @@ async def test_a_pass_woken_by_owned_objects_runs_once_they_settle_without_waiti
         assert again.done()
     finally:
         await controller.client.close()
+
+
+def test_a_listed_replica_set_is_a_copy_a_pass_may_change_and_kept_without_managed_fields() -> None:
+    cache = ReplicaSetCache()
+    body = rs("web-a", 5, replicas=2)
+    body["metadata"]["managedFields"] = [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]
+    cache.seed(KEY, [body])
+    listed = cache.listed(KEY) or []
+    listed[0]["spec"]["replicas"] = 7  # a pass building its patch on what it read
+    assert sizes(cache) == {"web-a": 2}
+    assert "managedFields" not in (cache.listed(KEY) or [{}])[0]["metadata"]
+    assert body["metadata"]["managedFields"], "the caller's object is left alone"
