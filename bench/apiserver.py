@@ -1,6 +1,6 @@
 """The controller against a real Kubernetes API server: requests per update, first-step and Healthy latency.
 
-Run on demand: ``.venv/bin/python bench/apiserver.py``. Prints one JSON document and writes
+Run on demand: ``.venv/bin/python bench/apiserver.py [--rollouts N]`` (about 2.5 min). Prints one JSON document and writes
 ``bench/results/apiserver.json``. Needs the test control plane the real-server tests use (`tests.e2e.realkube`);
 exits with a message where it is absent.
 
@@ -9,8 +9,14 @@ revision 1 Healthy first, then a new image. The controller runs in this process 
 ServiceAccount (deploy/base's RBAC), so its requests are the audit log's lines with that user name: counted from
 the image change until it is Healthy plus 2 s (so the writes reporting the last pods' readiness are in), by verb
 and resource, reads apart from writes, the leader-election Lease apart from the rest, and watches apart (one
-long request each, not per event). ``first_step_seconds``: from the edit until the status says step 1 (the
-setWeight done); ``healthy_seconds``: until Healthy on the new revision, against the pauses' sum (20 s).
+long request each, not per event). ``first_step_seconds``: from the edit until the status of the new revision
+says step 1 (the setWeight done); ``healthy_seconds``: until Healthy on the new revision, against the pauses' sum
+(20 s); ``timeline``: each change of phase, step and ReplicaSet pods (desired/available) as the bench saw it.
+
+``fleet``: N Rollouts (default 200) updated at once (`fleet`): seconds until all are Healthy, the controller's
+passes and requests, and its memory per Rollout; ``seconds_deployments_same_churn`` is the same pod churn done by
+the Deployment controller alone, the pace of this control plane. ``HEADWAY_BENCH_TRACE=1`` also prints where the
+fleet's retained Python memory was allocated (tracemalloc; slower).
 """
 
 from __future__ import annotations
