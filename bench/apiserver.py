@@ -1,8 +1,8 @@
 """The controller against a real Kubernetes API server: requests per update, first-step and Healthy latency.
 
-Run on demand: ``.venv/bin/python bench/apiserver.py [--rollouts N]`` (about 2.5 min). Prints one JSON document and writes
-``bench/results/apiserver.json``. Needs the test control plane the real-server tests use (`tests.e2e.realkube`);
-exits with a message where it is absent.
+Run on demand: ``.venv/bin/python bench/apiserver.py [--rollouts N]`` (about 2.5 min). Prints one JSON document
+and writes ``bench/results/apiserver.json``. Needs the test control plane the real-server tests use
+(`tests.e2e.realkube`); exits with a message where it is absent.
 
 The reference update: a 5-replica canary without a router (setWeight 20, pause 10s, setWeight 60, pause 10s),
 revision 1 Healthy first, then a new image. The controller runs in this process as the ``headway-controller``
