@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from headway.kube.client import KubeClient, analysis_runs, analysis_templates, rollouts
 from tests.e2e.realkube.cluster import (
@@ -22,6 +19,7 @@ from tests.e2e.realkube.cluster import (
     running,
     set_image,
     status,
+    web_template,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -67,48 +65,11 @@ async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_th
     assert len(await replica_sets(admin, namespace)) == 1  # resizing is not a new revision
 
 
-@pytest_asyncio.fixture
-async def rate() -> AsyncIterator[tuple[str, dict[str, float]]]:
-    """A metrics endpoint on 127.0.0.1 answering ``{"rate": answer["rate"]}`` (the test may change it)."""
-    answer = {"rate": 1.0}
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.json_response(answer)
-
-    app = web.Application()
-    app.router.add_get("/rate", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate", answer
-    finally:
-        await runner.cleanup()
-
-
-def _template(namespace: str, url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "success-rate", "namespace": namespace},
-        "spec": {
-            "metrics": [
-                {
-                    "name": "success-rate",
-                    "successCondition": "result >= 0.99",
-                    "failureLimit": 0,
-                    "provider": {"web": {"url": url, "jsonPath": "{$.rate}"}},
-                }
-            ]
-        },
-    }
-
-
 async def test_a_step_analysis_promotes_a_good_canary_and_rolls_a_bad_one_back(
     real_cluster: RealCluster, namespace: str, admin: KubeClient, rate: tuple[str, dict[str, float]]
 ) -> None:
     url, answer = rate
-    await admin.create(analysis_templates(GROUP), _template(namespace, url))
+    await admin.create(analysis_templates(GROUP), web_template(namespace, url))
     steps: list[dict[str, Any]] = [
         {"setWeight": 50},
         {"analysis": {"templates": [{"templateName": "success-rate"}]}},
