@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from headway.kube.client import REPLICA_SETS, KubeClient, analysis_runs, analysis_templates, experiments, rollouts
+from headway.kube.client import (
+    EVENTS,
+    REPLICA_SETS,
+    KubeClient,
+    analysis_runs,
+    analysis_templates,
+    experiments,
+    rollouts,
+)
 from headway.platforms.kubernetes import HASH_LABEL
 from headway.runtimes.kubernetes.crds import crds
 from headway.runtimes.kubernetes.operate import Cluster
@@ -250,3 +258,35 @@ async def test_a_run_whose_crd_drops_a_field_of_its_template_is_an_error_not_a_d
     assert run["status"]["phase"] == "Error"
     assert "spec.metrics[0].consecutiveSuccessLimit" in run["status"]["message"]
     assert "consecutiveSuccessLimit" not in run["spec"]["metrics"][0]  # what the server kept
+
+
+async def test_a_router_argos_rollout_crd_prunes_is_refused_not_a_canary_without_traffic_routing(
+    argo_crds: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """This Rollout CRD has no ``trafficRouting.plugins``: the Gateway API plugin a manifest names is pruned at
+    apply, leaving an empty trafficRouting. Headway refuses it (InvalidSpec, naming the field) instead of waiting
+    forever for a weight no router reads back, or canarying by pod count when traffic splitting was asked for."""
+    plugin = {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": namespace}}
+    strategy = {
+        "canary": {
+            "canaryService": "web-canary",
+            "stableService": "web-stable",
+            "trafficRouting": {"plugins": plugin},
+            "steps": [{"setWeight": 20}, {"pause": {}}],
+        }
+    }
+    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy=strategy))
+    stored = await admin.get(rollouts(ARGO), "web", namespace)
+    assert stored is not None and stored["spec"]["strategy"]["canary"]["trafficRouting"] == {}
+    async with running(argo_crds, namespace, api_group=ARGO):
+
+        async def refused() -> bool:
+            events = await admin.list(EVENTS, namespace)
+            return any(
+                e.get("reason") == "InvalidSpec" and "spec.strategy.canary.trafficRouting" in e.get("message", "")
+                for e in events
+            )
+
+        await eventually(refused, what="an InvalidSpec Event naming trafficRouting")
+    assert (await status(admin, namespace, group=ARGO)).get("phase") == "Degraded"
+    assert await admin.list(REPLICA_SETS, namespace) == []  # no pods for a rollout it cannot drive
