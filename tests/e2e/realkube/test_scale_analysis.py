@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -89,3 +91,47 @@ async def test_a_step_analysis_promotes_a_good_canary_and_rolls_a_bad_one_back(
         await eventually(rolled_back, what="the rollback after a failed analysis")
     phases = sorted(run["status"]["phase"] for run in await admin.list(analysis_runs(GROUP), namespace))
     assert phases == ["Failed", "Successful"]
+
+
+def _put_scale(cluster: RealCluster, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    """PUT a Scale as an HPA or ``kubectl scale`` does: the HTTP status the API server answered, and its message."""
+    path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
+    sent = cluster.state / f"scale-{namespace}.json"
+    sent.write_text(json.dumps(body))
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.admin), "replace", "--raw", path, "-f", str(sent), "-v=6"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    answered = re.search(r"PUT \S+/scale (\d{3}) ", done.stderr)
+    assert answered is not None, done.stderr
+    return int(answered.group(1)), done.stderr.strip().splitlines()[-1]
+
+
+async def test_the_scale_subresource_answers_a_stale_write_409_and_an_invalid_one_422_and_the_rollout_keeps_its_size(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """What an HPA or ``kubectl scale`` gets back from Headway's CRD: a Scale written with a resourceVersion the
+    Rollout has moved past is refused (409, the client reads again and retries), a negative size is refused (422),
+    and neither changes the Rollout; the retried write resizes it."""
+    await admin.create(rollouts(GROUP), rollout_body(namespace))
+    path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="healthy at 2")
+        read = json.loads(kubectl(real_cluster.admin, "get", "--raw", path))
+        # the Rollout moves on after the client read it (here a label; in life the controller's status writes)
+        await admin.patch(rollouts(GROUP), "web", namespace, {"metadata": {"labels": {"touched": "yes"}}})
+        stale = {**read, "spec": {"replicas": 4}}
+        code, message = _put_scale(real_cluster, namespace, stale)
+        assert (code, "the object has been modified" in message) == (409, True), message
+        fresh = json.loads(kubectl(real_cluster.admin, "get", "--raw", path))
+        code, message = _put_scale(real_cluster, namespace, {**fresh, "spec": {"replicas": -1}})
+        assert (code, "spec.replicas" in message) == (422, True), message
+        body = await admin.get(rollouts(GROUP), "web", namespace)
+        assert body is not None and body["spec"]["replicas"] == 2
+        code, message = _put_scale(real_cluster, namespace, {**fresh, "spec": {"replicas": 3}})
+        assert code == 200, message
+
+        async def at_three() -> bool:
+            return await _available(admin, namespace) == 3
+
+        await eventually(at_three, what="3 pods after the retried write")
