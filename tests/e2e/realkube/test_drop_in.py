@@ -240,6 +240,13 @@ async def test_an_experiment_step_runs_inside_argos_experiment_crd(
     [found] = await admin.list(experiments(ARGO), namespace)
     assert found["status"]["phase"] == "Successful", found["status"]
     assert [t["name"] for t in found["status"]["templateStatuses"]] == ["canary"]
+    [owned] = [
+        rs
+        for rs in await admin.list(REPLICA_SETS, namespace)
+        if [ref["name"] for ref in rs["metadata"].get("ownerReferences") or []] == [found["metadata"]["name"]]
+    ]
+    assert owned["spec"]["template"]["spec"]["containers"][0]["image"] == "example/web:2"  # the canary's copy
+    assert int(owned["status"].get("availableReplicas") or 0) == 1  # it ran (scaled down only 30 s after)
     [run] = await admin.list(analysis_runs(ARGO), namespace)
     assert run["status"]["phase"] == "Successful"
 
