@@ -23,6 +23,7 @@ from headway.kube.client import (
     KubeClient,
     analysis_runs,
     analysis_templates,
+    experiments,
     rollouts,
 )
 from headway.platforms.kubernetes import PODS
@@ -171,3 +172,33 @@ async def healthy_on_stable(admin: KubeClient, namespace: str) -> bool:
         for rs in await admin.list(REPLICA_SETS, namespace)
     }
     return sizes == {"example/web:1": (4, 4), "example/web:2": (0, 0)}
+
+
+async def test_an_experiment_of_the_stable_and_canary_templates_runs_to_success_on_headways_own_crds(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient, rate: tuple[str, dict[str, float]]
+) -> None:
+    """deploy/base's Experiment and AnalysisRun CRDs (with /status subresources) keep every field Headway writes:
+    the Experiment is not refused as cut short, both templates run, the analysis passes, the Rollout goes on."""
+    url, _ = rate
+    await admin.create(analysis_templates(GROUP), web_template(namespace, url))
+    experiment = {
+        "duration": "2s",
+        "templates": [
+            {"name": "baseline", "specRef": "stable"},
+            {"name": "candidate", "specRef": "canary", "metadata": {"labels": {"role": "candidate"}}},
+        ],
+        "analyses": [{"name": "rate", "templateName": "success-rate", "requiredForCompletion": True}],
+    }
+    steps: list[dict[str, Any]] = [{"setWeight": 25}, {"experiment": experiment}]
+    await admin.create(rollouts(GROUP), rollout_body(namespace, strategy={"canary": {"steps": steps}}))
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="revision 1 healthy")
+        await set_image(admin, namespace, "example/web:2")
+        await eventually(
+            lambda: healthy_on(admin, namespace, "example/web:2"), timeout=60, what="promoted after the experiment"
+        )
+    [found] = await admin.list(experiments(GROUP), namespace)
+    assert found["status"]["phase"] == "Successful", found["status"]
+    assert sorted(t["name"] for t in found["status"]["templateStatuses"]) == ["baseline", "candidate"]
+    [run] = await admin.list(analysis_runs(GROUP), namespace)
+    assert run["status"]["phase"] == "Successful"
