@@ -324,3 +324,29 @@ async def test_a_router_argos_rollout_crd_prunes_is_refused_not_a_canary_without
         await eventually(refused, what="an InvalidSpec Event naming trafficRouting")
     assert (await status(admin, namespace, group=ARGO)).get("phase") == "Degraded"
     assert await admin.list(REPLICA_SETS, namespace) == []  # no pods for a rollout it cannot drive
+
+
+async def test_a_provider_argos_template_crd_prunes_makes_the_run_an_error_that_says_so(
+    argo_crds: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """This AnalysisTemplate CRD has no ``skywalking`` provider: the API server stores the metric with an empty
+    provider. The step's run is Error saying the CRD may have dropped it (not only "set exactly one of ..."),
+    and the rollout aborts."""
+    body = web_template(namespace, "http://127.0.0.1:1/unused", group=ARGO)
+    body["spec"]["metrics"][0]["provider"] = {"skywalking": {"address": "http://127.0.0.1:1", "query": "q"}}
+    await admin.create(analysis_templates(ARGO), body)
+    stored = await admin.get(analysis_templates(ARGO), "success-rate", namespace)
+    assert stored is not None and stored["spec"]["metrics"][0]["provider"] == {}
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}]
+    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy={"canary": {"steps": steps}}))
+    async with running(argo_crds, namespace, api_group=ARGO):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="revision 1")
+        await set_image(admin, namespace, "example/web:2", group=ARGO)
+
+        async def aborted() -> bool:
+            return (await status(admin, namespace, group=ARGO)).get("abort") is True
+
+        await eventually(aborted, what="the rollout aborted on the run its template could not make")
+    [run] = await admin.list(analysis_runs(ARGO), namespace)
+    assert run["status"]["phase"] == "Error"
+    assert "the cluster's CRD dropped it" in run["status"]["message"], run["status"]["message"]
