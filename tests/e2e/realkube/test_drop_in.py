@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from headway.kube.client import (
     experiments,
     rollouts,
 )
-from headway.platforms.kubernetes import HASH_LABEL
+from headway.platforms.kubernetes import HASH_LABEL, PODS
 from headway.runtimes.kubernetes.crds import crds
 from headway.runtimes.kubernetes.operate import Cluster
 from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of
@@ -350,3 +351,22 @@ async def test_a_provider_argos_template_crd_prunes_makes_the_run_an_error_that_
     [run] = await admin.list(analysis_runs(ARGO), namespace)
     assert run["status"]["phase"] == "Error"
     assert "the cluster's CRD dropped it" in run["status"]["message"], run["status"]["message"]
+
+
+async def test_a_restart_asked_through_headway_passes_argos_date_time_schema_and_replaces_the_pods(
+    argo_crds: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """Argo's schema checks ``spec.restartAt`` as a ``date-time``: what ``headway restart`` writes must pass it,
+    and the restart happen."""
+    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO))
+    async with running(argo_crds, namespace, api_group=ARGO):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="healthy")
+        before = {pod["metadata"]["uid"] for pod in await admin.list(PODS, namespace)}
+        await Cluster(admin, namespace, group=ARGO).restart("web", datetime.now(UTC) + timedelta(seconds=1))
+
+        async def restarted() -> bool:
+            now = {pod["metadata"]["uid"] for pod in await admin.list(PODS, namespace)}
+            done = (await status(admin, namespace, group=ARGO)).get("restartedAt")
+            return len(now) == 2 and not now & before and done is not None
+
+        await eventually(restarted, timeout=60, what="both pods replaced and restartedAt written")
