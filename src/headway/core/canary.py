@@ -226,6 +226,12 @@ def _step_done(p: Pass, step: CanaryStep, index: int) -> bool:
         p.update_canary(current_step_analysis_run_status=tracked.record)
         return _verdict_done(p, tracked, "Step analysis run", PauseReason.INCONCLUSIVE_ANALYSIS, index)
     if step.experiment is not None:
+        copies_canary = any(template.spec_ref == "canary" for template in step.experiment.templates)
+        if copies_canary and p.status.canary.current_experiment is None and p.revision(p.new_hash) is None:
+            # The experiment copies the canary ReplicaSet's pod template: it is created (at 0 pods) by this pass's
+            # scale_to; starting the experiment now would find none and fail it (Argo creates it first, too).
+            p.wait(f"step {index + 1}/{total}: creating the canary ReplicaSet the experiment copies")
+            return False
         tracked = runs.track_experiment(
             p, p.status.canary.current_experiment, label=f"{index}-experiment", experiment=step.experiment
         )

@@ -396,6 +396,11 @@ PROVIDER_NAMES = (
 """Wire names of the metric providers, in the order error messages list them."""
 
 
+PRUNED_PROVIDER = (
+    " (none is set; if the manifest sets one, the cluster's CRD dropped it: its schema has no such provider)"
+)
+
+
 class MetricProvider(Model):
     """Where a metric's measurements come from: exactly one provider.
 
@@ -428,7 +433,9 @@ class MetricProvider(Model):
             raise ValueError(f"unknown provider {names} (allowed: {allowed})")
         chosen = [key for key, value in data.items() if value is not None]
         if len(chosen) != 1:
-            given = f" (got {', '.join(chosen)})" if chosen else ""
+            # An empty provider is also what an API server leaves of one its CRD's schema does not name (Argo's
+            # older CRDs have no skywalking or plugin): say so, or the user hunts for a typo that is not there.
+            given = f" (got {', '.join(chosen)})" if chosen else PRUNED_PROVIDER
             raise ValueError(f"set exactly one of {allowed}{given}")
         return data
 

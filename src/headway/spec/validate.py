@@ -239,6 +239,14 @@ def _canary(rollout: Rollout, canary: CanaryStrategy) -> Iterator[Finding]:
         yield Finding(f"{path}.dynamicStableScale", "cannot be used together with scaleDownDelaySeconds")
     if routing is not None:
         yield from _managed_routes(canary, path)
+    if routing is not None and not routing.routers():
+        # Also what a cluster leaves of a router its Rollout CRD's schema does not name (older Argo Rollouts CRDs
+        # have no ``plugins``): split traffic with nothing would wait for a weight no router ever reads back.
+        yield Finding(
+            f"{path}.trafficRouting",
+            "names no traffic router (set one, or leave trafficRouting out for a canary by pod count); if the "
+            "manifest sets one, the cluster's Rollout CRD dropped it: its schema has no such field",
+        )
     yield from _steps(canary, path)
     starting_step = canary.analysis.starting_step if canary.analysis is not None else None
     if starting_step is not None and starting_step > len(canary.steps):

@@ -4,7 +4,8 @@ Plain kmock stores objects as given (docs/dependencies.md). This subclass adds, 
 - on create: uid, resourceVersion, generation 1, creationTimestamp, metadata.namespace from the URL, 201;
 - on patch (merge or JSON patch): a 409 when ``metadata.resourceVersion`` in the body (or a ``test`` op) is stale,
   422 for a failed ``test`` op, spec/status separation (the main resource ignores ``status``, ``/status``
-  changes only ``status``), generation bumped on changes outside metadata/status only, resourceVersion bumped;
+  changes only ``status``), generation bumped on changes outside metadata/status only, resourceVersion bumped
+  and a watch event sent only when something changed (a no-op patch leaves the object as it was);
 - on list: equality label selectors and a real list resourceVersion;
 - the ``/scale`` subresource: GET answers an ``autoscaling/v1`` Scale made from ``spec.replicas``,
   ``status.replicas`` and ``status.selector``; PATCH/PUT of a Scale sets ``spec.replicas`` (as an HPA or
@@ -280,12 +281,17 @@ class FidelityEmulator(KubernetesEmulator):
         self, request: rendering.Request, stored: k8s_dicts.Object, old: dict[str, Any], new: dict[str, Any]
     ) -> dict[str, Any]:
         """Store ``new`` as the object's next version: identity kept, generation bumped when anything outside
-        metadata and status changed, a new resourceVersion, and a MODIFIED event for watchers."""
+        metadata and status changed, a new resourceVersion, and a MODIFIED event for watchers. A write that changes
+        nothing is not stored at all, as on the real server: same resourceVersion, no watch event (a controller
+        whose no-op writes woke itself would loop)."""
         assert request.resource is not None
         meta = new.setdefault("metadata", {})
         for field in ("uid", "creationTimestamp", "namespace", "name"):
             if field in old.get("metadata", {}):
                 meta[field] = old["metadata"][field]
+        meta["resourceVersion"] = old.get("metadata", {}).get("resourceVersion")
+        if new == old:
+            return old
         if {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
             k: v for k, v in old.items() if k not in ("metadata", "status")
         }:

@@ -231,6 +231,27 @@ def rollout_body(
     }
 
 
+def web_template(
+    namespace: str, url: str, *, name: str = "success-rate", group: str = GROUP, condition: str = "result >= 0.99"
+) -> dict[str, Any]:
+    """An AnalysisTemplate with one ``web`` metric reading ``{$.rate}`` from ``url``, measured once."""
+    return {
+        "apiVersion": f"{group}/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "metrics": [
+                {
+                    "name": name,
+                    "successCondition": condition,
+                    "failureLimit": 0,
+                    "provider": {"web": {"url": url, "jsonPath": "{$.rate}"}},
+                }
+            ]
+        },
+    }
+
+
 async def services(client: KubeClient, namespace: str, *names: str, app: str = "web") -> None:
     for name in names:
         body = {

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from headway.kube.client import KubeClient
 from tests.e2e.realkube.cluster import RealCluster, control_plane, kubectl, missing
@@ -55,3 +56,22 @@ async def admin(real_cluster: RealCluster) -> AsyncIterator[KubeClient]:
         yield client
     finally:
         await client.close()
+
+
+@pytest_asyncio.fixture
+async def rate() -> AsyncIterator[tuple[str, dict[str, float]]]:
+    """A metrics endpoint on 127.0.0.1 answering ``{"rate": answer["rate"]}`` (the test may change it)."""
+    answer = {"rate": 1.0}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/rate", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate", answer
+    finally:
+        await runner.cleanup()

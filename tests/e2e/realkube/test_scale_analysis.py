@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+import subprocess
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from headway.kube.client import KubeClient, analysis_runs, analysis_templates, rollouts
 from tests.e2e.realkube.cluster import (
@@ -22,6 +21,7 @@ from tests.e2e.realkube.cluster import (
     running,
     set_image,
     status,
+    web_template,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -67,48 +67,11 @@ async def test_kubectl_scale_and_an_hpa_patch_of_the_scale_subresource_resize_th
     assert len(await replica_sets(admin, namespace)) == 1  # resizing is not a new revision
 
 
-@pytest_asyncio.fixture
-async def rate() -> AsyncIterator[tuple[str, dict[str, float]]]:
-    """A metrics endpoint on 127.0.0.1 answering ``{"rate": answer["rate"]}`` (the test may change it)."""
-    answer = {"rate": 1.0}
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.json_response(answer)
-
-    app = web.Application()
-    app.router.add_get("/rate", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/rate", answer
-    finally:
-        await runner.cleanup()
-
-
-def _template(namespace: str, url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "success-rate", "namespace": namespace},
-        "spec": {
-            "metrics": [
-                {
-                    "name": "success-rate",
-                    "successCondition": "result >= 0.99",
-                    "failureLimit": 0,
-                    "provider": {"web": {"url": url, "jsonPath": "{$.rate}"}},
-                }
-            ]
-        },
-    }
-
-
 async def test_a_step_analysis_promotes_a_good_canary_and_rolls_a_bad_one_back(
     real_cluster: RealCluster, namespace: str, admin: KubeClient, rate: tuple[str, dict[str, float]]
 ) -> None:
     url, answer = rate
-    await admin.create(analysis_templates(GROUP), _template(namespace, url))
+    await admin.create(analysis_templates(GROUP), web_template(namespace, url))
     steps: list[dict[str, Any]] = [
         {"setWeight": 50},
         {"analysis": {"templates": [{"templateName": "success-rate"}]}},
@@ -128,3 +91,47 @@ async def test_a_step_analysis_promotes_a_good_canary_and_rolls_a_bad_one_back(
         await eventually(rolled_back, what="the rollback after a failed analysis")
     phases = sorted(run["status"]["phase"] for run in await admin.list(analysis_runs(GROUP), namespace))
     assert phases == ["Failed", "Successful"]
+
+
+def _put_scale(cluster: RealCluster, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    """PUT a Scale as an HPA or ``kubectl scale`` does: the HTTP status the API server answered, and its message."""
+    path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
+    sent = cluster.state / f"scale-{namespace}.json"
+    sent.write_text(json.dumps(body))
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.admin), "replace", "--raw", path, "-f", str(sent), "-v=6"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    answered = re.search(r"PUT \S+/scale (\d{3}) ", done.stderr)
+    assert answered is not None, done.stderr
+    return int(answered.group(1)), done.stderr.strip().splitlines()[-1]
+
+
+async def test_the_scale_subresource_answers_a_stale_write_409_and_an_invalid_one_422_and_the_rollout_keeps_its_size(
+    real_cluster: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """What an HPA or ``kubectl scale`` gets back from Headway's CRD: a Scale written with a resourceVersion the
+    Rollout has moved past is refused (409, the client reads again and retries), a negative size is refused (422),
+    and neither changes the Rollout; the retried write resizes it."""
+    await admin.create(rollouts(GROUP), rollout_body(namespace))
+    path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/rollouts/web/scale"
+    async with running(real_cluster, namespace):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1"), what="healthy at 2")
+        read = json.loads(kubectl(real_cluster.admin, "get", "--raw", path))
+        # the Rollout moves on after the client read it (here a label; in life the controller's status writes)
+        await admin.patch(rollouts(GROUP), "web", namespace, {"metadata": {"labels": {"touched": "yes"}}})
+        stale = {**read, "spec": {"replicas": 4}}
+        code, message = _put_scale(real_cluster, namespace, stale)
+        assert (code, "the object has been modified" in message) == (409, True), message
+        fresh = json.loads(kubectl(real_cluster.admin, "get", "--raw", path))
+        code, message = _put_scale(real_cluster, namespace, {**fresh, "spec": {"replicas": -1}})
+        assert (code, "spec.replicas" in message) == (422, True), message
+        body = await admin.get(rollouts(GROUP), "web", namespace)
+        assert body is not None and body["spec"]["replicas"] == 2
+        code, message = _put_scale(real_cluster, namespace, {**fresh, "spec": {"replicas": 3}})
+        assert code == 200, message
+
+        async def at_three() -> bool:
+            return await _available(admin, namespace) == 3
+
+        await eventually(at_three, what="3 pods after the retried write")

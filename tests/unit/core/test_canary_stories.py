@@ -364,6 +364,11 @@ def test_experiment_step_is_started_and_waited_for() -> None:
     w = started(rollout({"canary": {"steps": steps}}))
     w.deploy("app:2")
     w.step()
+    # The experiment copies the canary ReplicaSet: it is created first (at 0 pods), the experiment on the next pass
+    # (started in the same pass, a real API server had no canary ReplicaSet for it to copy and it failed).
+    assert not [x for x in w.log if isinstance(x, a.StartExperiment)]
+    assert [x.replicas for x in w.log if isinstance(x, a.CreateRevision) and x.hash == w.new_hash] == [0]
+    w.step()
     started_experiments = [x for x in w.log if isinstance(x, a.StartExperiment)]
     assert len(started_experiments) == 1
     assert w.status.phase == Phase.PROGRESSING

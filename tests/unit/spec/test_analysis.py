@@ -119,6 +119,15 @@ def test_exactly_one_provider() -> None:
     ]
 
 
+def test_an_empty_provider_says_a_crd_may_have_dropped_it() -> None:
+    manifest = template(name="t", provider={})
+    assert lint(manifest) == [
+        "rollout.yaml: AnalysisTemplate/t: spec.metrics[0].provider: set exactly one of prometheus, web, job, "
+        "datadog, newRelic, wavefront, kayenta, cloudWatch, graphite, influxdb, skywalking, plugin (none is set; "
+        "if the manifest sets one, the cluster's CRD dropped it: its schema has no such provider)"
+    ]
+
+
 def test_web_defaults_and_body_rules() -> None:
     web = WebMetric(url="http://x")
     assert (web.method, web.timeout_seconds, web.json_path) == ("GET", 10, "{$}")

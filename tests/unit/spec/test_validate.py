@@ -127,6 +127,16 @@ def test_istio_subset_routing_needs_no_services() -> None:
     assert lint(manifest) == []
 
 
+def test_traffic_routing_without_a_router_is_refused() -> None:
+    # what a cluster whose Rollout CRD has no ``plugins`` leaves of a Gateway API plugin router
+    manifest = routed()
+    manifest["spec"]["strategy"]["canary"]["trafficRouting"] = {"maxTrafficWeight": 100}
+    assert lint(manifest) == [
+        f"{C}.trafficRouting: names no traffic router (set one, or leave trafficRouting out for a canary by pod "
+        "count); if the manifest sets one, the cluster's Rollout CRD dropped it: its schema has no such field"
+    ]
+
+
 def test_canary_and_stable_services_must_differ() -> None:
     assert lint(routed(stableService="web-canary")) == [
         f"{C}.stableService: 'web-canary' is also the canaryService (two different services are required)"

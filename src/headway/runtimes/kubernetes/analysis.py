@@ -4,8 +4,9 @@ The controller is the analysis controller too (there is no second process to run
 measures that Rollout's running AnalysisRuns just before its pass, with the in-process executor's logic
 (`headway.engine.analysis.AnalysisExecutor`) over the run as the API server holds it: one executor per run and
 measurement, loaded from the object and dropped afterwards, so the controller keeps no analysis state per Rollout
-and a restarted (or newly elected) controller carries on from ``status`` alone. Results go to the run's /status
-with its resourceVersion, so a concurrent writer (a user terminating the run, another replica) makes the write
+and a restarted (or newly elected) controller carries on from ``status`` alone. Results go to the run's status
+(its /status subresource, or the run itself under Argo's CRD, which has none: `status_writes`) with its
+resourceVersion, so a concurrent writer (a user terminating the run, another replica) makes the write
 fail with a conflict and the next pass measures again from the newer object instead of clobbering it.
 
 Secret arguments stay ``valueFrom.secretKeyRef`` in the run; their values are read from the Secret right before
@@ -50,6 +51,7 @@ from headway.platforms.kubernetes import ROLLOUT_LABEL
 from headway.providers.base import MetricProvider
 from headway.providers.k8s_job import KubernetesJobProvider
 from headway.providers.registry import ProviderRegistry, default_registry
+from headway.runtimes.kubernetes.status_writes import patch_status
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate
 from headway.spec.rollout import Rollout
 
@@ -261,7 +263,7 @@ class RunMeasurer:
     async def _write(self, name: str, namespace: str, meta: Mapping[str, Any], status: dict[str, Any]) -> bool:
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status}
         try:
-            await self._client.patch(self._runs, name, namespace, patch, status=True)
+            await patch_status(self._client, self._runs, name, namespace, patch)
         except ApiConflictError:
             log.info("AnalysisRun %s/%s changed while measured; measuring again on the next pass", namespace, name)
             return False

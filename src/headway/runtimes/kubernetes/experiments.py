@@ -15,7 +15,8 @@ What it creates, as Argo's experiment controller does:
   (so the controller's `RunMeasurer` measures it and its changes wake the Rollout's worker), its spec resolved from
   the templates exactly as a Rollout's own runs are (`headway.runtimes.kubernetes.analysis.resolve_run_spec`).
 
-The status is written to /status with the resourceVersion read, so a concurrent change (a user setting
+The status is written to /status (or with the Experiment under Argo's CRD, which has no /status: `status_writes`)
+with the resourceVersion read, so a concurrent change (a user setting
 ``spec.terminate``) makes the write fail with a conflict and the next look decides again from the newer object.
 """
 
@@ -59,6 +60,7 @@ from headway.kube.client import (
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
 from headway.runtimes.kubernetes.analysis import resolve_run_spec
 from headway.runtimes.kubernetes.runs import STABLE_REVISION_ANNOTATION, create_analysis_run, has_experiments, phase_of
+from headway.runtimes.kubernetes.status_writes import patch_status_blocking
 from headway.spec.experiment import Experiment, ExperimentSpec, ExperimentTemplate
 from headway.spec.rollout import Rollout, RolloutAnalysis
 
@@ -353,7 +355,7 @@ class ExperimentRunner:
         meta = obj.get("metadata") or {}
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status}
         try:
-            self._kube.patch(self._experiments, meta.get("name", ""), meta.get("namespace"), patch, status=True)
+            patch_status_blocking(self._kube, self._experiments, meta.get("name", ""), meta.get("namespace"), patch)
         except ApiConflictError:
             log.info("experiment %s changed while advanced; deciding again", meta.get("name"))
             return False

@@ -22,8 +22,12 @@ that cannot be built (no stable ReplicaSet yet, an argument without a value) is 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+
+from pydantic import ValidationError
 
 from headway.core import analysis as ladder
 from headway.core import templates
@@ -44,7 +48,9 @@ from headway.kube.client import (
 )
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL, owner_reference, replica_set_name
 from headway.runtimes.kubernetes.analysis import resolve_run_spec, uses_analysis
+from headway.runtimes.kubernetes.status_writes import dropped, patch_status_blocking
 from headway.spec.analysis import AnalysisRun, AnalysisRunSpec, AnalysisRunStatus
+from headway.spec.experiment import ExperimentSpec
 from headway.spec.rollout import Rollout, RolloutExperimentTemplate
 from headway.spec.status import RunPhase
 
@@ -139,11 +145,12 @@ class KubernetesRunBackend:
             # spec.stableRevision is not in the CRD's schema (a cluster prunes it): the runner reads this
             metadata["annotations"] = {STABLE_REVISION_ANNOTATION: experiment.stable_hash}
         created = self._kube.create(self._experiments, {"metadata": metadata, "spec": spec})
+        problem = problem or lost_experiment_fields(spec, created)
         if problem is not None:
             status = {"phase": "Error", "message": problem}
             version = (created.get("metadata") or {}).get("resourceVersion")
             patch = {"metadata": {"resourceVersion": version}, "status": status}
-            self._kube.patch(self._experiments, experiment.name, namespace, patch, status=True)
+            patch_status_blocking(self._kube, self._experiments, experiment.name, namespace, patch)
 
     def _replica_set(self, rollout: Rollout, pod_hash: str | None) -> dict[str, Any] | None:
         if not pod_hash:
@@ -187,17 +194,76 @@ def create_analysis_run(
     in phase Error, so its owner sees why and acts on it (abort), as Argo does."""
     runs = analysis_runs(group)
     spec = {"metrics": []} if isinstance(resolved, TemplateError) else resolved.wire()
+    metadata = {**metadata, "labels": dict(metadata.get("labels") or {})}
     if revision:
         spec["revision"] = revision
+        metadata["labels"].setdefault(HASH_LABEL, revision)  # Argo's label; survives a schema that prunes spec
     if stable:
         spec["stableRevision"] = stable
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), STABLE_REVISION_ANNOTATION: stable}
     created = kube.create(runs, {"metadata": metadata, "spec": spec})
-    if isinstance(resolved, TemplateError):
-        # the /status subresource is where the phase lives
-        status = {"phase": "Error", "message": resolved.describe()}
+    problem = resolved.describe() if isinstance(resolved, TemplateError) else lost_run_fields(resolved, created)
+    if problem is not None:
+        # the phase lives in the status (its /status subresource where the CRD has one)
+        status = {"phase": "Error", "message": problem}
         version = (created.get("metadata") or {}).get("resourceVersion")
         patch = {"metadata": {"resourceVersion": version}, "status": status}
-        kube.patch(runs, metadata["name"], metadata.get("namespace"), patch, status=True)
+        patch_status_blocking(kube, runs, metadata["name"], metadata.get("namespace"), patch)
+
+
+PRUNED_ADVICE = (
+    "the API server dropped {fields}: the cluster's {kind} CRD has no such field in its schema, so the {what} "
+    "would not be what was asked; install the {kind} CRD of Headway's deploy/base or of a newer Argo Rollouts "
+    "release, or leave the field out"
+)
+
+
+def _lost(kind: str, what: str, paths: list[str]) -> str | None:
+    if not paths:
+        return None
+    shown = ", ".join(f"spec.{path}" for path in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return PRUNED_ADVICE.format(kind=kind, fields=shown, what=what)
+
+
+def lost_run_fields(sent: AnalysisRunSpec, created: Mapping[str, Any]) -> str | None:
+    """Why a created AnalysisRun cannot be trusted to measure what ``sent`` says, or None.
+
+    An API server prunes the spec fields its CRD's schema does not name (Argo's CRDs of an older release than the
+    templates': ``consecutiveSuccessLimit``, a provider's newer options): the run would then measure something
+    else than its templates say, without a word. Both specs are compared through the model, so a field dropped
+    with its default value (which means the same as leaving it out) is not a loss."""
+    stored = {key: value for key, value in (created.get("spec") or {}).items() if key not in RUN_SPEC_EXTRAS}
+    try:
+        kept = AnalysisRunSpec.model_validate(stored).wire()
+    except ValidationError as error:
+        return f"the AnalysisRun as the cluster stored it is not valid: {describe_exception(error)}"
+    return _lost("AnalysisRun", "run", dropped(sent.wire(), kept))
+
+
+RUN_SPEC_EXTRAS = frozenset({"revision", "stableRevision"})
+"""Spec fields Headway adds to a run for people reading it; the label and annotation carry the same."""
+EXPERIMENT_SPEC_EXTRAS = frozenset({"canaryRevision", "stableRevision"})
+"""Spec fields Headway adds to an Experiment; its label and `STABLE_REVISION_ANNOTATION` are read first."""
+UNREAD_EXPERIMENT_FIELDS = re.compile(r"templates\[\d+\]\.(weight|service)(\.|$)")
+"""Experiment template fields the experiment runner never reads (Argo's Experiment CRD has no ``weight`` and an
+empty ``service``): their loss changes nothing Headway does."""
+
+
+def lost_experiment_fields(sent: Mapping[str, Any], created: Mapping[str, Any]) -> str | None:
+    """Why a created Experiment cannot be trusted to run what ``sent`` says, or None (see `lost_run_fields`)."""
+
+    def parsed(spec: Mapping[str, Any]) -> dict[str, Any]:
+        return ExperimentSpec.model_validate(
+            {key: value for key, value in spec.items() if key not in EXPERIMENT_SPEC_EXTRAS}
+        ).wire()
+
+    try:
+        wanted = parsed(sent)
+        kept = parsed(created.get("spec") or {})
+    except ValidationError as error:
+        return f"the Experiment as the cluster stored it is not valid: {describe_exception(error)}"
+    lost = [path for path in dropped(wanted, kept) if not UNREAD_EXPERIMENT_FIELDS.match(path)]
+    return _lost("Experiment", "experiment", lost)
 
 
 def _without_hash(labels: dict[str, Any] | None) -> dict[str, Any]:
