@@ -9,8 +9,8 @@ through the controller's gate backend, which `build_controller` gives it from th
 registry lists none, and admission then refuses webhooks).
 
 The metric providers are the controller's (`headway.runtimes.kubernetes.analysis.cluster_providers`); the
-registry lists the same types (a contract test holds them together). The mode delivers no notifications: the
-registry says so, and ``headway lint`` reports Argo notification annotations as having no effect.
+registry lists the same types (a contract test holds them together). Notifications go where ``headway controller
+--notify FILE`` says (the same file format as embedded mode's), from the leader only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from headway.engine import modes
 from headway.engine.gates import GateBackend
+from headway.engine.notify import Notifier
 from headway.engine.reconcile import Engine
 from headway.kube.client import BlockingKube, KubeClient, rollouts
 from headway.platforms.kubernetes import KubernetesPlatform
@@ -64,4 +65,5 @@ def engine_for(
 def build_controller(config: ControllerConfig, client: KubeClient | None = None) -> Controller:
     """The controller of ``config``, building its engines with `engine_for` and its gate backend (if the mode's
     registry lists one) from the registry."""
-    return Controller(config, client, engines=engine_for, gates=REGISTRY.gates)
+    notifier = Notifier(config.notify) if config.notify is not None and config.notify.sinks else None
+    return Controller(config, client, engines=engine_for, gates=REGISTRY.gates, notifier=notifier)

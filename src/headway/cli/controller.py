@@ -45,6 +45,13 @@ import click
 @click.option("--lease-name", default=None, help="Leader-election Lease (default: headway-controller, per API group).")
 @click.option("--lease-namespace", default="default", show_default=True, help="Namespace of the leader-election Lease.")
 @click.option("--no-leader-election", is_flag=True, help="Act without a Lease (only one replica may run).")
+@click.option(
+    "--notify",
+    "notify_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Deliver the Rollouts' events to the webhooks in this file (the format of `headway up --notify`).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log every pass.")
 def controller(
     *,
@@ -58,6 +65,7 @@ def controller(
     lease_name: str | None,
     lease_namespace: str,
     no_leader_election: bool,
+    notify_file: Path | None,
     verbose: bool,
 ) -> None:
     """Reconcile Rollouts on a Kubernetes cluster."""
@@ -73,6 +81,12 @@ def controller(
         raise click.ClickException(
             f"the controller needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
         ) from error
+    from headway.engine.notify import NotifyConfig
+
+    try:
+        notify = NotifyConfig.load(notify_file) if notify_file is not None else None
+    except ValueError as error:  # the field named: silently not notifying is found out only when an alert is missed
+        raise click.ClickException(f"--notify: {error}") from error
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -87,6 +101,7 @@ def controller(
         lease_namespace=lease_namespace,
         metrics_port=metrics_port or None,
         metrics_host=metrics_bind,
+        notify=notify,
     )
 
     async def run() -> None:

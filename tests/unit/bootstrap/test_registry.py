@@ -97,7 +97,7 @@ def test_both_modes_call_gates_and_admit_webhooks(mode: Mode) -> None:
     assert check(document.model, mode) == []
 
 
-def test_only_the_embedded_mode_delivers_notifications() -> None:
+def test_both_modes_deliver_notifications_from_their_own_config_not_argos_annotations() -> None:
     manifest = rollout()
     manifest["metadata"]["annotations"] = {"notifications.argoproj.io/subscribe.on-rollout-completed.slack": "ops"}
     document = load_document(manifest)
@@ -106,9 +106,9 @@ def test_only_the_embedded_mode_delivers_notifications() -> None:
     embedded_findings = check(document.model, Mode.EMBEDDED)
     kubernetes_findings = check(document.model, Mode.KUBERNETES)
 
-    assert EMBEDDED.notifications is not None and KUBERNETES.notifications is None
+    assert EMBEDDED.notifications is not None and KUBERNETES.notifications is not None
     path = "metadata.annotations[notifications.argoproj.io/subscribe.on-rollout-completed.slack]"
     assert [(f.path, f.severity) for f in kubernetes_findings] == [(path, Severity.WARNING)]
-    assert "delivers no notifications" in kubernetes_findings[0].message
+    assert "headway controller --notify" in kubernetes_findings[0].message
     assert [(f.path, f.severity) for f in embedded_findings] == [(path, Severity.WARNING)]
     assert "notify.yaml" in embedded_findings[0].message

@@ -43,6 +43,7 @@ from headway.core import readiness
 from headway.core.decision import Event, EventType
 from headway.core.errors import AdapterError, PermanentError, TemporaryError
 from headway.engine.gates import HttpGates
+from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import PassResult
 from headway.kube.client import (
     DEFAULT_GROUP,
@@ -73,6 +74,8 @@ RETRY_AFTER_ERROR = 30.0
 LATENCIES_KEPT = 100_000
 OWNED_SETTLE_SECONDS = 0.25
 """How long a pass woken only by owned objects (ReplicaSets, AnalysisRuns) waits for the rest of their burst."""
+NOTIFY_DRAIN_SECONDS = 5.0
+"""How long a stopping controller waits for notifications still queued (the last pass's, often the verdict)."""
 SHUTDOWN_SECONDS = 10.0
 """How long a stopping controller waits for passes still running in their threads."""
 T = TypeVar("T")
@@ -108,6 +111,8 @@ class ControllerConfig:
     """Loopback unless told otherwise: in a pod, the probes and a scraping Service need ``0.0.0.0``."""
     workers: int = 16
     """Rollouts reconciled at the same time."""
+    notify: NotifyConfig | None = None
+    """Where to deliver the Rollouts' events (webhooks, Slack), as embedded mode's ``--notify``; None: nowhere."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """What "now" is for passes, analysis and experiments (time is an input: tests move it forward)."""
 
@@ -144,6 +149,7 @@ class Controller:
         *,
         engines: EngineFactory,
         gates: Callable[[], HttpGates] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.engines = engines
@@ -187,6 +193,8 @@ class Controller:
         self._workload_refs: dict[str, str] = {}
         """Rollout key → the Deployment (``namespace/name``) a workloadRef Rollout takes its template from."""
         self._new_gates = gates
+        self.notifier = notifier
+        """Delivers each pass's events to the configured webhooks (``headway controller --notify``), off the pass."""
         self.gates = gates() if gates is not None else None
         """Calls ``spec.webhooks`` gates off the pass (their answers are read by a later pass), as embedded does;
         None where the mode's registry lists no gate backend (admission then refuses webhooks)."""
@@ -392,6 +400,11 @@ class Controller:
         self.metrics.set_phase(rollout.metadata.namespace, rollout.name, outcome.status.phase, strategy)
         for event in outcome.events:
             await self.post_event(body, event)
+        if self.notifier is not None:
+            try:
+                self.notifier.notify_pass(rollout, result, now=now)
+            except Exception:  # a notification must never fail a pass: the events are on the Rollout already
+                log.exception("notifying about %s failed", key_of(body))
         log.debug("pass %s took %.3fs; requeue after %s", key_of(body), elapsed, outcome.requeue_after)
         delays = [d for d in (outcome.requeue_after, measure_after, experiments_after) if d is not None]
         return min(delays, default=None)
@@ -520,6 +533,8 @@ class Controller:
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         runner: web.AppRunner | None = None
+        if self.notifier is not None:
+            await self.notifier.start()
         if self.config.leader_election:
             tasks.append(asyncio.create_task(self.leader.run(), name="lease"))
         if self.config.metrics_port is not None:
@@ -557,6 +572,8 @@ class Controller:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self.gates is not None:
                 self.gates.close()
+            if self.notifier is not None:
+                await self.notifier.close(drain_seconds=NOTIFY_DRAIN_SECONDS)
 
 
 def _client_for(config: ControllerConfig) -> KubeClient:
