@@ -252,6 +252,21 @@ async def test_an_experiment_step_runs_inside_argos_experiment_crd(
     assert run["status"]["phase"] == "Successful"
 
 
+async def _update_until_aborted(cluster: RealCluster, namespace: str, admin: KubeClient, what: str) -> None:
+    """An Argo Rollout with an analysis step on ``success-rate``: revision 1 Healthy, then an update, until the
+    rollout is aborted."""
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}]
+    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy={"canary": {"steps": steps}}))
+    async with running(cluster, namespace, api_group=ARGO):
+        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="revision 1")
+        await set_image(admin, namespace, "example/web:2", group=ARGO)
+
+        async def aborted() -> bool:
+            return (await status(admin, namespace, group=ARGO)).get("abort") is True
+
+        await eventually(aborted, what=what)
+
+
 async def test_a_run_whose_crd_drops_a_field_of_its_template_is_an_error_not_a_different_measurement(
     argo_crds: RealCluster, namespace: str, admin: KubeClient, rate: tuple[str, dict[str, float]]
 ) -> None:
@@ -279,16 +294,7 @@ async def _cut_short(
     await admin.create(analysis_templates(ARGO), body)
     stored = await admin.get(analysis_templates(ARGO), "success-rate", namespace)
     assert stored is not None and stored["spec"]["metrics"][0]["consecutiveSuccessLimit"] == 3
-    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}]
-    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy={"canary": {"steps": steps}}))
-    async with running(argo_crds, namespace, api_group=ARGO):
-        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="revision 1")
-        await set_image(admin, namespace, "example/web:2", group=ARGO)
-
-        async def aborted() -> bool:
-            return (await status(admin, namespace, group=ARGO)).get("abort") is True
-
-        await eventually(aborted, what="the rollout aborted on the run its CRD cut short")
+    await _update_until_aborted(argo_crds, namespace, admin, "the rollout aborted on the run its CRD cut short")
     [run] = await admin.list(analysis_runs(ARGO), namespace)
     assert run["status"]["phase"] == "Error"
     assert "spec.metrics[0].consecutiveSuccessLimit" in run["status"]["message"]
@@ -338,16 +344,9 @@ async def test_a_provider_argos_template_crd_prunes_makes_the_run_an_error_that_
     await admin.create(analysis_templates(ARGO), body)
     stored = await admin.get(analysis_templates(ARGO), "success-rate", namespace)
     assert stored is not None and stored["spec"]["metrics"][0]["provider"] == {}
-    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}]
-    await admin.create(rollouts(ARGO), rollout_body(namespace, group=ARGO, strategy={"canary": {"steps": steps}}))
-    async with running(argo_crds, namespace, api_group=ARGO):
-        await eventually(lambda: healthy_on(admin, namespace, "example/web:1", group=ARGO), what="revision 1")
-        await set_image(admin, namespace, "example/web:2", group=ARGO)
-
-        async def aborted() -> bool:
-            return (await status(admin, namespace, group=ARGO)).get("abort") is True
-
-        await eventually(aborted, what="the rollout aborted on the run its template could not make")
+    await _update_until_aborted(
+        argo_crds, namespace, admin, "the rollout aborted on the run its template could not make"
+    )
     [run] = await admin.list(analysis_runs(ARGO), namespace)
     assert run["status"]["phase"] == "Error"
     assert "the cluster's CRD dropped it" in run["status"]["message"], run["status"]["message"]
