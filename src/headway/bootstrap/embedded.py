@@ -86,15 +86,15 @@ def build_embedded(
         loop.call_soon_threadsafe(lambda: holder["runner"].wake() if "runner" in holder else None)
 
     try:
+        proxies = Proxies(path)
+        (name,) = REGISTRY.routers  # one router drives every rollout (the mode drives one router per rollout)
+        router = REGISTRY.router(name, proxies)  # RouterUnavailableError (a PermanentError) stops the start
         platform = LocalPlatform(path, on_backends_changed=backends_changed, environ=_replica_environ())
     except BaseException:
-        store.close()
+        store.close()  # the directory's lock too: a failed start leaves it free for the next
         raise
-    proxies = Proxies(path)
     executor, analysis_tick = wire_analysis(store, proxies, path)
     gates = REGISTRY.gates() if REGISTRY.gates is not None else None
-    (name,) = REGISTRY.routers  # one router drives every rollout (the mode drives one router per rollout)
-    router = REGISTRY.router(name, proxies)
     engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None
     backends = BackendSync(  # its hooks are the runner's, built next: `holder` is read when they run

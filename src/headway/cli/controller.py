@@ -67,12 +67,18 @@ def controller(
         checked_namespace(namespace)
     checked_namespace(lease_namespace, "--lease-namespace")
     try:
-        from headway.bootstrap.kubernetes import build_controller
+        from headway.bootstrap.kubernetes import build_controller, load_adapters
         from headway.runtimes.kubernetes.controller import ControllerConfig
     except ImportError as error:  # the kubernetes extra is not installed
         raise click.ClickException(
             f"the controller needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
         ) from error
+    from headway.engine.modes import RouterUnavailableError
+
+    try:  # before anything starts: a router the mode lists but cannot build stops the start, named
+        load_adapters()
+    except RouterUnavailableError as error:
+        raise click.ClickException(f"the controller cannot start: {error}") from error
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
