@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -187,4 +188,18 @@ def test_the_embedded_daemon_refuses_to_start_without_its_router_and_says_why(
     error = capsys.readouterr().err
     assert f"trafficRouting.plugins[{PROXY_PLUGIN}]" in error
     assert "headway_missing_mesh_client" in error
+    SqliteStore(tmp_path / "state").close()  # the failed start released the directory's lock
+
+
+def test_the_embedded_daemon_refuses_to_start_on_a_listed_provider_it_cannot_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        embedded, "REGISTRY", dataclasses.replace(EMBEDDED, providers=EMBEDDED.providers | {"wavefront"})
+    )
+
+    code = daemon_main(["--state-dir", str(tmp_path / "state")])
+
+    assert code == 2  # a refused start naming the provider, not a traceback
+    assert "'wavefront' metric provider" in capsys.readouterr().err
     SqliteStore(tmp_path / "state").close()  # the failed start released the directory's lock
