@@ -202,8 +202,8 @@ KUBERNETES: ModeRegistry[BlockingKube] = ModeRegistry(
             "headway.routers.nginx",
         ),
         "smi": RouterEntry(RouterAbility(header_routes=False, mirror_routes=False), _smi, "headway.routers.smi"),
+        # by Argo's plugin name only: the adapter reads its config there (a bare "gatewayAPI" is refused by name)
         GATEWAY_API_PLUGIN: RouterEntry(_EVERYTHING, _gateway_api, "headway.routers.gatewayapi"),
-        "gatewayAPI": RouterEntry(_EVERYTHING, _gateway_api, "headway.routers.gatewayapi"),
     },
     routing_hint="use istio, nginx, smi or plugins[argoproj-labs/gatewayAPI]",
     several_routers=True,

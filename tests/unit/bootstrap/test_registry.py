@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,6 @@ CONFIG: dict[str, tuple[dict[str, Any], type]] = {  # per router name the Kubern
         {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": "d"}}},
         GatewayApiRouter,
     ),
-    "gatewayAPI": ({"plugins": {"gatewayAPI": {"httpRoute": "web", "namespace": "d"}}}, GatewayApiRouter),
 }
 
 
@@ -66,6 +66,24 @@ def test_every_router_the_registry_lists_for_kubernetes_is_admitted_and_built() 
         assert [f for f in check(model, Mode.KUBERNETES) if f.severity is Severity.ERROR] == [], name
         assert type(kubernetes.router_for(model, _kube())) is adapter, name
         assert adapter.__module__ == KUBERNETES.routers[name].adapter, "the module loaded at start is the one built"
+
+
+def test_every_router_the_registry_lists_for_kubernetes_finds_its_configuration_where_admission_found_it() -> None:
+    # Admitted under a name, the adapter must read its config under that name too: one that looks elsewhere
+    # fails every pass ("required") on a Rollout admission let through.
+    for name, (routing, _) in CONFIG.items():
+        module = importlib.import_module(KUBERNETES.routers[name].adapter)
+        module.target_of(_routed(routing))  # raises PermanentError naming the field it did not find
+
+
+def test_the_gateway_api_router_is_named_as_argo_names_its_plugin() -> None:
+    model = _routed({"plugins": {"gatewayAPI": {"httpRoute": "web", "namespace": "d"}}})
+
+    found = [(f.path, f.message) for f in check(model, Mode.KUBERNETES) if f.severity is Severity.ERROR]
+
+    assert len(found) == 1, found
+    assert found[0][0] == "spec.strategy.canary.trafficRouting.plugins[gatewayAPI]"
+    assert "plugins[argoproj-labs/gatewayAPI]" in found[0][1]
 
 
 def test_several_routers_are_all_built_as_one() -> None:
