@@ -24,12 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from headway.core.errors import PermanentError
 from headway.engine import modes
 from headway.engine.notify import Notifier, NotifyConfig
 from headway.engine.reconcile import Engine, PassResult
 from headway.platforms.local import LocalPlatform
 from headway.providers.base import MetricProvider
-from headway.providers.registry import default_registry
+from headway.providers.registry import UnknownProviderError, default_registry
 from headway.runtimes.embedded.analysis import EmbeddedExecutor, RolloutProxyProvider, build_analysis
 from headway.runtimes.embedded.backends import BackendSync
 from headway.runtimes.embedded.proxies import Proxies
@@ -47,7 +48,10 @@ def providers(proxies: Proxies, owner: Callable[[str], str | None]) -> dict[str,
     table = default_registry()
     built: dict[str, MetricProvider] = {}
     for kind in sorted(REGISTRY.providers):
-        built[kind] = RolloutProxyProvider(proxies, owner) if kind == RolloutProxyProvider.type else table.get(kind)
+        try:
+            built[kind] = RolloutProxyProvider(proxies, owner) if kind == RolloutProxyProvider.type else table.get(kind)
+        except UnknownProviderError as error:  # admission lets this type through: refuse to start, never skip it
+            raise PermanentError(f"the {REGISTRY.mode} mode lists the {kind!r} metric provider: {error}") from error
     return built
 
 
@@ -86,15 +90,15 @@ def build_embedded(
         loop.call_soon_threadsafe(lambda: holder["runner"].wake() if "runner" in holder else None)
 
     try:
+        proxies = Proxies(path)
+        (name,) = REGISTRY.routers  # one router drives every rollout (the mode drives one router per rollout)
+        router = REGISTRY.router(name, proxies)  # RouterUnavailableError (a PermanentError) stops the start
+        executor, analysis_tick = wire_analysis(store, proxies, path)  # so does a provider it cannot build
         platform = LocalPlatform(path, on_backends_changed=backends_changed, environ=_replica_environ())
     except BaseException:
-        store.close()
+        store.close()  # the directory's lock too: a failed start leaves it free for the next
         raise
-    proxies = Proxies(path)
-    executor, analysis_tick = wire_analysis(store, proxies, path)
     gates = REGISTRY.gates() if REGISTRY.gates is not None else None
-    (name,) = REGISTRY.routers  # one router drives every rollout (the mode drives one router per rollout)
-    router = REGISTRY.router(name, proxies)
     engine = Engine(platform=platform, router=router, runs=executor, store=store, gates=gates)
     notifier = Notifier(notify) if notify is not None and notify.sinks else None
     backends = BackendSync(  # its hooks are the runner's, built next: `holder` is read when they run

@@ -75,14 +75,19 @@ def controller(
         checked_namespace(namespace)
     checked_namespace(lease_namespace, "--lease-namespace")
     try:
-        from headway.bootstrap.kubernetes import build_controller
+        from headway.bootstrap.kubernetes import build_controller, load_adapters
         from headway.runtimes.kubernetes.controller import ControllerConfig
     except ImportError as error:  # the kubernetes extra is not installed
         raise click.ClickException(
             f"the controller needs the Kubernetes client ({KUBERNETES_EXTRA}): {error}"
         ) from error
+    from headway.engine.modes import RouterUnavailableError
     from headway.engine.notify import NotifyConfig
 
+    try:  # before anything starts: a router the mode lists but cannot build stops the start, named
+        load_adapters()
+    except RouterUnavailableError as error:
+        raise click.ClickException(f"the controller cannot start: {error}") from error
     try:
         notify = NotifyConfig.load(notify_file) if notify_file is not None else None
     except ValueError as error:  # the field named: silently not notifying is found out only when an alert is missed

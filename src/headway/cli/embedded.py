@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import click
+from click.core import ParameterSource
 from rich.console import Console, RenderableType
 from rich.live import Live
 
@@ -469,8 +470,11 @@ def target_for(
     state_dir: Path, kube_context: str | None, namespace: str | None, kubeconfig: Path | None
 ) -> RolloutTarget:
     """The one place a command's mode is decided: a cluster when `headway.cli.kube.target_of` names one (its
-    flags, ``HEADWAY_MODE``, the kubectl plugin), else the embedded instance of ``state_dir``."""
-    cluster = kube.target_of(kube_context, namespace, kubeconfig)
+    flags, ``HEADWAY_MODE``, the kubectl plugin), else the embedded instance of ``state_dir``. A ``--state-dir``
+    typed on the command line of a command that targets a cluster is a usage error (`kube.target_of`)."""
+    context = click.get_current_context(silent=True)
+    given = context is not None and context.get_parameter_source("state_dir") is ParameterSource.COMMANDLINE
+    cluster = kube.target_of(kube_context, namespace, kubeconfig, state_dir_given=given)
     return kube.ClusterTarget(cluster) if cluster is not None else EmbeddedTarget(state_dir)
 
 

@@ -4,7 +4,9 @@ The same `headway get/list/promote/...` commands serve both modes; `cluster_opti
 (``--context``, ``-n/--namespace``, ``--kubeconfig``) and `target_of` decides the mode: any of those flags, or
 ``HEADWAY_MODE=kubernetes``, or being run as the kubectl plugin ``kubectl-headway`` (so ``kubectl headway promote
 web`` works with no flag) targets the cluster; otherwise the embedded instance. ``HEADWAY_MODE=embedded`` makes the
-plugin talk to the local instance. The work is done by `headway.runtimes.kubernetes.operate`; this module prints.
+plugin talk to the local instance. Asking for both (a cluster flag under ``HEADWAY_MODE=embedded``, or a typed
+``--state-dir`` on a command that targets a cluster) is a usage error. The work is done by
+`headway.runtimes.kubernetes.operate`; this module prints.
 
 ``get rollout --watch`` / ``list rollouts --watch`` (and ``status``) keep one connection and re-read the view
 every `WATCH_INTERVAL` seconds (`operate.follow`), drawing it again only when it changed: in place on a terminal,
@@ -84,18 +86,42 @@ def cluster_options(function: F) -> F:
     return context(function)
 
 
-def target_of(kube_context: str | None, namespace: str | None, kubeconfig: Path | None) -> Target | None:
-    """The cluster to talk to, or None for the embedded instance (see the module docstring)."""
+def target_of(
+    kube_context: str | None, namespace: str | None, kubeconfig: Path | None, *, state_dir_given: bool = False
+) -> Target | None:
+    """The cluster to talk to, or None for the embedded instance (see the module docstring).
+
+    Asking for both is a usage error, never a guess: a cluster flag with ``HEADWAY_MODE=embedded``, or
+    ``--state-dir`` given on the command line (``state_dir_given``) to a command that targets a cluster. Either
+    guess would act (promote, abort...) on rollouts the user did not name."""
     mode = os.environ.get("HEADWAY_MODE", "").lower()
     if mode not in ("", "kubernetes", "embedded"):
         raise click.BadParameter(
             f"HEADWAY_MODE must be kubernetes or embedded, got {mode!r}", param_hint="HEADWAY_MODE"
         )
+    flags = ", ".join(
+        flag
+        for flag, value in (("--context", kube_context), ("--namespace", namespace), ("--kubeconfig", kubeconfig))
+        if value is not None
+    )
     if mode == "embedded":
+        if flags:
+            raise click.BadParameter(
+                f"it is embedded (the local instance), but {flags} targets a cluster: unset HEADWAY_MODE or drop "
+                f"{flags}",
+                param_hint="HEADWAY_MODE",
+            )
         return None
     if namespace is not None:
         checked_namespace(namespace)
-    if kube_context or namespace or kubeconfig or mode == "kubernetes" or _as_plugin():
+    if flags or mode == "kubernetes" or _as_plugin():
+        if state_dir_given:
+            why = flags or ("HEADWAY_MODE=kubernetes" if mode == "kubernetes" else f"running as {PLUGIN_NAME}")
+            raise click.BadParameter(
+                f"it names the local (embedded) instance, but {why} targets a cluster: give one or the other "
+                "(HEADWAY_MODE=embedded makes the kubectl plugin act on the local instance)",
+                param_hint="--state-dir",
+            )
         context = click.get_current_context(silent=True)
         group = context.meta.get(API_GROUP_KEY) if context is not None else None
         target: Target = cluster_operations().Target(

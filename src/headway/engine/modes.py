@@ -13,17 +13,24 @@ A router listed with its ability is therefore a router the mode really drives, a
 one admission lets through: there is no second list to keep in step.
 
 Router factories import their adapter when called, not here: admission (and so ``headway lint`` and the
-embedded mode) reads this table without loading the Kubernetes client the cluster routers are built on.
+embedded mode) reads this table without loading the Kubernetes client the cluster routers are built on. Each
+entry names its adapter's module, so a mode's wiring loads them all when it starts (`ModeRegistry.load_routers`):
+an adapter that cannot be imported (a missing extra, a broken install) stops the start with the router named,
+instead of surfacing on the first Rollout that routes through it. Building a router that fails anyway is a
+`RouterUnavailableError` naming the ``trafficRouting`` field, never a bare ImportError.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from headway.core.errors import PermanentError
 from headway.engine.gates import HttpGates
+from headway.spec.rollout import TrafficRouting
 
 if TYPE_CHECKING:
     from headway.kube.client import BlockingKube
@@ -56,12 +63,19 @@ class RouterAbility:
     """The most header routes that may be in force at once (None: any number)."""
 
 
+class RouterUnavailableError(PermanentError):
+    """A router the mode lists whose adapter cannot be imported or built: the mode cannot drive it, so nothing
+    may be reported as routed through it (the message names the ``trafficRouting`` field and why)."""
+
+
 @dataclass(frozen=True)
 class RouterEntry(Generic[Context]):
     """One router a mode drives: what it can do (for admission) and how to build it (for the wiring)."""
 
     ability: RouterAbility
     build: Callable[[Context], TrafficRouter]
+    adapter: str
+    """The module ``build`` imports its adapter from (loaded up front by `ModeRegistry.load_routers`)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +109,29 @@ class ModeRegistry(Generic[Context]):
 
     def router(self, name: str, context: Context) -> TrafficRouter:
         """The adapter of router ``name`` on ``context``; KeyError for a router the mode does not drive (which
-        admission refused before anything is built)."""
-        return self.routers[name].build(context)
+        admission refused before anything is built), `RouterUnavailableError` when its adapter cannot be
+        imported or built."""
+        entry = self.routers[name]
+        try:
+            return entry.build(context)
+        except Exception as error:  # an ImportError (missing extra) or a constructor's bug: named, never bare
+            raise RouterUnavailableError(self._unavailable(name, entry, error)) from error
+
+    def load_routers(self) -> None:
+        """Import every router adapter the mode lists, so a mode whose wiring cannot build one refuses to start
+        (`RouterUnavailableError` naming the router) instead of failing the first Rollout that routes through it."""
+        for name, entry in self.routers.items():
+            try:
+                importlib.import_module(entry.adapter)
+            except ImportError as error:
+                raise RouterUnavailableError(self._unavailable(name, entry, error)) from error
+
+    def _unavailable(self, name: str, entry: RouterEntry[Context], error: Exception) -> str:
+        detail = f"{type(error).__name__}: {error}" if not isinstance(error, ImportError) else str(error)
+        return (
+            f"spec.strategy.canary.trafficRouting.{TrafficRouting.field_of(name)}: the {self.mode} mode cannot "
+            f"build the {name} router ({entry.adapter}: {detail})"
+        )
 
 
 # --- the router factories (adapters imported when built: see the module docstring) ---------------------------
@@ -143,7 +178,7 @@ _EVERYTHING = RouterAbility(header_routes=True, mirror_routes=True)
 
 EMBEDDED: ModeRegistry[ProxyAdmin] = ModeRegistry(
     mode=Mode.EMBEDDED,
-    routers={PROXY_PLUGIN: RouterEntry(_EVERYTHING, _proxy)},
+    routers={PROXY_PLUGIN: RouterEntry(_EVERYTHING, _proxy, "headway.routers.proxy")},
     routing_hint=f"it routes with its built-in proxy: use trafficRouting.plugins[{PROXY_PLUGIN}], or no trafficRouting",
     several_routers=False,
     providers=COMMON_PROVIDERS | {"proxy"},
@@ -159,14 +194,16 @@ EMBEDDED: ModeRegistry[ProxyAdmin] = ModeRegistry(
 KUBERNETES: ModeRegistry[BlockingKube] = ModeRegistry(
     mode=Mode.KUBERNETES,
     routers={
-        "istio": RouterEntry(_EVERYTHING, _istio),
+        "istio": RouterEntry(_EVERYTHING, _istio, "headway.routers.istio"),
         # ingress-nginx canaries carry one canary-by-header annotation set: one header, one route.
         "nginx": RouterEntry(
-            RouterAbility(header_routes=True, mirror_routes=False, header_matches=1, header_routes_at_once=1), _nginx
+            RouterAbility(header_routes=True, mirror_routes=False, header_matches=1, header_routes_at_once=1),
+            _nginx,
+            "headway.routers.nginx",
         ),
-        "smi": RouterEntry(RouterAbility(header_routes=False, mirror_routes=False), _smi),
-        GATEWAY_API_PLUGIN: RouterEntry(_EVERYTHING, _gateway_api),
-        "gatewayAPI": RouterEntry(_EVERYTHING, _gateway_api),
+        "smi": RouterEntry(RouterAbility(header_routes=False, mirror_routes=False), _smi, "headway.routers.smi"),
+        # by Argo's plugin name only: the adapter reads its config there (a bare "gatewayAPI" is refused by name)
+        GATEWAY_API_PLUGIN: RouterEntry(_EVERYTHING, _gateway_api, "headway.routers.gatewayapi"),
     },
     routing_hint="use istio, nginx, smi or plugins[argoproj-labs/gatewayAPI]",
     several_routers=True,

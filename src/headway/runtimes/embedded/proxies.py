@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from headway.core.errors import PermanentError, TemporaryError
+from headway.engine import modes
 from headway.platforms.local_process import start_ticks
 from headway.private_files import append_private, private_dir, write_private_atomically
 from headway.spec.rollout import Rollout, rollout_key
 
 log = logging.getLogger(__name__)
 
-PROXY_PLUGIN = "headway.dev/proxy"
-"""The ``trafficRouting.plugins`` key that routes a rollout through the built-in proxy; config ``{port: 8080}``."""
+PROXY_PLUGIN = modes.PROXY_PLUGIN
+"""The ``trafficRouting.plugins`` key that routes a rollout through the built-in proxy (the name the mode registry
+admits it by); config ``{port: 8080}``."""
 PORT_ANNOTATION = "headway.dev/proxy-port"
 """Where a blue/green rollout (no trafficRouting) names its traffic port; 0 or absent: any free port."""
 PROXY_MODULE = "headway.runtimes.embedded.proxy"

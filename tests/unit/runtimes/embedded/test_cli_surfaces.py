@@ -137,7 +137,8 @@ async def test_cluster_commands_check_names_and_namespaces_before_connecting(ins
         (["list", "rollouts", "-n", "shop/x"], "--namespace"),
         (["dashboard", "-n", "a.b"], "--namespace"),
     ):
-        result = await instance.headway(*args)
+        # without --state-dir: typed along with a cluster flag, it is a usage error of its own
+        result = CliRunner().invoke(main, args, env={"HEADWAY_MODE": ""}, catch_exceptions=False)
         assert result.exit_code == 2, (args, result.output)
         assert flag in result.output and "RFC 1123" in result.output, (args, result.output)
     for args, flag in ((["-n", "Bad"], "--namespace"), (["--lease-namespace", "Bad"], "--lease-namespace")):
