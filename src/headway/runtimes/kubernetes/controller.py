@@ -132,6 +132,8 @@ class _Worker:
     """The next pass is for the Rollout itself (first sight, an edit, its own requeue time): no settling."""
     held: list[str] | None = None
     """While a pass runs: the resourceVersions of the Rollout events that arrived meanwhile (not yet woken)."""
+    failure: str | None = None
+    """The unexpected error the last pass ended in, already reported on the Rollout (once, not every retry)."""
 
 
 def key_of(body: Mapping[str, Any]) -> str:
@@ -314,10 +316,13 @@ class Controller:
                 temporary = isinstance(error, TemporaryError)
                 self.metrics.errors.labels("temporary" if temporary else "permanent").inc()
                 delay = error.delay if isinstance(error, TemporaryError) else RETRY_AFTER_ERROR
-            except Exception:  # a bug must not kill the worker: log it, count it, retry later
+            except Exception as error:  # a bug must not kill the worker: log it, count it, say it, retry later
                 log.exception("reconciling %s failed", key)
                 self.metrics.errors.labels("exception").inc()
                 delay = RETRY_AFTER_ERROR
+                await self._report_failure(worker, error)
+            else:
+                worker.failure = None
             fresh = self._fresh.pop(key, None)
             if fresh is not None and (worker.body is None or newer(fresh, unpack(worker.body))):
                 worker.body = pack(fresh)
@@ -344,6 +349,16 @@ class Controller:
                 await asyncio.wait_for(worker.wake.wait(), timeout=remaining)
             except TimeoutError:
                 return
+
+    async def _report_failure(self, worker: _Worker, error: Exception) -> None:
+        """An unexpected exception is an error on the Rollout, not only a log line: a ``ReconcileError`` Warning
+        Event naming it (once per distinct error; the pass is retried after `RETRY_AFTER_ERROR`)."""
+        message = f"reconciling failed: {type(error).__name__}: {error}; retrying in {RETRY_AFTER_ERROR:g} s"
+        if worker.body is None or worker.failure == message:
+            return
+        worker.failure = message
+        with contextlib.suppress(Exception):  # the report must not turn one failure into two
+            await self.post_event(unpack(worker.body), Event(EventType.WARNING, "ReconcileError", message))
 
     def _release(self, key: str, worker: _Worker) -> None:
         """After a pass: wake again at once if a Rollout event held during it was not the echo of its write."""
