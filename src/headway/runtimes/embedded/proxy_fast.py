@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from multidict import CIMultiDict
 
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, Pool, RoutingTable
+from headway.runtimes.embedded.proxy_counters import Counters
 from headway.runtimes.embedded.proxy_http import (
     BAD_GATEWAY,
     BAD_REQUEST,
@@ -53,8 +54,18 @@ from headway.runtimes.embedded.proxy_http import (
     routing_view,
 )
 
-if TYPE_CHECKING:
-    from headway.runtimes.embedded.proxy import Proxy
+
+class PlaneHost(Protocol):
+    """What the data plane needs of the proxy that owns it: the routing table in force (replaced whole on every
+    change, so it is read afresh per request), the per-revision counters, and the mirror that sends a copy of a
+    request off the hot path. The proxy (`headway.runtimes.embedded.proxy.Proxy`) is one; this module never
+    imports it."""
+
+    table: RoutingTable
+    counters: Counters
+
+    def mirror(self, slot: BackendSlot, method: str, path: str, headers: CIMultiDict[str], body: Any) -> None: ...
+
 
 CONNECT_TIMEOUT = 2.0
 RESPONSE_TIMEOUT = 300.0
@@ -690,7 +701,7 @@ class FastDataPlane:
 
     def __init__(
         self,
-        proxy: Proxy,
+        proxy: PlaneHost,
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         response_timeout: float = RESPONSE_TIMEOUT,
