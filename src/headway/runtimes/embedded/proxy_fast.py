@@ -24,8 +24,9 @@ connection, or is answered 503 with ``Retry-After`` and closed). All timeouts ar
 never a timer per connection.
 
 Failover: a refused or timed-out connect is retried once on another ready backend of the revision, else of
-stable; a pooled keep-alive connection found closed before any answer is retried once for bodiless idempotent
-requests.
+stable; a connection closed before any answer (a stale pooled one, or a backend that died with the request in
+hand) is retried once the same way for bodiless idempotent requests, as nginx's ``proxy_next_upstream error``
+does: resending a GET is safe, and a replica killed mid-request then costs no client an error.
 """
 
 from __future__ import annotations
@@ -455,10 +456,11 @@ class Exchange:
         self.retry(slot)
 
     def upstream_lost_before_answer(self, upstream: Upstream, reused: bool) -> None:
-        """A connection closed before any answer: a stale pooled one may be retried if resending is safe."""
+        """A connection closed before any answer (stale in the pool, or the backend died): retried if resending is
+        safe (``reused`` no longer matters: a fresh connection's backend may equally have died mid-request)."""
         slot = upstream.slot
         slot.failures += 1
-        safe = reused and self.length is None and not self.chunked and self.method in IDEMPOTENT
+        safe = self.length is None and not self.chunked and self.method in IDEMPOTENT
         if safe:
             self.upstream = None
             self.retry(slot)
