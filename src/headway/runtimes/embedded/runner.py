@@ -227,6 +227,8 @@ class Runner:
         """Rollouts known to have a saved status (`adopt_serving` has nothing to do for them)."""
         self._unreadable: set[str] = set()
         """Stored rollouts that no longer parse, already reported (once, not on every turn)."""
+        self._failing: dict[str, str] = {}
+        """Per rollout, the error its passes fail with, already reported (again only once it changes or clears)."""
 
     # --- rollouts and their specs ---------------------------------------------------------------------------
 
@@ -418,8 +420,12 @@ class Runner:
         self._attach()
         while not self._stopping:
             self._wakeup.clear()
-            await self.turn()
-            delay = self._delay()
+            try:
+                await self.turn()
+                delay = self._delay()
+            except Exception:  # the store could not be listed (or a bug): the loop lives on, or nothing reconciles
+                log.exception("a runner turn failed; the next one is in %.1f s", self.resync)
+                delay = self.resync
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
@@ -473,12 +479,19 @@ class Runner:
         try:
             self.adopt_serving(key, rollout)
             result = self.engine.run_pass(rollout, now=now, key=key)
+            self._after_pass(key, rollout, result, now, schedule)
         except Exception as error:  # an adapter bug: report it, retry at the resync, keep the others going
             log.exception("reconciling %s failed", key)
-            self.record(key, "Warning", "ReconcileError", f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            if self._failing.get(key) != message:  # once per distinct error, not every resync: events are bounded
+                self._failing[key] = message
+                self.record(key, "Warning", "ReconcileError", message)
             with self._books:
                 schedule.due = _after(now, self.resync)
-            return
+
+    def _after_pass(self, key: str, rollout: Rollout, result: PassResult, now: datetime, schedule: _Schedule) -> None:
+        """Events, revision and weight history, the next due time and the callbacks of a pass that ran."""
+        self._failing.pop(key, None)
         outcome = result.outcome()
         for event in outcome.events:
             self._record_event(key, event)

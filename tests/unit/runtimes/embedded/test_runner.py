@@ -10,7 +10,7 @@ import pytest
 
 from headway.core.hashing import pod_template_hash
 from headway.platforms.fake import EPOCH
-from headway.runtimes.embedded.runner import ROLLOUT, CommandError, SteadyClock
+from headway.runtimes.embedded.runner import REVISION, ROLLOUT, CommandError, SteadyClock
 from headway.spec.load import SpecError
 from headway.spec.status import Phase
 from headway.stores.base import NO_VERSION
@@ -239,3 +239,51 @@ def test_a_stored_rollout_that_no_longer_parses_is_said_on_the_rollout_once() ->
     world.runner.rollouts()
     events = [e for e in world.runner.events_after(0, "default/old") if e.reason == "InvalidSpec"]
     assert len(events) == 1 and events[0].type == "Warning" and "no longer parses" in events[0].message
+
+
+@pytest.mark.asyncio
+async def test_a_failure_after_the_pass_is_an_error_on_the_rollout_said_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await deployed(world)
+    real = world.documents.get_document
+
+    def broken(kind: str, key: str) -> object:
+        if kind == REVISION:  # read only after a pass, to remember the template of the revision it deployed
+            raise OSError("the revision history cannot be read")
+        return real(kind, key)
+
+    monkeypatch.setattr(world.documents, "get_document", broken)
+    world.runner.command("web", "set-image", container="app", image="web:v2")
+    await world.turns(4)
+    errors = [e for e in world.runner.events_after(0, "default/web") if e.reason == "ReconcileError"]
+    assert len(errors) == 1, errors
+    assert errors[0].type == "Warning" and "revision history" in errors[0].message
+
+
+@pytest.mark.asyncio
+async def test_the_loop_outlives_a_turn_that_fails(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.runner.resync = 0.05
+    real = world.documents.list_documents
+    failures = 0
+
+    def flaky(kind: str) -> object:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise OSError("database is locked")
+        return real(kind)
+
+    monkeypatch.setattr(world.documents, "list_documents", flaky)
+    loop = asyncio.create_task(world.runner.run())
+    try:
+        world.runner.apply_text(MANIFEST, "rollout.yaml")
+        deadline = time.monotonic() + 10.0
+        while not any(e.reason == "RolloutCreated" for e in world.runner.events) and time.monotonic() < deadline:
+            assert not loop.done(), "the runner loop ended"
+            await asyncio.sleep(0.01)
+        assert failures == 2
+        assert any(e.reason == "RolloutCreated" for e in world.runner.events)
+    finally:
+        world.runner.stop()
+        await asyncio.wait_for(loop, timeout=5.0)
