@@ -9,11 +9,12 @@ reloads its last routing state from the state file when it starts. Once bound it
 Per request: header routes, then smooth weighted round-robin pick a revision (`proxy_balancing`), round-robin
 picks one of its ready backends, and the request is forwarded over a keep-alive pool with hop-by-hop headers
 stripped and ``X-Forwarded-For/Proto/Host`` set; bodies stream both ways (`proxy_fast`, HTTP/1.1 parsed strictly
-by `proxy_http`). If the connection to the backend is refused (nothing was sent yet) or a pooled keep-alive
-connection turns out closed on a bodiless idempotent request, it is retried once on another ready backend of the
-revision, else of stable, so a replica restarting never surfaces as a 502. Mirror routes copy a share of
-matching requests to the canary without waiting. The hot path avoids work that is not needed: the routing table
-is rebuilt only when the state changes, counters are plain integers, nothing is logged per request.
+by `proxy_http`). If the connection to the backend is refused (nothing was sent yet), or a bodiless idempotent
+request's connection closes before any answer (stale in the pool, or the backend died with it), it is retried
+once on another ready backend of the revision, else of stable, so a replica restarting never surfaces as a 502.
+Mirror routes copy a share of matching requests to the canary without waiting. The hot path avoids work that is
+not needed: the routing table is rebuilt only when the state changes, counters are plain integers, nothing is
+logged per request.
 
 The admin API changes where all traffic goes, so every endpoint but ``GET /healthz`` needs the instance's token
 as ``Authorization: Bearer <token>`` (compared in constant time; otherwise 401 and nothing changes). The token is

@@ -455,9 +455,9 @@ class Exchange:
         slot.failures += 1
         self.retry(slot)
 
-    def upstream_lost_before_answer(self, upstream: Upstream, reused: bool) -> None:
+    def upstream_lost_before_answer(self, upstream: Upstream) -> None:
         """A connection closed before any answer (stale in the pool, or the backend died): retried if resending is
-        safe (``reused`` no longer matters: a fresh connection's backend may equally have died mid-request)."""
+        safe, whether the connection was pooled or fresh (a fresh one's backend may equally have died)."""
         slot = upstream.slot
         slot.failures += 1
         safe = self.length is None and not self.chunked and self.method in IDEMPOTENT
@@ -578,7 +578,6 @@ class Upstream(asyncio.Protocol):
         self.buffer = b""
         self.body: BodyFraming | None = None
         self.reusable = True
-        self.reused = False
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -607,7 +606,7 @@ class Upstream(asyncio.Protocol):
             return
         if not exchange.got_response:
             exchange.upstream = None
-            exchange.upstream_lost_before_answer(self, self.reused)
+            exchange.upstream_lost_before_answer(self)
         elif self.body is not None and self.body.until_close:
             exchange.response_done(upstream_reusable=False)
         else:
@@ -777,7 +776,6 @@ class FastDataPlane:
         while idle:
             upstream = idle.pop()
             if not upstream.closed and upstream.transport is not None and not upstream.transport.is_closing():
-                upstream.reused = True
                 exchange.connected(upstream)
                 return
         task = self.loop.create_task(self._open(exchange, slot))
@@ -806,7 +804,6 @@ class FastDataPlane:
         if len(idle) >= IDLE_POOL:
             upstream.close()
             return
-        upstream.reused = False
         idle.append(upstream)
 
     def stop_accepting(self) -> None:
