@@ -84,6 +84,33 @@ async def test_mirrors_copy_requests_to_the_canary_without_answering_from_it(
 
 
 @pytest.mark.asyncio
+async def test_an_absolute_form_request_is_matched_and_mirrored_by_its_path(
+    running_proxy: Running, backends: dict[str, Running]
+) -> None:
+    call(
+        "PUT",
+        running_proxy.admin + "/mirror-routes/shadow",
+        {"percentage": 100, "match": [{"path": {"prefix": "/api"}}]},
+    )
+    before = served(backends["v2"])
+    host, port = running_proxy.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        for _ in range(3):  # the absolute form a client sends to a proxy (RFC 9112 §3.2.2)
+            client.sendall(f"GET http://{running_proxy.listen}/api/items HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith((b"v1a", b"v1b")):
+                piece = client.recv(65536)
+                assert piece, answer
+                answer += piece
+            assert answer.startswith(b"HTTP/1.1 200 ")
+
+    deadline = time.monotonic() + 5
+    while served(backends["v2"]) - before < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert served(backends["v2"]) - before == 3
+
+
+@pytest.mark.asyncio
 async def test_hop_by_hop_headers_are_stripped_and_forwarded_headers_set(running_proxy: Running) -> None:
     async with (
         aiohttp.ClientSession() as session,

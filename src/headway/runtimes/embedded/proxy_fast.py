@@ -52,6 +52,7 @@ from headway.runtimes.embedded.proxy_http import (
     Head,
     ProtocolError,
     incomplete_head_error,
+    origin_form,
     routing_view,
 )
 
@@ -363,8 +364,9 @@ class Exchange:
             self.answer_locally(NO_BACKEND, count=False)
             return False
         self.pool, self.slot = pool, slot
-        if table.mirrors:
-            path = self.target.split(b"?", 1)[0].decode("latin-1")
+        target = origin_form(self.target) if table.mirrors else b""
+        if target:  # a mirror route may apply (never to ``OPTIONS *``: it has no path to copy to)
+            path = target.split(b"?", 1)[0].decode("latin-1")
             mirror = table.mirror_target(self.method.decode("latin-1"), path, view)
             if mirror is not None and not self.chunked and (self.length or 0) <= plane.mirror_body_limit:
                 self.mirror, self.mirror_body = mirror, []
@@ -428,7 +430,7 @@ class Exchange:
                 name, _, value = line.partition(b":")
                 headers.add(name.decode("latin-1"), value.strip().decode("latin-1"))
         self.client.plane.proxy.mirror(
-            self.mirror, self.method.decode("latin-1"), self.target.decode("latin-1"), headers, body
+            self.mirror, self.method.decode("latin-1"), origin_form(self.target).decode("latin-1"), headers, body
         )
         self.mirror = None
 

@@ -161,6 +161,20 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     return method, target, version
 
 
+def origin_form(target: bytes) -> bytes:
+    """The path and query a request target asks for (RFC 9112 §3.2): itself in origin form, the part after the
+    authority in absolute form (``/`` when there is none), empty for ``*``. Path matches and mirror copies use it,
+    so an absolute-form request is matched and copied like the same request in origin form."""
+    if target[:1] == b"/":
+        return target
+    _, separator, rest = target.partition(b"://")
+    if not separator:
+        return b""
+    ends = [index for index in (rest.find(b"/"), rest.find(b"?")) if index >= 0]
+    tail = rest[min(ends) :] if ends else b""
+    return tail if tail[:1] == b"/" else b"/" + tail
+
+
 class Head:
     """One header block, validated and scanned in a single pass: framing, Connection, the lines worth forwarding.
 

@@ -11,6 +11,7 @@ from headway.runtimes.embedded.proxy_http import (
     Head,
     ProtocolError,
     incomplete_head_error,
+    origin_form,
     routing_view,
 )
 
@@ -232,3 +233,17 @@ def test_invalid_response_heads_are_refused(block: bytes) -> None:
 def test_an_incomplete_head_is_refused_as_soon_as_it_is_wrong(buffer: bytes, start: int, wrong: bool) -> None:
     assert (incomplete_head_error(buffer, start) is not None) == wrong
     assert (incomplete_head_error(bytearray(buffer), start) is not None) == wrong
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/a/b?c=1", b"/a/b?c=1"),
+        (b"http://example.com/a?b", b"/a?b"),
+        (b"HTTP://example.com:8080", b"/"),
+        (b"http://example.com?q=1", b"/?q=1"),
+        (b"*", b""),
+    ],
+)
+def test_the_origin_form_of_a_target_is_its_path_and_query(target: bytes, path: bytes) -> None:
+    assert origin_form(target) == path
