@@ -165,7 +165,9 @@ class Daemon:
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self.token.encode())
+        # aiohttp decodes header bytes that are not UTF-8 as surrogates: encoded back as sent, never a 500
+        given = token.encode("utf-8", "surrogateescape")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, self.token.encode())
 
     # --- handlers --------------------------------------------------------------------------------------------
 

@@ -195,3 +195,18 @@ def test_the_token_file_is_private(tmp_path: Path) -> None:
     assert path.read_text() == token and len(token) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert new_token(tmp_path) != token
+
+
+@pytest.mark.asyncio
+async def test_a_token_that_is_not_utf8_is_refused_like_a_wrong_one(api: Api) -> None:
+    host, port = api.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api/v1/apply HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b"token" in answer.partition(b"\r\n\r\n")[2]
