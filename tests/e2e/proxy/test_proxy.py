@@ -311,6 +311,11 @@ async def test_bad_admin_input_is_a_400_naming_the_field(running_proxy: Running)
     assert status == 400 and "mirrorRoutes.m.match[0].path.regex" in body["error"]
     status, body = call("GET", running_proxy.admin + "/counters?window=-3")
     assert status == 400 and body["error"].startswith("window:")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(running_proxy.admin + "/state", data=b"[" * 100_000, headers=AUTH) as response,
+    ):  # nested deeper than the JSON decoder recurses
+        assert (response.status, await response.json()) == (400, {"error": "body: expected a JSON document"})
 
 
 def test_a_corrupt_state_file_stops_the_proxy_with_a_clear_message(tmp_path: Path) -> None:

@@ -305,7 +305,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the decoder goes
         raise CommandError(f"request body: not JSON ({error})", status=400) from None
     if not isinstance(body, dict):
         raise CommandError("request body: expected a JSON object", status=400)

@@ -372,7 +372,7 @@ class Proxy:
 async def _json(request: web.Request) -> object:
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return _INVALID
 
 

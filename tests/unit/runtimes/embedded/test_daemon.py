@@ -140,6 +140,10 @@ async def test_bad_requests_get_clear_errors(api: Api) -> None:
     assert status == 400
     assert answer["problems"] and "<request>" in answer["problems"][0]
 
+    deep = "[" * 100_000  # nested deeper than the JSON decoder recurses
+    status, answer = await api.call("POST", "/api/v1/rollouts/web/promote", data=deep)
+    assert (status, answer["error"].startswith("request body: not JSON")) == (400, True), answer
+
 
 @pytest.mark.asyncio
 async def test_watch_returns_as_soon_as_something_happens(api: Api) -> None:
