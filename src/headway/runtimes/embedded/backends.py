@@ -51,33 +51,40 @@ class BackendSync:
         self._each(repair=True)
 
     def _each(self, *, repair: bool) -> None:
-        platform, proxies = self.platform, self.proxies
+        """Each routed rollout on its own: one whose proxy cannot be updated never holds up the others'."""
         for key, rollout in self.rollouts().items():
             if not uses_proxy(rollout):
                 continue
-            ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
-            blue_green = rollout.spec.strategy.blue_green
-            active = platform.services(rollout).get(blue_green.active_service or "") if blue_green else None
             try:
-                if repair:
-                    changed = proxies.repair(rollout, ready, active)
-                    if changed:
-                        message = (
-                            f"Traffic routing of {rollout.name} differs from what Headway set: {'; '.join(changed)}. "
-                            f"Assumed cause: an edit of the proxy's state outside Headway (the proxy, "
-                            f"{proxies.instance(rollout)}, was not restarted). Set it again."
-                        )
-                        log.warning("%s: %s", key, message)
-                        self.record(key, "Warning", "TrafficDrift", message)
-                    continue
-                proxies.sync(rollout, ready)
-                if blue_green is not None:
-                    proxies.route_active(rollout, active)
-            except (OSError, PermanentError, TemporaryError) as error:
-                message = f"updating the proxy of {rollout.name} failed: {error}"
-                log.warning("%s: %s", key, message)
-                if self.failing.get(key) != message:  # on the rollout, once per distinct failure (not every turn)
+                self._one(key, rollout, repair=repair)
+            except Exception as error:  # said on the rollout (once per distinct failure), the others go on
+                expected = isinstance(error, OSError | PermanentError | TemporaryError)
+                detail = str(error) if expected else f"{type(error).__name__}: {error}"
+                message = f"updating the proxy of {rollout.name} failed: {detail}"
+                log.warning("%s: %s", key, message, exc_info=not expected)
+                if self.failing.get(key) != message:
                     self.record(key, "Warning", "ProxyUpdateFailed", message)
                 self.failing[key] = message
             else:
-                self.failing.pop(key, None)
+                if not repair:  # a failing sync's report stands until a sync succeeds
+                    self.failing.pop(key, None)
+
+    def _one(self, key: str, rollout: Rollout, *, repair: bool) -> None:
+        platform, proxies = self.platform, self.proxies
+        ready = {h: platform.backends(rollout, h) for h in platform.revisions(rollout)}
+        blue_green = rollout.spec.strategy.blue_green
+        active = platform.services(rollout).get(blue_green.active_service or "") if blue_green else None
+        if repair:
+            changed = proxies.repair(rollout, ready, active)
+            if changed:
+                message = (
+                    f"Traffic routing of {rollout.name} differs from what Headway set: {'; '.join(changed)}. "
+                    f"Assumed cause: an edit of the proxy's state outside Headway (the proxy, "
+                    f"{proxies.instance(rollout)}, was not restarted). Set it again."
+                )
+                log.warning("%s: %s", key, message)
+                self.record(key, "Warning", "TrafficDrift", message)
+            return
+        proxies.sync(rollout, ready)
+        if blue_green is not None:
+            proxies.route_active(rollout, active)
