@@ -8,8 +8,10 @@ One unauthenticated ``PATCH /state`` with no backends used to send every request
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import stat
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -172,6 +174,44 @@ def test_the_bootstrap_clients_drive_the_proxy_with_the_token(proxies: Proxies, 
     with pytest.raises(PermanentError, match="missing or wrong token"):
         ProxyRouter(proxies.admin_url, token="wrong-token-0123456789abcdef").set_weight(ROLLOUT, 0, "new", "old")
     assert call("GET", proxies.ensure(ROLLOUT).admin_url + "/state", token=proxies.token)[1] == state
+
+
+def test_the_admin_clients_ignore_an_http_proxy_in_the_environment(
+    proxies: Proxies, backends: dict[str, Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``http_proxy`` is common on developer machines; urllib honours it even for 127.0.0.1."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Recording(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.answer()
+
+        def do_PATCH(self) -> None:
+            self.answer()
+
+        def answer(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(502)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        for name in ("http_proxy", "HTTP_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{recorder.server_port}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        proxies.sync(ROLLOUT, {"old": [("127.0.0.1", backends["v1a"].port)]})
+        router = ProxyRouter(proxies.admin_url, token=proxies.token)
+        router.set_weight(ROLLOUT, 0, None, "old")
+        assert router.read_state(ROLLOUT, None).backends == {"old": 1}
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+    assert seen == []
 
 
 @pytest.mark.asyncio
