@@ -418,14 +418,19 @@ class Runner:
     async def run(self) -> None:
         """Loop until `stop`: hooks, then every rollout that is due or woken, then sleep until the next due time."""
         self._attach()
+        failed = ""
         while not self._stopping:
             self._wakeup.clear()
             try:
                 await self.turn()
                 delay = self._delay()
-            except Exception:  # the store could not be listed (or a bug): the loop lives on, or nothing reconciles
+                failed = ""
+            except Exception as error:  # the store could not be listed (or a bug): the loop lives on
                 log.exception("a runner turn failed; the next one is in %.1f s", self.resync)
-                delay = self.resync
+                message = f"a runner turn failed (retried in {self.resync:g} s): {type(error).__name__}: {error}"
+                if message != failed:  # on the daemon-wide stream ("" key), once per distinct error
+                    self.record("", "Warning", "ReconcileError", message)
+                failed, delay = message, self.resync
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 

@@ -284,6 +284,8 @@ async def test_the_loop_outlives_a_turn_that_fails(world: World, monkeypatch: py
             await asyncio.sleep(0.01)
         assert failures == 2
         assert any(e.reason == "RolloutCreated" for e in world.runner.events)
+        [said] = [e for e in world.runner.events_after(0, "") if e.reason == "ReconcileError"]  # once, not twice
+        assert said.type == "Warning" and "OSError: database is locked" in said.message
     finally:
         world.runner.stop()
         await asyncio.wait_for(loop, timeout=5.0)
