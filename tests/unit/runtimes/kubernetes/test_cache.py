@@ -61,6 +61,21 @@ def test_a_deleted_replica_set_stays_gone_until_the_watch_or_a_create_says_other
     assert sizes(cache) == {"web-a": 2}
 
 
+def test_events_that_arrive_while_the_first_list_is_in_flight_are_not_lost() -> None:
+    # The LIST is answered at version 10; before its answer is seeded, the watch delivers web-a's pods becoming
+    # available (11), a new web-c (12) and web-b's deletion (13), and a late event older than the LIST (4).
+    cache = ReplicaSetCache()
+    assert cache.listed(KEY) is None  # the pass's LIST goes to the server
+    cache.observed(rs("web-a", 11, replicas=2))
+    cache.observed(rs("web-c", 12))
+    cache.observed(rs("web-b", 13), deleted=True)
+    cache.observed(rs("web-d", 4, replicas=5))
+    cache.seed(KEY, [rs("web-a", 9), rs("web-b", 10), rs("web-d", 8, replicas=0)])
+    assert sizes(cache) == {"web-a": 2, "web-c": 1, "web-d": 0}
+    cache.observed(rs("web-e", 14))  # seeded: events go to the kept set as before
+    assert sizes(cache) == {"web-a": 2, "web-c": 1, "web-d": 0, "web-e": 1}
+
+
 def status(body: dict[str, Any], *, observed: int, replicas: int, available: int) -> dict[str, Any]:
     body["metadata"]["generation"] = 2
     body["status"] = {"observedGeneration": observed, "replicas": replicas, "availableReplicas": available}
