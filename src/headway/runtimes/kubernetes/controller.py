@@ -491,7 +491,7 @@ class Controller:
             await self._blocking(store.save, key, status, version)
         except AdapterError as error:
             log.warning("could not mark %s invalid: %s", key, error)
-        except Exception as error:  # ConflictError: the next event carries the newer object  # noqa: BLE001 - fail closed: any failure becomes an error result
+        except ConflictError as error:  # the next event carries the newer object; anything else is the pass's error
             log.info("marking %s invalid deferred: %s", key, error)
             return
         self.metrics.errors.labels("invalid_spec").inc()
