@@ -356,9 +356,12 @@ class Controller:
         message = f"reconciling failed: {type(error).__name__}: {error}; retrying in {RETRY_AFTER_ERROR:g} s"
         if worker.body is None or worker.failure == message:
             return
-        worker.failure = message
-        with contextlib.suppress(Exception):  # the report must not turn one failure into two
+        try:
             await self.post_event(unpack(worker.body), Event(EventType.WARNING, "ReconcileError", message))
+        except Exception:  # the report must not turn one failure into two: logged, and tried again on the retry
+            log.exception("reporting the failure of %s on the Rollout failed", key_of(unpack(worker.body)))
+            return
+        worker.failure = message
 
     def _release(self, key: str, worker: _Worker) -> None:
         """After a pass: wake again at once if a Rollout event held during it was not the echo of its write."""
