@@ -15,9 +15,9 @@ from headway.kube.client import EVENTS, KubeClient, rollouts
 from tests.e2e.realkube.cluster import (
     GROUP,
     RealCluster,
+    available_by_image,
     eventually,
     healthy_on,
-    replica_sets,
     rollout_body,
     running,
     set_image,
@@ -48,14 +48,6 @@ async def gate() -> AsyncIterator[dict[str, Any]]:
         await runner.cleanup()
 
 
-async def _available_by_image(client: KubeClient, namespace: str) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for rs in await replica_sets(client, namespace):
-        image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
-        found[image] = found.get(image, 0) + int((rs.get("status") or {}).get("availableReplicas") or 0)
-    return found
-
-
 async def test_a_confirm_promotion_gate_holds_the_canary_until_it_says_yes(
     real_cluster: RealCluster, namespace: str, admin: KubeClient, gate: dict[str, Any]
 ) -> None:
@@ -77,7 +69,7 @@ async def test_a_confirm_promotion_gate_holds_the_canary_until_it_says_yes(
         await eventually(asked_again, what="the gate asked again after a no")
         held = await status(admin, namespace)
         assert (held.get("stableRS"), held.get("currentStepIndex")) == (stable, 1), held
-        assert await _available_by_image(admin, namespace) == {"example/web:1": 1, "example/web:2": 1}
+        assert await available_by_image(admin, namespace) == {"example/web:1": 1, "example/web:2": 1}
         assert not await healthy_on(admin, namespace, "example/web:2")
 
         gate["open"] = True
