@@ -196,7 +196,8 @@ class CachedKube(BlockingKube):
         return patched
 
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
-        if kind == REPLICA_SETS and namespace is not None:
-            rollout = name.rsplit("-", 1)[0]
-            self._cache.removed(namespace, rollout, name)
+        """Gone from the cache once the server said so: a delete that failed leaves the ReplicaSet listed."""
         super().delete(kind, name, namespace)
+        if kind == REPLICA_SETS and namespace is not None:
+            rollout = name.rsplit("-", 1)[0]  # `replica_set_name`: <rollout>-<hash>, the hash has no dash
+            self._cache.removed(namespace, rollout, name)

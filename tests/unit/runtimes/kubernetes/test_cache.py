@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from headway.bootstrap.kubernetes import build_controller
+from headway.core.errors import AdapterError
+from headway.kube.client import REPLICA_SETS, BlockingKube, KubeClient
 from headway.runtimes.kubernetes import controller as controller_module
-from headway.runtimes.kubernetes.cache import ReplicaSetCache
+from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
 from headway.runtimes.kubernetes.controller import ControllerConfig, _Worker
 
 KEY = ("shop", "web")
@@ -129,3 +131,17 @@ def test_a_listed_replica_set_is_a_copy_a_pass_may_change_and_kept_without_manag
     assert sizes(cache) == {"web-a": 2}
     assert "managedFields" not in (cache.listed(KEY) or [{}])[0]["metadata"]
     assert body["metadata"]["managedFields"], "the caller's object is left alone"
+
+
+@pytest.mark.asyncio
+async def test_a_delete_the_server_did_not_do_leaves_the_replica_set_listed() -> None:
+    cache = ReplicaSetCache()
+    cache.seed(KEY, [rs("web-a", 5), rs("web-b", 6)])
+    client = KubeClient.for_server("http://127.0.0.1:9")  # nothing listens: every call fails
+    kube = CachedKube(BlockingKube(client, asyncio.get_running_loop(), timeout=30), cache)
+    try:
+        with pytest.raises(AdapterError):
+            await asyncio.to_thread(kube.delete, REPLICA_SETS, "web-a", "shop")
+    finally:
+        await client.close()
+    assert sizes(cache) == {"web-a": 1, "web-b": 1}
