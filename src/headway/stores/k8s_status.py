@@ -93,19 +93,24 @@ def pack_extensions(wire: dict[str, Any], now: datetime | None = None) -> dict[s
 
 def unpack_extensions(status: dict[str, Any]) -> dict[str, Any]:
     """``status`` with the fields of an `EXTENSIONS_CONDITION` put back where Headway's schema has them (a field
-    present in the status itself wins) and the condition removed; unchanged without one."""
+    present in the status itself wins) and the condition removed; unchanged without one. A message that is not
+    the JSON object Headway wrote (edited by hand) is a `ValueError` naming it: read as nothing, it would silently
+    drop the progress clock, the delayed scale-downs and the managed routes."""
     conditions = status.get("conditions") or []
     found = [c for c in conditions if isinstance(c, dict) and c.get("type") == EXTENSIONS_CONDITION]
     if not found:
         return status
+    message = found[-1].get("message") or "{}"
     try:
-        extras = json.loads(found[-1].get("message") or "{}")
-    except ValueError:
-        extras = {}
+        extras = json.loads(message) if isinstance(message, str) else None
+    except (ValueError, RecursionError):
+        extras = None
+    if not isinstance(extras, dict):
+        raise ValueError(f"status.conditions[{EXTENSIONS_CONDITION}].message is not the JSON object Headway wrote")
     unpacked = {**status, "conditions": [c for c in conditions if c not in found]}
     if isinstance(unpacked.get("canary"), dict):
         unpacked["canary"] = dict(unpacked["canary"])
-    for dotted, value in extras.items() if isinstance(extras, dict) else []:
+    for dotted, value in extras.items():
         *parents, last = dotted.split(".")
         target = unpacked
         for key in parents:
@@ -117,12 +122,15 @@ def unpack_extensions(status: dict[str, Any]) -> dict[str, Any]:
 
 def status_of(obj: dict[str, Any]) -> RolloutStatus:
     """The RolloutStatus in an object; a status that no longer parses (edited by hand) is a permanent error."""
+    name = obj.get("metadata", {}).get("name", "?")
     try:
         raw = unpack_extensions(obj.get("status") or {})
+    except ValueError as error:
+        raise PermanentError(f"status of Rollout {name} does not parse: {error}") from error
+    try:
         # HPAReplicas repeats replicas (`status_wire` writes it again): loaded, it would be an extra field.
         return RolloutStatus.model_validate({k: v for k, v in raw.items() if k != "HPAReplicas"})
     except ValidationError as error:
-        name = obj.get("metadata", {}).get("name", "?")
         raise PermanentError(f"status of Rollout {name} does not parse: {error.errors()[0]['msg']}") from error
 
 

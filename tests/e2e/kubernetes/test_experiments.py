@@ -28,6 +28,7 @@ from headway.kube.client import (
     rollouts,
 )
 from headway.platforms.kubernetes import HASH_LABEL, ROLLOUT_LABEL
+from headway.runtimes.kubernetes import experiments as experiments_module
 from headway.runtimes.kubernetes.controller import Controller
 from headway.runtimes.kubernetes.experiments import (
     EXPERIMENT_NAME_ANNOTATION,
@@ -331,6 +332,27 @@ async def test_an_invalid_experiment_is_marked_error_naming_the_field(client: Ku
     assert obj["status"]["phase"] == "Error"
     assert obj["status"]["message"].startswith("spec.templates[0].selector: ")
     assert await client.get(REPLICA_SETS, "broken-one", "default") is None
+
+
+async def test_an_experiment_that_cannot_be_advanced_is_error_saying_why_not_retried_for_ever(
+    client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in deciding")
+
+    monkeypatch.setattr(experiments_module, "decide_experiment", broken)
+    kube = BlockingKube(client, asyncio.get_running_loop())
+    body = hand_written()
+    body["metadata"]["labels"] = {ROLLOUT_LABEL: "web"}
+    await client.create(EXPERIMENTS, body)
+    rollout = Rollout.model_validate(rollout_body(steps=[{"experiment": EXPERIMENT_STEP}]))
+
+    delay = await asyncio.to_thread(ExperimentRunner(kube, GROUP).advance_all, rollout, datetime.now(UTC))
+
+    obj = await client.get(EXPERIMENTS, "compare", "default")
+    assert obj is not None
+    assert (obj["status"]["phase"], delay) == ("Error", None)
+    assert obj["status"]["message"] == "the experiment could not be advanced: RuntimeError: a bug in deciding"
 
 
 async def test_an_experiment_step_without_a_stable_replica_set_is_created_in_error(

@@ -292,6 +292,15 @@ async def replica_sets(client: KubeClient, namespace: str) -> list[dict[str, Any
     return await client.list(REPLICA_SETS, namespace)
 
 
+async def available_by_image(client: KubeClient, namespace: str) -> dict[str, int]:
+    """Available pods per image, over every ReplicaSet in the namespace."""
+    found: dict[str, int] = {}
+    for rs in await replica_sets(client, namespace):
+        image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+        found[image] = found.get(image, 0) + int((rs.get("status") or {}).get("availableReplicas") or 0)
+    return found
+
+
 async def healthy_on(client: KubeClient, namespace: str, image: str, name: str = "web", group: str = GROUP) -> bool:
     """Healthy, with the stable ReplicaSet running ``image`` and every desired pod available."""
     obj = await client.get(rollouts(group), name, namespace)

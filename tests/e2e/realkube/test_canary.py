@@ -14,6 +14,7 @@ from headway.runtimes.kubernetes.operate import Cluster
 from tests.e2e.realkube.cluster import (
     GROUP,
     RealCluster,
+    available_by_image,
     canary_weight,
     eventually,
     healthy_on,
@@ -29,14 +30,6 @@ from tests.e2e.realkube.cluster import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
-async def _replicas_by_image(client: KubeClient, namespace: str) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for rs in await replica_sets(client, namespace):
-        image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
-        found[image] = found.get(image, 0) + int((rs.get("status") or {}).get("availableReplicas") or 0)
-    return found
-
-
 async def test_a_replica_ratio_canary_pauses_at_its_step_and_is_promoted(
     real_cluster: RealCluster, namespace: str, admin: KubeClient
 ) -> None:
@@ -48,7 +41,7 @@ async def test_a_replica_ratio_canary_pauses_at_its_step_and_is_promoted(
 
         async def paused_half_way() -> bool:
             current = await status(admin, namespace)
-            by_image = await _replicas_by_image(admin, namespace)
+            by_image = await available_by_image(admin, namespace)
             return bool(current.get("pauseConditions")) and by_image == {"example/web:1": 2, "example/web:2": 2}
 
         await eventually(paused_half_way, what="the canary paused at 50% (2 of 4 pods)")
@@ -56,7 +49,7 @@ async def test_a_replica_ratio_canary_pauses_at_its_step_and_is_promoted(
         await eventually(lambda: healthy_on(admin, namespace, "example/web:2"), what="the canary promoted")
 
     async def old_scaled_down() -> bool:
-        return await _replicas_by_image(admin, namespace) == {"example/web:1": 0, "example/web:2": 4}
+        return await available_by_image(admin, namespace) == {"example/web:1": 0, "example/web:2": 4}
 
     await eventually(old_scaled_down, what="revision 1 scaled to zero")
 

@@ -31,6 +31,7 @@ from headway.kube.client import (
 )
 from headway.platforms.kubernetes import HASH_LABEL, PODS
 from headway.runtimes.kubernetes.crds import crds
+from headway.runtimes.kubernetes.dashboard_source import ClusterSource
 from headway.runtimes.kubernetes.operate import Cluster
 from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of
 from tests.e2e.realkube.cluster import (
@@ -179,6 +180,22 @@ async def test_the_cli_finds_argo_rollouts_by_discovery_or_by_api_group(
         done = await asyncio.to_thread(_headway, argo_crds, namespace, "promote", "web", "--api-group", ARGO)
         assert done.returncode == 0, done.stderr
         await eventually(lambda: healthy_on(admin, namespace, "example/web:2", group=ARGO), what="promoted by the CLI")
+
+
+async def test_the_dashboard_without_api_group_shows_the_rollouts_of_every_group_the_cluster_serves(
+    argo_crds: RealCluster, namespace: str, admin: KubeClient
+) -> None:
+    """As the CLI finds a rollout by discovery (above), so does ``headway dashboard`` without ``--api-group``."""
+    await admin.create(rollouts(ARGO), rollout_body(namespace, "argo-web", group=ARGO))
+    await admin.create(rollouts("headway.dev"), rollout_body(namespace, "own-web"))
+    source = ClusterSource(admin, namespace=namespace, group=None)
+    try:
+        listed = await source.list_rollouts()
+        shown = await source.get_rollout("argo-web", namespace)
+    finally:
+        await source.close()
+    assert sorted(view.name for view in listed) == ["argo-web", "own-web"]
+    assert shown.name == "argo-web"
 
 
 async def test_a_step_analysis_is_measured_inside_argos_analysisrun_crd(

@@ -101,3 +101,20 @@ def test_our_own_group_keeps_the_fields_where_they_are() -> None:
     wire = status_wire(RolloutStatus.model_validate({"progressMarker": "abc/1", "replicas": 2}), "headway.dev")
     assert wire["progressMarker"] == "abc/1" and wire["HPAReplicas"] == 2
     assert wire.get("conditions") == []
+
+
+@pytest.mark.parametrize("message", ["{not json", "[1, 2]", "[" * 100_000, 42], ids=["bad", "list", "deep", "int"])
+def test_a_hand_edited_extensions_condition_is_an_error_naming_it_not_a_status_without_them(message: object) -> None:
+    from headway.core.errors import PermanentError
+    from headway.stores.k8s_status import EXTENSIONS_CONDITION, status_of
+
+    wire = {
+        "phase": "Progressing",
+        "conditions": [{"type": EXTENSIONS_CONDITION, "status": "True", "message": message}],
+    }
+    with pytest.raises(PermanentError) as refused:
+        status_of({"metadata": {"name": "web"}, "status": wire})
+    assert str(refused.value) == (
+        f"status of Rollout web does not parse: status.conditions[{EXTENSIONS_CONDITION}].message is not the JSON "
+        "object Headway wrote"
+    )

@@ -54,16 +54,10 @@ class _Kept:
         return cls(_version(body), _caught_up(body), pack(body))
 
 
-def _later(candidate: Mapping[str, Any], kept: _Kept) -> bool:
-    """`newer` for a kept ReplicaSet: the candidate wins unless both versions are numbers and it is not later."""
-    new = _version(candidate)
-    return new is None or kept.version is None or new > kept.version
-
-
-def _kept_later(kept: _Kept, candidate: Mapping[str, Any]) -> bool:
-    """`newer` the other way round: the kept one wins unless both versions are numbers and it is not later."""
-    new = _version(candidate)
-    return new is None or kept.version is None or kept.version > new
+def _after(new: int | None, old: int | None) -> bool:
+    """Whether version ``new`` is later than ``old``: resourceVersions are etcd revisions, so numbers on a real
+    server; where either is not a number, the new one (our own write's answer, or the watch's latest word)."""
+    return new is None or old is None or new > old
 
 
 class ReplicaSetCache:
@@ -72,22 +66,32 @@ class ReplicaSetCache:
     def __init__(self) -> None:
         self._sets: dict[Key, dict[str, _Kept]] = {}
         self._deleted: dict[Key, set[str]] = {}
+        self._seeding: dict[Key, dict[str, tuple[_Kept, bool]]] = {}
+        """While a Rollout's first LIST is in flight: the events that arrived meanwhile (newest per name, and
+        whether it was a deletion). The LIST may have been answered before them: `seed` must not lose them, or
+        the cache would keep the older copy until that ReplicaSet happens to change again."""
         self._lock = threading.Lock()
 
     def listed(self, key: Key) -> builtins.list[Body] | None:
-        """The Rollout's ReplicaSets, or None until a LIST seeded them."""
+        """The Rollout's ReplicaSets, or None until a LIST seeded them (events from now on wait for `seed`)."""
         with self._lock:
             found = self._sets.get(key)
-            return None if found is None else [unpack(kept.packed) for kept in found.values()]
+            if found is None:
+                self._seeding.setdefault(key, {})
+                return None
+            return [unpack(kept.packed) for kept in found.values()]
 
     def seed(self, key: Key, items: builtins.list[Body]) -> None:
         with self._lock:
-            kept = self._sets.get(key) or {}
-            fresh = {}
-            for item in items:
-                name = str(item["metadata"]["name"])
-                earlier = kept.get(name)  # a write answered while the LIST was in flight may be newer
-                fresh[name] = earlier if earlier is not None and _kept_later(earlier, item) else _Kept.of(item)
+            fresh = {str(item["metadata"]["name"]): _Kept.of(item) for item in items}
+            for name, (event, deleted) in self._seeding.pop(key, {}).items():
+                listed = fresh.get(name)
+                if listed is not None and not _after(event.version, listed.version):
+                    continue  # the LIST already saw it
+                if deleted:
+                    fresh.pop(name, None)
+                else:
+                    fresh[name] = event
             self._sets[key] = fresh
 
     def observed(self, body: Body, *, deleted: bool = False) -> None:
@@ -99,11 +103,16 @@ class ReplicaSetCache:
         with self._lock:
             kept = self._sets.get(key)
             if kept is None:
-                return  # not seeded yet: its first LIST sees the server's state
+                pending = self._seeding.get(key)
+                if pending is not None and (name not in pending or _after(_version(body), pending[name][0].version)):
+                    pending[name] = (_Kept.of(body), deleted)
+                return  # not seeded yet: its first LIST sees the server's state, `seed` adds anything newer
             if deleted:
                 kept.pop(name, None)
                 self._deleted.get(key, set()).discard(name)
-            elif name not in self._deleted.get(key, set()) and (name not in kept or _later(body, kept[name])):
+            elif name not in self._deleted.get(key, set()) and (
+                name not in kept or _after(_version(body), kept[name].version)
+            ):
                 kept[name] = _Kept.of(body)
 
     def wrote(self, body: Body) -> None:
@@ -134,6 +143,7 @@ class ReplicaSetCache:
         with self._lock:
             self._sets.pop((namespace, rollout), None)
             self._deleted.pop((namespace, rollout), None)
+            self._seeding.pop((namespace, rollout), None)
 
 
 def _caught_up(body: Mapping[str, Any]) -> bool:
@@ -147,10 +157,8 @@ def _caught_up(body: Mapping[str, Any]) -> bool:
 
 
 def newer(candidate: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
-    """Whether ``candidate`` is a later version of the object than ``kept``: resourceVersions are etcd revisions,
-    so numbers on a real server; where either is not a number, the candidate (it is our own write's answer)."""
-    new, old = _version(candidate), _version(kept)
-    return new is None or old is None or new > old
+    """Whether ``candidate`` is a later version of the object than ``kept`` (`_after` their resourceVersions)."""
+    return _after(_version(candidate), _version(kept))
 
 
 class CachedKube(BlockingKube):
@@ -188,7 +196,8 @@ class CachedKube(BlockingKube):
         return patched
 
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> None:
-        if kind == REPLICA_SETS and namespace is not None:
-            rollout = name.rsplit("-", 1)[0]
-            self._cache.removed(namespace, rollout, name)
+        """Gone from the cache once the server said so: a delete that failed leaves the ReplicaSet listed."""
         super().delete(kind, name, namespace)
+        if kind == REPLICA_SETS and namespace is not None:
+            rollout = name.rsplit("-", 1)[0]  # `replica_set_name`: <rollout>-<hash>, the hash has no dash
+            self._cache.removed(namespace, rollout, name)

@@ -356,9 +356,12 @@ class Controller:
         message = f"reconciling failed: {type(error).__name__}: {error}; retrying in {RETRY_AFTER_ERROR:g} s"
         if worker.body is None or worker.failure == message:
             return
-        worker.failure = message
-        with contextlib.suppress(Exception):  # the report must not turn one failure into two
+        try:
             await self.post_event(unpack(worker.body), Event(EventType.WARNING, "ReconcileError", message))
+        except Exception:  # the report must not turn one failure into two: logged, and tried again on the retry
+            log.exception("reporting the failure of %s on the Rollout failed", key_of(unpack(worker.body)))
+            return
+        worker.failure = message
 
     def _release(self, key: str, worker: _Worker) -> None:
         """After a pass: wake again at once if a Rollout event held during it was not the echo of its write."""
@@ -491,7 +494,7 @@ class Controller:
             await self._blocking(store.save, key, status, version)
         except AdapterError as error:
             log.warning("could not mark %s invalid: %s", key, error)
-        except Exception as error:  # ConflictError: the next event carries the newer object  # noqa: BLE001 - fail closed: any failure becomes an error result
+        except ConflictError as error:  # the next event carries the newer object; anything else is the pass's error
             log.info("marking %s invalid deferred: %s", key, error)
             return
         self.metrics.errors.labels("invalid_spec").inc()

@@ -19,7 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -36,9 +36,16 @@ from headway.dashboard.model import (
     SourceUnavailableError,
     WeightPoint,
 )
-from headway.kube.client import DEFAULT_GROUP, EVENTS, Body, KubeClient, analysis_runs, rollouts
+from headway.kube.client import DEFAULT_GROUP, EVENTS, Body, Kind, KubeClient, analysis_runs, rollouts
 from headway.platforms.kubernetes import ROLLOUT_LABEL
-from headway.runtimes.kubernetes.operate import Cluster, OperationError, RolloutMissingError, build_view, failure
+from headway.runtimes.kubernetes.operate import (
+    Cluster,
+    OperationError,
+    RolloutMissingError,
+    build_view,
+    discover_groups,
+    failure,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,7 +69,10 @@ class ClusterSource:
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.group = group or DEFAULT_GROUP
+        self.group = group
+        """The API group of the Rollouts; None: every group the cluster serves Rollouts in (`discover_groups`,
+        once), as the CLI finds them without ``--api-group``."""
+        self._served: tuple[str, ...] | None = (group,) if group else None
         self.poll_seconds = poll_seconds
         self._weights: dict[str, collections.deque[WeightPoint]] = {}
         self._subscribers: list[asyncio.Queue[ChangeEvent]] = []
@@ -70,13 +80,30 @@ class ClusterSource:
         self.rounds = 0
         """Polling rounds that read the cluster (the first one is the baseline changes are measured against)."""
 
-    def _cluster(self, namespace: str) -> Cluster:
-        return Cluster(self.client, namespace, group=self.group, server=self.client.server)
+    async def _groups(self) -> tuple[str, ...]:
+        """The API groups shown, preferred first; a cluster serving no Rollouts is `SourceUnavailableError`."""
+        if self._served is None:
+            try:
+                self._served = await self._read(discover_groups(self.client))
+            except OperationError as error:
+                raise SourceUnavailableError(str(error)) from None
+        return self._served
+
+    async def _cluster(self, namespace: str) -> Cluster:
+        preferred, *others = await self._groups()
+        return Cluster(self.client, namespace, group=preferred, server=self.client.server, also=tuple(others))
+
+    async def _list(self, kind: Callable[[str], Kind]) -> list[Body]:
+        """Every object of ``kind`` (``rollouts``, ``analysis_runs``) in scope, in each group shown."""
+        found: list[Body] = []
+        for group in await self._groups():
+            found += await self.client.list(kind(group), self._scope())
+        return found
 
     # --- RolloutSource ---------------------------------------------------------------------------------------
 
     async def list_rollouts(self) -> list[RolloutView]:
-        items = await self._read(self.client.list(rollouts(self.group), self._scope()))
+        items = await self._read(self._list(rollouts))
         views = [build_view(item, [], []) for item in items]
         for view in views:
             self._remember(view.key, view.canary_weight)
@@ -85,7 +112,8 @@ class ClusterSource:
     async def get_rollout(self, name: str, namespace: str) -> RolloutView:
         self._check_scope(name, namespace)
         try:
-            view = await self._read(self._cluster(namespace).view(name, events=True))
+            cluster = await self._cluster(namespace)
+            view = await self._read(cluster.view(name, events=True))
         except RolloutMissingError as missing:
             raise RolloutNotFoundError(str(missing)) from None
         self._remember(view.key, view.canary_weight)
@@ -94,7 +122,7 @@ class ClusterSource:
     async def act(self, name: str, namespace: str, action: Action, args: Mapping[str, Any]) -> ActionResult:
         """The CLI's control for ``action``; the change is published at once (the poller would see it later)."""
         self._check_scope(name, namespace)
-        cluster = self._cluster(namespace)
+        cluster = await self._cluster(namespace)
         try:
             if action is Action.PROMOTE or action is Action.PROMOTE_FULL:
                 view = await cluster.promote(name, full=action is Action.PROMOTE_FULL)
@@ -149,7 +177,8 @@ class ClusterSource:
             try:
                 current, weights = await self._versions()
                 events = await self._events()
-            except AdapterError as error:  # unreachable for a moment: the next round compares with the last good
+            except (AdapterError, SourceUnavailableError) as error:  # unreachable for a moment: the next round
+                # compares with the last good one
                 log.warning("dashboard poll failed: %s", error)
             else:
                 now = datetime.now(UTC)
@@ -169,8 +198,8 @@ class ClusterSource:
 
     async def _versions(self) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
         """Per rollout key: the resourceVersions of the Rollout and its AnalysisRuns; and each canary weight."""
-        found_rollouts = await self.client.list(rollouts(self.group), self._scope())
-        runs = await self.client.list(analysis_runs(self.group), self._scope())
+        found_rollouts = await self._list(rollouts)
+        runs = await self._list(analysis_runs)
         versions: dict[str, list[str]] = {}
         weights: dict[str, int] = {}
         for body in found_rollouts:

@@ -47,6 +47,7 @@ from headway.core.experiments import (
 )
 from headway.core.hashing import pod_template_hash
 from headway.core.observation import RunState
+from headway.engine.analysis import describe_exception
 from headway.kube.client import (
     REPLICA_SETS,
     RUN_KIND_LABEL,
@@ -172,9 +173,9 @@ class ExperimentRunner:
             except AdapterError as error:  # one experiment's trouble must not stop the others or the Rollout's pass
                 log.warning("advancing experiment %s: %s", (obj.get("metadata") or {}).get("name"), error)
                 delay = error.delay if isinstance(error, TemporaryError) else RETRY_AFTER_ERROR
-            except Exception:  # a hand-edited field (a timestamp) the models did not catch: same isolation
-                log.exception("advancing experiment %s", (obj.get("metadata") or {}).get("name"))
-                delay = RETRY_AFTER_ERROR
+            except Exception as error:  # a hand-edited field the models did not catch, a bug: same isolation
+                log.exception("advancing experiment %s failed; it is Error", (obj.get("metadata") or {}).get("name"))
+                delay = self._fail(obj, f"the experiment could not be advanced: {describe_exception(error)}")
             if delay is not None:
                 delays.append(delay)
         return min(delays, default=None)
@@ -349,6 +350,17 @@ class ExperimentRunner:
             self._kube.patch(self._runs, run, namespace, {"spec": {"terminate": True}})
         except NotFoundError:
             return
+
+    def _fail(self, obj: Mapping[str, Any], message: str) -> float | None:
+        """Make the Experiment Error with ``message``, as a run that cannot be measured is: it would fail the same
+        way on every look, and its Rollout must see why (and abort) instead of waiting on it for ever. None once
+        written; `RETRY_AFTER_ERROR` when even that failed (the next look tries again)."""
+        try:
+            written = self._write(obj, {"phase": "Error", "message": message})
+        except AdapterError as error:
+            log.warning("marking experiment %s as Error failed: %s", (obj.get("metadata") or {}).get("name"), error)
+            return RETRY_AFTER_ERROR
+        return None if written else RETRY_AFTER_ERROR
 
     def _write(self, obj: Mapping[str, Any], status: dict[str, Any]) -> bool:
         """Write ``status`` with the version read; False when the Experiment changed meanwhile (look again)."""

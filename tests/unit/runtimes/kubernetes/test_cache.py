@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from headway.bootstrap.kubernetes import build_controller
+from headway.core.errors import AdapterError
+from headway.kube.client import REPLICA_SETS, BlockingKube, KubeClient
 from headway.runtimes.kubernetes import controller as controller_module
-from headway.runtimes.kubernetes.cache import ReplicaSetCache
+from headway.runtimes.kubernetes.cache import CachedKube, ReplicaSetCache
 from headway.runtimes.kubernetes.controller import ControllerConfig, _Worker
 
 KEY = ("shop", "web")
@@ -59,6 +61,21 @@ def test_a_deleted_replica_set_stays_gone_until_the_watch_or_a_create_says_other
     assert sizes(cache) == {"web-a": 2, "web-b": 1}
     cache.observed(rs("web-b", 13), deleted=True)
     assert sizes(cache) == {"web-a": 2}
+
+
+def test_events_that_arrive_while_the_first_list_is_in_flight_are_not_lost() -> None:
+    # The LIST is answered at version 10; before its answer is seeded, the watch delivers web-a's pods becoming
+    # available (11), a new web-c (12) and web-b's deletion (13), and a late event older than the LIST (4).
+    cache = ReplicaSetCache()
+    assert cache.listed(KEY) is None  # the pass's LIST goes to the server
+    cache.observed(rs("web-a", 11, replicas=2))
+    cache.observed(rs("web-c", 12))
+    cache.observed(rs("web-b", 13), deleted=True)
+    cache.observed(rs("web-d", 4, replicas=5))
+    cache.seed(KEY, [rs("web-a", 9), rs("web-b", 10), rs("web-d", 8, replicas=0)])
+    assert sizes(cache) == {"web-a": 2, "web-c": 1, "web-d": 0}
+    cache.observed(rs("web-e", 14))  # seeded: events go to the kept set as before
+    assert sizes(cache) == {"web-a": 2, "web-c": 1, "web-d": 0, "web-e": 1}
 
 
 def status(body: dict[str, Any], *, observed: int, replicas: int, available: int) -> dict[str, Any]:
@@ -114,3 +131,17 @@ def test_a_listed_replica_set_is_a_copy_a_pass_may_change_and_kept_without_manag
     assert sizes(cache) == {"web-a": 2}
     assert "managedFields" not in (cache.listed(KEY) or [{}])[0]["metadata"]
     assert body["metadata"]["managedFields"], "the caller's object is left alone"
+
+
+@pytest.mark.asyncio
+async def test_a_delete_the_server_did_not_do_leaves_the_replica_set_listed() -> None:
+    cache = ReplicaSetCache()
+    cache.seed(KEY, [rs("web-a", 5), rs("web-b", 6)])
+    client = KubeClient.for_server("http://127.0.0.1:9")  # nothing listens: every call fails
+    kube = CachedKube(BlockingKube(client, asyncio.get_running_loop(), timeout=30), cache)
+    try:
+        with pytest.raises(AdapterError):
+            await asyncio.to_thread(kube.delete, REPLICA_SETS, "web-a", "shop")
+    finally:
+        await client.close()
+    assert sizes(cache) == {"web-a": 1, "web-b": 1}
