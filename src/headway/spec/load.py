@@ -357,6 +357,14 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
         value: int = super().construct_yaml_int(node)
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        # A YAML 1.1 base-60 float (``1:1:…:1.5``) of a few hundred parts overflows inside PyYAML.
+        try:
+            value: float = super().construct_yaml_float(node)
+        except OverflowError:
+            raise ConstructorError(None, None, "a number too large for a float", node.start_mark) from None
+        return value
+
     def construct_as_text(self, node: yaml.ScalarNode) -> str:
         return str(self.construct_scalar(node))
 
@@ -379,6 +387,7 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
 
 for _tag, _constructor in (
     ("tag:yaml.org,2002:int", _Loader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", _Loader.construct_yaml_float),
     ("tag:yaml.org,2002:timestamp", _Loader.construct_as_text),
     ("tag:yaml.org,2002:binary", _Loader.construct_as_text),
     ("tag:yaml.org,2002:set", _Loader.construct_as_mapping),

@@ -151,6 +151,7 @@ def test_the_biggest_honest_input_within_the_limits_loads_in_bounded_time_and_me
         pytest.param("a: \ud800\n", "line 1, column 4: character U+D800 is not allowed", id="lone-surrogate"),
         pytest.param('a: "\\ud800"\n', "line 1, column", id="escaped-surrogate"),
         pytest.param("a: " + "9" * 5000 + "\n", "an integer of 5000 digits is too large", id="huge-int"),
+        pytest.param("a: 1" + ":1" * 300 + ".5\n", "a number too large for a float", id="base-60-float"),
         pytest.param("a: !!python/object:os.system x\n", "could not determine a constructor", id="python-tag"),
         pytest.param("? [a]\n: b\n", "found unhashable key", id="unhashable-key"),
     ],
