@@ -157,7 +157,8 @@ def load_text(text: str, file: str = "<input>", limits: Limits | None = None) ->
             if data is None:  # an empty document, e.g. after a trailing ---
                 continue
             lines = _line_index(node)
-            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=duplicates))
+            located = _locate_keys(node, duplicates) if duplicates else ()
+            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=located))
     except _UnreadableError as refused:
         problem = replace(refused.problem, file=file)
         documents.append(Document(file, index + 1, "", "", None, None, (problem,)))
@@ -452,6 +453,28 @@ def _line_index(node: yaml.Node, path: str = "") -> dict[str, int]:
     return lines
 
 
+def _locate_keys(node: yaml.Node, keys: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(wire path, line) of each (mapping key, line), found in one walk of the document: a file of thousands
+    of duplicate keys must not cost a scan of every line per key."""
+    paths: dict[tuple[str, int], str] = {}
+    pending: list[tuple[yaml.Node, str]] = [(node, "")]
+    while pending:
+        current, path = pending.pop()
+        if isinstance(current, yaml.MappingNode):
+            children: list[tuple[yaml.Node, str]] = []
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                child = f"{path}.{key}" if path else key
+                paths.setdefault((key, key_node.start_mark.line + 1), child)
+                children.append((value_node, child))
+        elif isinstance(current, yaml.SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(current.value)]
+        else:
+            continue
+        pending.extend(reversed(children))  # popped in document order
+    return [(paths.get((key, line), key), line) for key, line in keys]
+
+
 def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int | None]:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or exc.context or "could not parse"
@@ -492,8 +515,7 @@ def _load(
     api_version = data.get("apiVersion")
     kind_text = kind if isinstance(kind, str) else ""
     found_problems: list[Problem] = [
-        problem(_path_at(lines, key, line), "duplicate key (only the last value is used)", kind=kind_text)
-        for key, line in duplicates
+        problem(path, "duplicate key (only the last value is used)", kind=kind_text) for path, _ in duplicates
     ]
 
     header = _check_header(api_version, kind)
@@ -547,14 +569,6 @@ def _check_header(api_version: object, kind: object) -> list[tuple[str, str]] | 
     elif not ours:
         found.append(("kind", f"{show(kind)} is not a known kind (known: {known})"))
     return found
-
-
-def _path_at(lines: Mapping[str, int], key: str, line: int) -> str:
-    """The wire path of the mapping key `key` written on `line` (for duplicate keys)."""
-    for path, at in lines.items():
-        if at == line and (path == key or path.endswith(f".{key}")):
-            return path
-    return key  # pragma: no cover - every key of the document is in the index
 
 
 def _line_of(lines: Mapping[str, int], path: str) -> int | None:
