@@ -541,7 +541,7 @@ def _load(
     found_problems.extend(problem(path, message, kind=kind_text) for path, message in errors)
     found_problems.extend(
         problem(path, message, Severity.WARNING, kind=kind_text)
-        for path, message in _unknown_fields(cls, data, "", errors)
+        for path, message in _unknown_fields(cls, data, "", _by_path(errors))
     )
     # Reading order: the user fixes a file top to bottom.
     found_problems.sort(key=lambda found: found.line or 0)
@@ -669,7 +669,7 @@ def _describe(value: object) -> str:
 
 
 def _unknown_fields(
-    cls: type[BaseModel], data: object, path: str, errors: Sequence[tuple[str, str]]
+    cls: type[BaseModel], data: object, path: str, errors: Mapping[str, Sequence[str]]
 ) -> Iterator[tuple[str, str]]:
     """(path, message) for every key of `data` that `cls` (or a nested model) does not declare.
 
@@ -689,7 +689,9 @@ def _unknown_fields(
             yield from _walk(model, value, child, errors)
 
 
-def _walk(annotation: Any, value: object, path: str, errors: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+def _walk(
+    annotation: Any, value: object, path: str, errors: Mapping[str, Sequence[str]]
+) -> Iterator[tuple[str, str]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield from _unknown_fields(annotation, value, path, errors)
         return
@@ -722,9 +724,18 @@ def _models_in(annotation: Any, value: object) -> list[Any]:
     return []
 
 
-def _already_reported(path: str, key: object, errors: Sequence[tuple[str, str]]) -> bool:
+def _by_path(errors: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The error messages at each path, so that every unknown key looks up its own mapping's errors instead of
+    scanning all of them (thousands of bad steps, each with an unknown key, were quadratic)."""
+    found: dict[str, list[str]] = {}
+    for path, message in errors:
+        found.setdefault(path, []).append(message)
+    return found
+
+
+def _already_reported(path: str, key: object, errors: Mapping[str, Sequence[str]]) -> bool:
     """Whether an error at the enclosing mapping already names this key (e.g. an unknown metric provider)."""
-    return any(error_path == path and repr(key) in message for error_path, message in errors)
+    return any(repr(key) in message for message in errors.get(path, ()))
 
 
 def _unknown_message(key: str, fields: Mapping[str, object]) -> str:
