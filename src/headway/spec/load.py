@@ -689,9 +689,7 @@ def _unknown_fields(
             yield from _walk(model, value, child, errors)
 
 
-def _walk(
-    annotation: Any, value: object, path: str, errors: Mapping[str, Sequence[str]]
-) -> Iterator[tuple[str, str]]:
+def _walk(annotation: Any, value: object, path: str, errors: Mapping[str, Sequence[str]]) -> Iterator[tuple[str, str]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield from _unknown_fields(annotation, value, path, errors)
         return
