@@ -52,6 +52,7 @@ from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.spec import names
 from headway.spec.analysis import (
     AnalysisPhase,
     AnalysisRun,
@@ -92,6 +93,11 @@ class EnvironmentSecrets:
         self.directory = directory
 
     def __call__(self, namespace: str, name: str, key: str) -> str:
+        # Checked again here, whatever the caller validated: a name or key holding ``..`` or ``/`` would read a
+        # file outside the directory of secrets (the spec refuses them too).
+        problem = names.subdomain_problem(name) or names.key_problem(key)
+        if problem is not None:
+            raise LookupError(f"secret {name!r} key {key!r} is not a valid Secret name and key: {problem}")
         if self.directory is not None:
             path = self.directory / name / key
             if path.is_file():

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import pytest
@@ -818,3 +819,15 @@ async def test_a_judge_that_crashes_is_an_error_measurement_and_records_no_windo
     assert result.measurements[-1].phase is P.ERROR
     assert result.measurements[-1].message == "judging the window failed: FloatingPointError: overflow in the e-process"
     assert ladder.windows(result) == []
+
+
+@pytest.mark.parametrize(("name", "key"), [("..", "token"), ("creds", "../token"), ("creds", "/etc/hostname")])
+def test_the_embedded_secret_resolver_reads_no_file_outside_its_directory(tmp_path: Path, name: str, key: str) -> None:
+    (tmp_path / "secrets" / "creds").mkdir(parents=True)
+    (tmp_path / "secrets" / "creds" / "token").write_text("inside\n")
+    (tmp_path / "token").write_text("outside\n")
+    resolver = EnvironmentSecrets({}, tmp_path / "secrets")
+
+    assert resolver("default", "creds", "token") == "inside"
+    with pytest.raises(LookupError, match="is not a valid Secret name and key"):
+        resolver("default", name, key)
