@@ -140,11 +140,11 @@ _COMPLETED = frozenset(
 
 
 class SecretKeyRef(Model):
-    """A key of a Secret in the run's namespace; read when the run starts, never stored in the run.
+    """A key of a Secret in the run's namespace; read when the run starts, never stored in the run."""
 
-    Name and key are checked as Kubernetes checks them: the embedded mode reads ``<secrets>/<name>/<key>``, and
-    a ``..`` or a ``/`` there would read any file the daemon can (its proxies' admin token) into a metric's URL."""
-
+    # Name and key are checked as Kubernetes checks them: the embedded mode reads ``<secrets>/<name>/<key>``, and a
+    # ``..`` or a ``/`` there would read any file the daemon can (its proxies' admin token) into a metric's URL.
+    # (A comment, not the docstring: the docstring is the CRD's description.)
     name: str
     key: str
 
