@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from headway.core.analysis import is_judge, judge_config
 from headway.core.conditions import lint_conditions
 from headway.engine.admission import Mode, admit_all
 from headway.manifest_files import STDIN, ManifestFileError, load_manifest_text, read_text
@@ -45,9 +46,32 @@ def lint_paths(paths: Iterable[str], mode: str = ALL_MODES) -> tuple[list[Proble
         problems.extend(found for document in loaded for found in document.problems)
     problems.extend(validate(documents))
     problems.extend(lint_conditions(documents))
+    problems.extend(_judge_problems(documents))
     problems.extend(_mode_problems(documents, mode))
     objects = sum(1 for document in documents if document.kind and not document.skipped)
     return _ordered(problems), objects
+
+
+def _judge_problems(documents: Sequence[Document]) -> list[Problem]:
+    """Judge settings the judge cannot use (an unknown key, a bad value): a run of them would be Error at start.
+
+    Settings holding ``{{args.NAME}}`` placeholders are checked once a run fills them in, not here."""
+    problems: list[Problem] = []
+    for document in documents:
+        metrics = getattr(getattr(document.model, "spec", None), "metrics", None)
+        for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+            if not is_judge(metric) or "{{" in str(metric.provider.plugin):
+                continue
+            config = judge_config(metric)
+            if isinstance(config, str):
+                path = f"spec.metrics[{index}]"
+                line = document.lines.get(f"{path}.provider", document.lines.get(path))
+                problems.append(
+                    Problem(
+                        document.file, document.kind, document.name, path, config, document=document.index, line=line
+                    )
+                )
+    return problems
 
 
 def _mode_problems(documents: Sequence[Document], mode: str) -> list[Problem]:

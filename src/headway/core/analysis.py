@@ -19,6 +19,7 @@ Differences from Argo, on purpose:
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -48,6 +49,15 @@ PENDING_POLL_INTERVAL = 5.0
 """Seconds between polls of an in-flight measurement whose provider gave no better time."""
 JUDGE_PLUGIN = "headway.dev/judge"
 """The plugin key that declares a judge metric (an Argo plugin provider, so Argo manifests stay valid)."""
+JUDGE_SETTINGS: Mapping[str, str] = {
+    "alpha": "alpha",
+    "margin": "margin",
+    "toleratedRatio": "tolerated_ratio",
+    "minCanaryRequests": "min_canary_requests",
+}
+"""The judge's settings as a metric writes them (camelCase, like every manifest field) → `judge.JudgeConfig`'s."""
+JUDGE_KEYS = ("source", "badEvents", *JUDGE_SETTINGS)
+"""Every key the judge's plugin block may hold, besides the block of the provider its ``source`` names."""
 JUDGE_DEFAULT_INTERVAL = 60.0
 """Seconds between judge windows when the metric sets no interval."""
 HOLD = "Hold"
@@ -76,6 +86,27 @@ def is_judge(metric: Metric) -> bool:
     """A metric whose measurements are judged by `headway.core.judge` instead of by conditions."""
     plugin = metric.provider.plugin
     return plugin is not None and JUDGE_PLUGIN in plugin
+
+
+def judge_config(metric: Metric) -> judge.JudgeConfig | str:
+    """The `judge.JudgeConfig` of a judge metric's ``provider.plugin["headway.dev/judge"]``, or what is wrong with
+    it, naming the key. A key the judge does not know is refused, never left at its default: a ``tolerated_ratio``
+    written as the Python attribute is spelt, silently ignored, would judge by a laxer ratio than asked for."""
+    where = f"provider.plugin[{JUDGE_PLUGIN!r}]"
+    raw = (metric.provider.plugin or {}).get(JUDGE_PLUGIN) or {}
+    if not isinstance(raw, Mapping):
+        return f"{where} must be a mapping"
+    source = raw.get("source")
+    for key in raw:
+        if key not in JUDGE_KEYS and key != source:
+            close = difflib.get_close_matches(str(key), JUDGE_KEYS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"{where}.{key}: not a judge setting (known: {', '.join(JUDGE_KEYS)}, and the source's block){hint}"
+    settings = {attribute: raw[wire] for wire, attribute in JUDGE_SETTINGS.items() if wire in raw}
+    try:
+        return judge.JudgeConfig(**settings)
+    except (TypeError, ValueError) as error:
+        return f"{where}: {error}"
 
 
 def is_hold(measurement: Measurement) -> bool:
@@ -159,6 +190,9 @@ def validate_run(spec: AnalysisRunSpec) -> str | None:
         problem = _check_limits(limit, metric)
         if problem is not None:
             return f"{where}: {problem}"
+        config = judge_config(metric) if is_judge(metric) else None
+        if isinstance(config, str):
+            return f"{where}.{config}"
         for field, text in (
             ("successCondition", metric.success_condition),
             ("failureCondition", metric.failure_condition),

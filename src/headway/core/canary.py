@@ -370,10 +370,10 @@ def progress(p: Pass) -> None:
         full = max_weight(p)
         target = steps.weight_at(canary.steps, index, full) if ready else steps.previous_weight(canary.steps, index)
         set_weight(p, target)
-    if index >= total:
-        _finish(p, counts, background)
-    elif p.spec.paused:
+    if p.spec.paused:  # held where it is, as blue/green is: a paused rollout is not promoted either
         p.wait("manually paused")
+    elif index >= total:
+        _finish(p, counts, background)
 
 
 def _promotion_confirmed(p: Pass) -> bool:

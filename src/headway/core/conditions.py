@@ -360,8 +360,6 @@ def _normalise(result: object) -> object:
     """The result as CEL should see it: JSON-like, integers as doubles, and not too large to evaluate quickly."""
     if result is None or (isinstance(result, bool | float | str) and not _long(result)):
         return result
-    if isinstance(result, int):
-        return float(result)
     if isinstance(result, list) and len(result) <= MAX_RESULT_ITEMS and all(type(v) is float for v in result):
         return result  # the common Prometheus vector, already in shape
     budget = [MAX_RESULT_ITEMS, MAX_RESULT_CHARS]
@@ -375,7 +373,7 @@ def _normalise(result: object) -> object:
         if value is None or isinstance(value, bool | float):
             return value
         if isinstance(value, int):
-            return float(value)
+            return _as_double(value)
         if isinstance(value, str):
             budget[1] -= len(value)
             if budget[1] < 0:
@@ -391,6 +389,15 @@ def _normalise(result: object) -> object:
         return walk(result, 0)
     except _TooLargeError as error:
         return EvaluationError(str(error))
+
+
+def _as_double(value: int) -> float:
+    """An integer of the result as the double expr and JSON make it; one beyond a double's range (a provider can
+    parse a 400-digit JSON number) is undecidable, not an OverflowError out of `evaluate`."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise _TooLargeError("the result holds an integer too large for a number") from None
 
 
 def _long(value: object) -> bool:

@@ -28,6 +28,10 @@ from headway.spec.analysis import (
 from headway.spec.rollout import AnalysisRunArgument, Rollout, RolloutAnalysis
 
 _PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.\-]+)\s*\}\}")
+MAX_FILLED_CHARS = 4 * 1024 * 1024
+"""Most characters the strings of one metric may hold once its arguments are filled in: four times the largest
+manifest, so a query repeating ``{{args.x}}`` thousands of times over a long value is refused (one 10-byte
+placeholder can stand for a 1 MB value) instead of being built in memory."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +163,29 @@ def merge_args(declared: list[Argument], incoming: Mapping[str, str]) -> list[Ar
     return merged
 
 
-def substitute(value: Any, args: Mapping[str, str]) -> Any:
-    """Replace ``{{args.NAME}}`` in every string of a JSON-like value; unknown names are left as they are."""
-    if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda m: args.get(m.group(1), m.group(0)), value)
-    if isinstance(value, Mapping):
-        return {key: substitute(item, args) for key, item in value.items()}
-    if isinstance(value, list):
-        return [substitute(item, args) for item in value]
-    return value
+def substitute(value: Any, args: Mapping[str, str], limit: int = MAX_FILLED_CHARS) -> Any:
+    """Replace ``{{args.NAME}}`` in every string of a JSON-like value; unknown names are left as they are.
+
+    ValueError when the strings would hold more than ``limit`` characters in all, found before any is built."""
+    left = [limit]
+
+    def fill(text: str) -> str:
+        matches = list(_PLACEHOLDER.finditer(text))
+        left[0] -= len(text) + sum(len(args.get(m.group(1), m.group(0))) - len(m.group(0)) for m in matches)
+        if left[0] < 0:
+            raise ValueError(f"the arguments filled in make more than {limit} characters of text")
+        return _PLACEHOLDER.sub(lambda m: args.get(m.group(1), m.group(0)), text) if matches else text
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return fill(item)
+        if isinstance(item, Mapping):
+            return {key: walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return item
+
+    return walk(value)
 
 
 def placeholders(value: Any) -> set[str]:

@@ -15,14 +15,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from headway.core.analysis import JUDGE_PLUGIN
 from headway.dashboard.model import AnalysisRunView, JudgeEvidence, JudgePoint, MeasurementView
 from headway.spec.analysis import AnalysisRunStatus, Measurement, MetricResult
+from headway.spec.rollout import POD_TEMPLATE_HASH_LABEL
 
 MEASUREMENTS = 120
 """Measurements per run sent to the page (the newest); enough for a chart, small enough to refetch often."""
 JUDGE_KEYS = ("pValue", "ratio", "lower", "upper", "explanation")
-JUDGE_PLUGIN = "headway.dev/judge"
-HASH_LABEL = "rollouts-pod-template-hash"
+HASH_LABEL = POD_TEMPLATE_HASH_LABEL
 """Argo's label naming a revision: on a ReplicaSet, its pods, and an Experiment or run of that revision."""
 
 

@@ -52,6 +52,7 @@ from headway.core.actions import StartAnalysisRun, StartExperiment
 from headway.core.observation import RunState
 from headway.engine.runs import RunStates
 from headway.providers.base import MeasureContext, MetricProvider, ProviderResult
+from headway.spec import names
 from headway.spec.analysis import (
     AnalysisPhase,
     AnalysisRun,
@@ -92,6 +93,11 @@ class EnvironmentSecrets:
         self.directory = directory
 
     def __call__(self, namespace: str, name: str, key: str) -> str:
+        # Checked again here, whatever the caller validated: a name or key holding ``..`` or ``/`` would read a
+        # file outside the directory of secrets (the spec refuses them too).
+        problem = names.subdomain_problem(name) or names.key_problem(key)
+        if problem is not None:
+            raise LookupError(f"secret {name!r} key {key!r} is not a valid Secret name and key: {problem}")
         if self.directory is not None:
             path = self.directory / name / key
             if path.is_file():
@@ -364,7 +370,7 @@ class AnalysisExecutor:
         window = ladder.parse_window(result.value, bad=judge_bad_events(metric))
         if isinstance(window, str):
             return _error(window, now, started), None
-        config = judge_config(metric)
+        config = ladder.judge_config(metric)
         if isinstance(config, str):
             return _error(config, now, started), None
         history = [*ladder.windows(status.result(metric.name)), window]
@@ -471,27 +477,6 @@ def judge_bad_events(metric: Metric) -> str:
     raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN) or {}
     chosen = raw.get("badEvents", "errors") if isinstance(raw, Mapping) else "errors"
     return chosen if isinstance(chosen, str) else repr(chosen)
-
-
-def judge_config(metric: Metric) -> judge.JudgeConfig | str:
-    """The judge's ``JudgeConfig`` from ``provider.plugin["headway.dev/judge"]`` (camelCase keys), or why not."""
-    raw = (metric.provider.plugin or {}).get(ladder.JUDGE_PLUGIN) or {}
-    if not isinstance(raw, Mapping):
-        return f"provider.plugin[{ladder.JUDGE_PLUGIN!r}] must be a mapping"
-    names = {
-        "alpha": "alpha",
-        "margin": "margin",
-        "toleratedRatio": "tolerated_ratio",
-        "minCanaryRequests": "min_canary_requests",
-    }
-    settings: dict[str, Any] = {}
-    for wire, attribute in names.items():
-        if wire in raw:
-            settings[attribute] = raw[wire]
-    try:
-        return judge.JudgeConfig(**settings)
-    except (TypeError, ValueError) as error:
-        return f"provider.plugin[{ladder.JUDGE_PLUGIN!r}]: {error}"
 
 
 def describe_exception(error: BaseException) -> str:

@@ -15,8 +15,9 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
 
+from headway.spec import names
 from headway.spec.base import (
     INT32_MAX,
     Duration,
@@ -141,8 +142,27 @@ _COMPLETED = frozenset(
 class SecretKeyRef(Model):
     """A key of a Secret in the run's namespace; read when the run starts, never stored in the run."""
 
+    # Name and key are checked as Kubernetes checks them: the embedded mode reads ``<secrets>/<name>/<key>``, and a
+    # ``..`` or a ``/`` there would read any file the daemon can (its proxies' admin token) into a metric's URL.
+    # (A comment, not the docstring: the docstring is the CRD's description.)
     name: str
     key: str
+
+    @field_validator("name")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        problem = names.subdomain_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a valid Secret name: {problem}")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        problem = names.key_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a valid Secret key: {problem}")
+        return value
 
 
 class FieldRef(Model):

@@ -157,7 +157,8 @@ def load_text(text: str, file: str = "<input>", limits: Limits | None = None) ->
             if data is None:  # an empty document, e.g. after a trailing ---
                 continue
             lines = _line_index(node)
-            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=duplicates))
+            located = _locate_keys(node, duplicates) if duplicates else ()
+            documents.append(_load(data, file=file, index=index, lines=lines, duplicates=located))
     except _UnreadableError as refused:
         problem = replace(refused.problem, file=file)
         documents.append(Document(file, index + 1, "", "", None, None, (problem,)))
@@ -357,6 +358,14 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
         value: int = super().construct_yaml_int(node)
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        # A YAML 1.1 base-60 float (``1:1:…:1.5``) of a few hundred parts overflows inside PyYAML.
+        try:
+            value: float = super().construct_yaml_float(node)
+        except OverflowError:
+            raise ConstructorError(None, None, "a number too large for a float", node.start_mark) from None
+        return value
+
     def construct_as_text(self, node: yaml.ScalarNode) -> str:
         return str(self.construct_scalar(node))
 
@@ -379,6 +388,7 @@ class _Loader(Composer, CParser, SafeConstructor, Resolver):
 
 for _tag, _constructor in (
     ("tag:yaml.org,2002:int", _Loader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", _Loader.construct_yaml_float),
     ("tag:yaml.org,2002:timestamp", _Loader.construct_as_text),
     ("tag:yaml.org,2002:binary", _Loader.construct_as_text),
     ("tag:yaml.org,2002:set", _Loader.construct_as_mapping),
@@ -443,6 +453,28 @@ def _line_index(node: yaml.Node, path: str = "") -> dict[str, int]:
     return lines
 
 
+def _locate_keys(node: yaml.Node, keys: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(wire path, line) of each (mapping key, line), found in one walk of the document: a file of thousands
+    of duplicate keys must not cost a scan of every line per key."""
+    paths: dict[tuple[str, int], str] = {}
+    pending: list[tuple[yaml.Node, str]] = [(node, "")]
+    while pending:
+        current, path = pending.pop()
+        if isinstance(current, yaml.MappingNode):
+            children: list[tuple[yaml.Node, str]] = []
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                child = f"{path}.{key}" if path else key
+                paths.setdefault((key, key_node.start_mark.line + 1), child)
+                children.append((value_node, child))
+        elif isinstance(current, yaml.SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(current.value)]
+        else:
+            continue
+        pending.extend(reversed(children))  # popped in document order
+    return [(paths.get((key, line), key), line) for key, line in keys]
+
+
 def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int | None]:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or exc.context or "could not parse"
@@ -483,8 +515,7 @@ def _load(
     api_version = data.get("apiVersion")
     kind_text = kind if isinstance(kind, str) else ""
     found_problems: list[Problem] = [
-        problem(_path_at(lines, key, line), "duplicate key (only the last value is used)", kind=kind_text)
-        for key, line in duplicates
+        problem(path, "duplicate key (only the last value is used)", kind=kind_text) for path, _ in duplicates
     ]
 
     header = _check_header(api_version, kind)
@@ -510,7 +541,7 @@ def _load(
     found_problems.extend(problem(path, message, kind=kind_text) for path, message in errors)
     found_problems.extend(
         problem(path, message, Severity.WARNING, kind=kind_text)
-        for path, message in _unknown_fields(cls, data, "", errors)
+        for path, message in _unknown_fields(cls, data, "", _by_path(errors))
     )
     # Reading order: the user fixes a file top to bottom.
     found_problems.sort(key=lambda found: found.line or 0)
@@ -538,14 +569,6 @@ def _check_header(api_version: object, kind: object) -> list[tuple[str, str]] | 
     elif not ours:
         found.append(("kind", f"{show(kind)} is not a known kind (known: {known})"))
     return found
-
-
-def _path_at(lines: Mapping[str, int], key: str, line: int) -> str:
-    """The wire path of the mapping key `key` written on `line` (for duplicate keys)."""
-    for path, at in lines.items():
-        if at == line and (path == key or path.endswith(f".{key}")):
-            return path
-    return key  # pragma: no cover - every key of the document is in the index
 
 
 def _line_of(lines: Mapping[str, int], path: str) -> int | None:
@@ -646,7 +669,7 @@ def _describe(value: object) -> str:
 
 
 def _unknown_fields(
-    cls: type[BaseModel], data: object, path: str, errors: Sequence[tuple[str, str]]
+    cls: type[BaseModel], data: object, path: str, errors: Mapping[str, Sequence[str]]
 ) -> Iterator[tuple[str, str]]:
     """(path, message) for every key of `data` that `cls` (or a nested model) does not declare.
 
@@ -666,7 +689,7 @@ def _unknown_fields(
             yield from _walk(model, value, child, errors)
 
 
-def _walk(annotation: Any, value: object, path: str, errors: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+def _walk(annotation: Any, value: object, path: str, errors: Mapping[str, Sequence[str]]) -> Iterator[tuple[str, str]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield from _unknown_fields(annotation, value, path, errors)
         return
@@ -699,9 +722,18 @@ def _models_in(annotation: Any, value: object) -> list[Any]:
     return []
 
 
-def _already_reported(path: str, key: object, errors: Sequence[tuple[str, str]]) -> bool:
+def _by_path(errors: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The error messages at each path, so that every unknown key looks up its own mapping's errors instead of
+    scanning all of them (thousands of bad steps, each with an unknown key, were quadratic)."""
+    found: dict[str, list[str]] = {}
+    for path, message in errors:
+        found.setdefault(path, []).append(message)
+    return found
+
+
+def _already_reported(path: str, key: object, errors: Mapping[str, Sequence[str]]) -> bool:
     """Whether an error at the enclosing mapping already names this key (e.g. an unknown metric provider)."""
-    return any(error_path == path and repr(key) in message for error_path, message in errors)
+    return any(repr(key) in message for message in errors.get(path, ()))
 
 
 def _unknown_message(key: str, fields: Mapping[str, object]) -> str:

@@ -20,6 +20,7 @@ LABEL_MAX = 63
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL_RE = re.compile(_LABEL)
 _SUBDOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
 # Matched with fullmatch: ``$`` would also match before a final newline, letting ``"web\n"`` through.
 
 SUBDOMAIN_RULE = (
@@ -50,6 +51,19 @@ def subdomain_problem(value: str) -> str | None:
 def label_problem(value: str) -> str | None:
     """Why ``value`` is not a DNS-1123 label (a namespace), or None when it is one."""
     return _problem(value, LABEL_MAX, _LABEL_RE, LABEL_RULE)
+
+
+KEY_RULE = "at most 253 characters, letters, digits, '-', '_' and '.', and neither '.' nor starting with '..'"
+
+
+def key_problem(value: str) -> str | None:
+    """Why ``value`` is not a Secret (or ConfigMap) data key as Kubernetes checks it (``IsConfigMapKey``), or None.
+
+    Such a key never holds a ``/`` nor is ``..``: it names a file in a directory of secrets safely."""
+    problem = _problem(value, SUBDOMAIN_MAX, _KEY_RE, KEY_RULE)
+    if problem is None and (value == "." or value.startswith("..")):
+        return "it must be " + KEY_RULE
+    return problem
 
 
 def _problem(value: str, longest: int, pattern: re.Pattern[str], rule: str) -> str | None:

@@ -148,9 +148,11 @@ def test_the_examples_and_argo_manifests_pass() -> None:
     status, out, _ = run("lint", str(ROOT / "examples"))
     assert status == 0 and _mode_warnings_only(out), out
     for path in sorted((ROOT / "tests" / "data" / "argo").glob("*.yaml")):
-        if path.name == "docs-analysis-run-multiple-templates.yaml":  # a placeholder name Kubernetes refuses
-            continue
         status, out, _ = run("lint", str(path))
+        if path.name == "docs-analysis-run-multiple-templates.yaml":  # a placeholder name Kubernetes refuses
+            assert status == 1 and out.count("\n") == 1, out
+            assert ": AnalysisRun/guestbook-CurrentPodHash-multiple-templates: metadata.name: " in out
+            continue
         assert status == 0 and _mode_warnings_only(out), (path.name, out)
 
 
@@ -206,3 +208,23 @@ def test_what_a_mode_lacks_is_a_warning_by_default_and_an_error_for_that_mode(wo
     assert embedded[0] == 1 and embedded[1].startswith(line) and embedded[2] == "1 object: 1 error, 0 warnings\n"
     assert kubernetes == (0, "", "1 object: 0 errors, 0 warnings\n")
     assert run("lint", "--mode", "cloud", "a.yaml")[0] == 2  # a usage error, naming the choices
+
+
+def test_a_judge_setting_the_judge_does_not_know_is_an_error_with_its_line(workdir: Path) -> None:
+    """A snake_case setting used to pass lint and then be ignored by the judge, which ran on its default."""
+    (workdir / "t.yaml").write_text(
+        "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: judge}\nspec:\n"
+        "  args: [{name: alpha}]\n  metrics:\n"
+        "  - name: errors\n    interval: 10s\n    provider:\n      plugin:\n        headway.dev/judge:\n"
+        "          source: prometheus\n          prometheus: {address: 'http://p:9090', query: up}\n"
+        "          tolerated_ratio: 1.1\n"
+        "  - name: placeholders\n    interval: 10s\n    provider:\n      plugin:\n"
+        "        headway.dev/judge: {source: prometheus, alpha: '{{args.alpha}}'}\n"
+    )
+    code, out, _ = run("lint", "--json", "t.yaml")
+    assert code == 1
+    [problem] = [p for p in json.loads(out)["problems"] if p["severity"] == "error"]
+    assert problem["path"] == "spec.metrics[0]" and problem["line"] == 9
+    assert problem["message"].startswith(
+        "provider.plugin['headway.dev/judge'].tolerated_ratio: not a judge setting"
+    ) and problem["message"].endswith("did you mean 'toleratedRatio'?")

@@ -143,3 +143,50 @@ def test_windows_are_read_from_counts_or_proxy_counters(value: object, bad: str,
         assert isinstance(parsed, str) and expected in parsed
     else:
         assert parsed == expected
+
+
+def with_judge(config: object) -> Metric:
+    return Metric.model_validate({"name": "errors", "provider": {"plugin": {analysis.JUDGE_PLUGIN: config}}})
+
+
+def test_the_judge_config_is_read_from_its_camel_case_settings_beside_the_source_block() -> None:
+    config = {
+        "source": "proxy",
+        "proxy": {"window": "60s"},
+        "badEvents": "slow",
+        "alpha": 0.05,
+        "margin": 1.2,
+        "toleratedRatio": 1.1,
+        "minCanaryRequests": 50,
+    }
+    assert analysis.judge_config(with_judge(config)) == judge.JudgeConfig(
+        alpha=0.05, margin=1.2, tolerated_ratio=1.1, min_canary_requests=50
+    )
+    assert analysis.validate_run(AnalysisRunSpec(metrics=[with_judge(config)])) is None
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        pytest.param(
+            {"tolerated_ratio": 1.1},
+            "metrics[0].provider.plugin['headway.dev/judge'].tolerated_ratio: not a judge setting (known: source, "
+            "badEvents, alpha, margin, toleratedRatio, minCanaryRequests, and the source's block); "
+            "did you mean 'toleratedRatio'?",
+            id="snake-case",
+        ),
+        pytest.param(
+            {"source": "proxy", "prometheus": {}},
+            "metrics[0].provider.plugin['headway.dev/judge'].prometheus: not a judge setting",
+            id="another-provider's-block",
+        ),
+        pytest.param(
+            {"alpha": 2}, "metrics[0].provider.plugin['headway.dev/judge']: JudgeConfig.alpha", id="bad-value"
+        ),
+        pytest.param([1], "metrics[0].provider.plugin['headway.dev/judge'] must be a mapping", id="not-a-mapping"),
+    ],
+)
+def test_a_judge_config_the_judge_cannot_use_makes_the_run_invalid_naming_the_key(config: object, problem: str) -> None:
+    """A misspelt setting used to be ignored: the judge then ran on its default, laxer than what was asked."""
+    found = analysis.validate_run(AnalysisRunSpec(metrics=[with_judge(config)]))
+    assert found is not None and found.startswith(problem), found

@@ -88,6 +88,9 @@ def test_the_compatibility_layer_rewrites_tokens_not_strings_or_fields() -> None
         pytest.param("asFloat(result) > 1", "abc", "could not convert", id="asfloat-bad-string"),
         pytest.param("result > 1", list(range(20_000)), "more than 2000 values", id="result-too-many-values"),
         pytest.param("size(result) > 1", "x" * 70_000, "characters of text", id="result-too-long"),
+        pytest.param("result > 1", 10**400, "integer too large", id="result-int-beyond-a-double"),
+        pytest.param("result[0] > 1", [10**400], "integer too large", id="result-vector-int-beyond-a-double"),
+        pytest.param("result.a > 1", {"a": 10**5000}, "integer too large", id="result-field-int-beyond-a-double"),
     ],
 )
 def test_an_undecidable_condition_is_an_evaluation_error(text: str, result: object, message: str) -> None:

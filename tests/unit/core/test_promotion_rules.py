@@ -310,3 +310,18 @@ def test_blue_green_calls_the_new_revision_stable_only_on_a_successful_post_prom
     assert w.status.abort is phase.failed
     if phase != P.SUCCESSFUL:
         assert w.status.stable_rs == old
+
+
+def test_pausing_a_rollout_held_at_promotion_by_its_background_run_does_not_promote_it() -> None:
+    """`_background` is not consulted while paused: promoting then went over a run in an error streak."""
+    streak = "metric 'rate': its last measurement errored: the provider failed"
+    w = play(world(background_script=[(10_000, P.RUNNING, streak)]), limit=400)
+    assert w.status.stable_rs != w.new_hash and streak in w.status.message  # held at promotion by the run
+    w.rollout = w.rollout.model_copy(update={"spec": w.rollout.spec.model_copy(update={"paused": True})})
+
+    for _ in range(5):
+        w.step()
+        w.now += timedelta(seconds=5)
+
+    assert promoted_at(w) is None
+    assert w.status.phase == Phase.PAUSED and w.status.message == "manually paused"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from headway.core.templates import TemplateError, field_path, resolve_analysis, substitute
-from headway.spec.analysis import AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate
+from headway.core.templates import TemplateError, field_path, resolve_analysis, resolve_metric, substitute
+from headway.spec.analysis import AnalysisRunSpec, AnalysisTemplate, ClusterAnalysisTemplate, Metric
 from headway.spec.rollout import Rollout, RolloutAnalysis
 from tests.scenarios.harness import canary
 
@@ -254,3 +254,19 @@ def test_substitution_reaches_nested_strings_and_keeps_unknown_placeholders() ->
     value = {"a": ["{{args.x}}-{{ args.y }}", 3], "b": "{{args.z}}"}
 
     assert substitute(value, {"x": "1", "y": "2"}) == {"a": ["1-2", 3], "b": "{{args.z}}"}
+
+
+def test_arguments_that_would_fill_a_metric_beyond_the_limit_are_an_error_not_built() -> None:
+    """One 10-byte placeholder stands for a whole value: repeated, it multiplied a manifest's size in memory
+    (50,000 of them over a 400 KB value: 20 GB). Here 5,000 over 1 KB: 5 MB, past the 4 MB limit."""
+    metric = Metric.model_validate(
+        {"name": "q", "provider": {"prometheus": {"address": "http://p", "query": "{{args.x}}" * 5_000}}}
+    )
+    refused = resolve_metric(metric, {"x": "a" * 1_000})
+    assert refused == TemplateError(
+        "metrics.q",
+        "invalid once arguments are filled in: the arguments filled in make more than 4194304 characters of text",
+    )
+    filled = resolve_metric(metric, {"x": "a" * 100})
+    assert isinstance(filled, Metric) and filled.provider.prometheus is not None
+    assert filled.provider.prometheus.query == "a" * 500_000

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import pytest
@@ -471,10 +472,13 @@ async def test_a_judge_with_a_count_that_never_decides_is_inconclusive() -> None
 
 @needs_judge
 @pytest.mark.asyncio
-async def test_a_bad_window_or_judge_config_is_an_error_measurement() -> None:
+async def test_a_bad_judge_window_is_an_error_measurement_and_a_bad_judge_config_errors_the_run_at_start() -> None:
+    # A bad config is now refused when the run starts (`ladder.validate_run`), naming the key, instead of being an
+    # Error measurement at every window until consecutiveErrorLimit.
     bad_window = judge_executor(values({"canaryRequests": 1}))
     bad_config = judge_executor(windows(0.01, 0.01), alpha=2)
-    for executor in (bad_window, bad_config):
+    misspelt = judge_executor(windows(0.01, 0.01), tolerated_ratio=1.1)
+    for executor in (bad_window, bad_config, misspelt):
         start(executor, "judge", args=[])
         await executor.tick(EPOCH)
 
@@ -482,7 +486,14 @@ async def test_a_bad_window_or_judge_config_is_an_error_measurement() -> None:
         judge_result(bad_window).measurements[-1].message
         == "judge window field canaryBad must be a count >= 0; got None"
     )
-    assert "alpha" in judge_result(bad_config).measurements[-1].message
+    for executor, expected in (
+        (bad_config, "provider.plugin['headway.dev/judge']: JudgeConfig.alpha"),
+        (misspelt, "provider.plugin['headway.dev/judge'].tolerated_ratio: not a judge setting"),
+    ):
+        state = executor.observe(ROLLOUT)[0]["web-1"]
+        assert state.phase is RunPhase.ERROR
+        assert state.message.startswith(f"Analysis spec invalid: metrics[0].{expected}"), state.message
+    assert "did you mean 'toleratedRatio'?" in misspelt.observe(ROLLOUT)[0]["web-1"].message
 
 
 @needs_judge
@@ -808,3 +819,15 @@ async def test_a_judge_that_crashes_is_an_error_measurement_and_records_no_windo
     assert result.measurements[-1].phase is P.ERROR
     assert result.measurements[-1].message == "judging the window failed: FloatingPointError: overflow in the e-process"
     assert ladder.windows(result) == []
+
+
+@pytest.mark.parametrize(("name", "key"), [("..", "token"), ("creds", "../token"), ("creds", "/etc/hostname")])
+def test_the_embedded_secret_resolver_reads_no_file_outside_its_directory(tmp_path: Path, name: str, key: str) -> None:
+    (tmp_path / "secrets" / "creds").mkdir(parents=True)
+    (tmp_path / "secrets" / "creds" / "token").write_text("inside\n")
+    (tmp_path / "token").write_text("outside\n")
+    resolver = EnvironmentSecrets({}, tmp_path / "secrets")
+
+    assert resolver("default", "creds", "token") == "inside"
+    with pytest.raises(LookupError, match="is not a valid Secret name and key"):
+        resolver("default", name, key)

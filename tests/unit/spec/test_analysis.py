@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -201,3 +202,21 @@ def test_an_analysis_run_with_status_round_trips() -> None:
     assert result.measurements[1].phase is AnalysisPhase.ERROR
     assert run.status.result("other") is None
     assert parse(run.wire()) == run
+
+
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        ({"name": "..", "key": "token"}, "'..' is not a valid Secret name"),
+        ({"name": "a/b", "key": "token"}, "'a/b' is not a valid Secret name"),
+        ({"name": "creds", "key": "../proxies/admin.token"}, "'../proxies/admin.token' is not a valid Secret key"),
+        ({"name": "creds", "key": "/etc/passwd"}, "'/etc/passwd' is not a valid Secret key"),
+        ({"name": "creds", "key": ".."}, "'..' is not a valid Secret key"),
+        ({"name": "creds", "key": "..data"}, "'..data' is not a valid Secret key"),
+    ],
+)
+def test_a_secret_ref_that_could_name_a_file_outside_the_secrets_is_refused(ref: dict[str, str], problem: str) -> None:
+    """The embedded mode reads ``<secrets>/<name>/<key>``: ``..`` or ``/`` there read any file into a metric."""
+    assert Argument.model_validate({"name": "a", "valueFrom": {"secretKeyRef": {"name": "ok", "key": "ok.key-1_A"}}})
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        Argument.model_validate({"name": "a", "valueFrom": {"secretKeyRef": ref}})
