@@ -22,6 +22,7 @@ cookie, so this is a second lock, not the only one.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import urllib.parse
@@ -112,3 +113,11 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _refuse(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=json.dumps({"error": message}), content_type="application/json")
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``: compared in constant time, as bytes (aiohttp
+    decodes header bytes that are not UTF-8 as surrogates: encoded back as sent, a wrong token, never a 500)."""
+    scheme, _, given = header.partition(" ")
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and bool(token) and hmac.compare_digest(presented, token.encode())

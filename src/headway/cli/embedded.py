@@ -36,6 +36,7 @@ from rich.live import Live
 
 from headway.cli import kube, views
 from headway.dashboard.model import RolloutView
+from headway.loopback import DIRECT
 from headway.manifest_files import ManifestFileError, load_manifest_text, read_bytes
 from headway.private_files import append_private, private_dir
 from headway.runtimes.embedded.state_files import ENDPOINT_FILE, GIT_CONFIG_FILE, GIT_STATE_FILE, TOKEN_FILE
@@ -79,7 +80,7 @@ class Api:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only: our own endpoint, or a URL checked at load
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only: our own endpoint, or a URL checked at load
+            with DIRECT.open(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             raise click.ClickException(_api_error(error)) from None
@@ -141,7 +142,7 @@ def _running(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2.0) as response:  # noqa: S310 - http(s) only: our own endpoint, or a URL checked at load
+        with DIRECT.open(url + "/healthz", timeout=2.0) as response:
             health = json.loads(response.read())
     except (OSError, ValueError):
         return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import json
 import secrets
@@ -38,7 +37,7 @@ from headway.dashboard.model import (
     SourceUnavailableError,
 )
 from headway.dashboard.source import RolloutSource
-from headway.http_guard import host_guard
+from headway.http_guard import bearer_matches, host_guard
 from headway.spec import names
 
 SOURCE: web.AppKey[RolloutSource] = web.AppKey("headway_dashboard_source", RolloutSource)
@@ -105,16 +104,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, str(invalid))
 
 
-def _presented_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
 def _token_ok(request: web.Request) -> bool:
     expected = request.app[TOKEN]
-    presented = _presented_token(request)
-    return expected is not None and presented is not None and hmac.compare_digest(presented, expected)
+    return expected is not None and bearer_matches(request.headers.get("Authorization", ""), expected)
 
 
 def _loopback(request: web.Request) -> bool:

@@ -30,14 +30,12 @@ from urllib.parse import quote
 from headway.core.dataplane import ExpectedRouting
 from headway.core.errors import PermanentError, TemporaryError
 from headway.core.observation import RouterState
+from headway.loopback import DIRECT
 from headway.routers import proxy_readback
 from headway.spec.rollout import HeaderRoutingMatch, Rollout, RouteMatch
 
 RETRY_DELAY = 2.0
 """Seconds before retrying when the proxy did not answer (it restarts in well under that)."""
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""urllib without the environment's ``http_proxy``: an admin API on loopback is reached directly, and its token
-never goes to an HTTP proxy (plain ``urlopen`` sends even ``127.0.0.1`` requests there unless ``no_proxy`` says)."""
 
 
 class ProxyAdmin(Protocol):
@@ -161,7 +159,7 @@ class ProxyRouter:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method, headers=self._headers)  # noqa: S310 - http(s) only: our own endpoint, or a URL checked at load
         try:
-            with _DIRECT.open(request, timeout=self.timeout) as response:
+            with DIRECT.open(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as error:
             message = _error_message(error)

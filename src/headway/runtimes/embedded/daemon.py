@@ -30,7 +30,6 @@ token, 404 unknown rollout, 409 not applicable now); a handler never answers wit
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -44,7 +43,7 @@ from aiohttp import web
 
 from headway.core.hashing import pod_template_hash
 from headway.dashboard.model import observed_phase
-from headway.http_guard import host_guard
+from headway.http_guard import bearer_matches, host_guard
 from headway.runtimes.embedded.gitsync import COMMIT_ANNOTATION as GIT_COMMIT_ANNOTATION
 from headway.runtimes.embedded.runner import CommandError, Runner
 from headway.runtimes.embedded.state_files import DASHBOARD, READ_ONLY_DASHBOARD, TOKEN_FILE
@@ -163,11 +162,7 @@ class Daemon:
             return _error(500, f"internal error: {type(error).__name__}: {error}")
 
     def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        # aiohttp decodes header bytes that are not UTF-8 as surrogates: encoded back as sent, never a 500
-        given = token.encode("utf-8", "surrogateescape")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given, self.token.encode())
+        return bearer_matches(request.headers.get("Authorization", ""), self.token)
 
     # --- handlers --------------------------------------------------------------------------------------------
 

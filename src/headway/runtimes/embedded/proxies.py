@@ -28,6 +28,7 @@ from typing import Any
 
 from headway.core.errors import PermanentError, TemporaryError
 from headway.engine import modes
+from headway.loopback import DIRECT
 from headway.platforms.local_process import start_ticks
 from headway.private_files import append_private, private_dir, write_private_atomically
 from headway.spec.rollout import Rollout, rollout_key
@@ -44,9 +45,6 @@ PROXY_START_SECONDS = 15.0
 PROXY_TOKEN_FILE = "admin.token"  # noqa: S105 - a name, not a secret
 """In ``<state_dir>/proxies/``: the token every proxy of this instance requires on its admin API (mode 0600)."""
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""urllib without the environment's ``http_proxy``: the proxies' admin APIs are on loopback, and their token must
-never go to an HTTP proxy (plain ``urlopen`` sends even ``127.0.0.1`` requests there unless ``no_proxy`` says)."""
 
 # --- proxies -------------------------------------------------------------------------------------------------
 
@@ -377,5 +375,5 @@ def _request(method: str, url: str, token: str, body: object = None, timeout: fl
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only: our own endpoint, or a URL checked at load
-    with _DIRECT.open(request, timeout=timeout) as response:
+    with DIRECT.open(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import hmac
 import ipaddress
 import json
 import logging
@@ -52,7 +51,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from yarl import URL
 
-from headway.http_guard import host_guard
+from headway.http_guard import bearer_matches, host_guard
 from headway.runtimes.embedded.proxy_balancing import BackendSlot, RoutingTable
 from headway.runtimes.embedded.proxy_counters import Counters, CountersCollector
 from headway.runtimes.embedded.proxy_fast import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, FastDataPlane
@@ -249,9 +248,7 @@ class Proxy:
         """Every endpoint but liveness needs the token; checked before a handler reads or changes anything."""
         if request.path == "/healthz" and request.method in ("GET", "HEAD"):
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        wanted = self.token.encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(errors="replace"), wanted):
+        if not bearer_matches(request.headers.get("Authorization", ""), self.token):
             return web.json_response(
                 {"error": f"{request.path}: missing or wrong token (Authorization: Bearer <the instance's token>)"},
                 status=401,

@@ -8,6 +8,7 @@ admin API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from headway.dashboard.app import create_app
 from headway.dashboard.sim_source import SimSource, demo_rollouts
-from headway.http_guard import host_part
+from headway.http_guard import bearer_matches, host_part
 from headway.runtimes.embedded.daemon import Daemon
 from headway.runtimes.embedded.dashboard_source import RunnerSource
 from headway.runtimes.embedded.proxy import Proxy
@@ -163,3 +164,37 @@ async def test_a_proxy_admin_api_takes_no_orders_from_a_foreign_host() -> None:
 )
 def test_the_host_part_of_a_host_header(header: str, host: str) -> None:
     assert host_part(header) == host
+
+
+@pytest.mark.asyncio
+async def test_a_dashboard_token_that_is_not_ascii_is_refused_like_a_wrong_one_not_a_500(
+    dashboard: Callable[..., Awaitable[str]],
+) -> None:
+    base = await dashboard(token=TOKEN)
+    host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api/rollouts/default/web/promote HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \xc3\xa9\xff\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+@pytest.mark.parametrize(
+    ("header", "token", "matches"),
+    [
+        ("Bearer s3cret", "s3cret", True),
+        ("bearer  s3cret ", "s3cret", True),
+        ("Bearer s3cre", "s3cret", False),
+        ("Basic s3cret", "s3cret", False),
+        ("Bearer \udcff\udcfe", "s3cret", False),  # bytes that were not UTF-8, as aiohttp hands them over
+        ("Bearer é", "s3cret", False),
+        ("Bearer ", "", False),  # an empty token is no token
+        ("", "s3cret", False),
+    ],
+)
+def test_a_bearer_header_matches_only_its_token(header: str, token: str, matches: bool) -> None:
+    assert bearer_matches(header, token) is matches
